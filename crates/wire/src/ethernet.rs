@@ -93,7 +93,10 @@ impl From<EtherType> for u16 {
 impl EtherType {
     /// True for the TPIDs vxspan treats as a VLAN tag (CONFIG.md section 1).
     pub fn is_vlan_tpid(self) -> bool {
-        matches!(self, EtherType::Vlan | EtherType::QinQ | EtherType::Vlan9100)
+        matches!(
+            self,
+            EtherType::Vlan | EtherType::QinQ | EtherType::Vlan9100
+        )
     }
 }
 

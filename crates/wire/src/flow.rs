@@ -5,8 +5,8 @@
 //! same key whether or not it carries the transport header. Frames that are not IP are keyed on
 //! their MAC addresses and EtherType.
 
-use crate::etherparse::{LaxIpSlice, LaxIpPayloadSlice};
 use crate::ethernet::EtherType;
+use crate::etherparse::{LaxIpPayloadSlice, LaxIpSlice};
 use crate::vlan::L2Info;
 
 /// A flow key. Addresses are 16 bytes; IPv4 and MAC addresses are stored left-aligned.

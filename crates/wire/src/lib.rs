@@ -18,8 +18,8 @@ pub mod ethernet;
 pub mod flow;
 pub mod vlan;
 
-pub use etherparse;
 pub use ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
+pub use etherparse;
 pub use flow::FlowKey;
 pub use vlan::{L2Info, VlanTag};
 

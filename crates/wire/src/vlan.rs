@@ -202,7 +202,11 @@ mod tests {
             assert_eq!(l2.outer_vid(), 100);
             assert_eq!(l2.l3_offset, 22);
         }
-        let l2 = L2Info::parse(&frame(&[(0x88a8, 1), (0x9100, 2), (0x8100, 3)], 0x0806, &[]));
+        let l2 = L2Info::parse(&frame(
+            &[(0x88a8, 1), (0x9100, 2), (0x8100, 3)],
+            0x0806,
+            &[],
+        ));
         assert_eq!(l2.unwrap().n_tags, 3);
     }
 
@@ -241,7 +245,12 @@ mod tests {
     fn push_pop_set() {
         let plain = frame(&[], 0x0800, &[9, 9]);
         let mut pushed = Vec::new();
-        push_tag(&plain, VlanTag::new(EtherType::Vlan, 0, false, 100), &mut pushed).unwrap();
+        push_tag(
+            &plain,
+            VlanTag::new(EtherType::Vlan, 0, false, 100),
+            &mut pushed,
+        )
+        .unwrap();
         assert_eq!(pushed, frame(&[(0x8100, 100)], 0x0800, &[9, 9]));
 
         let mut popped = Vec::new();

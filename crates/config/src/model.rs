@@ -1,0 +1,749 @@
+//! The validated configuration, and the checks that produce it.
+
+use crate::path::KeyPath;
+use crate::raw::{RawConfig, RawOutput, RawRule};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// Which schema the file used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Form {
+    /// Only `interfaces.*.redirect_map` (and `xdp_mode`): VxSPAN's format.
+    Vxspan,
+    /// Anything using `inputs`, `outputs` or `rules`.
+    Native,
+}
+
+/// XDP attach mode (`xdp_mode`: VxSPAN's `SKB` / `DRV` / `HW`, or `generic` / `native` / `offload`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    Generic,
+    Native,
+    Offload,
+}
+
+/// A set of VLAN selectors: untagged (incl. priority-tagged) and VIDs 1 to 4094.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VlanSet {
+    untagged: bool,
+    vids: [u64; 64],
+}
+
+impl VlanSet {
+    pub const fn empty() -> Self {
+        VlanSet {
+            untagged: false,
+            vids: [0; 64],
+        }
+    }
+
+    pub fn all() -> Self {
+        let mut s = VlanSet::empty();
+        s.untagged = true;
+        for v in 1..=4094 {
+            s.insert(v);
+        }
+        s
+    }
+
+    /// Adds a selector: 0 is untagged, 1 to 4094 a VID. Other values are ignored.
+    pub fn insert(&mut self, vid: u16) {
+        match vid {
+            0 => self.untagged = true,
+            1..=4094 => self.vids[usize::from(vid / 64)] |= 1 << (vid % 64),
+            _ => {}
+        }
+    }
+
+    pub fn remove(&mut self, vid: u16) {
+        match vid {
+            0 => self.untagged = false,
+            1..=4094 => self.vids[usize::from(vid / 64)] &= !(1 << (vid % 64)),
+            _ => {}
+        }
+    }
+
+    /// Whether a frame whose outer VID is `vid` (0 = untagged) is selected.
+    #[inline]
+    pub fn contains(&self, vid: u16) -> bool {
+        if vid == 0 {
+            self.untagged
+        } else if vid < 4095 {
+            self.vids[usize::from(vid / 64)] & (1 << (vid % 64)) != 0
+        } else {
+            false
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.untagged && self.vids.iter().all(|w| *w == 0)
+    }
+
+    pub fn is_all(&self) -> bool {
+        *self == VlanSet::all()
+    }
+
+    /// Compact text: `none`, `any`, `10`, `20-29`, comma separated.
+    pub fn describe(&self) -> String {
+        if self.is_all() {
+            return "any".into();
+        }
+        let mut parts = Vec::new();
+        if self.untagged {
+            parts.push("none".to_string());
+        }
+        let mut v = 1u16;
+        while v <= 4094 {
+            if self.contains(v) {
+                let start = v;
+                while v < 4094 && self.contains(v + 1) {
+                    v += 1;
+                }
+                parts.push(if start == v {
+                    v.to_string()
+                } else {
+                    format!("{start}-{v}")
+                });
+            }
+            v += 1;
+        }
+        if parts.is_empty() {
+            "(nothing)".into()
+        } else {
+            parts.join(",")
+        }
+    }
+}
+
+impl core::fmt::Debug for VlanSet {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "VlanSet({})", self.describe())
+    }
+}
+
+/// What an output does to the outer VLAN tag (RSPAN).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VlanAction {
+    /// Push a new outer 802.1Q tag with this VID.
+    Push(u16),
+    /// Remove the outer tag, if any.
+    Pop,
+    /// Rewrite the outer tag's VID (pushing a tag on untagged frames).
+    Set(u16),
+}
+
+/// How `sample = N` picks its 1 in N.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SampleMode {
+    /// Every N-th frame the rule matches (per rule, per worker).
+    Counter,
+    /// Whole flows: a frame is kept when its symmetric flow hash falls in 1/N of the hash space.
+    Flow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    pub one_in: u32,
+    pub mode: SampleMode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    pub name: String,
+    pub interface: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub name: String,
+    pub interface: String,
+    pub vlan: Option<VlanAction>,
+    pub truncate: Option<u32>,
+    /// Largest layer 3 payload sent; larger frames are dropped as `mtu_exceeded`. Live ports
+    /// default to the interface's MTU; offline outputs have no limit unless this is set.
+    pub mtu: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub name: String,
+    /// Where the rule was written, for error messages (`rules[2]`, `interfaces.eth1.redirect_map."10"`).
+    pub path: String,
+    /// Indices into [`Config::inputs`].
+    pub from: Vec<usize>,
+    pub vlans: VlanSet,
+    pub filter: Option<String>,
+    /// Indices into [`Config::outputs`].
+    pub to: Vec<usize>,
+    pub sample: Option<Sample>,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub form: Form,
+    pub xdp_mode: Option<XdpMode>,
+    pub inputs: Vec<Input>,
+    pub outputs: Vec<Output>,
+    pub rules: Vec<Rule>,
+}
+
+impl Config {
+    pub fn input_by_name(&self, name: &str) -> Option<usize> {
+        self.inputs.iter().position(|i| i.name == name)
+    }
+
+    pub fn output_by_name(&self, name: &str) -> Option<usize> {
+        self.outputs.iter().position(|o| o.name == name)
+    }
+}
+
+/// The most outputs one instance may have (the engine keeps destination sets as bitmaps).
+pub const MAX_OUTPUTS: usize = 256;
+
+type VResult<T> = Result<T, (KeyPath, String)>;
+
+fn err<T>(path: KeyPath, msg: impl Into<String>) -> VResult<T> {
+    Err((path, msg.into()))
+}
+
+/// Linux interface names: 1 to 15 bytes (IFNAMSIZ - 1), no '/', ':' or white space, not "." or "..".
+fn check_ifname(path: &KeyPath, name: &str) -> VResult<()> {
+    if name.is_empty() {
+        return err(path.clone(), "empty interface name");
+    }
+    if name.len() > 15 {
+        return err(
+            path.clone(),
+            format!("interface name {name:?} is longer than 15 bytes (the Linux limit)"),
+        );
+    }
+    if name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return err(
+            path.clone(),
+            format!("{name:?} is not a valid interface name"),
+        );
+    }
+    Ok(())
+}
+
+/// Port and rule names: letters, digits, `_`, `-`, `.`, `/`, 1 to 64 characters.
+fn check_name(path: &KeyPath, what: &str, name: &str) -> VResult<()> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./".contains(c))
+    {
+        return err(
+            path.clone(),
+            format!("{what} name {name:?} must be 1 to 64 letters, digits, '_', '-', '.' or '/'"),
+        );
+    }
+    Ok(())
+}
+
+/// A canonical decimal: digits only, no sign, no leading zero (except "0" itself), no spaces.
+fn parse_decimal(s: &str) -> Option<u32> {
+    if s.is_empty()
+        || s.len() > 9
+        || !s.bytes().all(|b| b.is_ascii_digit())
+        || (s.len() > 1 && s.starts_with('0'))
+    {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// A VxSPAN `redirect_map` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VxSelector {
+    Untagged,
+    Vid(u16),
+    Any,
+}
+
+fn parse_vx_selector(key: &str) -> Option<VxSelector> {
+    match key {
+        "none" | "0" => Some(VxSelector::Untagged),
+        "any" | "4095" => Some(VxSelector::Any),
+        _ => match parse_decimal(key)? {
+            v @ 1..=4094 => Some(VxSelector::Vid(v as u16)),
+            _ => None,
+        },
+    }
+}
+
+fn parse_xdp_mode(path: &KeyPath, s: &str) -> VResult<XdpMode> {
+    match s {
+        "SKB" | "generic" => Ok(XdpMode::Generic),
+        "DRV" | "native" => Ok(XdpMode::Native),
+        "HW" | "offload" => Ok(XdpMode::Offload),
+        _ => err(
+            path.clone(),
+            format!("unknown XDP mode {s:?} (expected \"SKB\", \"DRV\", \"HW\", \"generic\", \"native\" or \"offload\")"),
+        ),
+    }
+}
+
+fn as_u64(
+    path: &KeyPath,
+    v: &Value,
+    what: &str,
+    range: core::ops::RangeInclusive<u64>,
+) -> VResult<u64> {
+    match v.as_u64() {
+        Some(n) if range.contains(&n) => Ok(n),
+        _ => err(
+            path.clone(),
+            format!(
+                "{what} must be an integer from {} to {}, not {v}",
+                range.start(),
+                range.end()
+            ),
+        ),
+    }
+}
+
+/// `vlan` in a rule: one selector or a list. A selector is `"none"`, `"any"`, an integer or
+/// decimal string 0 to 4095 (0 = none, 4095 = any), or a range `"N-M"` of VIDs 1 to 4094.
+fn parse_vlan_selectors(path: &KeyPath, v: &Value) -> VResult<VlanSet> {
+    let items: Vec<(KeyPath, &Value)> = match v {
+        Value::Array(a) => {
+            if a.is_empty() {
+                return err(
+                    path.clone(),
+                    "empty VLAN list: the rule would match nothing",
+                );
+            }
+            a.iter()
+                .enumerate()
+                .map(|(i, x)| (path.index(i), x))
+                .collect()
+        }
+        other => vec![(path.clone(), other)],
+    };
+    let mut set = VlanSet::empty();
+    for (p, item) in items {
+        let bad = || {
+            err(
+                p.clone(),
+                format!("invalid VLAN selector {item} (expected \"none\", \"any\", 0 to 4095, or \"N-M\" with 1 <= N <= M <= 4094)"),
+            )
+        };
+        let text = match item {
+            Value::Number(n) => n.to_string(),
+            Value::String(s) => s.clone(),
+            _ => return bad(),
+        };
+        match text.as_str() {
+            "none" | "0" => set.insert(0),
+            "any" | "4095" => set = VlanSet::all(),
+            t => {
+                if let Some((a, b)) = t.split_once('-') {
+                    match (parse_decimal(a), parse_decimal(b)) {
+                        (Some(a), Some(b)) if 1 <= a && a <= b && b <= 4094 => {
+                            for vid in a..=b {
+                                set.insert(vid as u16);
+                            }
+                        }
+                        _ => return bad(),
+                    }
+                } else {
+                    match parse_decimal(t) {
+                        Some(v @ 1..=4094) => set.insert(v as u16),
+                        _ => return bad(),
+                    }
+                }
+            }
+        }
+    }
+    Ok(set)
+}
+
+fn parse_vlan_action(path: &KeyPath, v: &Value) -> VResult<VlanAction> {
+    let Value::Object(m) = v else {
+        return err(
+            path.clone(),
+            "expected a table: { push = N }, { pop = true } or { set = N }",
+        );
+    };
+    if m.len() != 1 {
+        return err(
+            path.clone(),
+            "exactly one of push, pop or set must be given",
+        );
+    }
+    let (k, val) = m.iter().next().expect("one entry");
+    let p = path.key(k);
+    match k.as_str() {
+        "push" => Ok(VlanAction::Push(
+            as_u64(&p, val, "VLAN id", 1..=4094)? as u16
+        )),
+        "set" => Ok(VlanAction::Set(as_u64(&p, val, "VLAN id", 1..=4094)? as u16)),
+        "pop" => match val {
+            Value::Bool(true) => Ok(VlanAction::Pop),
+            _ => err(p, "pop takes the value true"),
+        },
+        _ => err(
+            p,
+            format!("unknown VLAN action {k:?} (expected push, pop or set)"),
+        ),
+    }
+}
+
+fn parse_sample(path: &KeyPath, v: &Value) -> VResult<Sample> {
+    const RANGE: core::ops::RangeInclusive<u64> = 1..=1_000_000_000;
+    match v {
+        Value::Number(_) => Ok(Sample {
+            one_in: as_u64(path, v, "sample", RANGE)? as u32,
+            mode: SampleMode::Counter,
+        }),
+        Value::Object(m) => {
+            let mut one_in = None;
+            let mut mode = SampleMode::Counter;
+            for (k, val) in m {
+                let p = path.key(k);
+                match k.as_str() {
+                    "one_in" => one_in = Some(as_u64(&p, val, "one_in", RANGE)? as u32),
+                    "mode" => {
+                        mode = match val.as_str() {
+                            Some("counter") => SampleMode::Counter,
+                            Some("flow") => SampleMode::Flow,
+                            _ => return err(p, format!("unknown sample mode {val} (expected \"counter\" or \"flow\")")),
+                        }
+                    }
+                    _ => return err(p, format!("unknown key {k:?} (expected one_in, mode)")),
+                }
+            }
+            match one_in {
+                Some(one_in) => Ok(Sample { one_in, mode }),
+                None => err(path.key("one_in"), "missing: sample needs one_in"),
+            }
+        }
+        _ => err(path.clone(), format!("sample must be an integer N (keep 1 in N) or {{ one_in = N, mode = \"counter\" | \"flow\" }}, not {v}")),
+    }
+}
+
+/// A list of names (or a single name) referring to inputs or outputs.
+fn parse_refs(path: &KeyPath, v: &Value, what: &str, names: &[&str]) -> VResult<Vec<usize>> {
+    let items: Vec<(KeyPath, &Value)> = match v {
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .map(|(i, x)| (path.index(i), x))
+            .collect(),
+        other => vec![(path.clone(), other)],
+    };
+    if items.is_empty() {
+        return err(path.clone(), format!("at least one {what} is required"));
+    }
+    let mut out: Vec<usize> = Vec::new();
+    for (p, item) in items {
+        let Some(name) = item.as_str() else {
+            return err(
+                p,
+                format!("expected the name of an {what} (a string), not {item}"),
+            );
+        };
+        let Some(idx) = names.iter().position(|n| *n == name) else {
+            let known = if names.is_empty() {
+                "none defined".to_string()
+            } else {
+                names.join(", ")
+            };
+            return err(p, format!("unknown {what} {name:?} (defined: {known})"));
+        };
+        if out.contains(&idx) {
+            return err(p, format!("{what} {name:?} is listed twice"));
+        }
+        out.push(idx);
+    }
+    Ok(out)
+}
+
+fn build_output(path: &KeyPath, name: &str, raw: &RawOutput) -> VResult<Output> {
+    check_ifname(&path.key("interface"), &raw.interface)?;
+    Ok(Output {
+        name: name.to_owned(),
+        interface: raw.interface.clone(),
+        vlan: raw
+            .vlan
+            .as_ref()
+            .map(|v| parse_vlan_action(&path.key("vlan"), v))
+            .transpose()?,
+        truncate: raw
+            .truncate
+            .as_ref()
+            .map(|v| as_u64(&path.key("truncate"), v, "truncate", 14..=65535).map(|n| n as u32))
+            .transpose()?,
+        mtu: raw
+            .mtu
+            .as_ref()
+            .map(|v| as_u64(&path.key("mtu"), v, "mtu", 68..=65535).map(|n| n as u32))
+            .transpose()?,
+    })
+}
+
+pub(crate) fn validate(raw: RawConfig, file: &Path) -> VResult<Config> {
+    let root = KeyPath::root();
+    let native = !raw.inputs.0.is_empty() || !raw.outputs.0.is_empty() || !raw.rules.is_empty();
+    let mut cfg = Config {
+        file: file.to_owned(),
+        form: if native { Form::Native } else { Form::Vxspan },
+        xdp_mode: raw
+            .xdp_mode
+            .as_deref()
+            .map(|m| parse_xdp_mode(&root.key("xdp_mode"), m))
+            .transpose()?,
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+        rules: Vec::new(),
+    };
+    // Where each port name and each input interface was defined, for duplicate errors.
+    let mut port_paths: Vec<(String, KeyPath)> = Vec::new();
+    let mut claim_name = |name: &str, path: &KeyPath| -> VResult<()> {
+        if let Some((_, first)) = port_paths.iter().find(|(n, _)| n == name) {
+            return err(
+                path.clone(),
+                format!("port name {name:?} is already used at {first}"),
+            );
+        }
+        port_paths.push((name.to_owned(), path.clone()));
+        Ok(())
+    };
+
+    for (name, raw_in) in &raw.inputs.0 {
+        let p = root.key("inputs").key(name);
+        check_name(&p, "input", name)?;
+        check_ifname(&p.key("interface"), &raw_in.interface)?;
+        claim_name(name, &p)?;
+        cfg.inputs.push(Input {
+            name: name.clone(),
+            interface: raw_in.interface.clone(),
+        });
+    }
+    for (name, raw_out) in &raw.outputs.0 {
+        let p = root.key("outputs").key(name);
+        check_name(&p, "output", name)?;
+        claim_name(name, &p)?;
+        cfg.outputs.push(build_output(&p, name, raw_out)?);
+    }
+
+    // Native rules.
+    let input_names: Vec<String> = cfg.inputs.iter().map(|i| i.name.clone()).collect();
+    let output_names: Vec<String> = cfg.outputs.iter().map(|o| o.name.clone()).collect();
+    let in_refs: Vec<&str> = input_names.iter().map(String::as_str).collect();
+    let out_refs: Vec<&str> = output_names.iter().map(String::as_str).collect();
+    for (i, r) in raw.rules.iter().enumerate() {
+        let p = root.key("rules").index(i);
+        cfg.rules.push(build_rule(&p, i, r, &in_refs, &out_refs)?);
+    }
+
+    // The VxSPAN form: each interface is an input, each redirect target an output named after
+    // its interface (or the native output bound to that interface, if there is exactly one).
+    if let Some(ifaces) = &raw.interfaces {
+        if ifaces.0.is_empty() {
+            return err(root.key("interfaces"), "no interfaces defined");
+        }
+        let mut vx_inputs = Vec::new();
+        for (iface, _) in &ifaces.0 {
+            let p = root.key("interfaces").key(iface);
+            check_ifname(&p, iface)?;
+            claim_name(iface, &p)?;
+            vx_inputs.push(cfg.inputs.len());
+            cfg.inputs.push(Input {
+                name: iface.clone(),
+                interface: iface.clone(),
+            });
+        }
+        for ((iface, vx), input) in ifaces.0.iter().zip(vx_inputs) {
+            let p = root.key("interfaces").key(iface);
+            let map_path = p.key("redirect_map");
+            let mut seen: Vec<(VxSelector, String)> = Vec::new();
+            let mut any_rule = None;
+            let mut specific = VlanSet::empty();
+            for (key, out_iface) in &vx.redirect_map.0 {
+                let kp = map_path.key(key);
+                let sel = parse_vx_selector(key).map_or_else(
+                    || err(kp.clone(), format!("invalid VLAN selector {key:?} (expected \"none\", \"0\", \"1\"..\"4094\", \"any\" or \"4095\")")),
+                    Ok,
+                )?;
+                if let Some((_, first)) = seen.iter().find(|(s, _)| *s == sel) {
+                    return err(
+                        kp,
+                        format!("selector {key:?} selects the same frames as {first:?}"),
+                    );
+                }
+                seen.push((sel, key.clone()));
+                check_ifname(&kp, out_iface)?;
+                if let Some(inp) = cfg.inputs.iter().find(|i| i.interface == *out_iface) {
+                    return err(kp, format!("loop: {iface} redirects to interface {out_iface:?}, which is also the input {:?}", inp.name));
+                }
+                let matching: Vec<usize> = cfg
+                    .outputs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, o)| o.interface == *out_iface)
+                    .map(|(i, _)| i)
+                    .collect();
+                let output = match matching.as_slice() {
+                    [one] => *one,
+                    [] => {
+                        claim_name(out_iface, &kp).or_else(|e| {
+                            // The name may already be an implicit output created by an earlier entry.
+                            cfg.outputs.iter().position(|o| o.name == *out_iface).map_or(Err(e), |_| Ok(()))
+                        })?;
+                        cfg.outputs.push(Output { name: out_iface.clone(), interface: out_iface.clone(), vlan: None, truncate: None, mtu: None });
+                        cfg.outputs.len() - 1
+                    }
+                    _ => return err(kp, format!("interface {out_iface:?} is bound to several outputs; name one of them in a native rule instead")),
+                };
+                let mut vlans = VlanSet::empty();
+                match sel {
+                    VxSelector::Untagged => vlans.insert(0),
+                    VxSelector::Vid(v) => vlans.insert(v),
+                    VxSelector::Any => vlans = VlanSet::all(),
+                }
+                if sel != VxSelector::Any {
+                    match sel {
+                        VxSelector::Vid(v) => specific.insert(v),
+                        _ => specific.insert(0),
+                    }
+                }
+                let rule_name = format!("{iface}/{key}");
+                if sel == VxSelector::Any {
+                    any_rule = Some(cfg.rules.len());
+                }
+                cfg.rules.push(Rule {
+                    name: rule_name,
+                    path: kp.to_string(),
+                    from: vec![input],
+                    vlans,
+                    filter: None,
+                    to: vec![output],
+                    sample: None,
+                });
+            }
+            // A specific VLAN entry wins over `any`: the `any` rule takes what no other entry of
+            // this interface selects (CONFIG.md section 1).
+            if let Some(r) = any_rule {
+                for vid in 0..4095u16 {
+                    if specific.contains(vid) {
+                        cfg.rules[r].vlans.remove(vid);
+                    }
+                }
+            }
+        }
+    }
+
+    if cfg.outputs.len() > MAX_OUTPUTS {
+        return err(
+            root.key("outputs"),
+            format!(
+                "{} outputs defined; at most {MAX_OUTPUTS} are supported",
+                cfg.outputs.len()
+            ),
+        );
+    }
+    let mut rule_names: Vec<(&str, &str)> = Vec::new();
+    for r in &cfg.rules {
+        if let Some((_, first)) = rule_names.iter().find(|(n, _)| *n == r.name) {
+            return err(
+                path_of(&r.path).key("name"),
+                format!("rule name {:?} is already used at {first}", r.name),
+            );
+        }
+        rule_names.push((&r.name, &r.path));
+    }
+
+    // One interface is one input.
+    for (i, a) in cfg.inputs.iter().enumerate() {
+        if let Some(b) = cfg.inputs[..i].iter().find(|b| b.interface == a.interface) {
+            return err(
+                input_path(&raw, a),
+                format!(
+                    "duplicate input: interface {:?} is already the input {:?}",
+                    a.interface, b.name
+                ),
+            );
+        }
+    }
+    // Loops: an interface that some rule sends to and some rule receives from.
+    for r in &cfg.rules {
+        for &o in &r.to {
+            let out = &cfg.outputs[o];
+            if let Some(inp) = cfg.inputs.iter().find(|i| i.interface == out.interface) {
+                return err(
+                    path_of(&r.path),
+                    format!(
+                        "loop: rule {:?} sends to interface {:?}, which is also the input {:?}",
+                        r.name, out.interface, inp.name
+                    ),
+                );
+            }
+        }
+    }
+    Ok(cfg)
+}
+
+/// A rule's stored path, as a KeyPath for error reporting (already formatted, kept verbatim).
+fn path_of(s: &str) -> KeyPath {
+    KeyPath::verbatim(s)
+}
+
+fn input_path(raw: &RawConfig, input: &Input) -> KeyPath {
+    if raw.inputs.0.iter().any(|(n, _)| *n == input.name) {
+        KeyPath::root()
+            .key("inputs")
+            .key(&input.name)
+            .key("interface")
+    } else {
+        KeyPath::root().key("interfaces").key(&input.name)
+    }
+}
+
+fn build_rule(
+    p: &KeyPath,
+    i: usize,
+    r: &RawRule,
+    inputs: &[&str],
+    outputs: &[&str],
+) -> VResult<Rule> {
+    let name = r.name.clone().unwrap_or_else(|| format!("rule-{i}"));
+    check_name(&p.key("name"), "rule", &name)?;
+    let filter = match &r.filter {
+        Some(f) if f.trim().is_empty() => {
+            return err(
+                p.key("filter"),
+                "empty filter (leave the key out to match every frame)",
+            )
+        }
+        other => other.clone(),
+    };
+    Ok(Rule {
+        name,
+        path: p.to_string(),
+        from: parse_refs(&p.key("from"), &r.from, "input", inputs)?,
+        vlans: match &r.vlan {
+            Some(v) => parse_vlan_selectors(&p.key("vlan"), v)?,
+            None => VlanSet::all(),
+        },
+        filter,
+        to: parse_refs(&p.key("to"), &r.to, "output", outputs)?,
+        sample: r
+            .sample
+            .as_ref()
+            .map(|s| parse_sample(&p.key("sample"), s))
+            .transpose()?,
+    })
+}
