@@ -1,0 +1,210 @@
+//! Counters, exactly as CONFIG.md section 3 defines them.
+//!
+//! Every input frame is counted in `rx_packets`, and then either reaches at least one output or
+//! is counted once in `dropped_packets` under the reason that stopped it. Every copy handed to
+//! an output is counted in that output's `tx_packets` or, if the output could not send it, in
+//! `tx_dropped_packets` under its reason. Each reason is counted where it happens; nothing is
+//! derived by subtraction. Counters are plain `u64`s owned by one worker; the control plane
+//! merges workers' snapshots (so nothing here needs atomics).
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Why an input frame was dropped (input side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RxDrop {
+    /// No rule selected the frame.
+    NoRule,
+    /// The frame is shorter than its Ethernet header and tags, or has too many tags.
+    Malformed,
+    /// Rules selected the frame but sampling kept none of the copies.
+    SampledOut,
+    /// The kernel or NIC dropped the frame before vxspan saw it (read from socket statistics).
+    RingOverrun,
+}
+
+impl RxDrop {
+    pub const ALL: [RxDrop; 4] = [RxDrop::NoRule, RxDrop::Malformed, RxDrop::SampledOut, RxDrop::RingOverrun];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RxDrop::NoRule => "no_rule",
+            RxDrop::Malformed => "malformed",
+            RxDrop::SampledOut => "sampled_out",
+            RxDrop::RingOverrun => "ring_overrun",
+        }
+    }
+}
+
+/// Why a copy could not be sent (output side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TxDrop {
+    /// Larger than the output's MTU.
+    MtuExceeded,
+    /// The output's queue or ring was full.
+    QueueFull,
+    /// The output's link is down.
+    LinkDown,
+    /// The back-end failed to send it (an I/O error).
+    TxError,
+}
+
+impl TxDrop {
+    pub const ALL: [TxDrop; 4] = [TxDrop::MtuExceeded, TxDrop::QueueFull, TxDrop::LinkDown, TxDrop::TxError];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxDrop::MtuExceeded => "mtu_exceeded",
+            TxDrop::QueueFull => "queue_full",
+            TxDrop::LinkDown => "link_down",
+            TxDrop::TxError => "tx_error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortCounters {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub dropped_packets: u64,
+    pub dropped_bytes: u64,
+    pub drop_reasons: [u64; RxDrop::ALL.len()],
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_dropped_packets: u64,
+    pub tx_dropped_bytes: u64,
+    pub tx_drop_reasons: [u64; TxDrop::ALL.len()],
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct VlanCounters {
+    pub packets: u64,
+    pub bytes: u64,
+    pub dropped_packets: u64,
+    pub dropped_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RuleCounters {
+    pub name: String,
+    /// Frames whose input, VLAN and filter the rule matched.
+    pub matched_packets: u64,
+    pub matched_bytes: u64,
+    /// Matched frames that sampling kept (the rule sent them to its outputs).
+    pub forwarded_packets: u64,
+    /// Matched frames that sampling dropped for this rule.
+    pub sampled_out_packets: u64,
+}
+
+/// All counters of one engine. Ports are indexed like [`crate::Plan::ports`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counters {
+    pub ports: Vec<PortCounters>,
+    /// Per input: 4095 entries, index 0 = untagged ("none"), 1 to 4094 = VID.
+    pub vlans: Vec<Vec<VlanCounters>>,
+    pub rules: Vec<RuleCounters>,
+}
+
+impl Counters {
+    pub fn new(n_ports: usize, n_inputs: usize, rule_names: impl IntoIterator<Item = String>) -> Self {
+        Counters {
+            ports: vec![PortCounters::default(); n_ports],
+            vlans: vec![vec![VlanCounters::default(); 4095]; n_inputs],
+            rules: rule_names
+                .into_iter()
+                .map(|name| RuleCounters { name, ..Default::default() })
+                .collect(),
+        }
+    }
+
+    /// Adds `other` (another worker's counters for the same plan) into `self`.
+    pub fn merge(&mut self, other: &Counters) {
+        for (a, b) in self.ports.iter_mut().zip(&other.ports) {
+            a.rx_packets += b.rx_packets;
+            a.rx_bytes += b.rx_bytes;
+            a.dropped_packets += b.dropped_packets;
+            a.dropped_bytes += b.dropped_bytes;
+            a.tx_packets += b.tx_packets;
+            a.tx_bytes += b.tx_bytes;
+            a.tx_dropped_packets += b.tx_dropped_packets;
+            a.tx_dropped_bytes += b.tx_dropped_bytes;
+            for (x, y) in a.drop_reasons.iter_mut().zip(&b.drop_reasons) {
+                *x += y;
+            }
+            for (x, y) in a.tx_drop_reasons.iter_mut().zip(&b.tx_drop_reasons) {
+                *x += y;
+            }
+        }
+        for (va, vb) in self.vlans.iter_mut().zip(&other.vlans) {
+            for (a, b) in va.iter_mut().zip(vb) {
+                a.packets += b.packets;
+                a.bytes += b.bytes;
+                a.dropped_packets += b.dropped_packets;
+                a.dropped_bytes += b.dropped_bytes;
+            }
+        }
+        for (a, b) in self.rules.iter_mut().zip(&other.rules) {
+            a.matched_packets += b.matched_packets;
+            a.matched_bytes += b.matched_bytes;
+            a.forwarded_packets += b.forwarded_packets;
+            a.sampled_out_packets += b.sampled_out_packets;
+        }
+    }
+}
+
+/// The JSON form of one port (CONFIG.md section 3; every reason is listed, zero or not).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct PortReport {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub dropped_packets: u64,
+    pub dropped_bytes: u64,
+    pub drop_reasons: BTreeMap<String, u64>,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_dropped_packets: u64,
+    pub tx_dropped_bytes: u64,
+    pub tx_drop_reasons: BTreeMap<String, u64>,
+}
+
+/// The counters as printed by `vxspan replay --json` and `vxspan stats --json`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Report {
+    pub interfaces: BTreeMap<String, PortReport>,
+    pub vlans: BTreeMap<String, BTreeMap<String, VlanCounters>>,
+    pub rules: Vec<RuleCounters>,
+}
+
+/// The key of a VLAN counter: `none` for untagged, else the VID.
+pub fn vlan_key(vid: u16) -> String {
+    if vid == 0 {
+        "none".into()
+    } else {
+        vid.to_string()
+    }
+}
+
+impl PortCounters {
+    pub fn report(&self) -> PortReport {
+        PortReport {
+            rx_packets: self.rx_packets,
+            rx_bytes: self.rx_bytes,
+            dropped_packets: self.dropped_packets,
+            dropped_bytes: self.dropped_bytes,
+            drop_reasons: RxDrop::ALL
+                .iter()
+                .zip(self.drop_reasons)
+                .map(|(r, n)| (r.as_str().to_owned(), n))
+                .collect(),
+            tx_packets: self.tx_packets,
+            tx_bytes: self.tx_bytes,
+            tx_dropped_packets: self.tx_dropped_packets,
+            tx_dropped_bytes: self.tx_dropped_bytes,
+            tx_drop_reasons: TxDrop::ALL
+                .iter()
+                .zip(self.tx_drop_reasons)
+                .map(|(r, n)| (r.as_str().to_owned(), n))
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! The engine: classify, transform, deliver and count, one batch at a time.
+//!
+//! Like quinn-proto, the engine does no I/O and reads no clock: the caller passes frames (with
+//! their receive timestamps) in and receives the copies through a [`Sink`]. It allocates nothing
+//! per frame: transformed copies are built in one scratch buffer that is reused.
+
+use crate::counters::{vlan_key, Counters, PortReport, Report, RxDrop, TxDrop, VlanCounters};
+use crate::plan::{OutSet, OutputPlan, Plan, NO_GROUP};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use vxspan_config::{SampleMode, VlanAction};
+use vxspan_wire::vlan::{pop_tag, push_tag, set_outer_vid};
+use vxspan_wire::{EtherType, FlowKey, L2Info, VlanTag};
+
+/// Nanoseconds since the Unix epoch.
+pub type Timestamp = u64;
+
+/// A received frame.
+#[derive(Debug, Clone, Copy)]
+pub struct RxFrame<'a> {
+    pub data: &'a [u8],
+    /// The frame's length on the wire (larger than `data` when a capture was truncated).
+    pub wire_len: u32,
+    pub ts: Timestamp,
+}
+
+/// A copy for an output.
+#[derive(Debug, Clone, Copy)]
+pub struct TxFrame<'a> {
+    pub data: &'a [u8],
+    pub wire_len: u32,
+    pub ts: Timestamp,
+}
+
+/// Where copies go: the back-end behind each output.
+pub trait Sink {
+    /// Sends `frame` on output `output` (an index into [`Plan::outputs`]). A copy that cannot be
+    /// sent is reported with its reason and counted by the engine.
+    fn transmit(&mut self, output: usize, frame: TxFrame<'_>) -> Result<(), TxDrop>;
+}
+
+/// One worker's engine: a plan, its counters and its sampling state.
+pub struct Engine {
+    plan: Arc<Plan>,
+    counters: Counters,
+    sample_seen: Vec<u64>,
+    scratch: Vec<u8>,
+}
+
+fn flow_hash(key: &FlowKey) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(&key.symmetric().to_bytes())
+}
+
+impl Engine {
+    pub fn new(plan: Arc<Plan>) -> Self {
+        let counters = Counters::new(plan.ports.len(), plan.inputs.len(), plan.rules.iter().map(|r| r.name.clone()));
+        Engine { sample_seen: vec![0; plan.rules.len()], plan, counters, scratch: Vec::with_capacity(16 * 1024) }
+    }
+
+    pub fn plan(&self) -> &Arc<Plan> {
+        &self.plan
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Counts frames the back-end lost before they reached the engine (ring overruns).
+    pub fn count_rx_drop(&mut self, input: usize, reason: RxDrop, packets: u64, bytes: u64) {
+        let port = &mut self.counters.ports[self.plan.inputs[input].port];
+        port.rx_packets += packets;
+        port.rx_bytes += bytes;
+        port.dropped_packets += packets;
+        port.dropped_bytes += bytes;
+        port.drop_reasons[reason as usize] += packets;
+    }
+
+    /// Processes a batch of frames received on `input`.
+    pub fn process_batch(&mut self, input: usize, frames: &[RxFrame<'_>], sink: &mut dyn Sink) {
+        for f in frames {
+            self.process(input, *f, sink);
+        }
+    }
+
+    /// Processes one frame received on `input`.
+    pub fn process(&mut self, input: usize, frame: RxFrame<'_>, sink: &mut dyn Sink) {
+        let plan = &*self.plan;
+        let inp = &plan.inputs[input];
+        let bytes = frame.data.len() as u64;
+        let port = &mut self.counters.ports[inp.port];
+        port.rx_packets += 1;
+        port.rx_bytes += bytes;
+
+        let l2 = match L2Info::parse(frame.data) {
+            Ok(l2) => l2,
+            Err(_) => {
+                port.dropped_packets += 1;
+                port.dropped_bytes += bytes;
+                port.drop_reasons[RxDrop::Malformed as usize] += 1;
+                return;
+            }
+        };
+        let vid = l2.outer_vid();
+        let vc = &mut self.counters.vlans[input][usize::from(vid)];
+        vc.packets += 1;
+        vc.bytes += bytes;
+
+        let g = inp.group_of_vid[usize::from(vid)];
+        let mut dest = OutSet::default();
+        let mut reason = RxDrop::NoRule;
+        if g != NO_GROUP {
+            let mut flow: Option<u64> = None;
+            for &r in &inp.groups[usize::from(g)].rules {
+                let rule = &plan.rules[r];
+                if let Some(f) = &rule.filter {
+                    if !f.matches(frame.data, frame.wire_len) {
+                        continue;
+                    }
+                }
+                let rc = &mut self.counters.rules[r];
+                rc.matched_packets += 1;
+                rc.matched_bytes += bytes;
+                let keep = match rule.sample {
+                    None => true,
+                    Some(s) => match s.mode {
+                        SampleMode::Counter => {
+                            let seen = &mut self.sample_seen[r];
+                            let keep = *seen % u64::from(s.one_in) == 0;
+                            *seen += 1;
+                            keep
+                        }
+                        SampleMode::Flow => {
+                            let h = *flow.get_or_insert_with(|| flow_hash(&FlowKey::extract(frame.data, &l2)));
+                            h % u64::from(s.one_in) == 0
+                        }
+                    },
+                };
+                if keep {
+                    rc.forwarded_packets += 1;
+                    dest.union(&rule.to);
+                } else {
+                    rc.sampled_out_packets += 1;
+                    reason = RxDrop::SampledOut;
+                }
+            }
+        }
+        if dest.is_empty() {
+            let port = &mut self.counters.ports[inp.port];
+            port.dropped_packets += 1;
+            port.dropped_bytes += bytes;
+            port.drop_reasons[reason as usize] += 1;
+            let vc = &mut self.counters.vlans[input][usize::from(vid)];
+            vc.dropped_packets += 1;
+            vc.dropped_bytes += bytes;
+            return;
+        }
+        for o in dest.iter() {
+            let out = &plan.outputs[o];
+            let result = deliver(out, frame, &mut self.scratch, sink, o);
+            let port = &mut self.counters.ports[out.port];
+            match result {
+                Ok(n) => {
+                    port.tx_packets += 1;
+                    port.tx_bytes += n as u64;
+                }
+                Err((reason, n)) => {
+                    port.tx_dropped_packets += 1;
+                    port.tx_dropped_bytes += n as u64;
+                    port.tx_drop_reasons[reason as usize] += 1;
+                }
+            }
+        }
+    }
+
+    /// The counters in the form of CONFIG.md section 3. VLAN counters list every VID that was
+    /// seen or that the configuration names.
+    pub fn report(&self) -> Report {
+        report(&self.plan, &self.counters)
+    }
+}
+
+/// Applies the output's transforms and hands the copy to the sink. Returns the bytes sent, or
+/// the drop reason and the bytes of the copy that was not sent.
+fn deliver(out: &OutputPlan, frame: RxFrame<'_>, scratch: &mut Vec<u8>, sink: &mut dyn Sink, o: usize) -> Result<usize, (TxDrop, usize)> {
+    let mut data = frame.data;
+    let mut wire_len = frame.wire_len as usize;
+    if let Some(action) = out.vlan {
+        scratch.clear();
+        let before = data.len();
+        // The frame's layer 2 was parsed already, so these cannot fail; if they ever did, the
+        // copy is sent unchanged rather than lost.
+        let ok = match action {
+            VlanAction::Push(vid) => push_tag(data, VlanTag::new(EtherType::Vlan, 0, false, vid), scratch).is_ok(),
+            VlanAction::Pop => pop_tag(data, scratch).is_ok(),
+            VlanAction::Set(vid) => set_outer_vid(data, vid, scratch).is_ok(),
+        };
+        if ok {
+            data = &scratch[..];
+            wire_len = (wire_len + data.len()).saturating_sub(before);
+        }
+    }
+    if let Some(t) = out.truncate {
+        data = &data[..data.len().min(t as usize)];
+    }
+    if let Some(mtu) = out.mtu {
+        let l2_len = L2Info::parse(data).map_or(vxspan_wire::ethernet::HEADER_LEN, |l2| l2.l3_offset);
+        if wire_len.saturating_sub(l2_len) > mtu as usize {
+            return Err((TxDrop::MtuExceeded, data.len()));
+        }
+    }
+    let n = data.len();
+    sink.transmit(o, TxFrame { data, wire_len: wire_len as u32, ts: frame.ts }).map(|_| n).map_err(|r| (r, n))
+}
+
+/// Builds the report of `counters` (one engine's or several merged) for `plan`.
+pub fn report(plan: &Plan, counters: &Counters) -> Report {
+    let mut interfaces: BTreeMap<String, PortReport> = BTreeMap::new();
+    for (name, c) in plan.ports.iter().zip(&counters.ports) {
+        interfaces.insert(name.clone(), c.report());
+    }
+    let mut vlans = BTreeMap::new();
+    for (i, inp) in plan.inputs.iter().enumerate() {
+        let mut m: BTreeMap<String, VlanCounters> = BTreeMap::new();
+        for (vid, c) in counters.vlans[i].iter().enumerate() {
+            let vid = vid as u16;
+            if c.packets > 0 || plan.configured_vids[i].contains(vid) {
+                m.insert(vlan_key(vid), *c);
+            }
+        }
+        vlans.insert(inp.name.clone(), m);
+    }
+    Report { interfaces, vlans, rules: counters.rules.clone() }
+}

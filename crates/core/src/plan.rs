@@ -1,0 +1,346 @@
+//! The compiled plan: the configuration turned into lookup tables the engine uses per frame,
+//! plus the tier placement `vxspan check` explains.
+
+use crate::bpf::{BpfInsn, BpfProgram};
+use serde::Serialize;
+use vxspan_config::{Config, Form, Sample, SampleMode, VlanAction, VlanSet, XdpMode};
+
+/// Compiles a tcpdump expression to cBPF for Ethernet frames (libpcap, in `vxspan-io`).
+pub trait FilterCompiler {
+    fn compile(&self, expr: &str) -> Result<Vec<BpfInsn>, String>;
+}
+
+/// A compile error: the key path of the offending value and the problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct PlanError {
+    pub path: String,
+    pub message: String,
+}
+
+/// A set of outputs, as a bitmap (at most [`vxspan_config::MAX_OUTPUTS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OutSet([u64; 4]);
+
+impl OutSet {
+    #[inline]
+    pub fn insert(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+
+    #[inline]
+    pub fn union(&mut self, o: &OutSet) {
+        for (a, b) in self.0.iter_mut().zip(o.0) {
+            *a |= b;
+        }
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.0 == [0; 4]
+    }
+
+    /// The members, in ascending order.
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().enumerate().flat_map(|(w, bits)| {
+            let mut b = *bits;
+            core::iter::from_fn(move || {
+                if b == 0 {
+                    return None;
+                }
+                let t = b.trailing_zeros() as usize;
+                b &= b - 1;
+                Some(w * 64 + t)
+            })
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RulePlan {
+    pub name: String,
+    pub filter: Option<BpfProgram>,
+    pub filter_text: Option<String>,
+    pub to: OutSet,
+    pub sample: Option<Sample>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutputPlan {
+    pub name: String,
+    pub interface: String,
+    /// Index of this output's port in [`Plan::ports`].
+    pub port: usize,
+    pub vlan: Option<VlanAction>,
+    pub truncate: Option<u32>,
+    pub mtu: Option<u32>,
+}
+
+/// Where a group of frames is processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// The XDP program: VLAN-selector redirect, fan-out, VLAN push / pop / set, drop.
+    Xdp,
+    /// The userspace workers (AF_XDP / AF_PACKET): everything else.
+    Userspace,
+}
+
+/// The frames of one input whose outer VLAN falls in `vlans`: they meet the same rules.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub vlans: VlanSet,
+    pub rules: Vec<usize>,
+    pub tier: Tier,
+    /// Why this tier (the first rule feature that needs userspace, or what the kernel does).
+    pub why: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct InputPlan {
+    pub name: String,
+    pub interface: String,
+    pub port: usize,
+    /// Outer VID (0 = untagged) -> index into `groups`, or `NO_GROUP`.
+    pub group_of_vid: Box<[u16]>,
+    pub groups: Vec<Group>,
+}
+
+pub const NO_GROUP: u16 = u16::MAX;
+
+/// The compiled configuration.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub form: Form,
+    pub xdp_mode: Option<XdpMode>,
+    /// Port names: inputs first, then outputs (counters are kept per port).
+    pub ports: Vec<String>,
+    pub inputs: Vec<InputPlan>,
+    pub outputs: Vec<OutputPlan>,
+    pub rules: Vec<RulePlan>,
+    /// Per input, the VIDs the configuration names (always listed in the VLAN counters).
+    pub configured_vids: Vec<VlanSet>,
+}
+
+fn kernel_capable(cfg: &Config, rule: &vxspan_config::Rule) -> Result<(), String> {
+    if rule.filter.is_some() {
+        return Err(format!("rule {} has a filter", rule.name));
+    }
+    if rule.sample.is_some() {
+        return Err(format!("rule {} samples", rule.name));
+    }
+    for &o in &rule.to {
+        if cfg.outputs[o].truncate.is_some() {
+            return Err(format!("output {} truncates", cfg.outputs[o].name));
+        }
+    }
+    Ok(())
+}
+
+impl Plan {
+    /// Compiles a validated configuration. Filters are compiled with `compiler`; a filter that
+    /// does not compile is an error naming the rule's `filter` key.
+    pub fn compile(cfg: &Config, compiler: &dyn FilterCompiler) -> Result<Plan, PlanError> {
+        let mut ports: Vec<String> = cfg.inputs.iter().map(|i| i.name.clone()).collect();
+        ports.extend(cfg.outputs.iter().map(|o| o.name.clone()));
+        let n_in = cfg.inputs.len();
+
+        let mut rules = Vec::with_capacity(cfg.rules.len());
+        for r in &cfg.rules {
+            let filter = match &r.filter {
+                Some(expr) => {
+                    let path = format!("{}.filter", r.path);
+                    let insns = compiler.compile(expr).map_err(|m| PlanError { path: path.clone(), message: format!("cannot compile filter {expr:?}: {m}") })?;
+                    Some(BpfProgram::new(insns).map_err(|e| PlanError { path, message: e.to_string() })?)
+                }
+                None => None,
+            };
+            let mut to = OutSet::default();
+            for &o in &r.to {
+                to.insert(o);
+            }
+            rules.push(RulePlan { name: r.name.clone(), filter, filter_text: r.filter.clone(), to, sample: r.sample });
+        }
+
+        let mut inputs = Vec::with_capacity(n_in);
+        let mut configured_vids = Vec::with_capacity(n_in);
+        for (ii, input) in cfg.inputs.iter().enumerate() {
+            let mut group_of_vid = vec![NO_GROUP; 4095].into_boxed_slice();
+            let mut groups: Vec<Group> = Vec::new();
+            let mut configured = VlanSet::empty();
+            let candidates: Vec<usize> = cfg.rules.iter().enumerate().filter(|(_, r)| r.from.contains(&ii)).map(|(i, _)| i).collect();
+            for r in &candidates {
+                let vl = &cfg.rules[*r].vlans;
+                if !vl.is_all() {
+                    for vid in 0..4095 {
+                        if vl.contains(vid) {
+                            configured.insert(vid);
+                        }
+                    }
+                }
+            }
+            for vid in 0..4095u16 {
+                let set: Vec<usize> = candidates.iter().copied().filter(|&r| cfg.rules[r].vlans.contains(vid)).collect();
+                if set.is_empty() {
+                    continue;
+                }
+                let g = match groups.iter().position(|g| g.rules == set) {
+                    Some(g) => g,
+                    None => {
+                        let placement = set.iter().try_for_each(|&r| kernel_capable(cfg, &cfg.rules[r]));
+                        let (tier, why) = match placement {
+                            Ok(()) => (Tier::Xdp, "forward / VLAN rewrite only".to_string()),
+                            Err(why) => (Tier::Userspace, why),
+                        };
+                        groups.push(Group { vlans: VlanSet::empty(), rules: set, tier, why });
+                        groups.len() - 1
+                    }
+                };
+                groups[g].vlans.insert(vid);
+                group_of_vid[usize::from(vid)] = g as u16;
+            }
+            inputs.push(InputPlan { name: input.name.clone(), interface: input.interface.clone(), port: ii, group_of_vid, groups });
+            configured_vids.push(configured);
+        }
+
+        let outputs = cfg
+            .outputs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| OutputPlan { name: o.name.clone(), interface: o.interface.clone(), port: n_in + i, vlan: o.vlan, truncate: o.truncate, mtu: o.mtu })
+            .collect();
+        Ok(Plan { form: cfg.form, xdp_mode: cfg.xdp_mode, ports, inputs, outputs, rules, configured_vids })
+    }
+
+    /// A description for `vxspan check`: rules, and the tier of every (input, VLAN) group.
+    pub fn describe(&self, cfg: &Config) -> PlanDescription {
+        let out_name = |o: usize| self.outputs[o].name.clone();
+        PlanDescription {
+            file: cfg.file.display().to_string(),
+            form: self.form,
+            xdp_mode: self.xdp_mode,
+            inputs: self.inputs.iter().map(|i| PortDescription { name: i.name.clone(), interface: i.interface.clone(), vlan: None, truncate: None, mtu: None }).collect(),
+            outputs: self
+                .outputs
+                .iter()
+                .map(|o| PortDescription {
+                    name: o.name.clone(),
+                    interface: o.interface.clone(),
+                    vlan: o.vlan.map(|a| match a {
+                        VlanAction::Push(v) => format!("push {v}"),
+                        VlanAction::Pop => "pop".into(),
+                        VlanAction::Set(v) => format!("set {v}"),
+                    }),
+                    truncate: o.truncate,
+                    mtu: o.mtu,
+                })
+                .collect(),
+            rules: cfg
+                .rules
+                .iter()
+                .zip(&self.rules)
+                .map(|(r, p)| RuleDescription {
+                    name: r.name.clone(),
+                    from: r.from.iter().map(|&i| self.inputs[i].name.clone()).collect(),
+                    vlan: r.vlans.describe(),
+                    filter: r.filter.clone(),
+                    filter_insns: p.filter.as_ref().map(|f| f.insns().len()),
+                    to: r.to.iter().map(|&o| out_name(o)).collect(),
+                    sample: r.sample.map(|s| SampleDescription { one_in: s.one_in, mode: s.mode }),
+                })
+                .collect(),
+            groups: self
+                .inputs
+                .iter()
+                .flat_map(|i| {
+                    i.groups.iter().map(move |g| {
+                        let mut to = OutSet::default();
+                        for &r in &g.rules {
+                            to.union(&self.rules[r].to);
+                        }
+                        GroupDescription {
+                            input: i.name.clone(),
+                            vlan: g.vlans.describe(),
+                            rules: g.rules.iter().map(|&r| self.rules[r].name.clone()).collect(),
+                            to: to.iter().map(out_name).collect(),
+                            tier: g.tier,
+                            why: g.why.clone(),
+                        }
+                    })
+                })
+                .collect(),
+            unmatched: self
+                .inputs
+                .iter()
+                .filter_map(|i| {
+                    let mut rest = VlanSet::empty();
+                    for vid in 0..4095u16 {
+                        if i.group_of_vid[usize::from(vid)] == NO_GROUP {
+                            rest.insert(vid);
+                        }
+                    }
+                    (!rest.is_empty()).then(|| UnmatchedDescription { input: i.name.clone(), vlan: rest.describe() })
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PortDescription {
+    pub name: String,
+    pub interface: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncate: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SampleDescription {
+    pub one_in: u32,
+    pub mode: SampleMode,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleDescription {
+    pub name: String,
+    pub from: Vec<String>,
+    pub vlan: String,
+    pub filter: Option<String>,
+    /// Length of the compiled cBPF program.
+    pub filter_insns: Option<usize>,
+    pub to: Vec<String>,
+    pub sample: Option<SampleDescription>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupDescription {
+    pub input: String,
+    pub vlan: String,
+    pub rules: Vec<String>,
+    pub to: Vec<String>,
+    pub tier: Tier,
+    pub why: String,
+}
+
+/// VLANs of an input that no rule selects: dropped as `no_rule` (in the kernel tier).
+#[derive(Debug, Clone, Serialize)]
+pub struct UnmatchedDescription {
+    pub input: String,
+    pub vlan: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanDescription {
+    pub file: String,
+    pub form: Form,
+    pub xdp_mode: Option<XdpMode>,
+    pub inputs: Vec<PortDescription>,
+    pub outputs: Vec<PortDescription>,
+    pub rules: Vec<RuleDescription>,
+    pub groups: Vec<GroupDescription>,
+    pub unmatched: Vec<UnmatchedDescription>,
+}
