@@ -81,7 +81,11 @@ pub struct BpfError {
 
 impl fmt::Display for BpfError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid BPF program at instruction {}: {}", self.pc, self.problem)
+        write!(
+            f,
+            "invalid BPF program at instruction {}: {}",
+            self.pc, self.problem
+        )
     }
 }
 
@@ -99,7 +103,10 @@ impl BpfProgram {
     pub fn new(insns: Vec<BpfInsn>) -> Result<Self, BpfError> {
         let n = insns.len();
         if n == 0 || n > MAX_INSNS {
-            return Err(BpfError { pc: 0, problem: "program length must be 1 to 4096 instructions" });
+            return Err(BpfError {
+                pc: 0,
+                problem: "program length must be 1 to 4096 instructions",
+            });
         }
         for (pc, i) in insns.iter().enumerate() {
             let bad = |problem| Err(BpfError { pc, problem });
@@ -132,7 +139,11 @@ impl BpfProgram {
                 }
                 ALU => {
                     let op = i.code & 0xf0;
-                    if !matches!(op, ADD | SUB | MUL | DIV | OR | AND | LSH | RSH | NEG | MOD | XOR) || i.code & !0xff != 0 {
+                    if !matches!(
+                        op,
+                        ADD | SUB | MUL | DIV | OR | AND | LSH | RSH | NEG | MOD | XOR
+                    ) || i.code & !0xff != 0
+                    {
                         return bad("unknown ALU instruction");
                     }
                     if matches!(op, DIV | MOD) && i.code & SRC_X == 0 && i.k == 0 {
@@ -167,7 +178,10 @@ impl BpfProgram {
             }
         }
         if insns[n - 1].code & 0x07 != RET {
-            return Err(BpfError { pc: n - 1, problem: "the program does not end with ret" });
+            return Err(BpfError {
+                pc: n - 1,
+                problem: "the program does not end with ret",
+            });
         }
         Ok(BpfProgram { insns })
     }
@@ -192,13 +206,19 @@ impl BpfProgram {
         let load = |off: u32, size: u16| -> Option<u32> {
             let off = off as usize;
             match size {
-                W => pkt.get(off..off.checked_add(4)?).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
-                H => pkt.get(off..off.checked_add(2)?).map(|b| u32::from(u16::from_be_bytes([b[0], b[1]]))),
+                W => pkt
+                    .get(off..off.checked_add(4)?)
+                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+                H => pkt
+                    .get(off..off.checked_add(2)?)
+                    .map(|b| u32::from(u16::from_be_bytes([b[0], b[1]]))),
                 _ => pkt.get(off).map(|b| u32::from(*b)),
             }
         };
         loop {
-            let Some(i) = self.insns.get(pc) else { return 0 };
+            let Some(i) = self.insns.get(pc) else {
+                return 0;
+            };
             pc += 1;
             let class = i.code & 0x07;
             match class {
@@ -361,11 +381,27 @@ mod tests {
         let r = |insns: Vec<BpfInsn>| BpfProgram::new(insns).map(|_| ()).map_err(|e| e.problem);
         assert!(r(vec![]).is_err());
         assert!(r(vec![BpfInsn::new(LD | IMM, 0, 0, 1)]).is_err());
-        assert!(r(vec![BpfInsn::new(JMP | JEQ, 5, 0, 1), BpfInsn::new(RET, 0, 0, 0)]).is_err());
-        assert!(r(vec![BpfInsn::new(JMP | JA, 0, 0, 1), BpfInsn::new(RET, 0, 0, 0)]).is_err());
+        assert!(r(vec![
+            BpfInsn::new(JMP | JEQ, 5, 0, 1),
+            BpfInsn::new(RET, 0, 0, 0)
+        ])
+        .is_err());
+        assert!(r(vec![
+            BpfInsn::new(JMP | JA, 0, 0, 1),
+            BpfInsn::new(RET, 0, 0, 0)
+        ])
+        .is_err());
         assert!(r(vec![BpfInsn::new(ST, 0, 0, 16), BpfInsn::new(RET, 0, 0, 0)]).is_err());
-        assert!(r(vec![BpfInsn::new(ALU | DIV, 0, 0, 0), BpfInsn::new(RET, 0, 0, 0)]).is_err());
-        assert!(r(vec![BpfInsn::new(0xffff, 0, 0, 0), BpfInsn::new(RET, 0, 0, 0)]).is_err());
+        assert!(r(vec![
+            BpfInsn::new(ALU | DIV, 0, 0, 0),
+            BpfInsn::new(RET, 0, 0, 0)
+        ])
+        .is_err());
+        assert!(r(vec![
+            BpfInsn::new(0xffff, 0, 0, 0),
+            BpfInsn::new(RET, 0, 0, 0)
+        ])
+        .is_err());
         assert!(r(vec![BpfInsn::new(RET, 0, 0, 0)]).is_ok());
     }
 
@@ -386,7 +422,12 @@ mod tests {
             let mut insns: Vec<BpfInsn> = (0..n)
                 .map(|_| {
                     let r = next();
-                    BpfInsn::new((r & 0xff) as u16, (r >> 8) as u8 % 4, (r >> 16) as u8 % 4, (r >> 32) as u32 % 80)
+                    BpfInsn::new(
+                        (r & 0xff) as u16,
+                        (r >> 8) as u8 % 4,
+                        (r >> 16) as u8 % 4,
+                        (r >> 32) as u32 % 80,
+                    )
                 })
                 .collect();
             insns.push(BpfInsn::new(RET | RVAL_A, 0, 0, 0));

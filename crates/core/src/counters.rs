@@ -24,7 +24,12 @@ pub enum RxDrop {
 }
 
 impl RxDrop {
-    pub const ALL: [RxDrop; 4] = [RxDrop::NoRule, RxDrop::Malformed, RxDrop::SampledOut, RxDrop::RingOverrun];
+    pub const ALL: [RxDrop; 4] = [
+        RxDrop::NoRule,
+        RxDrop::Malformed,
+        RxDrop::SampledOut,
+        RxDrop::RingOverrun,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -50,7 +55,12 @@ pub enum TxDrop {
 }
 
 impl TxDrop {
-    pub const ALL: [TxDrop; 4] = [TxDrop::MtuExceeded, TxDrop::QueueFull, TxDrop::LinkDown, TxDrop::TxError];
+    pub const ALL: [TxDrop; 4] = [
+        TxDrop::MtuExceeded,
+        TxDrop::QueueFull,
+        TxDrop::LinkDown,
+        TxDrop::TxError,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -66,6 +76,9 @@ impl TxDrop {
 pub struct PortCounters {
     pub rx_packets: u64,
     pub rx_bytes: u64,
+    /// Input frames sent to at least one output.
+    pub forwarded_packets: u64,
+    pub forwarded_bytes: u64,
     pub dropped_packets: u64,
     pub dropped_bytes: u64,
     pub drop_reasons: [u64; RxDrop::ALL.len()],
@@ -106,13 +119,20 @@ pub struct Counters {
 }
 
 impl Counters {
-    pub fn new(n_ports: usize, n_inputs: usize, rule_names: impl IntoIterator<Item = String>) -> Self {
+    pub fn new(
+        n_ports: usize,
+        n_inputs: usize,
+        rule_names: impl IntoIterator<Item = String>,
+    ) -> Self {
         Counters {
             ports: vec![PortCounters::default(); n_ports],
             vlans: vec![vec![VlanCounters::default(); 4095]; n_inputs],
             rules: rule_names
                 .into_iter()
-                .map(|name| RuleCounters { name, ..Default::default() })
+                .map(|name| RuleCounters {
+                    name,
+                    ..Default::default()
+                })
                 .collect(),
         }
     }
@@ -122,6 +142,8 @@ impl Counters {
         for (a, b) in self.ports.iter_mut().zip(&other.ports) {
             a.rx_packets += b.rx_packets;
             a.rx_bytes += b.rx_bytes;
+            a.forwarded_packets += b.forwarded_packets;
+            a.forwarded_bytes += b.forwarded_bytes;
             a.dropped_packets += b.dropped_packets;
             a.dropped_bytes += b.dropped_bytes;
             a.tx_packets += b.tx_packets;
@@ -157,6 +179,9 @@ impl Counters {
 pub struct PortReport {
     pub rx_packets: u64,
     pub rx_bytes: u64,
+    /// Input frames sent to at least one output: `rx_packets = forwarded_packets + dropped_packets`.
+    pub forwarded_packets: u64,
+    pub forwarded_bytes: u64,
     pub dropped_packets: u64,
     pub dropped_bytes: u64,
     pub drop_reasons: BTreeMap<String, u64>,
@@ -189,6 +214,8 @@ impl PortCounters {
         PortReport {
             rx_packets: self.rx_packets,
             rx_bytes: self.rx_bytes,
+            forwarded_packets: self.forwarded_packets,
+            forwarded_bytes: self.forwarded_bytes,
             dropped_packets: self.dropped_packets,
             dropped_bytes: self.dropped_bytes,
             drop_reasons: RxDrop::ALL

@@ -53,8 +53,17 @@ fn flow_hash(key: &FlowKey) -> u64 {
 
 impl Engine {
     pub fn new(plan: Arc<Plan>) -> Self {
-        let counters = Counters::new(plan.ports.len(), plan.inputs.len(), plan.rules.iter().map(|r| r.name.clone()));
-        Engine { sample_seen: vec![0; plan.rules.len()], plan, counters, scratch: Vec::with_capacity(16 * 1024) }
+        let counters = Counters::new(
+            plan.ports.len(),
+            plan.inputs.len(),
+            plan.rules.iter().map(|r| r.name.clone()),
+        );
+        Engine {
+            sample_seen: vec![0; plan.rules.len()],
+            plan,
+            counters,
+            scratch: Vec::with_capacity(16 * 1024),
+        }
     }
 
     pub fn plan(&self) -> &Arc<Plan> {
@@ -76,9 +85,14 @@ impl Engine {
     }
 
     /// Processes a batch of frames received on `input`.
-    pub fn process_batch(&mut self, input: usize, frames: &[RxFrame<'_>], sink: &mut dyn Sink) {
+    pub fn process_batch<'a>(
+        &mut self,
+        input: usize,
+        frames: impl IntoIterator<Item = RxFrame<'a>>,
+        sink: &mut dyn Sink,
+    ) {
         for f in frames {
-            self.process(input, *f, sink);
+            self.process(input, f, sink);
         }
     }
 
@@ -125,13 +139,15 @@ impl Engine {
                     Some(s) => match s.mode {
                         SampleMode::Counter => {
                             let seen = &mut self.sample_seen[r];
-                            let keep = *seen % u64::from(s.one_in) == 0;
+                            let keep = (*seen).is_multiple_of(u64::from(s.one_in));
                             *seen += 1;
                             keep
                         }
                         SampleMode::Flow => {
-                            let h = *flow.get_or_insert_with(|| flow_hash(&FlowKey::extract(frame.data, &l2)));
-                            h % u64::from(s.one_in) == 0
+                            let h = *flow.get_or_insert_with(|| {
+                                flow_hash(&FlowKey::extract(frame.data, &l2))
+                            });
+                            h.is_multiple_of(u64::from(s.one_in))
                         }
                     },
                 };
@@ -154,6 +170,9 @@ impl Engine {
             vc.dropped_bytes += bytes;
             return;
         }
+        let port = &mut self.counters.ports[inp.port];
+        port.forwarded_packets += 1;
+        port.forwarded_bytes += bytes;
         for o in dest.iter() {
             let out = &plan.outputs[o];
             let result = deliver(out, frame, &mut self.scratch, sink, o);
@@ -181,7 +200,13 @@ impl Engine {
 
 /// Applies the output's transforms and hands the copy to the sink. Returns the bytes sent, or
 /// the drop reason and the bytes of the copy that was not sent.
-fn deliver(out: &OutputPlan, frame: RxFrame<'_>, scratch: &mut Vec<u8>, sink: &mut dyn Sink, o: usize) -> Result<usize, (TxDrop, usize)> {
+fn deliver(
+    out: &OutputPlan,
+    frame: RxFrame<'_>,
+    scratch: &mut Vec<u8>,
+    sink: &mut dyn Sink,
+    o: usize,
+) -> Result<usize, (TxDrop, usize)> {
     let mut data = frame.data;
     let mut wire_len = frame.wire_len as usize;
     if let Some(action) = out.vlan {
@@ -190,7 +215,9 @@ fn deliver(out: &OutputPlan, frame: RxFrame<'_>, scratch: &mut Vec<u8>, sink: &m
         // The frame's layer 2 was parsed already, so these cannot fail; if they ever did, the
         // copy is sent unchanged rather than lost.
         let ok = match action {
-            VlanAction::Push(vid) => push_tag(data, VlanTag::new(EtherType::Vlan, 0, false, vid), scratch).is_ok(),
+            VlanAction::Push(vid) => {
+                push_tag(data, VlanTag::new(EtherType::Vlan, 0, false, vid), scratch).is_ok()
+            }
             VlanAction::Pop => pop_tag(data, scratch).is_ok(),
             VlanAction::Set(vid) => set_outer_vid(data, vid, scratch).is_ok(),
         };
@@ -203,13 +230,23 @@ fn deliver(out: &OutputPlan, frame: RxFrame<'_>, scratch: &mut Vec<u8>, sink: &m
         data = &data[..data.len().min(t as usize)];
     }
     if let Some(mtu) = out.mtu {
-        let l2_len = L2Info::parse(data).map_or(vxspan_wire::ethernet::HEADER_LEN, |l2| l2.l3_offset);
+        let l2_len =
+            L2Info::parse(data).map_or(vxspan_wire::ethernet::HEADER_LEN, |l2| l2.l3_offset);
         if wire_len.saturating_sub(l2_len) > mtu as usize {
             return Err((TxDrop::MtuExceeded, data.len()));
         }
     }
     let n = data.len();
-    sink.transmit(o, TxFrame { data, wire_len: wire_len as u32, ts: frame.ts }).map(|_| n).map_err(|r| (r, n))
+    sink.transmit(
+        o,
+        TxFrame {
+            data,
+            wire_len: wire_len as u32,
+            ts: frame.ts,
+        },
+    )
+    .map(|_| n)
+    .map_err(|r| (r, n))
 }
 
 /// Builds the report of `counters` (one engine's or several merged) for `plan`.
@@ -229,5 +266,9 @@ pub fn report(plan: &Plan, counters: &Counters) -> Report {
         }
         vlans.insert(inp.name.clone(), m);
     }
-    Report { interfaces, vlans, rules: counters.rules.clone() }
+    Report {
+        interfaces,
+        vlans,
+        rules: counters.rules.clone(),
+    }
 }

@@ -150,8 +150,14 @@ impl Plan {
             let filter = match &r.filter {
                 Some(expr) => {
                     let path = format!("{}.filter", r.path);
-                    let insns = compiler.compile(expr).map_err(|m| PlanError { path: path.clone(), message: format!("cannot compile filter {expr:?}: {m}") })?;
-                    Some(BpfProgram::new(insns).map_err(|e| PlanError { path, message: e.to_string() })?)
+                    let insns = compiler.compile(expr).map_err(|m| PlanError {
+                        path: path.clone(),
+                        message: format!("cannot compile filter {expr:?}: {m}"),
+                    })?;
+                    Some(BpfProgram::new(insns).map_err(|e| PlanError {
+                        path,
+                        message: e.to_string(),
+                    })?)
                 }
                 None => None,
             };
@@ -159,7 +165,13 @@ impl Plan {
             for &o in &r.to {
                 to.insert(o);
             }
-            rules.push(RulePlan { name: r.name.clone(), filter, filter_text: r.filter.clone(), to, sample: r.sample });
+            rules.push(RulePlan {
+                name: r.name.clone(),
+                filter,
+                filter_text: r.filter.clone(),
+                to,
+                sample: r.sample,
+            });
         }
 
         let mut inputs = Vec::with_capacity(n_in);
@@ -168,7 +180,13 @@ impl Plan {
             let mut group_of_vid = vec![NO_GROUP; 4095].into_boxed_slice();
             let mut groups: Vec<Group> = Vec::new();
             let mut configured = VlanSet::empty();
-            let candidates: Vec<usize> = cfg.rules.iter().enumerate().filter(|(_, r)| r.from.contains(&ii)).map(|(i, _)| i).collect();
+            let candidates: Vec<usize> = cfg
+                .rules
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.from.contains(&ii))
+                .map(|(i, _)| i)
+                .collect();
             for r in &candidates {
                 let vl = &cfg.rules[*r].vlans;
                 if !vl.is_all() {
@@ -180,26 +198,43 @@ impl Plan {
                 }
             }
             for vid in 0..4095u16 {
-                let set: Vec<usize> = candidates.iter().copied().filter(|&r| cfg.rules[r].vlans.contains(vid)).collect();
+                let set: Vec<usize> = candidates
+                    .iter()
+                    .copied()
+                    .filter(|&r| cfg.rules[r].vlans.contains(vid))
+                    .collect();
                 if set.is_empty() {
                     continue;
                 }
                 let g = match groups.iter().position(|g| g.rules == set) {
                     Some(g) => g,
                     None => {
-                        let placement = set.iter().try_for_each(|&r| kernel_capable(cfg, &cfg.rules[r]));
+                        let placement = set
+                            .iter()
+                            .try_for_each(|&r| kernel_capable(cfg, &cfg.rules[r]));
                         let (tier, why) = match placement {
                             Ok(()) => (Tier::Xdp, "forward / VLAN rewrite only".to_string()),
                             Err(why) => (Tier::Userspace, why),
                         };
-                        groups.push(Group { vlans: VlanSet::empty(), rules: set, tier, why });
+                        groups.push(Group {
+                            vlans: VlanSet::empty(),
+                            rules: set,
+                            tier,
+                            why,
+                        });
                         groups.len() - 1
                     }
                 };
                 groups[g].vlans.insert(vid);
                 group_of_vid[usize::from(vid)] = g as u16;
             }
-            inputs.push(InputPlan { name: input.name.clone(), interface: input.interface.clone(), port: ii, group_of_vid, groups });
+            inputs.push(InputPlan {
+                name: input.name.clone(),
+                interface: input.interface.clone(),
+                port: ii,
+                group_of_vid,
+                groups,
+            });
             configured_vids.push(configured);
         }
 
@@ -207,9 +242,24 @@ impl Plan {
             .outputs
             .iter()
             .enumerate()
-            .map(|(i, o)| OutputPlan { name: o.name.clone(), interface: o.interface.clone(), port: n_in + i, vlan: o.vlan, truncate: o.truncate, mtu: o.mtu })
+            .map(|(i, o)| OutputPlan {
+                name: o.name.clone(),
+                interface: o.interface.clone(),
+                port: n_in + i,
+                vlan: o.vlan,
+                truncate: o.truncate,
+                mtu: o.mtu,
+            })
             .collect();
-        Ok(Plan { form: cfg.form, xdp_mode: cfg.xdp_mode, ports, inputs, outputs, rules, configured_vids })
+        Ok(Plan {
+            form: cfg.form,
+            xdp_mode: cfg.xdp_mode,
+            ports,
+            inputs,
+            outputs,
+            rules,
+            configured_vids,
+        })
     }
 
     /// A description for `vxspan check`: rules, and the tier of every (input, VLAN) group.
@@ -219,7 +269,17 @@ impl Plan {
             file: cfg.file.display().to_string(),
             form: self.form,
             xdp_mode: self.xdp_mode,
-            inputs: self.inputs.iter().map(|i| PortDescription { name: i.name.clone(), interface: i.interface.clone(), vlan: None, truncate: None, mtu: None }).collect(),
+            inputs: self
+                .inputs
+                .iter()
+                .map(|i| PortDescription {
+                    name: i.name.clone(),
+                    interface: i.interface.clone(),
+                    vlan: None,
+                    truncate: None,
+                    mtu: None,
+                })
+                .collect(),
             outputs: self
                 .outputs
                 .iter()
@@ -241,12 +301,19 @@ impl Plan {
                 .zip(&self.rules)
                 .map(|(r, p)| RuleDescription {
                     name: r.name.clone(),
-                    from: r.from.iter().map(|&i| self.inputs[i].name.clone()).collect(),
+                    from: r
+                        .from
+                        .iter()
+                        .map(|&i| self.inputs[i].name.clone())
+                        .collect(),
                     vlan: r.vlans.describe(),
                     filter: r.filter.clone(),
                     filter_insns: p.filter.as_ref().map(|f| f.insns().len()),
                     to: r.to.iter().map(|&o| out_name(o)).collect(),
-                    sample: r.sample.map(|s| SampleDescription { one_in: s.one_in, mode: s.mode }),
+                    sample: r.sample.map(|s| SampleDescription {
+                        one_in: s.one_in,
+                        mode: s.mode,
+                    }),
                 })
                 .collect(),
             groups: self
@@ -261,7 +328,11 @@ impl Plan {
                         GroupDescription {
                             input: i.name.clone(),
                             vlan: g.vlans.describe(),
-                            rules: g.rules.iter().map(|&r| self.rules[r].name.clone()).collect(),
+                            rules: g
+                                .rules
+                                .iter()
+                                .map(|&r| self.rules[r].name.clone())
+                                .collect(),
                             to: to.iter().map(out_name).collect(),
                             tier: g.tier,
                             why: g.why.clone(),
@@ -279,7 +350,10 @@ impl Plan {
                             rest.insert(vid);
                         }
                     }
-                    (!rest.is_empty()).then(|| UnmatchedDescription { input: i.name.clone(), vlan: rest.describe() })
+                    (!rest.is_empty()).then(|| UnmatchedDescription {
+                        input: i.name.clone(),
+                        vlan: rest.describe(),
+                    })
                 })
                 .collect(),
         }

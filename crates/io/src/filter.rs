@@ -35,7 +35,9 @@ pub fn compile(expr: &str) -> Result<Vec<BpfInsn>, String> {
             let text = i.to_string();
             let mut f = text.split(' ').map(str::parse::<u64>);
             match (f.next(), f.next(), f.next(), f.next()) {
-                (Some(Ok(code)), Some(Ok(jt)), Some(Ok(jf)), Some(Ok(k))) => Ok(BpfInsn::new(code as u16, jt as u8, jf as u8, k as u32)),
+                (Some(Ok(code)), Some(Ok(jt)), Some(Ok(jf)), Some(Ok(k))) => {
+                    Ok(BpfInsn::new(code as u16, jt as u8, jf as u8, k as u32))
+                }
                 _ => Err(format!("unexpected instruction from libpcap: {text:?}")),
             }
         })
@@ -57,20 +59,34 @@ mod tests {
 
     #[test]
     fn compiles_and_matches_like_libpcap() {
-        let exprs = ["vlan 10", "tcp port 443", "udp", "ip6", "vlan and tcp", "not arp", "ether[12:2] = 0x88a8", "net 198.18.0.0/15", "len > 100"];
-        let frames: Vec<Vec<u8>> = vec![
-            vec![0; 60],
-            {
-                let mut f = vec![0xff; 12];
-                f.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a, 0x08, 0x00, 0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2, 0x01, 0xbb, 0x01, 0xbb]);
-                f.resize(120, 0);
-                f
-            },
+        let exprs = [
+            "vlan 10",
+            "tcp port 443",
+            "udp",
+            "ip6",
+            "vlan and tcp",
+            "not arp",
+            "ether[12:2] = 0x88a8",
+            "net 198.18.0.0/15",
+            "len > 100",
         ];
+        let frames: Vec<Vec<u8>> = vec![vec![0; 60], {
+            let mut f = vec![0xff; 12];
+            f.extend_from_slice(&[
+                0x81, 0x00, 0x00, 0x0a, 0x08, 0x00, 0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0, 198,
+                18, 0, 1, 198, 18, 0, 2, 0x01, 0xbb, 0x01, 0xbb,
+            ]);
+            f.resize(120, 0);
+            f
+        }];
         for e in exprs {
             let p = BpfProgram::new(compile(e).unwrap()).unwrap();
             for f in &frames {
-                assert_eq!(p.matches(f, f.len() as u32), libpcap_matches(e, f).unwrap(), "{e}");
+                assert_eq!(
+                    p.matches(f, f.len() as u32),
+                    libpcap_matches(e, f).unwrap(),
+                    "{e}"
+                );
             }
         }
     }

@@ -26,7 +26,10 @@ struct FrameRef {
 
 impl Batch {
     pub fn with_capacity(frames: usize, bytes: usize) -> Self {
-        Batch { data: Vec::with_capacity(bytes), frames: Vec::with_capacity(frames) }
+        Batch {
+            data: Vec::with_capacity(bytes),
+            frames: Vec::with_capacity(frames),
+        }
     }
 
     pub fn clear(&mut self) {
@@ -49,12 +52,22 @@ impl Batch {
 
     /// Appends a frame whose bytes the caller writes into the returned buffer's tail: the
     /// closure gets the data vector and must append exactly the frame.
-    pub fn push_with<E>(&mut self, wire_len: u32, ts: u64, fill: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Result<(), E> {
+    pub fn push_with<E>(
+        &mut self,
+        wire_len: u32,
+        ts: u64,
+        fill: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
         let start = self.data.len();
         match fill(&mut self.data) {
             Ok(()) => {
                 let len = (self.data.len() - start) as u32;
-                self.frames.push(FrameRef { start, len, wire_len, ts });
+                self.frames.push(FrameRef {
+                    start,
+                    len,
+                    wire_len,
+                    ts,
+                });
                 Ok(())
             }
             Err(e) => {
@@ -71,26 +84,13 @@ impl Batch {
         });
     }
 
-    /// Removes the last frame if it is empty and was pushed as a placeholder.
-    pub(crate) fn pop_empty_tail(&mut self) {
-        if let Some(f) = self.frames.last() {
-            if f.len == 0 && f.start == self.data.len() {
-                self.frames.pop();
-            }
-        }
-    }
-
-    /// Sets the wire length and timestamp of the last frame.
-    pub(crate) fn set_last_meta(&mut self, wire_len: u32, ts: u64) {
-        if let Some(f) = self.frames.last_mut() {
-            f.wire_len = wire_len;
-            f.ts = ts;
-        }
-    }
-
     pub fn get(&self, i: usize) -> Option<RxFrame<'_>> {
         let f = self.frames.get(i)?;
-        Some(RxFrame { data: &self.data[f.start..f.start + f.len as usize], wire_len: f.wire_len, ts: f.ts })
+        Some(RxFrame {
+            data: &self.data[f.start..f.start + f.len as usize],
+            wire_len: f.wire_len,
+            ts: f.ts,
+        })
     }
 
     pub fn iter(&self) -> impl Iterator<Item = RxFrame<'_>> + '_ {

@@ -102,7 +102,12 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<bool> {
     while got < buf.len() {
         match r.read(&mut buf[got..]) {
             Ok(0) if got == 0 => return Ok(false),
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "capture file ends inside a record")),
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "capture file ends inside a record",
+                ))
+            }
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -119,8 +124,16 @@ impl<R: Read> Reader<R> {
         }
         let le = u32::from_le_bytes(magic);
         let be = u32::from_be_bytes(magic);
-        let mut me = Reader { r, format: Format::Pcap, big_endian: false, ifaces: Vec::new(), scratch: Vec::new(), records: 0 };
-        if le == PCAP_MAGIC_US || le == PCAP_MAGIC_NS || be == PCAP_MAGIC_US || be == PCAP_MAGIC_NS {
+        let mut me = Reader {
+            r,
+            format: Format::Pcap,
+            big_endian: false,
+            ifaces: Vec::new(),
+            scratch: Vec::new(),
+            records: 0,
+        };
+        if le == PCAP_MAGIC_US || le == PCAP_MAGIC_NS || be == PCAP_MAGIC_US || be == PCAP_MAGIC_NS
+        {
             me.big_endian = be == PCAP_MAGIC_US || be == PCAP_MAGIC_NS;
             let ns = le == PCAP_MAGIC_NS || be == PCAP_MAGIC_NS;
             let mut h = [0u8; 20];
@@ -130,14 +143,21 @@ impl<R: Read> Reader<R> {
             let snaplen = read_u32(&h[12..], me.big_endian);
             // The link type is the low 16 bits; the upper bits carry FCS information.
             let linktype = (read_u32(&h[16..], me.big_endian) & 0xffff) as u16;
-            me.ifaces.push(Iface { linktype, snaplen, units_per_sec: if ns { 1_000_000_000 } else { 1_000_000 }, offset_sec: 0 });
+            me.ifaces.push(Iface {
+                linktype,
+                snaplen,
+                units_per_sec: if ns { 1_000_000_000 } else { 1_000_000 },
+                offset_sec: 0,
+            });
             Ok(me)
         } else if le == PCAPNG_SHB {
             me.format = Format::PcapNg;
             me.read_shb_rest()?;
             Ok(me)
         } else {
-            Err(bad(format!("not a pcap or pcapng capture (magic {le:#010x})")))
+            Err(bad(format!(
+                "not a pcap or pcapng capture (magic {le:#010x})"
+            )))
         }
     }
 
@@ -161,15 +181,22 @@ impl<R: Read> Reader<R> {
         if !read_full(&mut self.r, &mut h)? {
             return Err(bad("pcapng section header is truncated"));
         }
-        let bom_le = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
-        self.big_endian = match bom_le {
+        self.section_header([h[0], h[1], h[2], h[3]], [h[4], h[5], h[6], h[7]])
+    }
+
+    /// Starts a section: its byte order comes from the byte-order magic (and may differ from
+    /// the previous section's); the rest of the header is skipped and interfaces are reset.
+    fn section_header(&mut self, len: [u8; 4], bom: [u8; 4]) -> io::Result<()> {
+        self.big_endian = match u32::from_le_bytes(bom) {
             PCAPNG_BOM => false,
             x if x.swap_bytes() == PCAPNG_BOM => true,
             _ => return Err(bad("pcapng section header has a bad byte-order magic")),
         };
-        let total = read_u32(&h[..4], self.big_endian);
-        if total < 28 || total % 4 != 0 || total > 16 << 20 {
-            return Err(bad(format!("pcapng section header has a bad length {total}")));
+        let total = read_u32(&len, self.big_endian);
+        if total < 28 || !total.is_multiple_of(4) || total > 16 << 20 {
+            return Err(bad(format!(
+                "pcapng section header has a bad length {total}"
+            )));
         }
         self.skip(u64::from(total) - 12)?;
         self.ifaces.clear();
@@ -179,7 +206,10 @@ impl<R: Read> Reader<R> {
     fn skip(&mut self, n: u64) -> io::Result<()> {
         let copied = io::copy(&mut (&mut self.r).take(n), &mut io::sink())?;
         if copied != n {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "capture file ends inside a block"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "capture file ends inside a block",
+            ));
         }
         Ok(())
     }
@@ -198,20 +228,36 @@ impl<R: Read> Reader<R> {
             return Ok(None);
         }
         let big = self.big_endian;
-        let (sec, frac, caplen, wire_len) = (read_u32(&h, big), read_u32(&h[4..], big), read_u32(&h[8..], big), read_u32(&h[12..], big));
+        let (sec, frac, caplen, wire_len) = (
+            read_u32(&h, big),
+            read_u32(&h[4..], big),
+            read_u32(&h[8..], big),
+            read_u32(&h[12..], big),
+        );
         if caplen > MAX_RECORD {
-            return Err(bad(format!("record {} claims {caplen} bytes (more than {MAX_RECORD})", self.records + 1)));
+            return Err(bad(format!(
+                "record {} claims {caplen} bytes (more than {MAX_RECORD})",
+                self.records + 1
+            )));
         }
         let iface = self.ifaces[0];
         let start = out.len();
         out.resize(start + caplen as usize, 0);
         if !read_full(&mut self.r, &mut out[start..])? && caplen > 0 {
             out.truncate(start);
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "capture file ends inside a record"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "capture file ends inside a record",
+            ));
         }
         self.records += 1;
         let ts = u64::from(sec) * 1_000_000_000 + iface.ts_ns(u64::from(frac));
-        Ok(Some(Record { ts, caplen, wire_len: wire_len.max(caplen), linktype: iface.linktype }))
+        Ok(Some(Record {
+            ts,
+            caplen,
+            wire_len: wire_len.max(caplen),
+            linktype: iface.linktype,
+        }))
     }
 
     fn next_pcapng(&mut self, out: &mut Vec<u8>) -> io::Result<Option<Record>> {
@@ -222,35 +268,28 @@ impl<R: Read> Reader<R> {
             }
             let btype = read_u32(&h, self.big_endian);
             if u32::from_le_bytes([h[0], h[1], h[2], h[3]]) == PCAPNG_SHB {
-                // A new section: its byte order may differ. Re-read the length after the BOM.
-                let mut rest = [0u8; 4];
-                if !read_full(&mut self.r, &mut rest)? {
+                let mut bom = [0u8; 4];
+                if !read_full(&mut self.r, &mut bom)? {
                     return Err(bad("pcapng section header is truncated"));
                 }
-                let bom = u32::from_le_bytes(rest);
-                self.big_endian = match bom {
-                    PCAPNG_BOM => false,
-                    x if x.swap_bytes() == PCAPNG_BOM => true,
-                    _ => return Err(bad("pcapng section header has a bad byte-order magic")),
-                };
-                let total = read_u32(&h[4..], self.big_endian);
-                if total < 28 || total % 4 != 0 || total > 16 << 20 {
-                    return Err(bad(format!("pcapng section header has a bad length {total}")));
-                }
-                self.skip(u64::from(total) - 12)?;
-                self.ifaces.clear();
+                self.section_header([h[4], h[5], h[6], h[7]], bom)?;
                 continue;
             }
             let total = read_u32(&h[4..], self.big_endian);
-            if total < 12 || total % 4 != 0 || total > MAX_RECORD + (1 << 16) {
-                return Err(bad(format!("pcapng block of type {btype:#x} has a bad length {total}")));
+            if total < 12 || !total.is_multiple_of(4) || total > MAX_RECORD + (1 << 16) {
+                return Err(bad(format!(
+                    "pcapng block of type {btype:#x} has a bad length {total}"
+                )));
             }
             let body_len = (total - 12) as usize;
             let mut body = std::mem::take(&mut self.scratch);
             body.clear();
             body.resize(body_len + 4, 0);
             if !read_full(&mut self.r, &mut body)? {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "capture file ends inside a block"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "capture file ends inside a block",
+                ));
             }
             let result = self.block(btype, &body[..body_len], out);
             self.scratch = body;
@@ -272,23 +311,38 @@ impl<R: Read> Reader<R> {
                 if b.len() < 8 {
                     return Err(bad("pcapng interface description block is too short"));
                 }
-                let mut iface = Iface { linktype: read_u16(b, big), snaplen: read_u32(&b[4..], big), units_per_sec: 1_000_000, offset_sec: 0 };
+                let mut iface = Iface {
+                    linktype: read_u16(b, big),
+                    snaplen: read_u32(&b[4..], big),
+                    units_per_sec: 1_000_000,
+                    offset_sec: 0,
+                };
                 let mut opts = &b[8..];
                 while opts.len() >= 4 {
                     let code = read_u16(opts, big);
                     let len = usize::from(read_u16(&opts[2..], big));
-                    let Some(val) = opts.get(4..4 + len) else { break };
+                    let Some(val) = opts.get(4..4 + len) else {
+                        break;
+                    };
                     match (code, val) {
                         (0, _) => break,
                         (9, [r]) => {
                             iface.units_per_sec = if r & 0x80 == 0 {
-                                10u64.checked_pow(u32::from(*r)).ok_or_else(|| bad("if_tsresol out of range"))?
+                                10u64
+                                    .checked_pow(u32::from(*r))
+                                    .ok_or_else(|| bad("if_tsresol out of range"))?
                             } else {
-                                1u64.checked_shl(u32::from(r & 0x7f)).filter(|_| r & 0x7f < 64).ok_or_else(|| bad("if_tsresol out of range"))?
+                                1u64.checked_shl(u32::from(r & 0x7f))
+                                    .filter(|_| r & 0x7f < 64)
+                                    .ok_or_else(|| bad("if_tsresol out of range"))?
                             };
                         }
                         (14, v) if v.len() == 8 => {
-                            let x = if big { i64::from_be_bytes(v.try_into().expect("8 bytes")) } else { i64::from_le_bytes(v.try_into().expect("8 bytes")) };
+                            let x = if big {
+                                i64::from_be_bytes(v.try_into().expect("8 bytes"))
+                            } else {
+                                i64::from_le_bytes(v.try_into().expect("8 bytes"))
+                            };
                             iface.offset_sec = x;
                         }
                         _ => {}
@@ -303,55 +357,143 @@ impl<R: Read> Reader<R> {
                 if b.len() < 20 {
                     return Err(bad("pcapng packet block is too short"));
                 }
-                let iface_id = if btype == 6 { read_u32(b, big) } else { u32::from(read_u16(b, big)) };
-                let (hi, lo, caplen, wire_len) = (read_u32(&b[4..], big), read_u32(&b[8..], big), read_u32(&b[12..], big), read_u32(&b[16..], big));
-                let iface = *self.ifaces.get(iface_id as usize).ok_or_else(|| bad(format!("packet block names interface {iface_id}, which is not described")))?;
-                let data = b.get(20..20 + caplen as usize).ok_or_else(|| bad(format!("packet block claims {caplen} bytes but holds {}", b.len() - 20)))?;
+                let iface_id = if btype == 6 {
+                    read_u32(b, big)
+                } else {
+                    u32::from(read_u16(b, big))
+                };
+                let (hi, lo, caplen, wire_len) = (
+                    read_u32(&b[4..], big),
+                    read_u32(&b[8..], big),
+                    read_u32(&b[12..], big),
+                    read_u32(&b[16..], big),
+                );
+                let iface = *self.ifaces.get(iface_id as usize).ok_or_else(|| {
+                    bad(format!(
+                        "packet block names interface {iface_id}, which is not described"
+                    ))
+                })?;
+                let data = b.get(20..20 + caplen as usize).ok_or_else(|| {
+                    bad(format!(
+                        "packet block claims {caplen} bytes but holds {}",
+                        b.len() - 20
+                    ))
+                })?;
                 out.extend_from_slice(data);
-                Ok(Some(Record { ts: iface.ts_ns((u64::from(hi) << 32) | u64::from(lo)), caplen, wire_len: wire_len.max(caplen), linktype: iface.linktype }))
+                Ok(Some(Record {
+                    ts: iface.ts_ns((u64::from(hi) << 32) | u64::from(lo)),
+                    caplen,
+                    wire_len: wire_len.max(caplen),
+                    linktype: iface.linktype,
+                }))
             }
             3 => {
-                let iface = *self.ifaces.first().ok_or_else(|| bad("simple packet block before any interface description"))?;
+                let iface = *self
+                    .ifaces
+                    .first()
+                    .ok_or_else(|| bad("simple packet block before any interface description"))?;
                 if b.len() < 4 {
                     return Err(bad("pcapng simple packet block is too short"));
                 }
                 let wire_len = read_u32(b, big);
-                let caplen = wire_len.min(if iface.snaplen == 0 { u32::MAX } else { iface.snaplen }).min((b.len() - 4) as u32);
+                let caplen = wire_len
+                    .min(if iface.snaplen == 0 {
+                        u32::MAX
+                    } else {
+                        iface.snaplen
+                    })
+                    .min((b.len() - 4) as u32);
                 out.extend_from_slice(&b[4..4 + caplen as usize]);
-                Ok(Some(Record { ts: 0, caplen, wire_len: wire_len.max(caplen), linktype: iface.linktype }))
+                Ok(Some(Record {
+                    ts: 0,
+                    caplen,
+                    wire_len: wire_len.max(caplen),
+                    linktype: iface.linktype,
+                }))
             }
             _ => Ok(None),
         }
     }
 }
 
-/// A capture file as an input port: frames are read into the batch in file order.
+/// Link types a capture input accepts, and how their frames become Ethernet frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Ethernet,
+    /// LINKTYPE_RAW (101, and DLT_RAW's 12 / 14 on some systems), IPV4 (228), IPV6 (229): a
+    /// synthetic Ethernet header is prepended (see `vxspan_wire::ethernet::synthesize_for_ip`).
+    RawIp,
+    /// LINKTYPE_LINUX_SLL (113): the 16-byte cooked header is replaced by an Ethernet header
+    /// with the synthetic addresses and the protocol type it carries.
+    LinuxSll,
+}
+
+fn link_of(linktype: u16) -> Option<Link> {
+    match linktype {
+        LINKTYPE_ETHERNET => Some(Link::Ethernet),
+        12 | 14 | 101 | 228 | 229 => Some(Link::RawIp),
+        113 => Some(Link::LinuxSll),
+        _ => None,
+    }
+}
+
+/// A capture file as an input port: frames are read into the batch in file order, converted to
+/// Ethernet where their link type allows it.
 pub struct FileInput {
     reader: Reader<BufReader<File>>,
-    /// Frames skipped because their link type is not Ethernet.
-    pub non_ethernet: u64,
+    scratch: Vec<u8>,
+    /// Frames whose link type cannot be turned into Ethernet (passed on empty, so the engine
+    /// counts them as malformed and the accounting stays exact).
+    pub unsupported: u64,
 }
 
 impl FileInput {
     pub fn open(path: &Path) -> io::Result<Self> {
-        Ok(FileInput { reader: Reader::open(path)?, non_ethernet: 0 })
+        let reader = Reader::open(path)?;
+        if let Some(lt) = reader.linktype() {
+            if link_of(lt).is_none() {
+                return Err(bad(format!("unsupported link type {lt} (vxspan reads Ethernet, raw IP and Linux cooked captures)")));
+            }
+        }
+        Ok(FileInput {
+            reader,
+            scratch: Vec::new(),
+            unsupported: 0,
+        })
     }
 }
 
 impl RxPort for FileInput {
     fn recv(&mut self, batch: &mut Batch, max: usize) -> io::Result<RecvStatus> {
         for _ in 0..max {
-            let mut rec = None;
-            batch.push_with(0, 0, |v| {
-                rec = self.reader.next_into(v)?;
-                Ok::<(), io::Error>(())
-            })?;
-            match rec {
-                None => {
-                    batch.pop_empty_tail();
-                    return Ok(RecvStatus::End);
+            self.scratch.clear();
+            let Some(rec) = self.reader.next_into(&mut self.scratch)? else {
+                return Ok(RecvStatus::End);
+            };
+            let data = &self.scratch[..];
+            match link_of(rec.linktype) {
+                Some(Link::Ethernet) => batch.push(data, rec.wire_len, rec.ts),
+                Some(Link::RawIp) => {
+                    let _ = batch.push_with::<()>(rec.wire_len + 14, rec.ts, |v| {
+                        // A packet that is neither IPv4 nor IPv6 stays empty: counted as malformed.
+                        if vxspan_core::wire::ethernet::synthesize_for_ip(data, v) {
+                            v.extend_from_slice(data);
+                        }
+                        Ok(())
+                    });
                 }
-                Some(r) => batch.set_last_meta(r.wire_len, r.ts),
+                Some(Link::LinuxSll) if data.len() >= 16 => {
+                    let _ = batch.push_with::<()>(rec.wire_len - 2, rec.ts, |v| {
+                        v.extend_from_slice(&vxspan_core::wire::ethernet::SYNTHETIC_DST.0);
+                        v.extend_from_slice(&vxspan_core::wire::ethernet::SYNTHETIC_SRC.0);
+                        v.extend_from_slice(&data[14..]);
+                        Ok(())
+                    });
+                }
+                _ => {
+                    self.unsupported += 1;
+                    batch.push(&[], rec.wire_len, rec.ts);
+                }
             }
         }
         Ok(RecvStatus::Ok)
@@ -371,7 +513,10 @@ impl Writer<BufWriter<File>> {
             Some(e) if e.eq_ignore_ascii_case("pcapng") => Format::PcapNg,
             _ => Format::Pcap,
         };
-        Writer::new(BufWriter::with_capacity(1 << 20, File::create(path)?), format)
+        Writer::new(
+            BufWriter::with_capacity(1 << 20, File::create(path)?),
+            format,
+        )
     }
 }
 
@@ -462,7 +607,8 @@ impl<W: Write> Writer<W> {
 
 impl<W: Write> TxPort for Writer<W> {
     fn send(&mut self, f: TxFrame<'_>) -> Result<(), TxDrop> {
-        self.write(f.data, f.wire_len, f.ts).map_err(|_| TxDrop::TxError)
+        self.write(f.data, f.wire_len, f.ts)
+            .map_err(|_| TxDrop::TxError)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -515,12 +661,22 @@ mod tests {
     fn microsecond_big_endian_pcap() {
         let mut f = Vec::new();
         f.extend_from_slice(&PCAP_MAGIC_US.to_be_bytes());
-        f.extend_from_slice(&[0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 1]);
+        f.extend_from_slice(&[
+            0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 1,
+        ]);
         f.extend_from_slice(&[0, 0, 0, 10, 0, 0, 0, 7, 0, 0, 0, 2, 0, 0, 0, 3, 0xaa, 0xbb]);
         let mut r = Reader::new(&f[..]).unwrap();
         let mut buf = Vec::new();
         let rec = r.next_into(&mut buf).unwrap().unwrap();
-        assert_eq!(rec, Record { ts: 10_000_007_000, caplen: 2, wire_len: 3, linktype: 1 });
+        assert_eq!(
+            rec,
+            Record {
+                ts: 10_000_007_000,
+                caplen: 2,
+                wire_len: 3,
+                linktype: 1
+            }
+        );
         assert_eq!(buf, [0xaa, 0xbb]);
         assert!(r.next_into(&mut buf).unwrap().is_none());
     }

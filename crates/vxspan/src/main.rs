@@ -1,1 +1,112 @@
-fn main() {}
+//! The `vxspan` command: a software packet broker.
+//!
+//! This binary is the control plane: it parses the command line, loads and compiles the
+//! configuration, wires back-ends to the engine and prints counters. It never sits in the
+//! packet path itself.
+
+mod check;
+mod gen;
+mod replay;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit code for an invalid configuration or command line.
+pub const EXIT_INVALID: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "vxspan",
+    version,
+    about = "Software packet broker: select mirrored traffic by VLAN and tcpdump filter, deliver copies, count every drop"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Validate a configuration and print the compiled plan (exit 0 valid, 2 invalid).
+    Check {
+        config: PathBuf,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a configuration offline: inputs from capture files, outputs to capture files.
+    Replay {
+        config: PathBuf,
+        /// NAME=FILE: feed input NAME from a pcap / pcapng file (repeatable).
+        #[arg(short = 'i', long = "input", value_name = "NAME=FILE", required = true)]
+        inputs: Vec<String>,
+        /// NAME=FILE: write output NAME to a file (.pcapng: pcapng, otherwise pcap with
+        /// nanosecond timestamps). Outputs not named are counted but not written.
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_name = "NAME=FILE",
+            conflicts_with = "out_dir"
+        )]
+        outputs: Vec<String>,
+        /// Write every output to DIR/NAME.pcap.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+        /// Print the counters as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replay the VxSPAN example configuration on a built-in capture and show what went where.
+    Demo {
+        /// Frames to generate.
+        #[arg(long, default_value_t = 2000)]
+        count: u64,
+    },
+    /// Write a synthetic capture: a mix of untagged, priority-tagged, 802.1Q (VLAN 1 to 20 by
+    /// default), QinQ and 0x9100-tagged frames carrying TCP, UDP, ICMP, IPv6 and ARP.
+    Gen {
+        /// Output file (.pcapng for pcapng).
+        #[arg(short = 'w', long = "write", value_name = "FILE")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        count: u64,
+        /// Seed of the deterministic generator.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Highest VLAN id used for tagged frames.
+        #[arg(long, default_value_t = 20)]
+        max_vlan: u16,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Check { config, json } => check::run(&config, json),
+        Cmd::Replay {
+            config,
+            inputs,
+            outputs,
+            out_dir,
+            json,
+        } => replay::run(&config, &inputs, &outputs, out_dir.as_deref(), json),
+        Cmd::Demo { count } => replay::demo(count),
+        Cmd::Gen {
+            out,
+            count,
+            seed,
+            max_vlan,
+        } => gen::write(&out, count, seed, max_vlan).map(|n| {
+            eprintln!("wrote {n} frames to {}", out.display());
+            ExitCode::SUCCESS
+        }),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vxspan: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

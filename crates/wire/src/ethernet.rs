@@ -100,6 +100,26 @@ impl EtherType {
     }
 }
 
+/// Source and destination MACs of the Ethernet header vxspan puts in front of a bare IP packet
+/// (a raw-IP capture, or a tunnel whose payload is IP without Ethernet): locally administered
+/// addresses spelling "vxsp", so such frames are recognisable in a capture.
+pub const SYNTHETIC_SRC: MacAddr = MacAddr([0x02, 0x76, 0x78, 0x73, 0x70, 0x01]);
+pub const SYNTHETIC_DST: MacAddr = MacAddr([0x02, 0x76, 0x78, 0x73, 0x70, 0x00]);
+
+/// Appends a synthetic Ethernet header for an IP packet to `out`: EtherType IPv4 or IPv6 from
+/// the version nibble. Returns `false` (appending nothing) if `packet` is not IPv4 or IPv6.
+pub fn synthesize_for_ip(packet: &[u8], out: &mut Vec<u8>) -> bool {
+    let ethertype: u16 = match packet.first().map(|b| b >> 4) {
+        Some(4) => 0x0800,
+        Some(6) => 0x86dd,
+        _ => return false,
+    };
+    out.extend_from_slice(&SYNTHETIC_DST.0);
+    out.extend_from_slice(&SYNTHETIC_SRC.0);
+    out.extend_from_slice(&ethertype.to_be_bytes());
+    true
+}
+
 mod field {
     use core::ops::Range;
     pub const DST: Range<usize> = 0..6;
@@ -248,6 +268,22 @@ mod tests {
                 Error::Truncated
             );
         }
+    }
+
+    #[test]
+    fn synthetic_header() {
+        let mut out = Vec::new();
+        assert!(synthesize_for_ip(&[0x45, 0], &mut out));
+        assert_eq!(
+            EthernetFrame::new_checked(&out[..]).unwrap().ethertype(),
+            EtherType::Ipv4
+        );
+        out.clear();
+        assert!(synthesize_for_ip(&[0x60], &mut out));
+        assert_eq!(&out[12..], &[0x86, 0xdd]);
+        out.clear();
+        assert!(!synthesize_for_ip(&[0x10], &mut out) && out.is_empty());
+        assert!(!synthesize_for_ip(&[], &mut out));
     }
 
     #[test]
