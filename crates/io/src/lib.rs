@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 pub mod filter;
+pub mod mem;
 pub mod pcap;
 
 use std::io;

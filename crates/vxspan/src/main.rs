@@ -1,19 +1,11 @@
-//! The `vxspan` command: a software packet broker.
-//!
-//! This binary is the control plane: it parses the command line, loads and compiles the
-//! configuration, wires back-ends to the engine and prints counters. It never sits in the
-//! packet path itself.
+//! The `vxspan` command: a software packet broker. This file is only the command line; the
+//! commands live in the library (`src/lib.rs`).
 
-mod check;
-mod gen;
-mod replay;
+use vxspan::{check, gen, replay};
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-/// Exit code for an invalid configuration or command line.
-pub const EXIT_INVALID: u8 = 2;
 
 #[derive(Parser)]
 #[command(

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vxspan_core::{Engine, Plan, Report, Sink, TxDrop, TxFrame};
+use vxspan_io::mem::MemoryInput;
 use vxspan_io::pcap::{FileInput, Writer};
 use vxspan_io::{Batch, RecvStatus, RxPort, TxPort};
 
@@ -17,7 +18,7 @@ const BATCH: usize = 256;
 
 /// The replay's outputs: a file writer per output that has one; the others count and discard.
 pub struct Outputs {
-    ports: Vec<Option<Box<dyn TxPort>>>,
+    pub ports: Vec<Option<Box<dyn TxPort>>>,
 }
 
 impl Sink for Outputs {
@@ -303,23 +304,6 @@ pub fn render(r: &Report, plan: &Plan, total: u64) -> String {
     s
 }
 
-/// Frames held in memory, as an input port (the demo's generated traffic).
-struct MemoryInput {
-    frames: std::vec::IntoIter<crate::gen::Frame>,
-}
-
-impl RxPort for MemoryInput {
-    fn recv(&mut self, batch: &mut Batch, max: usize) -> std::io::Result<RecvStatus> {
-        for _ in 0..max {
-            match self.frames.next() {
-                Some(f) => batch.push(&f.data, f.data.len() as u32, f.ts),
-                None => return Ok(RecvStatus::End),
-            }
-        }
-        Ok(RecvStatus::Ok)
-    }
-}
-
 /// The configuration the demo runs: VxSPAN's own README example.
 pub const DEMO_CONFIG: &str = include_str!("../../../examples/vxspan.json");
 
@@ -343,20 +327,17 @@ pub fn demo(count: u64) -> Result<ExitCode> {
             let idx = cfg
                 .input_by_name(name)
                 .expect("the demo config defines eth0 and eth1");
-            let frames: Vec<_> = crate::gen::frames(count, seed as u64 + 1, 20).collect();
-            for f in &frames {
+            let mut frames = Vec::new();
+            for f in crate::gen::frames(count, seed as u64 + 1, 20) {
                 match (*name, f.tagging.outer_vid()) {
                     ("eth0", 0) | ("eth1", 12) => expected[0] += 1,
                     ("eth1", 10 | 11) => expected[1] += 1,
                     _ => {}
                 }
+                let len = f.data.len() as u32;
+                frames.push((f.data, len, f.ts));
             }
-            (
-                idx,
-                Box::new(MemoryInput {
-                    frames: frames.into_iter(),
-                }) as Box<dyn RxPort>,
-            )
+            (idx, Box::new(MemoryInput::new(frames)) as Box<dyn RxPort>)
         })
         .collect();
     let mut engine = Engine::new(Arc::new(plan));

@@ -1,0 +1,9 @@
+//! The `vxspan` command's library: the control plane (CLI commands, replay driver, traffic
+//! generator). It never sits in the packet path itself; the engine does.
+
+pub mod check;
+pub mod gen;
+pub mod replay;
+
+/// Exit code for an invalid configuration or command line.
+pub const EXIT_INVALID: u8 = 2;

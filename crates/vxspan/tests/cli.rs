@@ -1,0 +1,204 @@
+//! The command line as a user drives it: exit codes, error messages, JSON shapes.
+
+mod common;
+
+use common::{root, scratch, vxspan};
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn check_accepts_the_examples() {
+    for entry in std::fs::read_dir(root().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        let o = vxspan(&["check", path.to_str().unwrap()]);
+        assert!(o.status.success(), "{}: {}", path.display(), stderr(&o));
+        let o = vxspan(&["check", "--json", path.to_str().unwrap()]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(
+            v["groups"].as_array().is_some_and(|g| !g.is_empty()),
+            "{}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn check_explains_placement() {
+    let o = vxspan(&["check", "examples/vxspan.json", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let groups = v["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 4, "{groups:?}");
+    assert!(groups.iter().all(|g| g["tier"] == "xdp"));
+    let text = String::from_utf8(vxspan(&["check", "examples/vxspan.json"]).stdout).unwrap();
+    assert!(text.contains("eth1/10"), "{text}");
+    assert!(text.contains("no rule -> dropped as no_rule"), "{text}");
+}
+
+/// Each malformed configuration of CONFIG.md section 1: exit 2, the file and key path named.
+#[test]
+fn check_rejects_malformed_configs_with_exit_2() {
+    let dir = scratch("cli-bad-configs");
+    let cases = [
+        (
+            r#"{"interfaces": {"eth1": {"redirect_map": {"5000": "eth3"}}}}"#,
+            r#"interfaces.eth1.redirect_map."5000""#,
+        ),
+        (
+            r#"{"interfaces": {"eth1": {"redirect_map": {"-1": "eth3"}}}}"#,
+            r#"interfaces.eth1.redirect_map."-1""#,
+        ),
+        (
+            r#"{"interfaces": {"eth1": {"redirect_map": {"10abc": "eth3"}}}}"#,
+            r#"interfaces.eth1.redirect_map."10abc""#,
+        ),
+        (
+            r#"{"interfaces": {"eth1": {"redirect_map": {" 10": "eth3"}}}}"#,
+            r#"interfaces.eth1.redirect_map." 10""#,
+        ),
+        (
+            r#"{"interfaces": {"eth1": {"redirect_map": {"": "eth3"}}}}"#,
+            r#"interfaces.eth1.redirect_map."""#,
+        ),
+        (
+            r#"{"interfaces": {"eth1": {"redirect_map": {"10": 3}}}}"#,
+            r#"interfaces.eth1.redirect_map."10""#,
+        ),
+        (
+            r#"{"interfaces": {"eth1": {"redirect_map": {"10": "eth3"}}}, "colour": "blue"}"#,
+            "colour",
+        ),
+        (
+            r#"{"interfaces": {"eth1": {"redirect_map": {"10": "eth3"}}, "eth1": {"redirect_map": {"11": "eth3"}}}}"#,
+            "interfaces.eth1",
+        ),
+        (
+            r#"{"interfaces": {"eth1": {"redirect_map": {"10": "eth2"}}, "eth2": {"redirect_map": {"11": "eth3"}}}}"#,
+            r#"interfaces.eth1.redirect_map."10""#,
+        ),
+    ];
+    for (i, (text, path)) in cases.iter().enumerate() {
+        let file = dir.join(format!("bad{i}.json"));
+        std::fs::write(&file, text).unwrap();
+        let o = vxspan(&["check", file.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{text}");
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!("bad{i}.json: {path}: ")),
+            "{text}\n{err}"
+        );
+    }
+    let file = dir.join("badfilter.toml");
+    std::fs::write(&file, "[inputs.a]\ninterface = \"e1\"\n[outputs.b]\ninterface = \"e2\"\n[[rules]]\nfrom = \"a\"\nto = \"b\"\nfilter = \"tcp prot 80\"\n").unwrap();
+    let o = vxspan(&["check", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("rules[0].filter: cannot compile filter"),
+        "{}",
+        stderr(&o)
+    );
+    let o = vxspan(&["check", "/nonexistent/x.json"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cannot read"));
+}
+
+#[test]
+fn replay_usage_errors() {
+    let o = vxspan(&[
+        "replay",
+        "examples/vxspan.json",
+        "-i",
+        "eth9=x.pcap",
+        "--out-dir",
+        "/tmp/x",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no input \"eth9\""), "{}", stderr(&o));
+    let o = vxspan(&["replay", "examples/vxspan.json", "-i", "eth1"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = vxspan(&[
+        "replay",
+        "examples/vxspan.json",
+        "-i",
+        "eth1=/nonexistent.pcap",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/nonexistent.pcap"), "{}", stderr(&o));
+}
+
+#[test]
+fn replay_json_counters_and_pcapng_round_trip() {
+    let dir = scratch("cli-replay");
+    let input = dir.join("in.pcapng");
+    assert!(vxspan(&[
+        "gen",
+        "-w",
+        input.to_str().unwrap(),
+        "--count",
+        "3000",
+        "--seed",
+        "9"
+    ])
+    .status
+    .success());
+    let out = dir.join("eth3.pcapng");
+    let o = vxspan(&[
+        "replay",
+        "examples/vxspan.json",
+        "-i",
+        &format!("eth1={}", input.display()),
+        "-o",
+        &format!("eth3={}", out.display()),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let eth1 = &v["interfaces"]["eth1"];
+    for key in [
+        "rx_packets",
+        "rx_bytes",
+        "dropped_packets",
+        "dropped_bytes",
+        "tx_packets",
+        "tx_bytes",
+        "tx_dropped_packets",
+    ] {
+        assert!(eth1[key].is_u64(), "{key}");
+    }
+    assert!(eth1["drop_reasons"]["no_rule"].is_u64());
+    assert!(v["interfaces"]["eth3"]["tx_drop_reasons"]["mtu_exceeded"].is_u64());
+    assert!(v["vlans"]["eth1"]["10"]["packets"].as_u64().unwrap() > 0);
+    assert!(v["vlans"]["eth1"]["none"]["packets"].as_u64().unwrap() > 0);
+    assert_eq!(v["rules"][1]["name"], "eth1/10");
+    assert_eq!(eth1["rx_packets"], 3000);
+    let written = common::read_capture(&out);
+    assert_eq!(
+        written.len() as u64,
+        v["interfaces"]["eth3"]["tx_packets"].as_u64().unwrap()
+    );
+    // Nanosecond timestamps survive, frames unchanged: each written frame is one of the input's.
+    let input_frames = common::read_capture(&input);
+    for f in &written {
+        assert!(input_frames.contains(f));
+    }
+    assert!(
+        written.iter().any(|f| f.2 % 1000 != 0),
+        "timestamps lost their nanoseconds"
+    );
+}
+
+#[test]
+fn demo_succeeds() {
+    let o = vxspan(&["demo", "--count", "500"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.contains("as the generator expected"), "{text}");
+    assert!(!text.contains("MISMATCH"));
+}
+
+#[test]
+fn version() {
+    let o = vxspan(&["--version"]);
+    assert!(String::from_utf8(o.stdout).unwrap().starts_with("vxspan "));
+}

@@ -1,0 +1,57 @@
+//! Shared helpers for the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// `../shared` beside the checkout (or `$VXSPAN_SHARED`): read-only inputs every test run has.
+pub fn shared() -> PathBuf {
+    let p = std::env::var_os("VXSPAN_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared"));
+    assert!(
+        p.join("captures/captures").is_dir(),
+        "{} has no captures/captures: set VXSPAN_SHARED",
+        p.display()
+    );
+    p
+}
+
+pub fn vxspan(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vxspan"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap()
+}
+
+/// A fresh, empty directory under the target directory.
+pub fn scratch(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Every frame of a capture: (bytes, wire length, timestamp ns).
+pub fn read_capture(path: &Path) -> Vec<(Vec<u8>, u32, u64)> {
+    let mut r =
+        vxspan_io::pcap::Reader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    while let Some(rec) = r
+        .next_into(&mut buf)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    {
+        out.push((std::mem::take(&mut buf), rec.wire_len, rec.ts));
+    }
+    out
+}
