@@ -44,12 +44,22 @@ pub fn compile(expr: &str) -> Result<Vec<BpfInsn>, String> {
         .collect()
 }
 
-/// libpcap's own evaluation of `expr` on `frame` (`pcap_offline_filter`): the oracle the
+/// A filter compiled and evaluated by libpcap itself (`pcap_offline_filter`): the oracle the
 /// core's interpreter is tested against.
-pub fn libpcap_matches(expr: &str, frame: &[u8]) -> Result<bool, String> {
-    let dead = pcap::Capture::dead(pcap::Linktype::ETHERNET).map_err(|e| e.to_string())?;
-    let prog = dead.compile(expr, true).map_err(|e| e.to_string())?;
-    Ok(prog.filter(frame))
+pub struct LibpcapOracle(pcap::BpfProgram);
+
+impl LibpcapOracle {
+    pub fn new(expr: &str) -> Result<Self, String> {
+        let dead = pcap::Capture::dead(pcap::Linktype::ETHERNET).map_err(|e| e.to_string())?;
+        dead.compile(expr, true)
+            .map(LibpcapOracle)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Whether libpcap accepts `frame` (captured and wire length both `frame.len()`).
+    pub fn matches(&self, frame: &[u8]) -> bool {
+        self.0.filter(frame)
+    }
 }
 
 #[cfg(test)]

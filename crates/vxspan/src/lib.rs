@@ -2,6 +2,7 @@
 //! generator). It never sits in the packet path itself; the engine does.
 
 pub mod check;
+pub mod fuzzing;
 pub mod gen;
 pub mod replay;
 

@@ -103,7 +103,7 @@ def tag_stack_complete(data: bytes) -> bool:
 class Frame:
     data: bytes
     sel: str  # "malformed", "none" or the outer VID, from how the frame was built
-    what: str  # a short description, for the summary
+    what: str  # what the frame is meant to exercise (see --list)
     ts_ns: int = 0
 
 
@@ -136,14 +136,18 @@ class Builder:
         r = self.rng
         src, dst = self.ip_pair()
         return IP(src=src, dst=dst, id=r.randrange(65536), ttl=64) / TCP(
-            sport=r.randrange(1024, 65536), dport=r.choice((22, 80, 443, 5201)),
+            sport=r.randrange(49152, 65536), dport=r.choice((22, 80, 443, 5201)),
             seq=r.getrandbits(32), ack=r.getrandbits(32), flags="PA", window=r.randrange(1024, 65536))
+
+    # Ports are ephemeral sources and destinations with no heavyweight dissector in
+    # Wireshark (discard, iperf, unassigned), so that inspecting the random payloads with
+    # tshark does not report spurious DNS/NTP/VXLAN decoding errors.
 
     def udp(self):
         r = self.rng
         src, dst = self.ip_pair()
         return IP(src=src, dst=dst, id=r.randrange(65536), ttl=64) / UDP(
-            sport=r.randrange(1024, 65536), dport=r.choice((53, 123, 4789, 5001)))
+            sport=r.randrange(49152, 65536), dport=r.choice((9, 5001, 40000)))
 
     def icmp(self):
         r = self.rng
@@ -155,7 +159,7 @@ class Builder:
         r = self.rng
         src, dst = self.ip6_pair()
         return IPv6(src=src, dst=dst, hlim=64) / UDP(
-            sport=r.randrange(1024, 65536), dport=r.choice((53, 123, 4789, 5001)))
+            sport=r.randrange(49152, 65536), dport=r.choice((9, 5001, 40000)))
 
     def arp(self):
         # Unicast requests and replies: every MAC in the fixture is locally administered.
@@ -275,3 +279,161 @@ def port_frames(index: int, rng: random.Random):
         ]
     rng.shuffle(frames)
     return frames
+
+
+def assign_timestamps(ports, rng: random.Random):
+    """Interleaves the inputs on one clock: the k-th frame overall (whichever input it is
+    on) gets BASE_NS + k * STEP_NS + an odd offset below 500 ns. Every timestamp is thus
+    distinct, so merging the inputs by time has one answer, and none is a whole
+    microsecond, so rounding to microseconds anywhere shows up."""
+    order = [name for name in ports for _ in ports[name]]
+    rng.shuffle(order)
+    nxt = {name: iter(frames) for name, frames in ports.items()}
+    for k, name in enumerate(order):
+        next(nxt[name]).ts_ns = BASE_NS + k * STEP_NS + rng.randrange(1, 500, 2)
+
+
+def write_pcap(path: Path, frames):
+    """Writes a little-endian nanosecond pcap (magic 0xa1b23c4d, linktype 1)."""
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", PCAP_MAGIC_NSEC, 2, 4, 0, 0, SNAPLEN, LINKTYPE_ETHERNET))
+        for fr in frames:
+            sec, nsec = divmod(fr.ts_ns, 1_000_000_000)
+            f.write(struct.pack("<IIII", sec, nsec, len(fr.data), len(fr.data)))
+            f.write(fr.data)
+
+
+def vlan_sort_key(key: str):
+    return (-1, 0) if key == "none" else (0, int(key))
+
+
+def expected_counters(ports):
+    """vxspan's counters after replaying `ports`, from the generator's own knowledge of
+    each frame (its `sel`) and the rules in REDIRECTS."""
+    interfaces, vlans = {}, {}
+    tx = {out: {"tx_packets": 0, "tx_bytes": 0} for out in OUTPUTS}
+    for name in INPUTS:
+        port = {"rx_packets": 0, "rx_bytes": 0, "dropped_packets": 0, "dropped_bytes": 0,
+                "drop_reasons": {"no_rule": 0, "malformed": 0}}
+        per_vlan = {}
+        for fr in ports[name]:
+            n = len(fr.data)
+            port["rx_packets"] += 1
+            port["rx_bytes"] += n
+            if fr.sel == "malformed":  # not counted under any VLAN
+                port["dropped_packets"] += 1
+                port["dropped_bytes"] += n
+                port["drop_reasons"]["malformed"] += 1
+                continue
+            vc = per_vlan.setdefault(fr.sel, {"packets": 0, "bytes": 0, "dropped_packets": 0, "dropped_bytes": 0})
+            vc["packets"] += 1
+            vc["bytes"] += n
+            out = REDIRECTS[name].get(fr.sel)
+            if out is None:
+                port["dropped_packets"] += 1
+                port["dropped_bytes"] += n
+                port["drop_reasons"]["no_rule"] += 1
+                vc["dropped_packets"] += 1
+                vc["dropped_bytes"] += n
+            else:
+                tx[out]["tx_packets"] += 1
+                tx[out]["tx_bytes"] += n
+        interfaces[name] = port
+        vlans[name] = {k: per_vlan[k] for k in sorted(per_vlan, key=vlan_sort_key)}
+    interfaces.update(tx)
+    return {"interfaces": interfaces, "vlans": vlans}
+
+
+# -- filter probe ---------------------------------------------------------------------------
+
+# What each tcpdump filter of make.sh must accept, as a predicate on the selector.
+PROBE_FILTERS = {
+    "untagged_or_priority": lambda sel: sel == "none",
+    "vid_12": lambda sel: sel == "12",
+    "vid_10_or_11": lambda sel: sel in ("10", "11"),
+}
+
+
+def probe_frames():
+    """Every length from 1 to 20 bytes (and 60) of headers with various TPIDs/EtherTypes and
+    TCIs, plus a few stacks: the cases where a BPF filter can get the semantics wrong."""
+    macs = bytes.fromhex("02767800ff02" "02767800ff01")
+    seen, frames = set(), []
+
+    def add(data):
+        if data not in seen:
+            seen.add(data)
+            frames.append(Frame(data, outer_selector(data), "probe"))
+
+    for tpid in (*TPIDS, ETHERTYPE_IPV4, ETHERTYPE_IPV6):
+        for t in (0x0000, tci(0, pcp=5), tci(10), tci(10, pcp=5, dei=1), tci(11), tci(12), tci(12, pcp=7, dei=1)):
+            full = macs + struct.pack(">HHH", tpid, t, ETHERTYPE_IPV4)
+            full += bytes(MIN_FRAME - len(full))
+            for length in (*range(1, 21), MIN_FRAME):
+                add(full[:length])
+    for outer, inner in (((0x88A8, 10), (0x8100, 20)), ((0x88A8, 99), (0x8100, 10)),
+                         ((0x8100, 0), (0x8100, 12)), ((0x9100, 12), (0x8100, 30)),
+                         ((0x88A8, 13), (0x8100, 11))):
+        full = macs + struct.pack(">HHHHH", outer[0], outer[1], inner[0], inner[1], ETHERTYPE_IPV4)
+        add(full + bytes(MIN_FRAME - len(full)))
+    for k, fr in enumerate(frames):
+        fr.ts_ns = BASE_NS + k * STEP_NS + 1
+    return frames
+
+
+def write_probe(out_dir: Path):
+    frames = probe_frames()
+    write_pcap(out_dir / "probe.pcap", frames)
+    expected = {name: sum(1 for fr in frames if accept(fr.sel)) for name, accept in PROBE_FILTERS.items()}
+    (out_dir / "probe_expected.json").write_text(json.dumps(expected, indent=2) + "\n")
+    print(f"probe: {len(frames)} frames, expected accepts {expected}")
+
+
+# -- main -----------------------------------------------------------------------------------
+
+def check_config():
+    """Fails if examples/vxspan.json no longer says what REDIRECTS says."""
+    if not CONFIG.exists():
+        print(f"note: {CONFIG} not found, using the built-in copy of its rules", file=sys.stderr)
+        return
+    cfg = json.loads(CONFIG.read_text())
+    actual = {name: iface["redirect_map"] for name, iface in cfg["interfaces"].items()}
+    if actual != REDIRECTS:
+        sys.exit(f"error: {CONFIG} has rules {actual}, this fixture was made for {REDIRECTS}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=HERE, help="directory to write to (default: the script's)")
+    ap.add_argument("--probe", type=Path, metavar="DIR", help="write the filter probe to DIR instead")
+    ap.add_argument("--list", action="store_true",
+                    help="also print every frame (time, input, length, selector, description)")
+    args = ap.parse_args()
+    if args.probe:
+        write_probe(args.probe)
+        return
+
+    check_config()
+    ports = {name: port_frames(i, random.Random(SEED + i)) for i, name in enumerate(INPUTS)}
+    assign_timestamps(ports, random.Random(SEED + 100))
+    (args.out / "expected").mkdir(parents=True, exist_ok=True)
+    for name, frames in ports.items():
+        write_pcap(args.out / f"{name}.pcap", frames)
+    counters = expected_counters(ports)
+    (args.out / "expected" / "counters.json").write_text(json.dumps(counters, indent=2) + "\n")
+
+    if args.list:
+        for name, fr in sorted(((n, fr) for n, frs in ports.items() for fr in frs), key=lambda x: x[1].ts_ns):
+            sec, nsec = divmod(fr.ts_ns, 1_000_000_000)
+            print(f"{sec}.{nsec:09d} {name} {len(fr.data):5d} {fr.sel:>9} {fr.what}")
+    for name, frames in ports.items():
+        c = counters["interfaces"][name]
+        print(f"{name}.pcap: {c['rx_packets']} frames, {c['rx_bytes']} bytes, "
+              f"{c['drop_reasons']['no_rule']} no_rule, {c['drop_reasons']['malformed']} malformed")
+    for name in OUTPUTS:
+        c = counters["interfaces"][name]
+        print(f"expected {name}: {c['tx_packets']} frames, {c['tx_bytes']} bytes")
+
+
+if __name__ == "__main__":
+    main()

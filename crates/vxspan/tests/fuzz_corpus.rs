@@ -1,0 +1,66 @@
+//! Replays the committed fuzz corpus (fuzz/corpus/TARGET/*) through the fuzz targets' bodies on
+//! stable Rust, plus every shared capture through the pcap and wire targets, so a finding once
+//! minimised into the corpus stays fixed.
+
+mod common;
+
+use vxspan::fuzzing;
+
+fn corpus(target: &str) -> Vec<Vec<u8>> {
+    let dir = common::root().join("fuzz/corpus").join(target);
+    let mut v: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(!v.is_empty(), "{} is empty", dir.display());
+    v.sort();
+    v
+}
+
+#[test]
+fn wire() {
+    for input in corpus("wire") {
+        fuzzing::wire(&input);
+    }
+    for path in std::fs::read_dir(common::shared().join("captures/captures")).unwrap() {
+        for (frame, _, _) in common::read_capture(&path.unwrap().path()) {
+            fuzzing::wire(&frame);
+        }
+    }
+}
+
+#[test]
+fn bpf() {
+    for input in corpus("bpf") {
+        fuzzing::bpf(&input);
+    }
+}
+
+#[test]
+fn pcap() {
+    for input in corpus("pcap") {
+        fuzzing::pcap(&input);
+    }
+    for path in std::fs::read_dir(common::shared().join("captures/captures")).unwrap() {
+        let bytes = std::fs::read(path.unwrap().path()).unwrap();
+        fuzzing::pcap(&bytes);
+        // Every prefix of the first 4 KiB, to exercise truncated headers and records.
+        for n in (0..bytes.len().min(4096)).step_by(7) {
+            fuzzing::pcap(&bytes[..n]);
+        }
+    }
+}
+
+#[test]
+fn config() {
+    for input in corpus("config") {
+        fuzzing::config(&input);
+    }
+}
+
+#[test]
+fn engine() {
+    for input in corpus("engine") {
+        fuzzing::engine(&input);
+    }
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every fuzz target (or those named) for SECONDS each (default 120) with cargo-fuzz.
+# cargo-fuzz needs nightly rustc flags: a nightly toolchain is used if rustup has one,
+# otherwise stable with RUSTC_BOOTSTRAP=1. Findings land in fuzz/artifacts/TARGET/.
+# usage: fuzz/run.sh [SECONDS] [TARGET...]
+set -euo pipefail
+cd "$(dirname "$0")"
+secs=${1:-120}; shift || true
+targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(wire bpf pcap config engine)
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then tc=(+nightly); else tc=(); export RUSTC_BOOTSTRAP=1; fi
+for t in "${targets[@]}"; do
+  mkdir -p "corpus/$t"
+  echo "== fuzzing $t for ${secs}s"
+  cargo "${tc[@]}" fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 -max_len=65536 2>&1 | grep -E '^(#[0-9]+\s+DONE|Done|==[0-9]+==|SUMMARY|artifact)' || true
+  if ls "artifacts/$t"/crash-* "artifacts/$t"/timeout-* "artifacts/$t"/oom-* >/dev/null 2>&1; then
+    echo "!! $t: findings in fuzz/artifacts/$t"; exit 1
+  fi
+done
+echo "no findings"
