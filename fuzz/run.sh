@@ -13,7 +13,7 @@ for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   echo "== fuzzing $t for ${secs}s"
   cargo "${tc[@]}" fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 -max_len=65536 2>&1 | grep -E '^(#[0-9]+\s+DONE|Done|==[0-9]+==|SUMMARY|artifact)' || true
-  if ls "artifacts/$t"/crash-* "artifacts/$t"/timeout-* "artifacts/$t"/oom-* >/dev/null 2>&1; then
+  if [ -n "$(find "artifacts/$t" -type f \( -name 'crash-*' -o -name 'timeout-*' -o -name 'oom-*' \) 2>/dev/null)" ]; then
     echo "!! $t: findings in fuzz/artifacts/$t"; exit 1
   fi
 done

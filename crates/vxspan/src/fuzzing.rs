@@ -10,8 +10,12 @@ use vxspan_core::wire::vlan::{pop_tag, push_tag, set_outer_vid};
 use vxspan_core::wire::{EtherType, EthernetFrame, EthernetRepr, FlowKey, L2Info, VlanTag};
 use vxspan_core::{Engine, Plan, RxFrame, Sink, TxDrop, TxFrame};
 
-/// The wire layer: Ethernet, tag stacks, flow keys, VLAN edits.
+/// The wire layer: Ethernet, tag stacks, flow keys, VLAN edits, and etherparse's IPv4 / IPv6 /
+/// extension header / TCP / UDP / ICMP slicing of the same bytes.
 pub fn wire(data: &[u8]) {
+    let _ = vxspan_core::wire::etherparse::SlicedPacket::from_ethernet(data);
+    let _ = vxspan_core::wire::etherparse::LaxSlicedPacket::from_ethernet(data);
+    let _ = vxspan_core::wire::etherparse::LaxIpSlice::from_slice(data);
     if let Ok(f) = EthernetFrame::new_checked(data) {
         let _ = EthernetRepr::parse(&f);
         let _ = f.payload();
@@ -22,9 +26,12 @@ pub fn wire(data: &[u8]) {
         let mut out = Vec::new();
         push_tag(data, VlanTag::new(EtherType::QinQ, 1, true, 77), &mut out)
             .expect("parsed frames take a tag");
-        let mut back = Vec::new();
-        assert!(pop_tag(&out, &mut back).expect("pushed frame parses"));
-        assert_eq!(back, data);
+        // A frame already at the deepest accepted stack cannot take one more and still parse.
+        if usize::from(l2.n_tags) < vxspan_core::wire::vlan::MAX_TAGS {
+            let mut back = Vec::new();
+            assert!(pop_tag(&out, &mut back).expect("pushed frame parses"));
+            assert_eq!(back, data);
+        }
         out.clear();
         set_outer_vid(data, 5, &mut out).expect("parsed frames take a VID");
         assert_eq!(L2Info::parse(&out).map(|l| l.outer_vid()), Ok(5));

@@ -202,3 +202,50 @@ fn version() {
     let o = vxspan(&["--version"]);
     assert!(String::from_utf8(o.stdout).unwrap().starts_with("vxspan "));
 }
+
+/// Every shared capture through the `vxspan replay` command itself, with an `any` rule: exit 0,
+/// and rx = forwarded + dropped = the capture's frame count.
+#[test]
+fn replay_command_on_every_shared_capture() {
+    let dir = scratch("cli-any");
+    let cfg = dir.join("any.toml");
+    std::fs::write(&cfg, "[inputs.in]\ninterface = \"eth1\"\n[outputs.out]\ninterface = \"eth2\"\n[[rules]]\nfrom = \"in\"\nto = \"out\"\n").unwrap();
+    let mut n = 0;
+    for entry in std::fs::read_dir(common::shared().join("captures/captures")).unwrap() {
+        let path = entry.unwrap().path();
+        let frames = common::read_capture(&path).len() as u64;
+        let out = dir.join("out.pcapng");
+        let o = vxspan(&[
+            "replay",
+            cfg.to_str().unwrap(),
+            "-i",
+            &format!("in={}", path.display()),
+            "-o",
+            &format!("out={}", out.display()),
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}: {}", path.display(), stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let i = &v["interfaces"]["in"];
+        let (rx, fwd, drop) = (
+            i["rx_packets"].as_u64().unwrap(),
+            i["forwarded_packets"].as_u64().unwrap(),
+            i["dropped_packets"].as_u64().unwrap(),
+        );
+        assert_eq!((rx, fwd + drop), (frames, frames), "{}", path.display());
+        assert_eq!(
+            v["interfaces"]["out"]["tx_packets"].as_u64().unwrap(),
+            fwd,
+            "{}",
+            path.display()
+        );
+        assert_eq!(
+            common::read_capture(&out).len() as u64,
+            fwd,
+            "{}",
+            path.display()
+        );
+        n += 1;
+    }
+    assert!(n >= 50);
+}
