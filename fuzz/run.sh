@@ -12,7 +12,9 @@ if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then tc=(+nightly); e
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   echo "== fuzzing $t for ${secs}s"
-  cargo "${tc[@]}" fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 -max_len=65536 2>&1 | grep -E '^(#[0-9]+\s+DONE|Done|==[0-9]+==|SUMMARY|artifact)' || true
+  mkdir -p "corpus-live/$t"
+  # New inputs go to corpus-live/ (not committed); corpus/ holds the committed seeds.
+  cargo "${tc[@]}" fuzz run "$t" "corpus-live/$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 -max_len=65536 2>&1 | grep -E '^(#[0-9]+\s+DONE|Done|==[0-9]+==|SUMMARY|artifact)' || true
   if [ -n "$(find "artifacts/$t" -type f \( -name 'crash-*' -o -name 'timeout-*' -o -name 'oom-*' \) 2>/dev/null)" ]; then
     echo "!! $t: findings in fuzz/artifacts/$t"; exit 1
   fi

@@ -152,7 +152,7 @@ fn bit_flips_and_truncations_never_panic_and_add_up() {
                     let n = data.len().min(64);
                     if n > 0 {
                         let i = rng.below(n as u64) as usize;
-                        data[i] = rng.next() as u8;
+                        data[i] = rng.next_u64() as u8;
                     }
                 }
             }
@@ -207,7 +207,7 @@ fn filter_interpreter_agrees_with_libpcap() {
             for round in 0..2 {
                 if round == 1 && !data.is_empty() {
                     let i = rng.below(data.len().min(80) as u64) as usize;
-                    data[i] ^= rng.next() as u8;
+                    data[i] ^= rng.next_u64() as u8;
                 }
                 for (e, ours, theirs) in &compiled {
                     let a = ours.matches(&data, data.len() as u32);
