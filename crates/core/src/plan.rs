@@ -340,6 +340,7 @@ impl Plan {
                     })
                 })
                 .collect(),
+            warnings: warnings(cfg),
             unmatched: self
                 .inputs
                 .iter()
@@ -358,6 +359,33 @@ impl Plan {
                 .collect(),
         }
     }
+}
+
+/// Valid configurations that probably do not do what their author meant.
+fn warnings(cfg: &Config) -> Vec<String> {
+    let mut w = Vec::new();
+    for r in &cfg.rules {
+        if let Some(f) = &r.filter {
+            // tcpdump semantics: the filter sees the VLAN tags, so an expression that never says
+            // `vlan` (or `mpls`, or uses raw offsets) cannot match inside a tagged frame.
+            let tagged = (1..4095).any(|v| r.vlans.contains(v));
+            let mentions = ["vlan", "ether[", "mpls", "pppoe"]
+                .iter()
+                .any(|k| f.contains(k));
+            if tagged && !mentions {
+                w.push(format!(
+                    "{}: rule {:?} selects tagged VLANs ({}) but its filter {f:?} does not mention `vlan`: like tcpdump, a filter sees the tags, so it matches only untagged frames; write \"vlan and {f}\" to look inside tagged frames",
+                    r.path,
+                    r.name,
+                    r.vlans.describe()
+                ));
+            }
+        }
+    }
+    if cfg.rules.is_empty() {
+        w.push("no rules: every frame will be dropped as no_rule".into());
+    }
+    w
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -417,4 +445,6 @@ pub struct PlanDescription {
     pub rules: Vec<RuleDescription>,
     pub groups: Vec<GroupDescription>,
     pub unmatched: Vec<UnmatchedDescription>,
+    /// Things that are valid but probably not what was meant.
+    pub warnings: Vec<String>,
 }

@@ -36,6 +36,9 @@ pub fn run(path: &Path, json: bool) -> Result<ExitCode> {
     } else {
         print!("{}", render(&d));
     }
+    for w in &d.warnings {
+        eprintln!("vxspan: warning: {}: {w}", path.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

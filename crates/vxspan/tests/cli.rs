@@ -249,3 +249,24 @@ fn replay_command_on_every_shared_capture() {
     }
     assert!(n >= 50);
 }
+
+#[test]
+fn check_warns_about_filters_that_cannot_see_inside_tags() {
+    let dir = scratch("cli-warn");
+    let file = dir.join("w.toml");
+    std::fs::write(&file, "[inputs.a]\ninterface = \"e1\"\n[outputs.b]\ninterface = \"e2\"\n[[rules]]\nfrom = \"a\"\nvlan = [10]\nfilter = \"tcp port 443\"\nto = \"b\"\n").unwrap();
+    let o = vxspan(&["check", file.to_str().unwrap()]);
+    assert!(o.status.success());
+    assert!(
+        stderr(&o).contains("warning") && stderr(&o).contains("vlan and tcp port 443"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(&file, "[inputs.a]\ninterface = \"e1\"\n[outputs.b]\ninterface = \"e2\"\n[[rules]]\nfrom = \"a\"\nvlan = [10]\nfilter = \"vlan and tcp port 443\"\nto = \"b\"\n").unwrap();
+    let o = vxspan(&["check", file.to_str().unwrap()]);
+    assert!(
+        o.status.success() && !stderr(&o).contains("warning"),
+        "{}",
+        stderr(&o)
+    );
+}
