@@ -78,6 +78,36 @@ impl Batch {
         }
     }
 
+    /// Lets `fill` append one frame's bytes to the batch's buffer (given with the offset where
+    /// the frame starts) and return its wire length and timestamp; `None` (nothing to add)
+    /// undoes whatever it appended. Returns whether a frame was added.
+    pub fn append_with<E>(
+        &mut self,
+        fill: impl FnOnce(&mut Vec<u8>, usize) -> Result<Option<(u32, u64)>, E>,
+    ) -> Result<bool, E> {
+        let start = self.data.len();
+        match fill(&mut self.data, start) {
+            Ok(Some((wire_len, ts))) => {
+                let len = (self.data.len() - start) as u32;
+                self.frames.push(FrameRef {
+                    start,
+                    len,
+                    wire_len,
+                    ts,
+                });
+                Ok(true)
+            }
+            Ok(None) => {
+                self.data.truncate(start);
+                Ok(false)
+            }
+            Err(e) => {
+                self.data.truncate(start);
+                Err(e)
+            }
+        }
+    }
+
     pub fn push(&mut self, data: &[u8], wire_len: u32, ts: u64) {
         let _ = self.push_with::<()>(wire_len, ts, |v| {
             v.extend_from_slice(data);

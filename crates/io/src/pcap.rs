@@ -441,7 +441,6 @@ fn link_of(linktype: u16) -> Option<Link> {
 /// Ethernet where their link type allows it.
 pub struct FileInput {
     reader: Reader<BufReader<File>>,
-    scratch: Vec<u8>,
     /// Frames whose link type cannot be turned into Ethernet (passed on empty, so the engine
     /// counts them as malformed and the accounting stays exact).
     pub unsupported: u64,
@@ -457,7 +456,6 @@ impl FileInput {
         }
         Ok(FileInput {
             reader,
-            scratch: Vec::new(),
             unsupported: 0,
         })
     }
@@ -466,34 +464,44 @@ impl FileInput {
 impl RxPort for FileInput {
     fn recv(&mut self, batch: &mut Batch, max: usize) -> io::Result<RecvStatus> {
         for _ in 0..max {
-            self.scratch.clear();
-            let Some(rec) = self.reader.next_into(&mut self.scratch)? else {
-                return Ok(RecvStatus::End);
-            };
-            let data = &self.scratch[..];
-            match link_of(rec.linktype) {
-                Some(Link::Ethernet) => batch.push(data, rec.wire_len, rec.ts),
-                Some(Link::RawIp) => {
-                    let _ = batch.push_with::<()>(rec.wire_len + 14, rec.ts, |v| {
-                        // A packet that is neither IPv4 nor IPv6 stays empty: counted as malformed.
-                        if vxspan_core::wire::ethernet::synthesize_for_ip(data, v) {
-                            v.extend_from_slice(data);
+            // Frames are read straight into the batch and converted in place when their link
+            // type is not Ethernet (rare), so the common case copies each frame once.
+            let unsupported = &mut self.unsupported;
+            let added = batch.append_with(|v, start| {
+                let Some(rec) = self.reader.next_into(v)? else {
+                    return Ok::<_, io::Error>(None);
+                };
+                let wire_len = match link_of(rec.linktype) {
+                    Some(Link::Ethernet) => rec.wire_len,
+                    Some(Link::RawIp) => {
+                        let mut header = Vec::with_capacity(14);
+                        if vxspan_core::wire::ethernet::synthesize_for_ip(&v[start..], &mut header)
+                        {
+                            v.splice(start..start, header);
+                        } else {
+                            // Neither IPv4 nor IPv6: passed on empty, counted as malformed.
+                            v.truncate(start);
                         }
-                        Ok(())
-                    });
-                }
-                Some(Link::LinuxSll) if data.len() >= 16 => {
-                    let _ = batch.push_with::<()>(rec.wire_len - 2, rec.ts, |v| {
-                        v.extend_from_slice(&vxspan_core::wire::ethernet::SYNTHETIC_DST.0);
-                        v.extend_from_slice(&vxspan_core::wire::ethernet::SYNTHETIC_SRC.0);
-                        v.extend_from_slice(&data[14..]);
-                        Ok(())
-                    });
-                }
-                _ => {
-                    self.unsupported += 1;
-                    batch.push(&[], rec.wire_len, rec.ts);
-                }
+                        rec.wire_len + 14
+                    }
+                    Some(Link::LinuxSll) if v.len() - start >= 16 => {
+                        let mut header = Vec::with_capacity(14);
+                        header.extend_from_slice(&vxspan_core::wire::ethernet::SYNTHETIC_DST.0);
+                        header.extend_from_slice(&vxspan_core::wire::ethernet::SYNTHETIC_SRC.0);
+                        header.extend_from_slice(&v[start + 14..start + 16]);
+                        v.splice(start..start + 16, header);
+                        rec.wire_len - 2
+                    }
+                    _ => {
+                        *unsupported += 1;
+                        v.truncate(start);
+                        rec.wire_len
+                    }
+                };
+                Ok(Some((wire_len, rec.ts)))
+            })?;
+            if !added {
+                return Ok(RecvStatus::End);
             }
         }
         Ok(RecvStatus::Ok)
@@ -679,6 +687,44 @@ mod tests {
         );
         assert_eq!(buf, [0xaa, 0xbb]);
         assert!(r.next_into(&mut buf).unwrap().is_none());
+    }
+
+    /// A raw-IP capture (LINKTYPE_RAW) becomes Ethernet with the synthetic header; a packet that
+    /// is not IP becomes an empty frame (counted as malformed by the engine).
+    #[test]
+    fn raw_ip_gets_a_synthetic_ethernet_header() {
+        let mut f = Vec::new();
+        f.extend_from_slice(&PCAP_MAGIC_NS.to_le_bytes());
+        f.extend_from_slice(&[
+            2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 101, 0, 0, 0,
+        ]);
+        for pkt in [
+            &[0x45u8, 0, 0, 20][..],
+            &[0x60, 0, 0, 0][..],
+            &[0x10, 1][..],
+        ] {
+            f.extend_from_slice(&[0, 0, 0, 0, 5, 0, 0, 0]);
+            f.extend_from_slice(&(pkt.len() as u32).to_le_bytes());
+            f.extend_from_slice(&(pkt.len() as u32).to_le_bytes());
+            f.extend_from_slice(pkt);
+        }
+        let path = std::env::temp_dir().join(format!("vxspan-rawip-{}.pcap", std::process::id()));
+        std::fs::write(&path, &f).unwrap();
+        let mut input = FileInput::open(&path).unwrap();
+        let mut batch = Batch::default();
+        assert_eq!(input.recv(&mut batch, 10).unwrap(), RecvStatus::End);
+        std::fs::remove_file(&path).unwrap();
+        let frames: Vec<_> = batch.iter().collect();
+        assert_eq!(frames.len(), 3);
+        assert_eq!(
+            &frames[0].data[..6],
+            &vxspan_core::wire::ethernet::SYNTHETIC_DST.0
+        );
+        assert_eq!(&frames[0].data[12..], &[0x08, 0x00, 0x45, 0, 0, 20]);
+        assert_eq!(frames[0].wire_len, 18);
+        assert_eq!(&frames[1].data[12..14], &[0x86, 0xdd]);
+        assert!(frames[2].data.is_empty());
+        assert_eq!(frames[2].ts, 5);
     }
 
     #[test]
