@@ -9,9 +9,11 @@
 mod model;
 mod path;
 mod raw;
+mod tunnel;
 
 pub use model::*;
 pub use path::KeyPath;
+pub use tunnel::{Decap, DecapPorts, Encap, Outer, Oversize, Reassembly, TunnelKind};
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,8 @@
 //! The validated configuration, and the checks that produce it.
 
 use crate::path::KeyPath;
-use crate::raw::{RawConfig, RawOutput, RawRule};
+use crate::raw::{RawConfig, RawInput, RawOutput, RawRule};
+use crate::tunnel::{parse_decap, parse_encap, parse_oversize, uint_set, Decap, Encap, Oversize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -154,12 +155,19 @@ pub struct Sample {
 pub struct Input {
     pub name: String,
     pub interface: String,
+    /// Tunnels stripped before rules match (`decap`).
+    pub decap: Option<Decap>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
     pub name: String,
-    pub interface: String,
+    /// The interface copies are sent on (`None` for a tunnel output).
+    pub interface: Option<String>,
+    /// The tunnel copies are sent through (`erspan`, `vxlan`, `gre`).
+    pub encap: Option<Encap>,
+    /// What happens to copies larger than `mtu`.
+    pub oversize: Oversize,
     pub vlan: Option<VlanAction>,
     pub truncate: Option<u32>,
     /// Largest layer 3 payload sent; larger frames are dropped as `mtu_exceeded`. Live ports
@@ -179,6 +187,10 @@ pub struct Rule {
     /// Indices into [`Config::outputs`].
     pub to: Vec<usize>,
     pub sample: Option<Sample>,
+    /// Only frames decapsulated from a VXLAN / Geneve tunnel with one of these VNIs.
+    pub vni: Option<Vec<u32>>,
+    /// Only frames decapsulated from an ERSPAN session with one of these ids.
+    pub erspan_session: Option<Vec<u32>>,
 }
 
 /// A validated configuration.
@@ -472,10 +484,43 @@ fn parse_refs(path: &KeyPath, v: &Value, what: &str, names: &[&str]) -> VResult<
 }
 
 fn build_output(path: &KeyPath, name: &str, raw: &RawOutput) -> VResult<Output> {
-    check_ifname(&path.key("interface"), &raw.interface)?;
+    let tunnels: Vec<(&str, &Value)> = [
+        ("erspan", &raw.erspan),
+        ("vxlan", &raw.vxlan),
+        ("gre", &raw.gre),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+    .collect();
+    let (interface, encap) = match (&raw.interface, tunnels.as_slice()) {
+        (Some(i), []) => {
+            check_ifname(&path.key("interface"), i)?;
+            (Some(i.clone()), None)
+        }
+        (None, [(kind, v)]) => (None, Some(parse_encap(path, kind, v)?)),
+        (None, []) => {
+            return err(
+                path.clone(),
+                "an output needs a destination: interface, erspan, vxlan or gre",
+            )
+        }
+        _ => {
+            return err(
+                path.clone(),
+                "an output has exactly one destination: interface, erspan, vxlan or gre",
+            )
+        }
+    };
     Ok(Output {
         name: name.to_owned(),
-        interface: raw.interface.clone(),
+        interface,
+        encap,
+        oversize: raw
+            .oversize
+            .as_ref()
+            .map(|v| parse_oversize(&path.key("oversize"), v))
+            .transpose()?
+            .unwrap_or(Oversize::Drop),
         vlan: raw
             .vlan
             .as_ref()
@@ -491,6 +536,35 @@ fn build_output(path: &KeyPath, name: &str, raw: &RawOutput) -> VResult<Output> 
             .as_ref()
             .map(|v| as_u64(&path.key("mtu"), v, "mtu", 68..=65535).map(|n| n as u32))
             .transpose()?,
+    })
+}
+
+fn build_input(p: &KeyPath, name: &str, raw: &RawInput) -> VResult<Input> {
+    check_ifname(&p.key("interface"), &raw.interface)?;
+    let decap = match (
+        &raw.decap,
+        [
+            ("decap_depth", &raw.decap_depth),
+            ("decap_ports", &raw.decap_ports),
+            ("reassembly", &raw.reassembly),
+        ]
+        .iter()
+        .find(|(_, v)| v.is_some()),
+    ) {
+        (Some(kinds), _) => Some(parse_decap(
+            p,
+            kinds,
+            raw.decap_depth.as_ref(),
+            raw.decap_ports.as_ref(),
+            raw.reassembly.as_ref(),
+        )?),
+        (None, Some((k, _))) => return err(p.key(k), format!("{k} has no effect without decap")),
+        (None, None) => None,
+    };
+    Ok(Input {
+        name: name.to_owned(),
+        interface: raw.interface.clone(),
+        decap,
     })
 }
 
@@ -525,12 +599,8 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> VResult<Config> {
     for (name, raw_in) in &raw.inputs.0 {
         let p = root.key("inputs").key(name);
         check_name(&p, "input", name)?;
-        check_ifname(&p.key("interface"), &raw_in.interface)?;
         claim_name(name, &p)?;
-        cfg.inputs.push(Input {
-            name: name.clone(),
-            interface: raw_in.interface.clone(),
-        });
+        cfg.inputs.push(build_input(&p, name, raw_in)?);
     }
     for (name, raw_out) in &raw.outputs.0 {
         let p = root.key("outputs").key(name);
@@ -564,6 +634,7 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> VResult<Config> {
             cfg.inputs.push(Input {
                 name: iface.clone(),
                 interface: iface.clone(),
+                decap: None,
             });
         }
         for ((iface, vx), input) in ifaces.0.iter().zip(vx_inputs) {
@@ -593,7 +664,7 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> VResult<Config> {
                     .outputs
                     .iter()
                     .enumerate()
-                    .filter(|(_, o)| o.interface == *out_iface)
+                    .filter(|(_, o)| o.interface.as_deref() == Some(out_iface.as_str()))
                     .map(|(i, _)| i)
                     .collect();
                 let output = match matching.as_slice() {
@@ -603,7 +674,15 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> VResult<Config> {
                             // The name may already be an implicit output created by an earlier entry.
                             cfg.outputs.iter().position(|o| o.name == *out_iface).map_or(Err(e), |_| Ok(()))
                         })?;
-                        cfg.outputs.push(Output { name: out_iface.clone(), interface: out_iface.clone(), vlan: None, truncate: None, mtu: None });
+                        cfg.outputs.push(Output {
+                            name: out_iface.clone(),
+                            interface: Some(out_iface.clone()),
+                            encap: None,
+                            oversize: Oversize::Drop,
+                            vlan: None,
+                            truncate: None,
+                            mtu: None,
+                        });
                         cfg.outputs.len() - 1
                     }
                     _ => return err(kp, format!("interface {out_iface:?} is bound to several outputs; name one of them in a native rule instead")),
@@ -632,6 +711,8 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> VResult<Config> {
                     filter: None,
                     to: vec![output],
                     sample: None,
+                    vni: None,
+                    erspan_session: None,
                 });
             }
             // A specific VLAN entry wins over `any`: the `any` rule takes what no other entry of
@@ -682,12 +763,15 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> VResult<Config> {
     for r in &cfg.rules {
         for &o in &r.to {
             let out = &cfg.outputs[o];
-            if let Some(inp) = cfg.inputs.iter().find(|i| i.interface == out.interface) {
+            let Some(out_iface) = &out.interface else {
+                continue;
+            };
+            if let Some(inp) = cfg.inputs.iter().find(|i| i.interface == *out_iface) {
                 return err(
                     path_of(&r.path),
                     format!(
                         "loop: rule {:?} sends to interface {:?}, which is also the input {:?}",
-                        r.name, out.interface, inp.name
+                        r.name, out_iface, inp.name
                     ),
                 );
             }
@@ -740,6 +824,16 @@ fn build_rule(
         },
         filter,
         to: parse_refs(&p.key("to"), &r.to, "output", outputs)?,
+        vni: r
+            .vni
+            .as_ref()
+            .map(|v| uint_set(&p.key("vni"), v, "vni", 0..=0xff_ffff))
+            .transpose()?,
+        erspan_session: r
+            .erspan_session
+            .as_ref()
+            .map(|v| uint_set(&p.key("erspan_session"), v, "erspan_session", 0..=1023))
+            .transpose()?,
         sample: r
             .sample
             .as_ref()

@@ -70,15 +70,23 @@ pub struct RawVxIface {
 #[serde(deny_unknown_fields)]
 pub struct RawInput {
     pub interface: String,
+    pub decap: Option<Value>,
+    pub decap_depth: Option<Value>,
+    pub decap_ports: Option<Value>,
+    pub reassembly: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawOutput {
-    pub interface: String,
+    pub interface: Option<String>,
+    pub erspan: Option<Value>,
+    pub vxlan: Option<Value>,
+    pub gre: Option<Value>,
     pub vlan: Option<Value>,
     pub truncate: Option<Value>,
     pub mtu: Option<Value>,
+    pub oversize: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +98,8 @@ pub struct RawRule {
     pub filter: Option<String>,
     pub to: Value,
     pub sample: Option<Value>,
+    pub vni: Option<Value>,
+    pub erspan_session: Option<Value>,
 }
 
 /// Deserializes `text`; on error returns the key path and the message.

@@ -3,7 +3,9 @@
 
 use crate::bpf::{BpfInsn, BpfProgram};
 use serde::Serialize;
-use vxspan_config::{Config, Form, Sample, SampleMode, VlanAction, VlanSet, XdpMode};
+use vxspan_config::{
+    Config, Encap, Form, Oversize, Sample, SampleMode, VlanAction, VlanSet, XdpMode,
+};
 
 /// Compiles a tcpdump expression to cBPF for Ethernet frames (libpcap, in `vxspan-io`).
 pub trait FilterCompiler {
@@ -68,7 +70,9 @@ pub struct RulePlan {
 #[derive(Debug, Clone)]
 pub struct OutputPlan {
     pub name: String,
-    pub interface: String,
+    pub interface: Option<String>,
+    pub encap: Option<Encap>,
+    pub oversize: Oversize,
     /// Index of this output's port in [`Plan::ports`].
     pub port: usize,
     pub vlan: Option<VlanAction>,
@@ -144,6 +148,31 @@ impl Plan {
         let mut ports: Vec<String> = cfg.inputs.iter().map(|i| i.name.clone()).collect();
         ports.extend(cfg.outputs.iter().map(|o| o.name.clone()));
         let n_in = cfg.inputs.len();
+        let not_yet = |path: String, what: &str| PlanError {
+            path,
+            message: format!("{what} is not implemented in this build yet"),
+        };
+        for i in &cfg.inputs {
+            if i.decap.is_some() {
+                return Err(not_yet(
+                    format!("inputs.{}.decap", i.name),
+                    "tunnel decapsulation",
+                ));
+            }
+        }
+        for o in &cfg.outputs {
+            if let Some(e) = &o.encap {
+                return Err(not_yet(
+                    format!("outputs.{}", o.name),
+                    &format!("{} encapsulation", e.kind()),
+                ));
+            }
+        }
+        for r in &cfg.rules {
+            if r.vni.is_some() || r.erspan_session.is_some() {
+                return Err(not_yet(r.path.clone(), "matching on tunnel metadata"));
+            }
+        }
 
         let mut rules = Vec::with_capacity(cfg.rules.len());
         for r in &cfg.rules {
@@ -245,6 +274,8 @@ impl Plan {
             .map(|(i, o)| OutputPlan {
                 name: o.name.clone(),
                 interface: o.interface.clone(),
+                encap: o.encap.clone(),
+                oversize: o.oversize,
                 port: n_in + i,
                 vlan: o.vlan,
                 truncate: o.truncate,
@@ -274,7 +305,8 @@ impl Plan {
                 .iter()
                 .map(|i| PortDescription {
                     name: i.name.clone(),
-                    interface: i.interface.clone(),
+                    interface: Some(i.interface.clone()),
+                    tunnel: None,
                     vlan: None,
                     truncate: None,
                     mtu: None,
@@ -286,6 +318,7 @@ impl Plan {
                 .map(|o| PortDescription {
                     name: o.name.clone(),
                     interface: o.interface.clone(),
+                    tunnel: o.encap.as_ref().map(describe_encap),
                     vlan: o.vlan.map(|a| match a {
                         VlanAction::Push(v) => format!("push {v}"),
                         VlanAction::Pop => "pop".into(),
@@ -361,6 +394,17 @@ impl Plan {
     }
 }
 
+fn describe_encap(e: &Encap) -> String {
+    let o = e.outer();
+    let detail = match e {
+        Encap::Erspan { session, .. } => format!(" session {session}"),
+        Encap::Vxlan { vni, port, .. } => format!(" vni {vni} port {port}"),
+        Encap::Gre { key: Some(k), .. } => format!(" key {k}"),
+        Encap::Gre { key: None, .. } => String::new(),
+    };
+    format!("{}{detail} to {} dscp {}", e.kind(), o.remote, o.dscp)
+}
+
 /// Valid configurations that probably do not do what their author meant.
 fn warnings(cfg: &Config) -> Vec<String> {
     let mut w = Vec::new();
@@ -391,7 +435,11 @@ fn warnings(cfg: &Config) -> Vec<String> {
 #[derive(Debug, Clone, Serialize)]
 pub struct PortDescription {
     pub name: String,
-    pub interface: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// A tunnel output's encapsulation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vlan: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

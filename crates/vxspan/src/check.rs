@@ -42,6 +42,14 @@ pub fn run(path: &Path, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn destination(p: &vxspan_core::plan::PortDescription) -> String {
+    match (&p.interface, &p.tunnel) {
+        (Some(i), _) => format!("interface {i}"),
+        (None, Some(t)) => format!("tunnel {t}"),
+        (None, None) => "(no destination)".into(),
+    }
+}
+
 fn render(d: &PlanDescription) -> String {
     use std::fmt::Write;
     let mut s = String::new();
@@ -62,7 +70,7 @@ fn render(d: &PlanDescription) -> String {
     }
     let _ = writeln!(s, "\ninputs:");
     for p in &d.inputs {
-        let _ = writeln!(s, "  {:<16} interface {}", p.name, p.interface);
+        let _ = writeln!(s, "  {:<16} {}", p.name, destination(p));
     }
     let _ = writeln!(s, "\noutputs:");
     for p in &d.outputs {
@@ -76,7 +84,7 @@ fn render(d: &PlanDescription) -> String {
         if let Some(m) = p.mtu {
             let _ = write!(extra, ", mtu {m}");
         }
-        let _ = writeln!(s, "  {:<16} interface {}{extra}", p.name, p.interface);
+        let _ = writeln!(s, "  {:<16} {}{extra}", p.name, destination(p));
     }
     let _ = writeln!(s, "\nrules:");
     for r in &d.rules {
