@@ -267,12 +267,14 @@ pub(crate) fn parse_decap(
                 "geneve" => &mut dp.geneve,
                 "gre_udp" => &mut dp.gre_udp,
                 "mpls_udp" => &mut dp.mpls_udp,
-                _ => return err(
-                    kp,
-                    format!(
+                _ => {
+                    return err(
+                        kp,
+                        format!(
                         "unknown key {k:?} (expected vxlan, vxlan_gpe, geneve, gre_udp, mpls_udp)"
                     ),
-                ),
+                    )
+                }
             };
             for (ip, x) in one_or_many(&kp, val) {
                 let port = uint(&ip, x, "a UDP port", 1..=65535)? as u16;

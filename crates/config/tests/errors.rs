@@ -367,3 +367,194 @@ fn native_json_equals_toml() {
     assert_eq!(c.form, Form::Native);
     assert!(c.rules[0].vlans.is_all());
 }
+
+const TUNNELS: &str = r#"
+[inputs.cloud]
+interface = "eth1"
+decap = ["vxlan", "erspan"]
+decap_depth = 2
+decap_ports = { vxlan = [8472] }
+reassembly = { timeout_ms = 500 }
+
+[outputs.collector]
+erspan = { version = 3, remote = "198.18.1.10", session = 42, dscp = 8 }
+oversize = "truncate"
+mtu = 1500
+
+[outputs.vx]
+vxlan = { remote = "2001:db8::10", vni = 7000, source = "2001:db8::1" }
+
+[outputs.gre]
+gre = { remote = "198.18.1.11", key = 5, dst_mac = "02:00:00:00:00:0a" }
+
+[[rules]]
+from = "cloud"
+vni = [7000, 7001]
+to = ["collector", "vx", "gre"]
+
+[[rules]]
+from = "cloud"
+erspan_session = 42
+to = "collector"
+"#;
+
+#[test]
+fn tunnel_options_load() {
+    use vxspan_config::{Encap, Oversize, TunnelKind};
+    let c = toml(TUNNELS).unwrap();
+    let d = c.inputs[0].decap.as_ref().unwrap();
+    assert_eq!(d.kinds, [TunnelKind::Vxlan, TunnelKind::Erspan]);
+    assert_eq!(d.depth, 2);
+    assert_eq!(d.ports.vxlan, [4789, 8472]);
+    assert_eq!(d.reassembly.timeout_ms, 500);
+    match c.outputs[0].encap.as_ref().unwrap() {
+        Encap::Erspan {
+            version: 3,
+            session: 42,
+            outer,
+        } => assert_eq!((outer.dscp, outer.ttl), (8, 64)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.outputs[0].oversize, Oversize::Truncate);
+    assert!(c.outputs[0].interface.is_none());
+    match c.outputs[1].encap.as_ref().unwrap() {
+        Encap::Vxlan {
+            vni: 7000,
+            port: 4789,
+            outer,
+        } => assert!(outer.remote.is_ipv6()),
+        other => panic!("{other:?}"),
+    }
+    match c.outputs[2].encap.as_ref().unwrap() {
+        Encap::Gre {
+            key: Some(5),
+            outer,
+        } => assert_eq!(outer.dst_mac, [2, 0, 0, 0, 0, 10]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.rules[0].vni.as_deref(), Some(&[7000, 7001][..]));
+    assert_eq!(c.rules[1].erspan_session.as_deref(), Some(&[42][..]));
+}
+
+#[test]
+fn tunnel_option_errors() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "decap = [\"vxlan\", \"erspan\"]",
+            "decap = [\"vxlan\", \"nvgre\"]",
+            "inputs.cloud.decap[1]",
+            "unknown tunnel type",
+        ),
+        (
+            "decap_depth = 2",
+            "decap_depth = 9",
+            "inputs.cloud.decap_depth",
+            "1 to 8",
+        ),
+        (
+            "decap_ports = { vxlan = [8472] }",
+            "decap_ports = { vxlan = [6081] }",
+            "inputs.cloud.decap_ports",
+            "both vxlan and geneve",
+        ),
+        (
+            "decap_ports = { vxlan = [8472] }",
+            "decap_ports = { sctp = [1] }",
+            "inputs.cloud.decap_ports.sctp",
+            "unknown key",
+        ),
+        (
+            "reassembly = { timeout_ms = 500 }",
+            "reassembly = { timeout_ms = 0 }",
+            "inputs.cloud.reassembly.timeout_ms",
+            "1 to 60000",
+        ),
+        (
+            "version = 3, remote",
+            "version = 4, remote",
+            "outputs.collector.erspan.version",
+            "2 to 3",
+        ),
+        (
+            "session = 42, dscp = 8",
+            "session = 1024, dscp = 8",
+            "outputs.collector.erspan.session",
+            "0 to 1023",
+        ),
+        (
+            "session = 42, dscp = 8",
+            "dscp = 8",
+            "outputs.collector.erspan.session",
+            "missing",
+        ),
+        (
+            "session = 42, dscp = 8",
+            "session = 42, dscp = 64",
+            "outputs.collector.erspan.dscp",
+            "0 to 63",
+        ),
+        (
+            "remote = \"198.18.1.10\"",
+            "remote = \"198.18.1\"",
+            "outputs.collector.erspan.remote",
+            "IPv4 or IPv6",
+        ),
+        (
+            "vni = 7000, source",
+            "vni = 16777216, source",
+            "outputs.vx.vxlan.vni",
+            "0 to 16777215",
+        ),
+        (
+            "source = \"2001:db8::1\"",
+            "source = \"198.18.0.1\"",
+            "outputs.vx.vxlan.source",
+            "same address family",
+        ),
+        (
+            "key = 5, dst_mac",
+            "key = 5, colour = 1, dst_mac",
+            "outputs.gre.gre.colour",
+            "unknown key",
+        ),
+        (
+            "dst_mac = \"02:00:00:00:00:0a\"",
+            "dst_mac = \"02:00:00:00:00\"",
+            "outputs.gre.gre.dst_mac",
+            "MAC address",
+        ),
+        (
+            "oversize = \"truncate\"",
+            "oversize = \"fold\"",
+            "outputs.collector.oversize",
+            "drop",
+        ),
+        (
+            "[outputs.vx]\n",
+            "[outputs.vx]\ninterface = \"eth9\"\n",
+            "outputs.vx",
+            "exactly one destination",
+        ),
+        ("vni = [7000, 7001]", "vni = []", "rules[0].vni", "empty"),
+        (
+            "erspan_session = 42",
+            "erspan_session = 5000",
+            "rules[1].erspan_session",
+            "0 to 1023",
+        ),
+    ];
+    for (from, to, path, needle) in cases {
+        assert!(TUNNELS.contains(from), "{from}");
+        assert_err(toml(&TUNNELS.replacen(from, to, 1)), path, needle);
+    }
+    assert_err(
+        toml("[inputs.a]\ninterface = \"e\"\ndecap_depth = 2\n"),
+        "inputs.a.decap_depth",
+        "without decap",
+    );
+    assert_err(
+        toml("[outputs.a]\nvlan = { pop = true }\n"),
+        "outputs.a",
+        "needs a destination",
+    );
+}
