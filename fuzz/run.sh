@@ -14,9 +14,14 @@ for t in "${targets[@]}"; do
   echo "== fuzzing $t for ${secs}s"
   mkdir -p "corpus-live/$t"
   # New inputs go to corpus-live/ (not committed); corpus/ holds the committed seeds.
-  cargo "${tc[@]}" fuzz run "$t" "corpus-live/$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 -max_len=65536 2>&1 | grep -E '^(#[0-9]+\s+DONE|Done|==[0-9]+==|SUMMARY|artifact)' || true
+  status=0
+  cargo "${tc[@]}" fuzz run "$t" "corpus-live/$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 -max_len=65536 > "/tmp/vxspan-fuzz-$t.log" 2>&1 || status=$?
+  grep -aE '^(#[0-9]+\s+DONE|==[0-9]+==|SUMMARY|artifact)' "/tmp/vxspan-fuzz-$t.log" || true
   if [ -n "$(find "artifacts/$t" -type f \( -name 'crash-*' -o -name 'timeout-*' -o -name 'oom-*' \) 2>/dev/null)" ]; then
     echo "!! $t: findings in fuzz/artifacts/$t"; exit 1
+  fi
+  if [ "$status" -ne 0 ]; then
+    echo "!! $t: cargo fuzz failed (exit $status), see /tmp/vxspan-fuzz-$t.log"; tail -20 "/tmp/vxspan-fuzz-$t.log"; exit 1
   fi
 done
 echo "no findings"
