@@ -7,6 +7,7 @@
 //! derived by subtraction. Counters are plain `u64`s owned by one worker; the control plane
 //! merges workers' snapshots (so nothing here needs atomics).
 
+use crate::decap::{TunnelMeta, TunnelType};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -21,14 +22,21 @@ pub enum RxDrop {
     SampledOut,
     /// The kernel or NIC dropped the frame before vxspan saw it (read from socket statistics).
     RingOverrun,
+    /// An outer IP fragment of a tunnel packet, held until its datagram is reassembled (the
+    /// datagram is then processed with the fragment that completes it).
+    FragmentHeld,
+    /// An outer IP fragment refused by reassembly (overlapping, too big, over the bounds).
+    ReassemblyFailed,
 }
 
 impl RxDrop {
-    pub const ALL: [RxDrop; 4] = [
+    pub const ALL: [RxDrop; 6] = [
         RxDrop::NoRule,
         RxDrop::Malformed,
         RxDrop::SampledOut,
         RxDrop::RingOverrun,
+        RxDrop::FragmentHeld,
+        RxDrop::ReassemblyFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +45,8 @@ impl RxDrop {
             RxDrop::Malformed => "malformed",
             RxDrop::SampledOut => "sampled_out",
             RxDrop::RingOverrun => "ring_overrun",
+            RxDrop::FragmentHeld => "fragment_held",
+            RxDrop::ReassemblyFailed => "reassembly_failed",
         }
     }
 }
@@ -116,9 +126,36 @@ pub struct Counters {
     /// Per input: 4095 entries, index 0 = untagged ("none"), 1 to 4094 = VID.
     pub vlans: Vec<Vec<VlanCounters>>,
     pub rules: Vec<RuleCounters>,
+    /// Per input: frames decapsulated, by tunnel type and id (VNI, ERSPAN session, GRE key).
+    pub tunnels: Vec<BTreeMap<(TunnelType, Option<u32>), TunnelCounters>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TunnelCounters {
+    pub packets: u64,
+    /// Bytes of the inner frames.
+    pub bytes: u64,
 }
 
 impl Counters {
+    /// Counts one decapsulated frame under each layer that was stripped.
+    pub fn count_tunnel(&mut self, input: usize, meta: &TunnelMeta, inner_bytes: u64) {
+        for kind in meta.layers.iter().flatten() {
+            let id = match kind {
+                TunnelType::Vxlan | TunnelType::VxlanGpe | TunnelType::Geneve => meta.vni,
+                TunnelType::ErspanII | TunnelType::ErspanIII => meta.erspan_session.map(u32::from),
+                TunnelType::GreTeb
+                | TunnelType::GreIpv4
+                | TunnelType::GreIpv6
+                | TunnelType::GreMpls => meta.gre_key,
+                _ => None,
+            };
+            let c = self.tunnels[input].entry((*kind, id)).or_default();
+            c.packets += 1;
+            c.bytes += inner_bytes;
+        }
+    }
+
     pub fn new(
         n_ports: usize,
         n_inputs: usize,
@@ -127,6 +164,7 @@ impl Counters {
         Counters {
             ports: vec![PortCounters::default(); n_ports],
             vlans: vec![vec![VlanCounters::default(); 4095]; n_inputs],
+            tunnels: vec![BTreeMap::new(); n_inputs],
             rules: rule_names
                 .into_iter()
                 .map(|name| RuleCounters {
@@ -165,6 +203,13 @@ impl Counters {
                 a.dropped_bytes += b.dropped_bytes;
             }
         }
+        for (a, b) in self.tunnels.iter_mut().zip(&other.tunnels) {
+            for (k, v) in b {
+                let e = a.entry(*k).or_default();
+                e.packets += v.packets;
+                e.bytes += v.bytes;
+            }
+        }
         for (a, b) in self.rules.iter_mut().zip(&other.rules) {
             a.matched_packets += b.matched_packets;
             a.matched_bytes += b.matched_bytes;
@@ -198,6 +243,12 @@ pub struct Report {
     pub interfaces: BTreeMap<String, PortReport>,
     pub vlans: BTreeMap<String, BTreeMap<String, VlanCounters>>,
     pub rules: Vec<RuleCounters>,
+    /// Per input that strips tunnels: `TYPE` or `TYPE/ID` (VNI, ERSPAN session, GRE key).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tunnels: BTreeMap<String, BTreeMap<String, TunnelCounters>>,
+    /// Per input that strips tunnels: outer IP reassembly.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub reassembly: BTreeMap<String, crate::reasm::ReasmStats>,
 }
 
 /// The key of a VLAN counter: `none` for untagged, else the VID.

@@ -5,6 +5,7 @@
 //! per frame: transformed copies are built in one scratch buffer that is reused.
 
 use crate::counters::{vlan_key, Counters, PortReport, Report, RxDrop, TxDrop, VlanCounters};
+use crate::decap::{Decapped, Decapsulator, TunnelMeta};
 use crate::plan::{OutSet, OutputPlan, Plan, NO_GROUP};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub struct Engine {
     counters: Counters,
     sample_seen: Vec<u64>,
     scratch: Vec<u8>,
+    /// Per input: tunnel termination state, for inputs with `decap`.
+    decaps: Vec<Option<Decapsulator>>,
 }
 
 fn flow_hash(key: &FlowKey) -> u64 {
@@ -60,6 +63,11 @@ impl Engine {
         );
         Engine {
             sample_seen: vec![0; plan.rules.len()],
+            decaps: plan
+                .inputs
+                .iter()
+                .map(|i| i.decap.clone().map(Decapsulator::new))
+                .collect(),
             plan,
             counters,
             scratch: Vec::with_capacity(16 * 1024),
@@ -98,24 +106,54 @@ impl Engine {
 
     /// Processes one frame received on `input`.
     pub fn process(&mut self, input: usize, frame: RxFrame<'_>, sink: &mut dyn Sink) {
-        let plan = &*self.plan;
+        let Engine {
+            plan,
+            counters,
+            sample_seen,
+            scratch,
+            decaps,
+        } = self;
+        let plan = &**plan;
         let inp = &plan.inputs[input];
-        let bytes = frame.data.len() as u64;
-        let port = &mut self.counters.ports[inp.port];
+        let outer_bytes = frame.data.len() as u64;
+        let port = &mut counters.ports[inp.port];
         port.rx_packets += 1;
-        port.rx_bytes += bytes;
+        port.rx_bytes += outer_bytes;
+        let drop = |counters: &mut Counters, reason: RxDrop| {
+            let port = &mut counters.ports[inp.port];
+            port.dropped_packets += 1;
+            port.dropped_bytes += outer_bytes;
+            port.drop_reasons[reason as usize] += 1;
+        };
 
-        let l2 = match L2Info::parse(frame.data) {
-            Ok(l2) => l2,
-            Err(_) => {
-                port.dropped_packets += 1;
-                port.dropped_bytes += bytes;
-                port.drop_reasons[RxDrop::Malformed as usize] += 1;
-                return;
-            }
+        // Tunnel termination: what follows sees the inner frame.
+        let mut meta = TunnelMeta::default();
+        let frame = match &mut decaps[input] {
+            None => frame,
+            Some(d) => match d.run(frame.data, frame.wire_len, frame.ts) {
+                Decapped::Frame(data, wire_len, m) => {
+                    meta = m;
+                    if m.depth > 0 {
+                        counters.count_tunnel(input, &m, data.len() as u64);
+                    }
+                    RxFrame {
+                        data,
+                        wire_len,
+                        ts: frame.ts,
+                    }
+                }
+                Decapped::Held => return drop(counters, RxDrop::FragmentHeld),
+                Decapped::ReassemblyFailed => return drop(counters, RxDrop::ReassemblyFailed),
+                Decapped::Malformed => return drop(counters, RxDrop::Malformed),
+            },
+        };
+        let bytes = frame.data.len() as u64;
+
+        let Ok(l2) = L2Info::parse(frame.data) else {
+            return drop(counters, RxDrop::Malformed);
         };
         let vid = l2.outer_vid();
-        let vc = &mut self.counters.vlans[input][usize::from(vid)];
+        let vc = &mut counters.vlans[input][usize::from(vid)];
         vc.packets += 1;
         vc.bytes += bytes;
 
@@ -126,19 +164,22 @@ impl Engine {
             let mut flow: Option<u64> = None;
             for &r in &inp.groups[usize::from(g)].rules {
                 let rule = &plan.rules[r];
+                if !rule.matches_tunnel(&meta) {
+                    continue;
+                }
                 if let Some(f) = &rule.filter {
                     if !f.matches(frame.data, frame.wire_len) {
                         continue;
                     }
                 }
-                let rc = &mut self.counters.rules[r];
+                let rc = &mut counters.rules[r];
                 rc.matched_packets += 1;
                 rc.matched_bytes += bytes;
                 let keep = match rule.sample {
                     None => true,
                     Some(s) => match s.mode {
                         SampleMode::Counter => {
-                            let seen = &mut self.sample_seen[r];
+                            let seen = &mut sample_seen[r];
                             let keep = (*seen).is_multiple_of(u64::from(s.one_in));
                             *seen += 1;
                             keep
@@ -161,22 +202,19 @@ impl Engine {
             }
         }
         if dest.is_empty() {
-            let port = &mut self.counters.ports[inp.port];
-            port.dropped_packets += 1;
-            port.dropped_bytes += bytes;
-            port.drop_reasons[reason as usize] += 1;
-            let vc = &mut self.counters.vlans[input][usize::from(vid)];
+            drop(counters, reason);
+            let vc = &mut counters.vlans[input][usize::from(vid)];
             vc.dropped_packets += 1;
             vc.dropped_bytes += bytes;
             return;
         }
-        let port = &mut self.counters.ports[inp.port];
+        let port = &mut counters.ports[inp.port];
         port.forwarded_packets += 1;
-        port.forwarded_bytes += bytes;
+        port.forwarded_bytes += outer_bytes;
         for o in dest.iter() {
             let out = &plan.outputs[o];
-            let result = deliver(out, frame, &mut self.scratch, sink, o);
-            let port = &mut self.counters.ports[out.port];
+            let result = deliver(out, frame, scratch, sink, o);
+            let port = &mut counters.ports[out.port];
             match result {
                 Ok(n) => {
                     port.tx_packets += 1;
@@ -191,10 +229,24 @@ impl Engine {
         }
     }
 
+    /// Reassembly counters of each input that strips tunnels.
+    pub fn reassembly_stats(&self) -> Vec<Option<crate::reasm::ReasmStats>> {
+        self.decaps
+            .iter()
+            .map(|d| d.as_ref().map(Decapsulator::reassembly_stats))
+            .collect()
+    }
+
     /// The counters in the form of CONFIG.md section 3. VLAN counters list every VID that was
     /// seen or that the configuration names.
     pub fn report(&self) -> Report {
-        report(&self.plan, &self.counters)
+        let mut r = report(&self.plan, &self.counters);
+        for (inp, d) in self.plan.inputs.iter().zip(&self.decaps) {
+            if let Some(d) = d {
+                r.reassembly.insert(inp.name.clone(), d.reassembly_stats());
+            }
+        }
+        r
     }
 }
 
@@ -266,9 +318,29 @@ pub fn report(plan: &Plan, counters: &Counters) -> Report {
         }
         vlans.insert(inp.name.clone(), m);
     }
+    let mut tunnels = BTreeMap::new();
+    for (i, inp) in plan.inputs.iter().enumerate() {
+        if inp.decap.is_some() {
+            let m: BTreeMap<String, crate::counters::TunnelCounters> = counters.tunnels[i]
+                .iter()
+                .map(|((kind, id), c)| {
+                    (
+                        id.map_or_else(
+                            || kind.as_str().to_owned(),
+                            |id| format!("{}/{id}", kind.as_str()),
+                        ),
+                        *c,
+                    )
+                })
+                .collect();
+            tunnels.insert(inp.name.clone(), m);
+        }
+    }
     Report {
         interfaces,
         vlans,
         rules: counters.rules.clone(),
+        tunnels,
+        reassembly: BTreeMap::new(),
     }
 }

@@ -6,8 +6,10 @@
 
 pub mod bpf;
 pub mod counters;
+pub mod decap;
 pub mod engine;
 pub mod plan;
+pub mod reasm;
 
 pub use counters::{Counters, Report, RxDrop, TxDrop};
 pub use engine::{Engine, RxFrame, Sink, Timestamp, TxFrame};

@@ -2,6 +2,7 @@
 //! plus the tier placement `vxspan check` explains.
 
 use crate::bpf::{BpfInsn, BpfProgram};
+use crate::decap::TunnelMeta;
 use serde::Serialize;
 use vxspan_config::{
     Config, Encap, Form, Oversize, Sample, SampleMode, VlanAction, VlanSet, XdpMode,
@@ -65,6 +66,20 @@ pub struct RulePlan {
     pub filter_text: Option<String>,
     pub to: OutSet,
     pub sample: Option<Sample>,
+    pub vni: Option<Vec<u32>>,
+    pub erspan_session: Option<Vec<u32>>,
+}
+
+impl RulePlan {
+    /// Whether the tunnel the frame came out of satisfies the rule's `vni` / `erspan_session`.
+    #[inline]
+    pub fn matches_tunnel(&self, meta: &TunnelMeta) -> bool {
+        let ok = |want: &Option<Vec<u32>>, got: Option<u32>| {
+            want.as_ref()
+                .is_none_or(|w| got.is_some_and(|g| w.contains(&g)))
+        };
+        ok(&self.vni, meta.vni) && ok(&self.erspan_session, meta.erspan_session.map(u32::from))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +119,7 @@ pub struct Group {
 pub struct InputPlan {
     pub name: String,
     pub interface: String,
+    pub decap: Option<vxspan_config::Decap>,
     pub port: usize,
     /// Outer VID (0 = untagged) -> index into `groups`, or `NO_GROUP`.
     pub group_of_vid: Box<[u16]>,
@@ -133,9 +149,15 @@ fn kernel_capable(cfg: &Config, rule: &vxspan_config::Rule) -> Result<(), String
     if rule.sample.is_some() {
         return Err(format!("rule {} samples", rule.name));
     }
+    if rule.vni.is_some() || rule.erspan_session.is_some() {
+        return Err(format!("rule {} matches tunnel metadata", rule.name));
+    }
     for &o in &rule.to {
         if cfg.outputs[o].truncate.is_some() {
             return Err(format!("output {} truncates", cfg.outputs[o].name));
+        }
+        if cfg.outputs[o].encap.is_some() {
+            return Err(format!("output {} is a tunnel", cfg.outputs[o].name));
         }
     }
     Ok(())
@@ -152,25 +174,12 @@ impl Plan {
             path,
             message: format!("{what} is not implemented in this build yet"),
         };
-        for i in &cfg.inputs {
-            if i.decap.is_some() {
-                return Err(not_yet(
-                    format!("inputs.{}.decap", i.name),
-                    "tunnel decapsulation",
-                ));
-            }
-        }
         for o in &cfg.outputs {
             if let Some(e) = &o.encap {
                 return Err(not_yet(
                     format!("outputs.{}", o.name),
                     &format!("{} encapsulation", e.kind()),
                 ));
-            }
-        }
-        for r in &cfg.rules {
-            if r.vni.is_some() || r.erspan_session.is_some() {
-                return Err(not_yet(r.path.clone(), "matching on tunnel metadata"));
             }
         }
 
@@ -200,6 +209,8 @@ impl Plan {
                 filter_text: r.filter.clone(),
                 to,
                 sample: r.sample,
+                vni: r.vni.clone(),
+                erspan_session: r.erspan_session.clone(),
             });
         }
 
@@ -238,9 +249,12 @@ impl Plan {
                 let g = match groups.iter().position(|g| g.rules == set) {
                     Some(g) => g,
                     None => {
-                        let placement = set
-                            .iter()
-                            .try_for_each(|&r| kernel_capable(cfg, &cfg.rules[r]));
+                        let placement = match &input.decap {
+                            Some(_) => Err(format!("input {} strips tunnels", input.name)),
+                            None => set
+                                .iter()
+                                .try_for_each(|&r| kernel_capable(cfg, &cfg.rules[r])),
+                        };
                         let (tier, why) = match placement {
                             Ok(()) => (Tier::Xdp, "forward / VLAN rewrite only".to_string()),
                             Err(why) => (Tier::Userspace, why),
@@ -260,6 +274,7 @@ impl Plan {
             inputs.push(InputPlan {
                 name: input.name.clone(),
                 interface: input.interface.clone(),
+                decap: input.decap.clone(),
                 port: ii,
                 group_of_vid,
                 groups,
