@@ -6,10 +6,11 @@
 
 use crate::counters::{vlan_key, Counters, PortReport, Report, RxDrop, TxDrop, VlanCounters};
 use crate::decap::{Decapped, Decapsulator, TunnelMeta};
+use crate::encap::{encapsulate, TunnelState};
 use crate::plan::{OutSet, OutputPlan, Plan, NO_GROUP};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use vxspan_config::{SampleMode, VlanAction};
+use vxspan_config::{Oversize, SampleMode, VlanAction};
 use vxspan_wire::vlan::{pop_tag, push_tag, set_outer_vid};
 use vxspan_wire::{EtherType, FlowKey, L2Info, VlanTag};
 
@@ -45,7 +46,7 @@ pub struct Engine {
     plan: Arc<Plan>,
     counters: Counters,
     sample_seen: Vec<u64>,
-    scratch: Vec<u8>,
+    egress: Egress,
     /// Per input: tunnel termination state, for inputs with `decap`.
     decaps: Vec<Option<Decapsulator>>,
 }
@@ -62,6 +63,11 @@ impl Engine {
             plan.rules.iter().map(|r| r.name.clone()),
         );
         Engine {
+            egress: Egress {
+                vlan_buf: Vec::with_capacity(16 * 1024),
+                tunnel_buf: Vec::with_capacity(16 * 1024),
+                tunnels: vec![TunnelState::default(); plan.outputs.len()],
+            },
             sample_seen: vec![0; plan.rules.len()],
             decaps: plan
                 .inputs
@@ -70,7 +76,6 @@ impl Engine {
                 .collect(),
             plan,
             counters,
-            scratch: Vec::with_capacity(16 * 1024),
         }
     }
 
@@ -110,7 +115,7 @@ impl Engine {
             plan,
             counters,
             sample_seen,
-            scratch,
+            egress,
             decaps,
         } = self;
         let plan = &**plan;
@@ -213,7 +218,7 @@ impl Engine {
         port.forwarded_bytes += outer_bytes;
         for o in dest.iter() {
             let out = &plan.outputs[o];
-            let result = deliver(out, frame, scratch, sink, o);
+            let result = deliver(out, frame, egress, sink, o);
             let port = &mut counters.ports[out.port];
             match result {
                 Ok(n) => {
@@ -250,18 +255,28 @@ impl Engine {
     }
 }
 
-/// Applies the output's transforms and hands the copy to the sink. Returns the bytes sent, or
-/// the drop reason and the bytes of the copy that was not sent.
+/// Scratch space and per-output state for building copies.
+struct Egress {
+    /// A copy with its VLAN rewritten.
+    vlan_buf: Vec<u8>,
+    /// A copy with its tunnel headers.
+    tunnel_buf: Vec<u8>,
+    tunnels: Vec<TunnelState>,
+}
+
+/// Applies the output's transforms (VLAN action, truncation, encapsulation, MTU) and hands the
+/// copy to the sink. Returns the bytes sent, or the drop reason and the bytes not sent.
 fn deliver(
     out: &OutputPlan,
     frame: RxFrame<'_>,
-    scratch: &mut Vec<u8>,
+    eg: &mut Egress,
     sink: &mut dyn Sink,
     o: usize,
 ) -> Result<usize, (TxDrop, usize)> {
     let mut data = frame.data;
     let mut wire_len = frame.wire_len as usize;
     if let Some(action) = out.vlan {
+        let scratch = &mut eg.vlan_buf;
         scratch.clear();
         let before = data.len();
         // The frame's layer 2 was parsed already, so these cannot fail; if they ever did, the
@@ -281,11 +296,45 @@ fn deliver(
     if let Some(t) = out.truncate {
         data = &data[..data.len().min(t as usize)];
     }
-    if let Some(mtu) = out.mtu {
+    if let Some(e) = &out.encap {
+        let flow = xxhash_rust::xxh3::xxh3_64(
+            &FlowKey::extract(
+                data,
+                &L2Info::parse(data).unwrap_or(L2Info {
+                    n_tags: 0,
+                    outer: None,
+                    ethertype: EtherType::Unknown(0),
+                    l3_offset: data.len(),
+                }),
+            )
+            .symmetric()
+            .to_bytes(),
+        );
+        eg.tunnel_buf.clear();
+        encapsulate(
+            e,
+            out.mtu,
+            out.oversize,
+            data,
+            wire_len as u32,
+            frame.ts,
+            flow,
+            &mut eg.tunnels[o],
+            &mut eg.tunnel_buf,
+        )
+        .map_err(|r| (r, data.len()))?;
+        data = &eg.tunnel_buf[..];
+        wire_len = data.len();
+    } else if let Some(mtu) = out.mtu {
+        // The layer 3 size of what is sent: a copy cut by `truncate` fits where its original
+        // would not.
         let l2_len =
             L2Info::parse(data).map_or(vxspan_wire::ethernet::HEADER_LEN, |l2| l2.l3_offset);
-        if wire_len.saturating_sub(l2_len) > mtu as usize {
-            return Err((TxDrop::MtuExceeded, data.len()));
+        if data.len().saturating_sub(l2_len) > mtu as usize {
+            match out.oversize {
+                Oversize::Drop => return Err((TxDrop::MtuExceeded, data.len())),
+                Oversize::Truncate => data = &data[..l2_len + mtu as usize],
+            }
         }
     }
     let n = data.len();

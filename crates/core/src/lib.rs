@@ -7,6 +7,7 @@
 pub mod bpf;
 pub mod counters;
 pub mod decap;
+pub mod encap;
 pub mod engine;
 pub mod plan;
 pub mod reasm;

@@ -170,19 +170,6 @@ impl Plan {
         let mut ports: Vec<String> = cfg.inputs.iter().map(|i| i.name.clone()).collect();
         ports.extend(cfg.outputs.iter().map(|o| o.name.clone()));
         let n_in = cfg.inputs.len();
-        let not_yet = |path: String, what: &str| PlanError {
-            path,
-            message: format!("{what} is not implemented in this build yet"),
-        };
-        for o in &cfg.outputs {
-            if let Some(e) = &o.encap {
-                return Err(not_yet(
-                    format!("outputs.{}", o.name),
-                    &format!("{} encapsulation", e.kind()),
-                ));
-            }
-        }
-
         let mut rules = Vec::with_capacity(cfg.rules.len());
         for r in &cfg.rules {
             let filter = match &r.filter {

@@ -100,7 +100,8 @@ fn build(rng: &mut Rng, i: u64, tagging: Tagging) -> Vec<u8> {
     let mut plain = Vec::with_capacity(payload_len + 80);
     let eth = PacketBuilder::ethernet2(src_mac, dst_mac);
     let sport = 1024 + rng.below(60000) as u16;
-    let dport = [80, 443, 53, 22, 4789][rng.below(5) as usize];
+    // Ports whose dissectors accept arbitrary payloads, so tshark reads generated frames cleanly.
+    let dport = [80, 443, 22, 8080, 5001][rng.below(5) as usize];
     let written = match rng.below(10) {
         0..=3 => eth
             .ipv4(host(rng), host(rng), 64)

@@ -1,0 +1,222 @@
+//! Tunnel origination: ERSPAN II / III (over GRE), VXLAN and GRE transparent Ethernet bridging,
+//! over IPv4 or IPv6, as complete frames (outer Ethernet, IP, GRE or UDP, tunnel header, the
+//! mirrored frame).
+//!
+//! Fields vxspan sets:
+//! - outer IP: DSCP from the output (so mirror traffic can be queued below production, seed 002),
+//!   TTL / hop limit, IPv4 with DF and identification 0 (RFC 6864: the datagrams are atomic),
+//!   IPv6 flow label from the inner flow hash (RFC 6438);
+//! - ERSPAN II: GRE with the S bit and a sequence number per output, incremented per copy;
+//!   version 1, VLAN and COS from the mirrored frame's outer tag (0 when untagged), En = 3 (tag
+//!   preserved in the frame) for tagged frames and 0 otherwise, the session id, index 0; T when
+//!   the mirrored frame is not complete (cut by `truncate`, by the capture, or to fit the MTU);
+//! - ERSPAN III: the same GRE (protocol 0x22EB), version 2, the same VLAN / COS / T / session,
+//!   frame type 0 (Ethernet), ingress, granularity 01 (100 ns), and a timestamp counting 100 ns
+//!   units of the frame's receive time (nanoseconds since the Unix epoch / 100, modulo 2^32: the
+//!   clock is the receive timestamp the datapath gives each frame, the capture's in replay);
+//! - VXLAN (RFC 7348): I flag and VNI, UDP source port 49152 + (flow hash mod 16384) so ECMP
+//!   spreads flows, UDP checksum 0 (IPv6 too: RFC 6935, the receiver needs `udp6zerocsumrx`);
+//! - GRE TEB: protocol 0x6558, the key if configured.
+
+use crate::counters::TxDrop;
+use vxspan_config::{Encap, Outer, Oversize};
+use vxspan_wire::erspan::{ErspanIIIPacket, ErspanIIIRepr, ErspanIIPacket, ErspanIIRepr};
+use vxspan_wire::etherparse::{IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header, UdpHeader};
+use vxspan_wire::gre::{GrePacket, GreRepr};
+use vxspan_wire::vxlan::{VxlanPacket, VxlanRepr};
+use vxspan_wire::L2Info;
+
+/// Per-output origination state.
+#[derive(Debug, Default, Clone)]
+pub struct TunnelState {
+    /// The next GRE sequence number (ERSPAN).
+    pub sequence: u32,
+}
+
+fn tunnel_header_len(e: &Encap) -> usize {
+    match e {
+        Encap::Erspan { version: 2, .. } => 8 + vxspan_wire::erspan::TYPE_II_HEADER_LEN,
+        Encap::Erspan { .. } => 8 + vxspan_wire::erspan::TYPE_III_HEADER_LEN,
+        Encap::Vxlan { .. } => 8 + vxspan_wire::vxlan::HEADER_LEN,
+        Encap::Gre { key, .. } => 4 + if key.is_some() { 4 } else { 0 },
+    }
+}
+
+fn ip_header_len(o: &Outer) -> usize {
+    if o.remote.is_ipv4() {
+        20
+    } else {
+        40
+    }
+}
+
+/// Bytes vxspan adds in front of a mirrored frame: outer Ethernet, IP and tunnel headers.
+pub fn overhead(e: &Encap) -> usize {
+    14 + ip_header_len(e.outer()) + tunnel_header_len(e)
+}
+
+/// Appends the encapsulated copy of `inner` to `out`. `inner_wire_len` is the mirrored frame's
+/// length on the wire (more than `inner.len()` when it was cut), `ts` its receive time, `flow`
+/// its flow hash. `mtu` bounds the outer IP packet; `oversize` says what happens above it.
+#[allow(clippy::too_many_arguments)]
+pub fn encapsulate(
+    e: &Encap,
+    mtu: Option<u32>,
+    oversize: Oversize,
+    inner: &[u8],
+    inner_wire_len: u32,
+    ts: u64,
+    flow: u64,
+    state: &mut TunnelState,
+    out: &mut Vec<u8>,
+) -> Result<(), TxDrop> {
+    let o = e.outer();
+    let ip_len = ip_header_len(o);
+    let tun_len = tunnel_header_len(e);
+    let mut inner = inner;
+    if let Some(mtu) = mtu {
+        let room = (mtu as usize).saturating_sub(ip_len + tun_len);
+        if inner.len() > room {
+            match oversize {
+                Oversize::Drop => return Err(TxDrop::MtuExceeded),
+                Oversize::Truncate if room >= 14 => inner = &inner[..room],
+                Oversize::Truncate => return Err(TxDrop::MtuExceeded),
+            }
+        }
+    }
+    let truncated = (inner.len() as u32) < inner_wire_len;
+    let ip_payload = tun_len + inner.len();
+    let start = out.len();
+    out.reserve(14 + ip_len + ip_payload);
+
+    // Outer Ethernet.
+    out.extend_from_slice(&o.dst_mac);
+    out.extend_from_slice(&o.src_mac);
+    let proto = match e {
+        Encap::Vxlan { .. } => IpNumber::UDP,
+        _ => IpNumber::GRE,
+    };
+    // Outer IP.
+    match o.remote {
+        std::net::IpAddr::V4(dst) => {
+            out.extend_from_slice(&[0x08, 0x00]);
+            let src = match o.source {
+                Some(std::net::IpAddr::V4(s)) => s.octets(),
+                _ => [0; 4],
+            };
+            let mut h = Ipv4Header::new(ip_payload as u16, o.ttl, proto, src, dst.octets())
+                .map_err(|_| TxDrop::MtuExceeded)?;
+            h.dscp = o.dscp.try_into().map_err(|_| TxDrop::TxError)?;
+            h.dont_fragment = true;
+            h.header_checksum = h.calc_header_checksum();
+            out.extend_from_slice(&h.to_bytes());
+        }
+        std::net::IpAddr::V6(dst) => {
+            out.extend_from_slice(&[0x86, 0xdd]);
+            let src = match o.source {
+                Some(std::net::IpAddr::V6(s)) => s.octets(),
+                _ => [0; 16],
+            };
+            let h = Ipv6Header {
+                traffic_class: o.dscp << 2,
+                flow_label: Ipv6FlowLabel::try_new((flow & 0xf_ffff) as u32)
+                    .map_err(|_| TxDrop::TxError)?,
+                payload_length: ip_payload.try_into().map_err(|_| TxDrop::MtuExceeded)?,
+                next_header: proto,
+                hop_limit: o.ttl,
+                source: src,
+                destination: dst.octets(),
+            };
+            out.extend_from_slice(&h.to_bytes());
+        }
+    }
+    // Tunnel headers, then the frame.
+    let hdr = out.len();
+    out.resize(hdr + tun_len, 0);
+    out.extend_from_slice(inner);
+    let (vlan, cos) = L2Info::parse(inner)
+        .ok()
+        .and_then(|l| l.outer)
+        .map_or((0, 0), |t| (t.vid(), t.pcp()));
+    let result = match e {
+        Encap::Erspan {
+            version, session, ..
+        } => {
+            let seq = state.sequence;
+            state.sequence = state.sequence.wrapping_add(1);
+            let protocol = if *version == 2 {
+                vxspan_wire::gre::protocol::ERSPAN_I_II
+            } else {
+                vxspan_wire::gre::protocol::ERSPAN_III
+            };
+            let gre = GreRepr {
+                checksum_present: false,
+                key: None,
+                sequence: Some(seq),
+                ack: None,
+                version: 0,
+                protocol,
+            };
+            let mut g = GrePacket::new_unchecked(&mut out[hdr..]);
+            gre.emit(&mut g).and_then(|_| {
+                let rest = &mut out[hdr + 8..];
+                if *version == 2 {
+                    let r = ErspanIIRepr {
+                        vlan,
+                        cos,
+                        encap: if vlan != 0 || cos != 0 { 3 } else { 0 },
+                        truncated,
+                        session_id: *session,
+                        index: 0,
+                    };
+                    r.emit(&mut ErspanIIPacket::new_unchecked(rest))
+                } else {
+                    let r = ErspanIIIRepr {
+                        vlan,
+                        cos,
+                        bso: 0,
+                        truncated,
+                        session_id: *session,
+                        timestamp: (ts / 100) as u32,
+                        sgt: 0,
+                        p: false,
+                        frame_type: 0,
+                        hw_id: 0,
+                        direction: false,
+                        granularity: 1,
+                        platform: None,
+                    };
+                    r.emit(&mut ErspanIIIPacket::new_unchecked(rest))
+                }
+            })
+        }
+        Encap::Vxlan { vni, port, .. } => {
+            let sport = 49152 + (flow % 16384) as u16;
+            let udp = UdpHeader {
+                source_port: sport,
+                destination_port: *port,
+                length: ip_payload as u16,
+                checksum: 0,
+            };
+            out[hdr..hdr + 8].copy_from_slice(&udp.to_bytes());
+            VxlanRepr::new(*vni).emit(&mut VxlanPacket::new_unchecked(&mut out[hdr + 8..]))
+        }
+        Encap::Gre { key, .. } => {
+            let gre = GreRepr {
+                checksum_present: false,
+                key: *key,
+                sequence: None,
+                ack: None,
+                version: 0,
+                protocol: vxspan_wire::gre::protocol::TEB,
+            };
+            gre.emit(&mut GrePacket::new_unchecked(&mut out[hdr..]))
+        }
+    };
+    if result.is_err() {
+        // The configuration was validated, so this is a bug; the copy is not sent half-built.
+        out.truncate(start);
+        return Err(TxDrop::TxError);
+    }
+    Ok(())
+}
