@@ -30,4 +30,38 @@ prog = insn(0x28, 0, 0, 12) + insn(0x15, 0, 1, 0x8100) + insn(6, 0, 0, 1) + insn
 open(f'{c}/bpf/vlan', 'wb').write(bytes([3]) + prog + frames[1])
 PY
 cp examples/*.json examples/*.toml "$c/config/" 2>/dev/null || true
+# Tunnel seeds: vxspan's own encapsulated copies of generated frames.
+cat > "$tmp/enc.toml" <<'TOML'
+[inputs.in]
+interface = "e1"
+[outputs.erspan2]
+erspan = { version = 2, remote = "198.18.1.10", session = 42 }
+[outputs.erspan3]
+erspan = { version = 3, remote = "2001:db8::10", session = 7 }
+[outputs.vxlan]
+vxlan = { remote = "198.18.1.11", vni = 7000 }
+[outputs.gre]
+gre = { remote = "198.18.1.12", key = 5 }
+[[rules]]
+from = "in"
+to = ["erspan2", "erspan3", "vxlan", "gre"]
+TOML
+"$bin" replay "$tmp/enc.toml" -i "in=$tmp/g.pcap" --out-dir "$tmp/enc" > /dev/null
+python3 - "$tmp/enc" "$c" <<'PY'
+import struct, sys, os
+d, c = sys.argv[1], sys.argv[2]
+for name in sorted(os.listdir(d)):
+    data = open(os.path.join(d, name), 'rb').read()
+    off, frames = 24, []
+    while off + 16 <= len(data):
+        caplen = struct.unpack_from('<I', data, off + 8)[0]
+        frames.append(data[off + 16: off + 16 + caplen]); off += 16 + caplen
+    stem = name.split('.')[0]
+    # decap: two-byte little-endian length prefix per frame
+    open(f'{c}/decap/{stem}', 'wb').write(b''.join(struct.pack('<H', len(f)) + f for f in frames[:8]))
+    # tunnel_wire: the bytes after the outer IP header (GRE or UDP), for the first frame
+    ip = 14 + (20 if frames[0][12:14] == b'\x08\x00' else 40)
+    start = ip + (8 if stem == 'vxlan' else 0)
+    open(f'{c}/tunnel_wire/{stem}', 'wb').write(frames[0][start:])
+PY
 echo "seeds written under $c"

@@ -176,3 +176,121 @@ pub fn engine(data: &[u8]) {
     assert_eq!(p.rx_packets, p.forwarded_packets + p.dropped_packets);
     assert_eq!(p.dropped_packets, p.drop_reasons.iter().sum::<u64>());
 }
+
+/// Every tunnel header parser on the same bytes: views, reprs and, where parsing succeeds,
+/// emit-then-parse giving the same repr.
+pub fn tunnel_wire(data: &[u8]) {
+    use vxspan_core::wire::{erspan, geneve, gre, mpls, vxlan};
+    if let Ok(p) = gre::GrePacket::new_checked(data) {
+        let _ = (p.payload(), p.verify_checksum());
+        if let Ok(r) = gre::GreRepr::parse(&p) {
+            let mut buf = vec![0u8; r.header_len()];
+            if r.emit(&mut gre::GrePacket::new_unchecked(&mut buf[..]))
+                .is_ok()
+                && !r.checksum_present
+            {
+                assert_eq!(
+                    gre::GreRepr::parse(&gre::GrePacket::new_checked(&buf[..]).expect("emitted")),
+                    Ok(r)
+                );
+            }
+        }
+    }
+    if let Ok(p) = erspan::ErspanIIPacket::new_checked(data) {
+        if let Ok(r) = erspan::ErspanIIRepr::parse(&p) {
+            let mut buf = vec![0u8; erspan::TYPE_II_HEADER_LEN];
+            r.emit(&mut erspan::ErspanIIPacket::new_unchecked(&mut buf[..]))
+                .expect("parsed reprs emit");
+            assert_eq!(
+                erspan::ErspanIIRepr::parse(
+                    &erspan::ErspanIIPacket::new_checked(&buf[..]).expect("emitted")
+                ),
+                Ok(r)
+            );
+        }
+    }
+    if let Ok(p) = erspan::ErspanIIIPacket::new_checked(data) {
+        let _ = (p.platform(), p.payload());
+        if let Ok(r) = erspan::ErspanIIIRepr::parse(&p) {
+            let mut buf = vec![0u8; r.header_len()];
+            r.emit(&mut erspan::ErspanIIIPacket::new_unchecked(&mut buf[..]))
+                .expect("parsed reprs emit");
+            assert_eq!(
+                erspan::ErspanIIIRepr::parse(
+                    &erspan::ErspanIIIPacket::new_checked(&buf[..]).expect("emitted")
+                ),
+                Ok(r)
+            );
+        }
+    }
+    if let Ok(p) = vxlan::VxlanPacket::new_checked(data) {
+        let _ = vxlan::VxlanRepr::parse(&p);
+    }
+    if let Ok(p) = vxlan::VxlanGpePacket::new_checked(data) {
+        let _ = vxlan::VxlanGpeRepr::parse(&p);
+    }
+    if let Ok(p) = geneve::GenevePacket::new_checked(data) {
+        for o in p.options().take(64) {
+            let _ = o;
+        }
+        let _ = geneve::GeneveRepr::parse(&p);
+    }
+    let _ = mpls::MplsStack::parse(data);
+}
+
+const DECAP_CONFIG: &str = r#"
+[inputs.a]
+interface = "e1"
+decap = ["vxlan", "geneve", "gre", "erspan", "mpls"]
+decap_depth = "all"
+decap_ports = { vxlan = [8472] }
+reassembly = { timeout_ms = 5, max_datagrams = 8, max_bytes = 70000 }
+[outputs.plain]
+interface = "e2"
+[outputs.back]
+erspan = { version = 3, remote = "2001:db8::1", session = 1 }
+mtu = 300
+oversize = "truncate"
+[[rules]]
+from = "a"
+to = ["plain", "back"]
+[[rules]]
+from = "a"
+vni = [1, 2, 3]
+to = "plain"
+"#;
+
+/// Tunnel termination, outer IP reassembly and re-encapsulation on arbitrary frames (split on a
+/// two-byte length prefix, each frame one millisecond after the previous): the accounting must
+/// hold and nothing may panic.
+pub fn decap(data: &[u8]) {
+    static PLAN: OnceLock<Arc<Plan>> = OnceLock::new();
+    let plan = PLAN.get_or_init(|| {
+        let cfg =
+            vxspan_config::parse(DECAP_CONFIG, vxspan_config::Syntax::Toml, Path::new("fuzz"))
+                .expect("valid");
+        Arc::new(Plan::compile(&cfg, &vxspan_io::filter::Libpcap).expect("compiles"))
+    });
+    let mut e = Engine::new(plan.clone());
+    let mut rest = data;
+    let mut n = 0u64;
+    while rest.len() >= 2 {
+        let len = usize::from(u16::from_le_bytes([rest[0], rest[1]])).min(rest.len() - 2);
+        let (frame, tail) = rest[2..].split_at(len);
+        e.process(
+            0,
+            RxFrame {
+                data: frame,
+                wire_len: frame.len() as u32,
+                ts: n * 1_000_000,
+            },
+            &mut Discard,
+        );
+        n += 1;
+        rest = tail;
+    }
+    let p = &e.counters().ports[0];
+    assert_eq!(p.rx_packets, n);
+    assert_eq!(p.rx_packets, p.forwarded_packets + p.dropped_packets);
+    assert_eq!(p.dropped_packets, p.drop_reasons.iter().sum::<u64>());
+}

@@ -64,3 +64,30 @@ fn engine() {
         fuzzing::engine(&input);
     }
 }
+
+#[test]
+fn tunnel_wire() {
+    for input in corpus("tunnel_wire") {
+        fuzzing::tunnel_wire(&input);
+    }
+}
+
+#[test]
+fn decap() {
+    for input in corpus("decap") {
+        fuzzing::decap(&input);
+    }
+    // Every shared capture as one input to the decap target (frames length-prefixed), and every
+    // frame's tunnel headers through the parsers at each offset of its first 80 bytes.
+    for path in std::fs::read_dir(common::shared().join("captures/captures")).unwrap() {
+        let mut blob = Vec::new();
+        for (frame, _, _) in common::read_capture(&path.unwrap().path()) {
+            blob.extend_from_slice(&(frame.len().min(65535) as u16).to_le_bytes());
+            blob.extend_from_slice(&frame[..frame.len().min(65535)]);
+            for off in 0..frame.len().min(80) {
+                fuzzing::tunnel_wire(&frame[off..]);
+            }
+        }
+        fuzzing::decap(&blob);
+    }
+}
