@@ -198,7 +198,7 @@ pub fn tunnel_wire(data: &[u8]) {
     }
     if let Ok(p) = erspan::ErspanIIPacket::new_checked(data) {
         if let Ok(r) = erspan::ErspanIIRepr::parse(&p) {
-            let mut buf = vec![0u8; erspan::TYPE_II_HEADER_LEN];
+            let mut buf = [0u8; erspan::TYPE_II_HEADER_LEN];
             r.emit(&mut erspan::ErspanIIPacket::new_unchecked(&mut buf[..]))
                 .expect("parsed reprs emit");
             assert_eq!(
