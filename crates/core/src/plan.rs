@@ -414,13 +414,15 @@ fn warnings(cfg: &Config) -> Vec<String> {
         if let Some(f) = &r.filter {
             // tcpdump semantics: the filter sees the VLAN tags, so an expression that never says
             // `vlan` (or `mpls`, or uses raw offsets) cannot match inside a tagged frame.
-            let tagged = (1..4095).any(|v| r.vlans.contains(v));
+            // Only a rule that selects nothing but tagged frames is certainly wrong: with
+            // `any`, the filter still matches untagged frames.
+            let tagged = !r.vlans.contains(0) && (1..4095).any(|v| r.vlans.contains(v));
             let mentions = ["vlan", "ether[", "mpls", "pppoe"]
                 .iter()
                 .any(|k| f.contains(k));
             if tagged && !mentions {
                 w.push(format!(
-                    "{}: rule {:?} selects tagged VLANs ({}) but its filter {f:?} does not mention `vlan`: like tcpdump, a filter sees the tags, so it matches only untagged frames; write \"vlan and {f}\" to look inside tagged frames",
+                    "{}: rule {:?} selects only tagged VLANs ({}) but its filter {f:?} does not mention `vlan`: like tcpdump, a filter sees the tags, so it matches only untagged frames and this rule never matches; write \"vlan and {f}\" to look inside tagged frames",
                     r.path,
                     r.name,
                     r.vlans.describe()

@@ -4,6 +4,8 @@
 //!   traffic mix; baseline: copying each frame into a scratch buffer (the least a forwarder does).
 //! - `filters-100`: 100 rules with tcpdump filters, all evaluated per frame by vxspan's cBPF
 //!   interpreter; baseline: the same 100 programs run by libpcap's own `pcap_offline_filter`.
+//! - `tunnels`: ERSPAN III + VXLAN encapsulation of each frame, and VXLAN decapsulation;
+//!   baseline: plain forwarding of the same frames.
 //!
 //! Figures are printed by criterion (time per batch of 4096 frames and elements per second).
 
@@ -115,9 +117,90 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+const ENCAP: &str = r#"
+[inputs.in]
+interface = "e1"
+[outputs.erspan3]
+erspan = { version = 3, remote = "198.18.1.10", session = 42 }
+[outputs.vxlan]
+vxlan = { remote = "198.18.1.11", vni = 7000 }
+[[rules]]
+from = "in"
+to = "erspan3"
+[[rules]]
+from = "in"
+to = "vxlan"
+"#;
+
+const DECAP: &str = r#"
+[inputs.in]
+interface = "e1"
+decap = ["vxlan", "erspan"]
+[outputs.out]
+interface = "e2"
+[[rules]]
+from = "in"
+to = "out"
+"#;
+
+/// Keeps the copies of one output (to build the decapsulation benchmark's input).
+struct Keep(usize, Vec<(Vec<u8>, u64)>);
+
+impl Sink for Keep {
+    fn transmit(&mut self, o: usize, f: TxFrame<'_>) -> Result<(), TxDrop> {
+        if o == self.0 {
+            self.1.push((f.data.to_vec(), f.ts));
+        }
+        Ok(())
+    }
+}
+
+/// Encapsulation (ERSPAN III and VXLAN copies of each frame) and decapsulation (of the VXLAN
+/// copies), per frame, beside the plain forwarding of the same frames measured in this run.
+fn tunnels(c: &mut Criterion) {
+    let frames = frames();
+    let rx: Vec<RxFrame> = frames
+        .iter()
+        .map(|(d, ts)| RxFrame {
+            data: d,
+            wire_len: d.len() as u32,
+            ts: *ts,
+        })
+        .collect();
+    let mut g = c.benchmark_group("tunnels");
+    g.throughput(Throughput::Elements(rx.len() as u64));
+    let mut e = engine(ENCAP, true);
+    g.bench_function("encap-erspan3-and-vxlan", |b| {
+        let mut sink = Null(0);
+        b.iter(|| e.process_batch(0, rx.iter().copied(), &mut sink));
+    });
+    let mut keep = Keep(1, Vec::new());
+    engine(ENCAP, true).process_batch(0, rx.iter().copied(), &mut keep);
+    let vx: Vec<RxFrame> = keep
+        .1
+        .iter()
+        .map(|(d, ts)| RxFrame {
+            data: d,
+            wire_len: d.len() as u32,
+            ts: *ts,
+        })
+        .collect();
+    let mut d = engine(DECAP, true);
+    g.bench_function("decap-vxlan", |b| {
+        let mut sink = Null(0);
+        b.iter(|| d.process_batch(0, vx.iter().copied(), &mut sink));
+    });
+    let mut plain = engine(include_str!("../../../examples/vxspan-any.json"), false);
+    g.bench_function("baseline-forward", |b| {
+        let mut sink = Null(0);
+        b.iter(|| plain.process_batch(0, rx.iter().copied(), &mut sink));
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(3));
-    targets = bench
+    targets = bench, tunnels
 }
 criterion_main!(benches);

@@ -289,6 +289,28 @@ pub fn render(r: &Report, plan: &Plan, total: u64) -> String {
             );
         }
     }
+    for (input, tunnels) in &r.tunnels {
+        if tunnels.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "\n{:<14} {:<24} {:>10} {:>12}",
+            "input", "tunnel", "packets", "inner bytes"
+        );
+        for (key, c) in tunnels {
+            let _ = writeln!(
+                s,
+                "{:<14} {:<24} {:>10} {:>12}",
+                input, key, c.packets, c.bytes
+            );
+        }
+        if let Some(ra) = r.reassembly.get(input) {
+            if *ra != Default::default() {
+                let _ = writeln!(s, "{input}: reassembled {} datagrams ({} timed out, {} evicted, {} overlapping, {} too big)", ra.completed, ra.timeouts, ra.evictions, ra.overlaps, ra.too_big);
+            }
+        }
+    }
     let _ = writeln!(
         s,
         "\n{:<20} {:>10} {:>12} {:>10}",
