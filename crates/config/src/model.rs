@@ -157,6 +157,8 @@ pub struct Input {
     pub interface: String,
     /// Tunnels stripped before rules match (`decap`).
     pub decap: Option<Decap>,
+    /// Whether `vxspan run` may take over the interface of the host's default route.
+    pub allow_uplink: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,6 +199,8 @@ pub struct Rule {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub file: PathBuf,
+    /// The control socket (`management.control`); `None` = the default path.
+    pub control: Option<PathBuf>,
     pub form: Form,
     pub xdp_mode: Option<XdpMode>,
     pub inputs: Vec<Input>,
@@ -565,6 +569,7 @@ fn build_input(p: &KeyPath, name: &str, raw: &RawInput) -> VResult<Input> {
         name: name.to_owned(),
         interface: raw.interface.clone(),
         decap,
+        allow_uplink: raw.allow_uplink.unwrap_or(false),
     })
 }
 
@@ -582,6 +587,11 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> VResult<Config> {
         inputs: Vec::new(),
         outputs: Vec::new(),
         rules: Vec::new(),
+        control: match raw.management.as_ref().and_then(|m| m.control.as_deref()) {
+            Some("") => return err(root.key("management").key("control"), "empty path"),
+            Some(p) => Some(PathBuf::from(p)),
+            None => None,
+        },
     };
     // Where each port name and each input interface was defined, for duplicate errors.
     let mut port_paths: Vec<(String, KeyPath)> = Vec::new();
@@ -635,6 +645,7 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> VResult<Config> {
                 name: iface.clone(),
                 interface: iface.clone(),
                 decap: None,
+                allow_uplink: false,
             });
         }
         for ((iface, vx), input) in ifaces.0.iter().zip(vx_inputs) {

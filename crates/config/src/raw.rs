@@ -58,6 +58,13 @@ pub struct RawConfig {
     pub outputs: UniqueMap<RawOutput>,
     #[serde(default)]
     pub rules: Vec<RawRule>,
+    pub management: Option<RawManagement>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawManagement {
+    pub control: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +81,7 @@ pub struct RawInput {
     pub decap_depth: Option<Value>,
     pub decap_ports: Option<Value>,
     pub reassembly: Option<Value>,
+    pub allow_uplink: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

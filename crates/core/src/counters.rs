@@ -99,7 +99,7 @@ pub struct PortCounters {
     pub tx_drop_reasons: [u64; TxDrop::ALL.len()],
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct VlanCounters {
     pub packets: u64,
     pub bytes: u64,
@@ -107,7 +107,7 @@ pub struct VlanCounters {
     pub dropped_bytes: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct RuleCounters {
     pub name: String,
     /// Frames whose input, VLAN and filter the rule matched.
@@ -130,7 +130,7 @@ pub struct Counters {
     pub tunnels: Vec<BTreeMap<(TunnelType, Option<u32>), TunnelCounters>>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct TunnelCounters {
     pub packets: u64,
     /// Bytes of the inner frames.
@@ -238,17 +238,86 @@ pub struct PortReport {
 }
 
 /// The counters as printed by `vxspan replay --json` and `vxspan stats --json`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Report {
     pub interfaces: BTreeMap<String, PortReport>,
     pub vlans: BTreeMap<String, BTreeMap<String, VlanCounters>>,
     pub rules: Vec<RuleCounters>,
     /// Per input that strips tunnels: `TYPE` or `TYPE/ID` (VNI, ERSPAN session, GRE key).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tunnels: BTreeMap<String, BTreeMap<String, TunnelCounters>>,
     /// Per input that strips tunnels: outer IP reassembly.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub reassembly: BTreeMap<String, crate::reasm::ReasmStats>,
+}
+
+impl Report {
+    /// Adds `other` into `self`, matching ports, VLANs, rules and tunnels by name: counters stay
+    /// monotonic across a reload that swaps the plan (names that disappear keep their totals).
+    pub fn add(&mut self, other: &Report) {
+        for (name, p) in &other.interfaces {
+            match self.interfaces.get_mut(name) {
+                None => {
+                    self.interfaces.insert(name.clone(), p.clone());
+                }
+                Some(a) => {
+                    a.rx_packets += p.rx_packets;
+                    a.rx_bytes += p.rx_bytes;
+                    a.forwarded_packets += p.forwarded_packets;
+                    a.forwarded_bytes += p.forwarded_bytes;
+                    a.dropped_packets += p.dropped_packets;
+                    a.dropped_bytes += p.dropped_bytes;
+                    a.tx_packets += p.tx_packets;
+                    a.tx_bytes += p.tx_bytes;
+                    a.tx_dropped_packets += p.tx_dropped_packets;
+                    a.tx_dropped_bytes += p.tx_dropped_bytes;
+                    for (k, v) in &p.drop_reasons {
+                        *a.drop_reasons.entry(k.clone()).or_default() += v;
+                    }
+                    for (k, v) in &p.tx_drop_reasons {
+                        *a.tx_drop_reasons.entry(k.clone()).or_default() += v;
+                    }
+                }
+            }
+        }
+        for (name, vl) in &other.vlans {
+            let m = self.vlans.entry(name.clone()).or_default();
+            for (k, v) in vl {
+                let e = m.entry(k.clone()).or_default();
+                e.packets += v.packets;
+                e.bytes += v.bytes;
+                e.dropped_packets += v.dropped_packets;
+                e.dropped_bytes += v.dropped_bytes;
+            }
+        }
+        for r in &other.rules {
+            match self.rules.iter_mut().find(|x| x.name == r.name) {
+                Some(a) => {
+                    a.matched_packets += r.matched_packets;
+                    a.matched_bytes += r.matched_bytes;
+                    a.forwarded_packets += r.forwarded_packets;
+                    a.sampled_out_packets += r.sampled_out_packets;
+                }
+                None => self.rules.push(r.clone()),
+            }
+        }
+        for (name, t) in &other.tunnels {
+            let m = self.tunnels.entry(name.clone()).or_default();
+            for (k, v) in t {
+                let e = m.entry(k.clone()).or_default();
+                e.packets += v.packets;
+                e.bytes += v.bytes;
+            }
+        }
+        for (name, r) in &other.reassembly {
+            let e = self.reassembly.entry(name.clone()).or_default();
+            e.completed += r.completed;
+            e.timeouts += r.timeouts;
+            e.evictions += r.evictions;
+            e.overlaps += r.overlaps;
+            e.too_big += r.too_big;
+        }
+    }
 }
 
 /// The key of a VLAN counter: `none` for untagged, else the VID.

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use vxspan_config::Reassembly;
 
 /// Reassembly counters (per input).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReasmStats {
     pub completed: u64,
     pub timeouts: u64,

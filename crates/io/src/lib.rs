@@ -3,6 +3,7 @@
 //! filter compiler; the live ones (AF_PACKET, AF_XDP, TAP, tunnel sockets) join them here.
 #![deny(unsafe_code)]
 
+pub mod afpacket;
 pub mod filter;
 pub mod mem;
 pub mod pcap;

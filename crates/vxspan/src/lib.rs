@@ -5,6 +5,7 @@ pub mod check;
 pub mod fuzzing;
 pub mod gen;
 pub mod replay;
+pub mod run;
 
 /// Exit code for an invalid configuration or command line.
 pub const EXIT_INVALID: u8 = 2;

@@ -1,7 +1,7 @@
 //! The `vxspan` command: a software packet broker. This file is only the command line; the
 //! commands live in the library (`src/lib.rs`).
 
-use vxspan::{check, gen, replay};
+use vxspan::{check, gen, replay, run};
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -49,6 +49,29 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Run live: forward between Linux interfaces (AF_PACKET). SIGHUP or `vxspan reload`
+    /// reloads the configuration; SIGINT / SIGTERM stop and print the counters.
+    Run {
+        config: PathBuf,
+        /// auto | afpacket (afxdp and xdp are not available in this build).
+        #[arg(long, default_value = "auto")]
+        datapath: String,
+        /// The control socket [default: management.control, else /run/vxspan/control.sock].
+        #[arg(long)]
+        control: Option<PathBuf>,
+    },
+    /// Print the counters of a running instance.
+    Stats {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = run::DEFAULT_CONTROL)]
+        control: PathBuf,
+    },
+    /// Validate and apply the configuration file of a running instance again.
+    Reload {
+        #[arg(long, default_value = run::DEFAULT_CONTROL)]
+        control: PathBuf,
+    },
     /// Replay the VxSPAN example configuration on a built-in capture and show what went where.
     Demo {
         /// Frames to generate.
@@ -84,6 +107,13 @@ fn main() -> ExitCode {
             json,
         } => replay::run(&config, &inputs, &outputs, out_dir.as_deref(), json),
         Cmd::Demo { count } => replay::demo(count),
+        Cmd::Run {
+            config,
+            datapath,
+            control,
+        } => run::run(&config, &datapath, control.as_deref()),
+        Cmd::Stats { json, control } => run::stats(&control, json),
+        Cmd::Reload { control } => run::reload(&control),
         Cmd::Gen {
             out,
             count,

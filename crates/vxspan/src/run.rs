@@ -1,0 +1,476 @@
+//! `vxspan run`: the live datapath on AF_PACKET ports, the control socket, reload and shutdown.
+//!
+//! One worker owns every port: it waits for any input ring to have frames (poll), reads them in
+//! batches, runs them through the engine and sends the copies. Between two batches it answers
+//! the control socket, applies a pending reload (SIGHUP or `vxspan reload`) and, once a second,
+//! reads each ring's kernel statistics (frames dropped because the ring was full are counted as
+//! `ring_overrun` on the input, so `rx_packets` counts every frame that reached the socket).
+//!
+//! A reload validates and compiles the new file first; if it is invalid, the running
+//! configuration stays and the error is logged and returned to `vxspan reload`. If only rules or
+//! outputs' transforms changed (the same input and output interfaces), sockets and rings are kept
+//! and the new plan is swapped in between two batches, so nothing is lost; otherwise the ports
+//! are reopened. Counters continue across reloads (by port, VLAN and rule name).
+
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use vxspan_core::{Engine, Plan, Report, RxDrop, Sink, TxDrop, TxFrame};
+use vxspan_io::afpacket::{self, RxRing, TxSocket};
+use vxspan_io::{Batch, RxPort, TxPort};
+
+/// Where the control socket lives unless `--control` or `management.control` say otherwise.
+pub const DEFAULT_CONTROL: &str = "/run/vxspan/control.sock";
+
+/// Frames read from one input before the others get their turn.
+const BATCH: usize = 512;
+
+fn log(msg: impl std::fmt::Display) {
+    eprintln!("vxspan: {msg}");
+}
+
+/// The interface that carries the host's default route (IPv4), from /proc/net/route.
+fn default_route_interface() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/net/route").ok()?;
+    text.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() > 7 && f[1] == "00000000" && f[7] == "00000000").then(|| f[0].to_owned())
+    })
+}
+
+/// The outputs of the running plan: a transmit socket per interface.
+struct LiveOutputs {
+    sockets: Vec<TxSocket>,
+    /// Output index -> socket index.
+    map: Vec<usize>,
+}
+
+impl Sink for LiveOutputs {
+    fn transmit(&mut self, output: usize, frame: TxFrame<'_>) -> Result<(), TxDrop> {
+        match self.map.get(output).and_then(|&s| self.sockets.get_mut(s)) {
+            Some(s) => s.send(frame),
+            None => Err(TxDrop::LinkDown),
+        }
+    }
+}
+
+/// Open ports for a plan.
+struct Ports {
+    inputs: Vec<RxRing>,
+    outputs: LiveOutputs,
+    /// Input and output interface names, to tell whether a new plan can keep these ports.
+    key: (Vec<String>, Vec<Option<String>>),
+}
+
+fn interfaces_key(plan: &Plan) -> (Vec<String>, Vec<Option<String>>) {
+    (
+        plan.inputs.iter().map(|i| i.interface.clone()).collect(),
+        plan.outputs.iter().map(|o| o.interface.clone()).collect(),
+    )
+}
+
+/// Loads, validates and compiles `path` for the live datapath; applies each output interface's
+/// MTU where the configuration sets none.
+fn load_plan(path: &Path) -> Result<(vxspan_config::Config, Plan), String> {
+    let cfg = vxspan_config::load(path).map_err(|e| e.to_string())?;
+    let mut plan = Plan::compile(&cfg, &vxspan_io::filter::Libpcap)
+        .map_err(|e| format!("{}: {}: {}", path.display(), e.path, e.message))?;
+    let uplink = default_route_interface();
+    for inp in &cfg.inputs {
+        if Some(&inp.interface) == uplink.as_ref() && !inp.allow_uplink {
+            return Err(format!(
+                "{}: inputs.{}: interface {:?} carries this host's default route; taking it over would cut the host off (set allow_uplink = true on the input to do it anyway)",
+                path.display(),
+                inp.name,
+                inp.interface
+            ));
+        }
+    }
+    for o in &mut plan.outputs {
+        if let Some(e) = &o.encap {
+            return Err(format!("{}: outputs.{}: {} outputs are not available on the live datapath yet (they work in `vxspan replay`)", path.display(), o.name, e.kind()));
+        }
+        if o.mtu.is_none() {
+            if let Some(ifname) = &o.interface {
+                o.mtu = afpacket::mtu(ifname).ok();
+            }
+        }
+    }
+    Ok((cfg, plan))
+}
+
+fn open_ports(plan: &Plan) -> Result<Ports> {
+    let mut inputs = Vec::new();
+    for i in &plan.inputs {
+        if afpacket::set_up(&i.interface)
+            .with_context(|| format!("input {}: bringing {} up", i.name, i.interface))?
+        {
+            log(format!("brought {} up", i.interface));
+        }
+        inputs.push(RxRing::open(&i.interface).with_context(|| {
+            format!(
+                "input {}: opening a receive ring on {}",
+                i.name, i.interface
+            )
+        })?);
+    }
+    let mut sockets: Vec<TxSocket> = Vec::new();
+    let mut map = Vec::new();
+    for o in &plan.outputs {
+        let ifname = o
+            .interface
+            .as_deref()
+            .context("tunnel outputs are refused by load_plan")?;
+        let idx = match sockets.iter().position(|s| s.name == ifname) {
+            Some(i) => i,
+            None => {
+                if afpacket::set_up(ifname)
+                    .with_context(|| format!("output {}: bringing {ifname} up", o.name))?
+                {
+                    log(format!("brought {ifname} up"));
+                }
+                sockets.push(
+                    TxSocket::open(ifname)
+                        .with_context(|| format!("output {}: opening {ifname}", o.name))?,
+                );
+                sockets.len() - 1
+            }
+        };
+        map.push(idx);
+    }
+    Ok(Ports {
+        inputs,
+        outputs: LiveOutputs { sockets, map },
+        key: interfaces_key(plan),
+    })
+}
+
+/// Placement as it is on this machine: everything runs in the userspace tier on AF_PACKET.
+fn log_placement(cfg: &vxspan_config::Config, plan: &Plan) {
+    let d = plan.describe(cfg);
+    for g in &d.groups {
+        log(format!(
+            "{} vlan {}: rules {} -> {} (userspace tier, AF_PACKET; would be {:?}: {})",
+            g.input,
+            g.vlan,
+            g.rules.join(","),
+            g.to.join(","),
+            g.tier,
+            g.why
+        ));
+    }
+}
+
+struct Control {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl Control {
+    fn bind(path: &Path) -> Result<Control> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        if UnixStream::connect(path).is_ok() {
+            bail!(
+                "{} is in use: another vxspan is running (use --control to run a second one)",
+                path.display()
+            );
+        }
+        let _ = std::fs::remove_file(path);
+        let listener = UnixListener::bind(path)
+            .with_context(|| format!("control socket {}", path.display()))?;
+        // Root-only: the socket reloads the configuration and reads every counter.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        listener.set_nonblocking(true)?;
+        Ok(Control {
+            listener,
+            path: path.to_owned(),
+        })
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+struct State {
+    config: PathBuf,
+    cfg: vxspan_config::Config,
+    engine: Engine,
+    ports: Ports,
+    /// Counters of the plans replaced by reloads.
+    history: Report,
+    reloads: u64,
+}
+
+impl State {
+    fn report(&self) -> Report {
+        let mut r = self.history.clone();
+        r.add(&self.engine.report());
+        r
+    }
+
+    fn reload(&mut self) -> Result<String, String> {
+        let (cfg, plan) = load_plan(&self.config)?;
+        let same_ports = interfaces_key(&plan) == self.ports.key;
+        if !same_ports {
+            let ports = open_ports(&plan).map_err(|e| format!("{e:#}"))?;
+            self.ports = ports;
+        }
+        self.history.add(&self.engine.report());
+        self.engine = Engine::new(Arc::new(plan));
+        self.cfg = cfg;
+        self.reloads += 1;
+        log_placement(&self.cfg, self.engine.plan());
+        Ok(if same_ports {
+            "reloaded (rules only: ports kept)".into()
+        } else {
+            "reloaded (ports reopened)".into()
+        })
+    }
+
+    fn read_ring_stats(&mut self) {
+        for (i, ring) in self.ports.inputs.iter().enumerate() {
+            if let Ok((_, drops)) = ring.take_stats() {
+                if drops > 0 {
+                    self.engine.count_rx_drop(i, RxDrop::RingOverrun, drops, 0);
+                }
+            }
+        }
+    }
+
+    fn serve(&mut self, stream: UnixStream) {
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut line = String::new();
+        let mut reader = BufReader::new(&stream);
+        if reader.read_line(&mut line).is_err() {
+            return;
+        }
+        let reply = match line.trim() {
+            "stats" => {
+                self.read_ring_stats();
+                serde_json::to_string(&self.report()).unwrap_or_default()
+            }
+            "reload" => match self.reload() {
+                Ok(msg) => {
+                    log(&msg);
+                    serde_json::json!({ "ok": msg }).to_string()
+                }
+                Err(e) => {
+                    log(format!(
+                        "reload refused, the running configuration stays: {e}"
+                    ));
+                    serde_json::json!({ "error": e }).to_string()
+                }
+            },
+            other => {
+                serde_json::json!({ "error": format!("unknown command {other:?} (stats, reload)") })
+                    .to_string()
+            }
+        };
+        let mut w = &stream;
+        let _ = w.write_all(reply.as_bytes());
+        let _ = w.write_all(b"\n");
+    }
+}
+
+pub fn run(config: &Path, datapath: &str, control: Option<&Path>) -> Result<ExitCode> {
+    match datapath {
+        "auto" | "afpacket" => {}
+        "xdp" | "afxdp" => {
+            eprintln!("vxspan: --datapath {datapath} is not available in this build (AF_PACKET is: --datapath afpacket)");
+            return Ok(ExitCode::from(crate::EXIT_INVALID));
+        }
+        other => {
+            eprintln!("vxspan: unknown datapath {other:?} (auto, afpacket, afxdp, xdp)");
+            return Ok(ExitCode::from(crate::EXIT_INVALID));
+        }
+    }
+    let (cfg, plan) = match load_plan(config) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("vxspan: invalid configuration: {e}");
+            return Ok(ExitCode::from(crate::EXIT_INVALID));
+        }
+    };
+    let control_path = control
+        .map(Path::to_owned)
+        .or_else(|| cfg.control.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL));
+    let ctl = Control::bind(&control_path)?;
+    let ports = open_ports(&plan)?;
+    log_placement(&cfg, &plan);
+    log(format!(
+        "running {} on {} input(s), {} output interface(s); control socket {}",
+        config.display(),
+        ports.inputs.len(),
+        ports.outputs.sockets.len(),
+        control_path.display()
+    ));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
+
+    let mut st = State {
+        config: config.to_owned(),
+        cfg,
+        engine: Engine::new(Arc::new(plan)),
+        ports,
+        history: Report::default(),
+        reloads: 0,
+    };
+    let mut batch = Batch::with_capacity(BATCH, BATCH * 2048);
+    let mut ready = Vec::new();
+    let mut last_stats = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        if hup.swap(false, Ordering::Relaxed) {
+            match st.reload() {
+                Ok(msg) => log(msg),
+                Err(e) => log(format!(
+                    "reload refused, the running configuration stays: {e}"
+                )),
+            }
+        }
+        let fds: Vec<i32> = st.ports.inputs.iter().map(RxRing::fd).collect();
+        afpacket::poll_readable(&fds, 100, &mut ready)?;
+        // Every ring is drained in turn (a ready fd only says a block was retired).
+        for i in 0..st.ports.inputs.len() {
+            loop {
+                batch.clear();
+                st.ports.inputs[i].recv(&mut batch, BATCH)?;
+                if batch.is_empty() {
+                    break;
+                }
+                st.engine
+                    .process_batch(i, batch.iter(), &mut st.ports.outputs);
+            }
+        }
+        while let Ok((stream, _)) = ctl.listener.accept() {
+            st.serve(stream);
+        }
+        if last_stats.elapsed() >= Duration::from_secs(1) {
+            st.read_ring_stats();
+            last_stats = Instant::now();
+        }
+    }
+    // Frames still in the rings were received: count them before leaving.
+    for i in 0..st.ports.inputs.len() {
+        loop {
+            batch.clear();
+            st.ports.inputs[i].recv(&mut batch, BATCH)?;
+            if batch.is_empty() {
+                break;
+            }
+            st.engine
+                .process_batch(i, batch.iter(), &mut st.ports.outputs);
+        }
+    }
+    st.read_ring_stats();
+    let report = st.report();
+    log(format!(
+        "stopping after {} reload(s); final counters:",
+        st.reloads
+    ));
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sends one command to a running instance and returns its one-line JSON reply.
+pub fn request(control: &Path, command: &str) -> Result<serde_json::Value> {
+    let mut s = UnixStream::connect(control).with_context(|| {
+        format!(
+            "connecting to {} (is vxspan running? is --control right?)",
+            control.display()
+        )
+    })?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.write_all(format!("{command}\n").as_bytes())?;
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line)?;
+    serde_json::from_str(&line)
+        .with_context(|| format!("reply from {}: {line:?}", control.display()))
+}
+
+pub fn stats(control: &Path, json: bool) -> Result<ExitCode> {
+    let v = request(control, "stats")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let r: Report = serde_json::from_value(v)?;
+    print!("{}", render(&r));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn reload(control: &Path) -> Result<ExitCode> {
+    let v = request(control, "reload")?;
+    match (v.get("ok"), v.get("error")) {
+        (Some(ok), _) => {
+            println!("{}", ok.as_str().unwrap_or("reloaded"));
+            Ok(ExitCode::SUCCESS)
+        }
+        (_, Some(e)) => {
+            eprintln!(
+                "vxspan: reload refused, the running configuration stays: {}",
+                e.as_str().unwrap_or("?")
+            );
+            Ok(ExitCode::from(crate::EXIT_INVALID))
+        }
+        _ => bail!("unexpected reply {v}"),
+    }
+}
+
+/// A counter table from a report alone (no plan at hand).
+fn render(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<14} {:>10} {:>12} {:>10} {:>10} {:>12} {:>10}",
+        "port", "rx_pkts", "rx_bytes", "dropped", "tx_pkts", "tx_bytes", "tx_dropped"
+    );
+    for (name, p) in &r.interfaces {
+        let _ = writeln!(
+            s,
+            "{:<14} {:>10} {:>12} {:>10} {:>10} {:>12} {:>10}",
+            name,
+            p.rx_packets,
+            p.rx_bytes,
+            p.dropped_packets,
+            p.tx_packets,
+            p.tx_bytes,
+            p.tx_dropped_packets
+        );
+        let reasons: BTreeMap<_, _> = p
+            .drop_reasons
+            .iter()
+            .chain(&p.tx_drop_reasons)
+            .filter(|(_, n)| **n > 0)
+            .collect();
+        for (reason, n) in reasons {
+            let _ = writeln!(s, "{:<14}   {reason}: {n}", "");
+        }
+    }
+    let _ = writeln!(s, "\n{:<20} {:>10} {:>10}", "rule", "matched", "forwarded");
+    for rule in &r.rules {
+        let _ = writeln!(
+            s,
+            "{:<20} {:>10} {:>10}",
+            rule.name, rule.matched_packets, rule.forwarded_packets
+        );
+    }
+    s
+}

@@ -1,0 +1,174 @@
+//! A throw-away network namespace for live tests: created with `ip` (tests may use it; the
+//! product never does), removed on drop even when the test fails. Addresses, when any are
+//! needed, come from 198.18.0.0/15 and 2001:db8::/32; nothing in the root namespace is touched.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Netns {
+    pub name: String,
+}
+
+fn ip(args: &[&str]) {
+    let o = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("iproute2 is installed by scripts/install-deps");
+    assert!(
+        o.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+impl Netns {
+    /// A namespace named after the test and the process, with loopback up and IPv6 off (so the
+    /// kernel sends no router solicitations or MLD reports of its own into the test's wires).
+    pub fn new(tag: &str) -> Netns {
+        assert!(
+            is_root(),
+            "live tests need root (network namespaces, AF_PACKET); CI runs as root. Set VXSPAN_SKIP_LIVE=1 to leave them out explicitly"
+        );
+        let name = format!("vxs-{tag}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        ip(&["netns", "add", &name]);
+        let ns = Netns { name };
+        ns.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+        ns.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// A veth pair `a` <-> `b`, both up, with `mtu`.
+    pub fn veth(&self, a: &str, b: &str, mtu: u32) {
+        let m = mtu.to_string();
+        ip(&[
+            "-n", &self.name, "link", "add", a, "mtu", &m, "type", "veth", "peer", "name", b,
+            "mtu", &m,
+        ]);
+        ip(&["-n", &self.name, "link", "set", a, "up"]);
+        ip(&["-n", &self.name, "link", "set", b, "up"]);
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).args(args);
+        c
+    }
+
+    pub fn exec(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    pub fn exec_ok(&self, args: &[&str]) -> Output {
+        let o = self.exec(args);
+        assert!(
+            o.status.success(),
+            "{}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    }
+
+    /// A counter from /sys/class/net/IF/statistics inside the namespace.
+    pub fn stat(&self, iface: &str, counter: &str) -> u64 {
+        let o = self.exec_ok(&[
+            "cat",
+            &format!("/sys/class/net/{iface}/statistics/{counter}"),
+        ]);
+        String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+    }
+
+    /// Starts tcpdump writing `iface`'s frames to `file`; returns once it is capturing.
+    pub fn capture(&self, iface: &str, file: &Path) -> Capture {
+        let log = file.with_extension("log");
+        let child = self
+            // A generous buffer and a jumbo-sized snap length: with a 256 KiB snap length (the
+            // default) and immediate mode, tcpdump's ring holds only a few frames and drops bursts.
+            .cmd(&[
+                "tcpdump", "-n", "-U", "-B", "16384", "-s", "9600", "-i", iface, "-w", "-",
+            ])
+            .stdout(Stdio::from(std::fs::File::create(file).unwrap()))
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .unwrap();
+        wait_for(Duration::from_secs(10), || {
+            std::fs::read_to_string(&log).is_ok_and(|s| s.contains("listening on"))
+        });
+        Capture { child }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Kills whatever still runs in the namespace, then removes it (and its veths).
+        let _ = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+            .map(|o| {
+                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).output();
+                }
+            });
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+pub struct Capture {
+    child: Child,
+}
+
+impl Capture {
+    /// Stops tcpdump (SIGINT, so it flushes) and waits for it.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .output();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds or `limit` passes; panics on timeout.
+pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    })
+}
+
+/// Whether live tests were explicitly left out.
+pub fn skipped() -> bool {
+    if std::env::var_os("VXSPAN_SKIP_LIVE").is_some() {
+        eprintln!("VXSPAN_SKIP_LIVE is set: live test left out");
+        return true;
+    }
+    false
+}
