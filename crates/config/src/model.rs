@@ -25,7 +25,9 @@ pub enum XdpMode {
     Offload,
 }
 
-/// A set of VLAN selectors: untagged (incl. priority-tagged) and VIDs 1 to 4094.
+/// A set of VLAN selectors: untagged (incl. priority-tagged) and VIDs 1 to 4095. VID 4095 is
+/// reserved by 802.1Q; frames carrying it exist on the wire all the same, and only `any` selects
+/// them.
 #[derive(Clone, PartialEq, Eq)]
 pub struct VlanSet {
     untagged: bool,
@@ -43,17 +45,17 @@ impl VlanSet {
     pub fn all() -> Self {
         let mut s = VlanSet::empty();
         s.untagged = true;
-        for v in 1..=4094 {
+        for v in 1..=4095 {
             s.insert(v);
         }
         s
     }
 
-    /// Adds a selector: 0 is untagged, 1 to 4094 a VID. Other values are ignored.
+    /// Adds a selector: 0 is untagged, 1 to 4095 a VID. Other values are ignored.
     pub fn insert(&mut self, vid: u16) {
         match vid {
             0 => self.untagged = true,
-            1..=4094 => self.vids[usize::from(vid / 64)] |= 1 << (vid % 64),
+            1..=4095 => self.vids[usize::from(vid / 64)] |= 1 << (vid % 64),
             _ => {}
         }
     }
@@ -61,7 +63,7 @@ impl VlanSet {
     pub fn remove(&mut self, vid: u16) {
         match vid {
             0 => self.untagged = false,
-            1..=4094 => self.vids[usize::from(vid / 64)] &= !(1 << (vid % 64)),
+            1..=4095 => self.vids[usize::from(vid / 64)] &= !(1 << (vid % 64)),
             _ => {}
         }
     }
@@ -71,7 +73,7 @@ impl VlanSet {
     pub fn contains(&self, vid: u16) -> bool {
         if vid == 0 {
             self.untagged
-        } else if vid < 4095 {
+        } else if vid < 4096 {
             self.vids[usize::from(vid / 64)] & (1 << (vid % 64)) != 0
         } else {
             false
@@ -96,10 +98,10 @@ impl VlanSet {
             parts.push("none".to_string());
         }
         let mut v = 1u16;
-        while v <= 4094 {
+        while v <= 4095 {
             if self.contains(v) {
                 let start = v;
-                while v < 4094 && self.contains(v + 1) {
+                while v < 4095 && self.contains(v + 1) {
                     v += 1;
                 }
                 parts.push(if start == v {
@@ -729,7 +731,7 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> VResult<Config> {
             // A specific VLAN entry wins over `any`: the `any` rule takes what no other entry of
             // this interface selects (CONFIG.md section 1).
             if let Some(r) = any_rule {
-                for vid in 0..4095u16 {
+                for vid in 0..4096u16 {
                     if specific.contains(vid) {
                         cfg.rules[r].vlans.remove(vid);
                     }

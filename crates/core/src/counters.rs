@@ -123,7 +123,7 @@ pub struct RuleCounters {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counters {
     pub ports: Vec<PortCounters>,
-    /// Per input: 4095 entries, index 0 = untagged ("none"), 1 to 4094 = VID.
+    /// Per input: 4096 entries, index 0 = untagged ("none"), 1 to 4095 = VID.
     pub vlans: Vec<Vec<VlanCounters>>,
     pub rules: Vec<RuleCounters>,
     /// Per input: frames decapsulated, by tunnel type and id (VNI, ERSPAN session, GRE key).
@@ -163,7 +163,7 @@ impl Counters {
     ) -> Self {
         Counters {
             ports: vec![PortCounters::default(); n_ports],
-            vlans: vec![vec![VlanCounters::default(); 4095]; n_inputs],
+            vlans: vec![vec![VlanCounters::default(); 4096]; n_inputs],
             tunnels: vec![BTreeMap::new(); n_inputs],
             rules: rule_names
                 .into_iter()

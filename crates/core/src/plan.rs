@@ -204,7 +204,7 @@ impl Plan {
         let mut inputs = Vec::with_capacity(n_in);
         let mut configured_vids = Vec::with_capacity(n_in);
         for (ii, input) in cfg.inputs.iter().enumerate() {
-            let mut group_of_vid = vec![NO_GROUP; 4095].into_boxed_slice();
+            let mut group_of_vid = vec![NO_GROUP; 4096].into_boxed_slice();
             let mut groups: Vec<Group> = Vec::new();
             let mut configured = VlanSet::empty();
             let candidates: Vec<usize> = cfg
@@ -217,14 +217,14 @@ impl Plan {
             for r in &candidates {
                 let vl = &cfg.rules[*r].vlans;
                 if !vl.is_all() {
-                    for vid in 0..4095 {
+                    for vid in 0..4096 {
                         if vl.contains(vid) {
                             configured.insert(vid);
                         }
                     }
                 }
             }
-            for vid in 0..4095u16 {
+            for vid in 0..4096u16 {
                 let set: Vec<usize> = candidates
                     .iter()
                     .copied()
@@ -381,7 +381,7 @@ impl Plan {
                 .iter()
                 .filter_map(|i| {
                     let mut rest = VlanSet::empty();
-                    for vid in 0..4095u16 {
+                    for vid in 0..4096u16 {
                         if i.group_of_vid[usize::from(vid)] == NO_GROUP {
                             rest.insert(vid);
                         }
@@ -416,7 +416,7 @@ fn warnings(cfg: &Config) -> Vec<String> {
             // `vlan` (or `mpls`, or uses raw offsets) cannot match inside a tagged frame.
             // Only a rule that selects nothing but tagged frames is certainly wrong: with
             // `any`, the filter still matches untagged frames.
-            let tagged = !r.vlans.contains(0) && (1..4095).any(|v| r.vlans.contains(v));
+            let tagged = !r.vlans.contains(0) && (1..4096).any(|v| r.vlans.contains(v));
             let mentions = ["vlan", "ether[", "mpls", "pppoe"]
                 .iter()
                 .any(|k| f.contains(k));

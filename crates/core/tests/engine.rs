@@ -366,3 +366,17 @@ to = "a"
     let err = Plan::compile(&cfg, &FakeCompiler).unwrap_err();
     assert_eq!(err.path, "rules[1].filter");
 }
+
+/// VID 4095 is reserved, but frames carrying it reach a SPAN port all the same: counted, and
+/// selected by `any` (found by the engine fuzz target: the tables stopped at 4094).
+#[test]
+fn reserved_vid_4095() {
+    let mut e = Engine::new(Arc::new(plan(VX, false)));
+    let mut s = Collect::default();
+    run(&mut e, 1, &[frame(&[(0x8100, 0x0fff)], 0x0800, 60)], &mut s);
+    assert_eq!(s.out.len(), 1, "eth1's any rule takes it");
+    assert_eq!(e.report().vlans["eth1"]["4095"].packets, 1);
+    run(&mut e, 0, &[frame(&[(0x8100, 0xefff)], 0x0800, 60)], &mut s);
+    assert_eq!(e.report().interfaces["eth0"].drop_reasons["no_rule"], 1);
+    assert_conservation(&e, &[0, 1]);
+}
