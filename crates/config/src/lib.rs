@@ -13,7 +13,7 @@ mod tunnel;
 
 pub use model::*;
 pub use path::KeyPath;
-pub use tunnel::{Decap, DecapPorts, Encap, Outer, Oversize, Reassembly, TunnelKind};
+pub use tunnel::{Decap, DecapPorts, Encap, Listen, Outer, Oversize, Reassembly, TunnelKind};
 
 use std::path::{Path, PathBuf};
 

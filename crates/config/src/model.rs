@@ -2,7 +2,10 @@
 
 use crate::path::KeyPath;
 use crate::raw::{RawConfig, RawInput, RawOutput, RawRule};
-use crate::tunnel::{parse_decap, parse_encap, parse_oversize, uint_set, Decap, Encap, Oversize};
+use crate::tunnel::{
+    parse_decap, parse_encap, parse_listen, parse_oversize, uint_set, Decap, Encap, Listen,
+    Oversize,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -156,7 +159,11 @@ pub struct Sample {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Input {
     pub name: String,
+    /// The Linux interface the input receives from; for a `listen` input, the listen URL (it
+    /// identifies the port in duplicate checks and messages).
     pub interface: String,
+    /// Terminate tunnels sent to this host instead of reading an interface.
+    pub listen: Option<Listen>,
     /// Tunnels stripped before rules match (`decap`).
     pub decap: Option<Decap>,
     /// Whether `vxspan run` may take over the interface of the host's default route.
@@ -546,7 +553,23 @@ fn build_output(path: &KeyPath, name: &str, raw: &RawOutput) -> VResult<Output> 
 }
 
 fn build_input(p: &KeyPath, name: &str, raw: &RawInput) -> VResult<Input> {
-    check_ifname(&p.key("interface"), &raw.interface)?;
+    let (interface, listen) = match (&raw.interface, &raw.listen) {
+        (Some(i), None) => {
+            check_ifname(&p.key("interface"), i)?;
+            if raw.allow.is_some() {
+                return err(p.key("allow"), "allow applies to listen inputs only");
+            }
+            (i.clone(), None)
+        }
+        (None, Some(url)) => (url.clone(), Some(parse_listen(p, url, raw.allow.as_ref())?)),
+        (None, None) => return err(p.clone(), "an input needs interface or listen"),
+        (Some(_), Some(_)) => {
+            return err(
+                p.clone(),
+                "an input has either interface or listen, not both",
+            )
+        }
+    };
     let decap = match (
         &raw.decap,
         [
@@ -569,7 +592,8 @@ fn build_input(p: &KeyPath, name: &str, raw: &RawInput) -> VResult<Input> {
     };
     Ok(Input {
         name: name.to_owned(),
-        interface: raw.interface.clone(),
+        interface,
+        listen,
         decap,
         allow_uplink: raw.allow_uplink.unwrap_or(false),
     })
@@ -646,6 +670,7 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> VResult<Config> {
             cfg.inputs.push(Input {
                 name: iface.clone(),
                 interface: iface.clone(),
+                listen: None,
                 decap: None,
                 allow_uplink: false,
             });

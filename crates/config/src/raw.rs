@@ -76,7 +76,9 @@ pub struct RawVxIface {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawInput {
-    pub interface: String,
+    pub interface: Option<String>,
+    pub listen: Option<String>,
+    pub allow: Option<Value>,
     pub decap: Option<Value>,
     pub decap_depth: Option<Value>,
     pub decap_ports: Option<Value>,

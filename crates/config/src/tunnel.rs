@@ -462,3 +462,127 @@ pub(crate) fn parse_oversize(path: &KeyPath, v: &Value) -> VResult<Oversize> {
         ),
     }
 }
+
+/// A tunnel endpoint on this host (`listen = "vxlan://ADDR:PORT"`): tunnels addressed to it are
+/// received through the kernel's sockets and terminated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    pub kind: TunnelKind,
+    /// The local address to bind (the unspecified address listens on all).
+    pub addr: IpAddr,
+    /// UDP port (VXLAN, Geneve); `None` for GRE / ERSPAN (IP protocol 47).
+    pub port: Option<u16>,
+    /// Accepted outer sources; `None` accepts any (the rest are dropped as `not_allowed`).
+    pub allow: Option<Vec<(IpAddr, u8)>>,
+}
+
+impl Listen {
+    /// Whether an outer source is accepted.
+    pub fn allows(&self, src: IpAddr) -> bool {
+        let Some(list) = &self.allow else { return true };
+        list.iter().any(|(net, len)| match (net, src) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = if *len == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(*len))
+                };
+                u32::from(*n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = if *len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(*len))
+                };
+                u128::from(*n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        })
+    }
+}
+
+/// `vxlan://0.0.0.0:4789`, `geneve://[2001:db8::1]:6081`, `gre://198.18.0.1`, `erspan://0.0.0.0`.
+pub(crate) fn parse_listen(path: &KeyPath, url: &str, allow: Option<&Value>) -> VResult<Listen> {
+    let p = path.key("listen");
+    let bad = |why: &str| {
+        err(p.clone(), format!("{url:?}: {why} (expected vxlan://ADDR:PORT, geneve://ADDR:PORT, gre://ADDR or erspan://ADDR)"))
+    };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return bad("no scheme");
+    };
+    let kind = match scheme {
+        "vxlan" => TunnelKind::Vxlan,
+        "geneve" => TunnelKind::Geneve,
+        "gre" => TunnelKind::Gre,
+        "erspan" => TunnelKind::Erspan,
+        _ => return bad("unknown scheme"),
+    };
+    let udp = matches!(kind, TunnelKind::Vxlan | TunnelKind::Geneve);
+    let (addr, port) = if udp {
+        let default = if kind == TunnelKind::Vxlan {
+            4789
+        } else {
+            6081
+        };
+        match rest.parse::<std::net::SocketAddr>() {
+            Ok(sa) => (sa.ip(), Some(sa.port())),
+            Err(_) => match rest
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+            {
+                Ok(a) => (a, Some(default)),
+                Err(_) => return bad("not an address with an optional port"),
+            },
+        }
+    } else {
+        match rest
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
+            Ok(a) => (a, None),
+            Err(_) => return bad("not an address (GRE and ERSPAN have no port)"),
+        }
+    };
+    if port == Some(0) {
+        return bad("port 0");
+    }
+    let allow =
+        match allow {
+            None => None,
+            Some(v) => {
+                let ap = path.key("allow");
+                let mut nets = Vec::new();
+                for (ip, item) in one_or_many(&ap, v) {
+                    let s = item.as_str().unwrap_or("");
+                    let (a, len) = s.split_once('/').map_or((s, None), |(a, l)| (a, Some(l)));
+                    let parsed = a.parse::<IpAddr>().ok().and_then(|a| {
+                        let max = if a.is_ipv4() { 32 } else { 128 };
+                        let len = match len {
+                            None => max,
+                            Some(l) => l.parse::<u8>().ok().filter(|l| *l <= max)?,
+                        };
+                        Some((a, len))
+                    });
+                    match parsed {
+                        Some(n) => nets.push(n),
+                        None => return err(
+                            ip,
+                            format!(
+                                "expected an address or prefix like \"198.18.0.0/15\", not {item}"
+                            ),
+                        ),
+                    }
+                }
+                Some(nets)
+            }
+        };
+    Ok(Listen {
+        kind,
+        addr,
+        port,
+        allow,
+    })
+}

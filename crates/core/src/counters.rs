@@ -27,16 +27,19 @@ pub enum RxDrop {
     FragmentHeld,
     /// An outer IP fragment refused by reassembly (overlapping, too big, over the bounds).
     ReassemblyFailed,
+    /// A tunnel sent to a `listen` input from a source outside its `allow` list.
+    NotAllowed,
 }
 
 impl RxDrop {
-    pub const ALL: [RxDrop; 6] = [
+    pub const ALL: [RxDrop; 7] = [
         RxDrop::NoRule,
         RxDrop::Malformed,
         RxDrop::SampledOut,
         RxDrop::RingOverrun,
         RxDrop::FragmentHeld,
         RxDrop::ReassemblyFailed,
+        RxDrop::NotAllowed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +50,7 @@ impl RxDrop {
             RxDrop::RingOverrun => "ring_overrun",
             RxDrop::FragmentHeld => "fragment_held",
             RxDrop::ReassemblyFailed => "reassembly_failed",
+            RxDrop::NotAllowed => "not_allowed",
         }
     }
 }

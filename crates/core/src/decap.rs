@@ -390,21 +390,26 @@ pub enum Decapped<'a> {
     ReassemblyFailed,
     /// A tunnel this input strips whose headers are cut short or invalid.
     Malformed,
+    /// Sent to a `listen` input from a source its `allow` list does not accept.
+    NotAllowed,
 }
 
 /// One input's tunnel termination state: reassembly and two scratch buffers.
 pub struct Decapsulator {
     cfg: Decap,
+    /// For a `listen` input: the accepted outer sources.
+    listen: Option<vxspan_config::Listen>,
     reasm: Reassembler,
     buf_a: Vec<u8>,
     buf_b: Vec<u8>,
 }
 
 impl Decapsulator {
-    pub fn new(cfg: Decap) -> Self {
+    pub fn new(cfg: Decap, listen: Option<vxspan_config::Listen>) -> Self {
         Decapsulator {
             reasm: Reassembler::new(cfg.reassembly),
             cfg,
+            listen,
             buf_a: Vec::new(),
             buf_b: Vec::new(),
         }
@@ -419,6 +424,17 @@ impl Decapsulator {
         let mut src = Src::Frame;
         // Bytes of the current frame that were on the wire but not captured.
         let mut missing = (wire_len as usize).saturating_sub(frame.len());
+        if let Some(listen) = &self.listen {
+            let src = L2Info::parse(frame).ok().and_then(|l2| {
+                match LaxIpSlice::from_slice(&frame[l2.l3_offset..]) {
+                    Ok((ip, _)) => Some(ip.source_addr()),
+                    Err(_) => None,
+                }
+            });
+            if !src.is_some_and(|a| listen.allows(a)) {
+                return Decapped::NotAllowed;
+            }
+        }
         if let Ok(l2) = L2Info::parse(frame) {
             let v6 = match l2.ethertype {
                 EtherType::Ipv4 => Some(false),

@@ -72,7 +72,11 @@ impl Engine {
             decaps: plan
                 .inputs
                 .iter()
-                .map(|i| i.decap.clone().map(Decapsulator::new))
+                .map(|i| {
+                    i.decap
+                        .clone()
+                        .map(|d| Decapsulator::new(d, i.listen.clone()))
+                })
                 .collect(),
             plan,
             counters,
@@ -150,6 +154,7 @@ impl Engine {
                 Decapped::Held => return drop(counters, RxDrop::FragmentHeld),
                 Decapped::ReassemblyFailed => return drop(counters, RxDrop::ReassemblyFailed),
                 Decapped::Malformed => return drop(counters, RxDrop::Malformed),
+                Decapped::NotAllowed => return drop(counters, RxDrop::NotAllowed),
             },
         };
         let bytes = frame.data.len() as u64;

@@ -119,7 +119,9 @@ pub struct Group {
 pub struct InputPlan {
     pub name: String,
     pub interface: String,
+    /// What the input strips: its `decap`, plus, for a `listen` input, the listened tunnel type.
     pub decap: Option<vxspan_config::Decap>,
+    pub listen: Option<vxspan_config::Listen>,
     pub port: usize,
     /// Outer VID (0 = untagged) -> index into `groups`, or `NO_GROUP`.
     pub group_of_vid: Box<[u16]>,
@@ -140,6 +142,32 @@ pub struct Plan {
     pub rules: Vec<RulePlan>,
     /// Per input, the VIDs the configuration names (always listed in the VLAN counters).
     pub configured_vids: Vec<VlanSet>,
+}
+
+/// A `listen` input always strips the tunnel it listens for (on its port), on top of `decap`.
+fn effective_decap(input: &vxspan_config::Input) -> Option<vxspan_config::Decap> {
+    let Some(l) = &input.listen else {
+        return input.decap.clone();
+    };
+    let mut d = input.decap.clone().unwrap_or(vxspan_config::Decap {
+        kinds: Vec::new(),
+        depth: 1,
+        ports: vxspan_config::DecapPorts::default(),
+        reassembly: vxspan_config::Reassembly::default(),
+    });
+    if !d.kinds.contains(&l.kind) {
+        d.kinds.push(l.kind);
+    }
+    if let Some(port) = l.port {
+        let list = match l.kind {
+            vxspan_config::TunnelKind::Geneve => &mut d.ports.geneve,
+            _ => &mut d.ports.vxlan,
+        };
+        if !list.contains(&port) {
+            list.push(port);
+        }
+    }
+    Some(d)
 }
 
 fn kernel_capable(cfg: &Config, rule: &vxspan_config::Rule) -> Result<(), String> {
@@ -236,9 +264,13 @@ impl Plan {
                 let g = match groups.iter().position(|g| g.rules == set) {
                     Some(g) => g,
                     None => {
-                        let placement = match &input.decap {
-                            Some(_) => Err(format!("input {} strips tunnels", input.name)),
-                            None => set
+                        let placement = match (&input.decap, &input.listen) {
+                            (_, Some(_)) => Err(format!(
+                                "input {} terminates tunnels sent to this host",
+                                input.name
+                            )),
+                            (Some(_), None) => Err(format!("input {} strips tunnels", input.name)),
+                            (None, None) => set
                                 .iter()
                                 .try_for_each(|&r| kernel_capable(cfg, &cfg.rules[r])),
                         };
@@ -261,7 +293,8 @@ impl Plan {
             inputs.push(InputPlan {
                 name: input.name.clone(),
                 interface: input.interface.clone(),
-                decap: input.decap.clone(),
+                decap: effective_decap(input),
+                listen: input.listen.clone(),
                 port: ii,
                 group_of_vid,
                 groups,

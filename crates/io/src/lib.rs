@@ -7,6 +7,7 @@ pub mod afpacket;
 pub mod filter;
 pub mod mem;
 pub mod pcap;
+pub mod tunnel;
 
 use std::io;
 pub use vxspan_core::{RxFrame, TxDrop, TxFrame};
@@ -114,6 +115,13 @@ impl Batch {
             v.extend_from_slice(data);
             Ok(())
         });
+    }
+
+    /// Sets the last frame's wire length to its length (frames received whole).
+    pub fn set_last_wire_len_to_len(&mut self) {
+        if let Some(f) = self.frames.last_mut() {
+            f.wire_len = f.len;
+        }
     }
 
     pub fn get(&self, i: usize) -> Option<RxFrame<'_>> {

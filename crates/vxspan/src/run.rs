@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vxspan_core::{Engine, Plan, Report, RxDrop, Sink, TxDrop, TxFrame};
 use vxspan_io::afpacket::{self, RxRing, TxSocket};
+use vxspan_io::tunnel::{ListenSocket, TunnelSender};
 use vxspan_io::{Batch, RxPort, TxPort};
 
 /// Where the control socket lives unless `--control` or `management.control` say otherwise.
@@ -45,35 +46,71 @@ fn default_route_interface() -> Option<String> {
     })
 }
 
-/// The outputs of the running plan: a transmit socket per interface.
+/// Where an output's copies go.
+enum LiveOut {
+    /// A transmit socket (index into `sockets`, shared by outputs on one interface).
+    Packet(usize),
+    /// A tunnel through the kernel's routing.
+    Tunnel(TunnelSender),
+}
+
+/// The outputs of the running plan.
 struct LiveOutputs {
     sockets: Vec<TxSocket>,
-    /// Output index -> socket index.
-    map: Vec<usize>,
+    outs: Vec<LiveOut>,
 }
 
 impl Sink for LiveOutputs {
     fn transmit(&mut self, output: usize, frame: TxFrame<'_>) -> Result<(), TxDrop> {
-        match self.map.get(output).and_then(|&s| self.sockets.get_mut(s)) {
-            Some(s) => s.send(frame),
+        match self.outs.get_mut(output) {
+            Some(LiveOut::Packet(i)) => match self.sockets.get_mut(*i) {
+                Some(s) => s.send(frame),
+                None => Err(TxDrop::LinkDown),
+            },
+            Some(LiveOut::Tunnel(t)) => t.send(frame),
             None => Err(TxDrop::LinkDown),
+        }
+    }
+}
+
+/// An input: an interface's receive ring, or a tunnel endpoint's socket.
+enum LiveInput {
+    Ring(RxRing),
+    Listen(ListenSocket),
+}
+
+impl LiveInput {
+    fn fd(&self) -> i32 {
+        match self {
+            LiveInput::Ring(r) => r.fd(),
+            LiveInput::Listen(l) => l.fd(),
+        }
+    }
+
+    fn recv(&mut self, batch: &mut Batch, max: usize) -> std::io::Result<()> {
+        match self {
+            LiveInput::Ring(r) => r.recv(batch, max).map(|_| ()),
+            LiveInput::Listen(l) => l.recv(batch, max).map(|_| ()),
         }
     }
 }
 
 /// Open ports for a plan.
 struct Ports {
-    inputs: Vec<RxRing>,
+    inputs: Vec<LiveInput>,
     outputs: LiveOutputs,
     /// Input and output interface names, to tell whether a new plan can keep these ports.
-    key: (Vec<String>, Vec<Option<String>>),
+    key: (Vec<String>, Vec<String>),
 }
 
-fn interfaces_key(plan: &Plan) -> (Vec<String>, Vec<Option<String>>) {
-    (
-        plan.inputs.iter().map(|i| i.interface.clone()).collect(),
-        plan.outputs.iter().map(|o| o.interface.clone()).collect(),
-    )
+fn interfaces_key(plan: &Plan) -> (Vec<String>, Vec<String>) {
+    let inputs = plan.inputs.iter().map(|i| i.interface.clone()).collect();
+    let outputs = plan
+        .outputs
+        .iter()
+        .map(|o| format!("{:?} {:?}", o.interface, o.encap))
+        .collect();
+    (inputs, outputs)
 }
 
 /// Loads, validates and compiles `path` for the live datapath; applies each output interface's
@@ -94,8 +131,17 @@ fn load_plan(path: &Path) -> Result<(vxspan_config::Config, Plan), String> {
         }
     }
     for o in &mut plan.outputs {
+        // Loop guard: a tunnel sent to one of this instance's own tunnel endpoints.
         if let Some(e) = &o.encap {
-            return Err(format!("{}: outputs.{}: {} outputs are not available on the live datapath yet (they work in `vxspan replay`)", path.display(), o.name, e.kind()));
+            if let Some(l) = cfg
+                .inputs
+                .iter()
+                .filter_map(|i| i.listen.as_ref())
+                .find(|l| l.addr == e.outer().remote)
+            {
+                return Err(format!("{}: outputs.{}: loop: the tunnel goes to {}, where this instance listens for {}", path.display(), o.name, e.outer().remote, l.kind.as_str()));
+            }
+            continue;
         }
         if o.mtu.is_none() {
             if let Some(ifname) = &o.interface {
@@ -109,25 +155,39 @@ fn load_plan(path: &Path) -> Result<(vxspan_config::Config, Plan), String> {
 fn open_ports(plan: &Plan) -> Result<Ports> {
     let mut inputs = Vec::new();
     for i in &plan.inputs {
+        if let Some(l) = &i.listen {
+            let sock = ListenSocket::open(l.addr, l.port)
+                .with_context(|| format!("input {}: listening on {}", i.name, i.interface))?;
+            inputs.push(LiveInput::Listen(sock));
+            continue;
+        }
         if afpacket::set_up(&i.interface)
             .with_context(|| format!("input {}: bringing {} up", i.name, i.interface))?
         {
             log(format!("brought {} up", i.interface));
         }
-        inputs.push(RxRing::open(&i.interface).with_context(|| {
+        let ring = RxRing::open(&i.interface).with_context(|| {
             format!(
                 "input {}: opening a receive ring on {}",
                 i.name, i.interface
             )
-        })?);
+        })?;
+        inputs.push(LiveInput::Ring(ring));
     }
     let mut sockets: Vec<TxSocket> = Vec::new();
-    let mut map = Vec::new();
+    let mut outs = Vec::new();
     for o in &plan.outputs {
+        if let Some(e) = &o.encap {
+            let t = TunnelSender::open(e).with_context(|| {
+                format!("output {}: {} to {}", o.name, e.kind(), e.outer().remote)
+            })?;
+            outs.push(LiveOut::Tunnel(t));
+            continue;
+        }
         let ifname = o
             .interface
             .as_deref()
-            .context("tunnel outputs are refused by load_plan")?;
+            .context("an output is an interface or a tunnel")?;
         let idx = match sockets.iter().position(|s| s.name == ifname) {
             Some(i) => i,
             None => {
@@ -143,11 +203,11 @@ fn open_ports(plan: &Plan) -> Result<Ports> {
                 sockets.len() - 1
             }
         };
-        map.push(idx);
+        outs.push(LiveOut::Packet(idx));
     }
     Ok(Ports {
         inputs,
-        outputs: LiveOutputs { sockets, map },
+        outputs: LiveOutputs { sockets, outs },
         key: interfaces_key(plan),
     })
 }
@@ -240,7 +300,10 @@ impl State {
     }
 
     fn read_ring_stats(&mut self) {
-        for (i, ring) in self.ports.inputs.iter().enumerate() {
+        for (i, input) in self.ports.inputs.iter().enumerate() {
+            let LiveInput::Ring(ring) = input else {
+                continue;
+            };
             if let Ok((_, drops)) = ring.take_stats() {
                 if drops > 0 {
                     self.engine.count_rx_drop(i, RxDrop::RingOverrun, drops, 0);
@@ -344,7 +407,7 @@ pub fn run(config: &Path, datapath: &str, control: Option<&Path>) -> Result<Exit
                 )),
             }
         }
-        let fds: Vec<i32> = st.ports.inputs.iter().map(RxRing::fd).collect();
+        let fds: Vec<i32> = st.ports.inputs.iter().map(LiveInput::fd).collect();
         afpacket::poll_readable(&fds, 100, &mut ready)?;
         // Every ring is drained in turn (a ready fd only says a block was retired).
         for i in 0..st.ports.inputs.len() {

@@ -86,10 +86,22 @@ impl Netns {
     pub fn capture(&self, iface: &str, file: &Path) -> Capture {
         let log = file.with_extension("log");
         let child = self
-            // A generous buffer and a jumbo-sized snap length: with a 256 KiB snap length (the
-            // default) and immediate mode, tcpdump's ring holds only a few frames and drops bursts.
+            // Immediate mode, so frames reach the file without waiting for a ring block to fill;
+            // then a jumbo-sized snap length and a generous buffer, since with the default 256 KiB
+            // snap length an immediate-mode ring holds only a few frames and drops bursts.
             .cmd(&[
-                "tcpdump", "-n", "-U", "-B", "16384", "-s", "9600", "-i", iface, "-w", "-",
+                "tcpdump",
+                "-n",
+                "-U",
+                "--immediate-mode",
+                "-B",
+                "16384",
+                "-s",
+                "9600",
+                "-i",
+                iface,
+                "-w",
+                "-",
             ])
             .stdout(Stdio::from(std::fs::File::create(file).unwrap()))
             .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
