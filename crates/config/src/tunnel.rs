@@ -549,36 +549,37 @@ pub(crate) fn parse_listen(path: &KeyPath, url: &str, allow: Option<&Value>) -> 
     if port == Some(0) {
         return bad("port 0");
     }
-    let allow =
-        match allow {
-            None => None,
-            Some(v) => {
-                let ap = path.key("allow");
-                let mut nets = Vec::new();
-                for (ip, item) in one_or_many(&ap, v) {
-                    let s = item.as_str().unwrap_or("");
-                    let (a, len) = s.split_once('/').map_or((s, None), |(a, l)| (a, Some(l)));
-                    let parsed = a.parse::<IpAddr>().ok().and_then(|a| {
-                        let max = if a.is_ipv4() { 32 } else { 128 };
-                        let len = match len {
-                            None => max,
-                            Some(l) => l.parse::<u8>().ok().filter(|l| *l <= max)?,
-                        };
-                        Some((a, len))
-                    });
-                    match parsed {
-                        Some(n) => nets.push(n),
-                        None => return err(
+    let allow = match allow {
+        None => None,
+        Some(v) => {
+            let ap = path.key("allow");
+            let mut nets = Vec::new();
+            for (ip, item) in one_or_many(&ap, v) {
+                let s = item.as_str().unwrap_or("");
+                let (a, len) = s.split_once('/').map_or((s, None), |(a, l)| (a, Some(l)));
+                let parsed = a.parse::<IpAddr>().ok().and_then(|a| {
+                    let max = if a.is_ipv4() { 32 } else { 128 };
+                    let len = match len {
+                        None => max,
+                        Some(l) => l.parse::<u8>().ok().filter(|l| *l <= max)?,
+                    };
+                    Some((a, len))
+                });
+                match parsed {
+                    Some(n) => nets.push(n),
+                    None => {
+                        return err(
                             ip,
                             format!(
                                 "expected an address or prefix like \"198.18.0.0/15\", not {item}"
                             ),
-                        ),
+                        )
                     }
                 }
-                Some(nets)
             }
-        };
+            Some(nets)
+        }
+    };
     Ok(Listen {
         kind,
         addr,

@@ -240,6 +240,30 @@ impl Engine {
     }
 
     /// Reassembly counters of each input that strips tunnels.
+    /// The next ERSPAN sequence number of each session this engine originates.
+    pub fn erspan_sequences(&self) -> BTreeMap<u16, u32> {
+        let mut m = BTreeMap::new();
+        for (o, st) in self.plan.outputs.iter().zip(&self.egress.tunnels) {
+            if let Some(vxspan_config::Encap::Erspan { session, .. }) = &o.encap {
+                let e = m.entry(*session).or_insert(0);
+                *e = (*e).max(st.sequence);
+            }
+        }
+        m
+    }
+
+    /// Continues ERSPAN sequence numbers from a previous engine (a reload): each session's
+    /// numbers keep increasing instead of starting again at 0.
+    pub fn continue_erspan_sequences(&mut self, from: &BTreeMap<u16, u32>) {
+        for (o, st) in self.plan.outputs.iter().zip(self.egress.tunnels.iter_mut()) {
+            if let Some(vxspan_config::Encap::Erspan { session, .. }) = &o.encap {
+                if let Some(&next) = from.get(session) {
+                    st.sequence = st.sequence.max(next);
+                }
+            }
+        }
+    }
+
     pub fn reassembly_stats(&self) -> Vec<Option<crate::reasm::ReasmStats>> {
         self.decaps
             .iter()

@@ -380,3 +380,36 @@ fn reserved_vid_4095() {
     assert_eq!(e.report().interfaces["eth0"].drop_reasons["no_rule"], 1);
     assert_conservation(&e, &[0, 1]);
 }
+
+/// ERSPAN sequence numbers keep increasing across a reload (a new engine for a new plan).
+#[test]
+fn erspan_sequences_continue_across_reloads() {
+    let text = r#"
+[inputs.m]
+interface = "eth1"
+[outputs.c]
+erspan = { version = 2, remote = "198.18.1.10", session = 9 }
+[[rules]]
+from = "m"
+to = "c"
+"#;
+    let seq = |d: &[u8]| u32::from_be_bytes([d[38], d[39], d[40], d[41]]);
+    let mut e = Engine::new(Arc::new(plan(text, true)));
+    let mut s = Collect::default();
+    run(
+        &mut e,
+        0,
+        &[frame(&[], 0x0800, 60), frame(&[], 0x0800, 60)],
+        &mut s,
+    );
+    let carried = e.erspan_sequences();
+    assert_eq!(carried.get(&9), Some(&2));
+    let mut e2 = Engine::new(Arc::new(plan(
+        &text.replace("[[rules]]", "[outputs.d]\ninterface = \"eth5\"\n[[rules]]"),
+        true,
+    )));
+    e2.continue_erspan_sequences(&carried);
+    run(&mut e2, 0, &[frame(&[], 0x0800, 60)], &mut s);
+    let seqs: Vec<u32> = s.out.iter().map(|(_, d, _)| seq(d)).collect();
+    assert_eq!(seqs, [0, 1, 2]);
+}

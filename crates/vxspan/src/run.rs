@@ -288,7 +288,9 @@ impl State {
             self.ports = ports;
         }
         self.history.add(&self.engine.report());
+        let sequences = self.engine.erspan_sequences();
         self.engine = Engine::new(Arc::new(plan));
+        self.engine.continue_erspan_sequences(&sequences);
         self.cfg = cfg;
         self.reloads += 1;
         log_placement(&self.cfg, self.engine.plan());

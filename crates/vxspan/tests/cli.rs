@@ -270,3 +270,44 @@ fn check_warns_about_filters_that_cannot_see_inside_tags() {
         stderr(&o)
     );
 }
+
+/// A `listen` input accepts tunnels only from its `allow` list; the rest are `not_allowed`.
+#[test]
+fn listen_allow_list() {
+    let dir = scratch("cli-allow");
+    // Five frames each way between 192.168.203.1 and 192.168.202.1.
+    let capture = common::shared().join("captures/captures/tcpdump-vxlan.pcap");
+    for (allow, forwarded) in [
+        ("198.18.0.0/15", 0),
+        ("192.168.203.1", 5),
+        ("192.168.202.0/23", 10),
+    ] {
+        let cfg = dir.join("allow.toml");
+        std::fs::write(&cfg, format!("[inputs.cloud]\nlisten = \"vxlan://0.0.0.0:4789\"\nallow = [\"{allow}\"]\n[outputs.out]\ninterface = \"eth2\"\n[[rules]]\nfrom = \"cloud\"\nto = \"out\"\n")).unwrap();
+        let o = vxspan(&[
+            "replay",
+            cfg.to_str().unwrap(),
+            "-i",
+            &format!("cloud={}", capture.display()),
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let c = &v["interfaces"]["cloud"];
+        assert_eq!(c["forwarded_packets"], forwarded, "{allow}");
+        assert_eq!(c["drop_reasons"]["not_allowed"], 10 - forwarded, "{allow}");
+    }
+    let cfg = dir.join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[inputs.cloud]\nlisten = \"vxlan://0.0.0.0:4789\"\nallow = [\"10.0.0.0/33\"]\n",
+    )
+    .unwrap();
+    let o = vxspan(&["check", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("inputs.cloud.allow[0]"),
+        "{}",
+        stderr(&o)
+    );
+}
