@@ -320,7 +320,7 @@ fn parse_xdp_mode(path: &KeyPath, s: &str) -> VResult<XdpMode> {
     }
 }
 
-fn as_u64(
+pub(crate) fn as_u64(
     path: &KeyPath,
     v: &Value,
     what: &str,

@@ -1,6 +1,7 @@
 //! Tunnel options: decapsulation on inputs (`decap`, `decap_depth`, `decap_ports`,
 //! `reassembly`) and encapsulation on outputs (`erspan`, `vxlan`, `gre`).
 
+use crate::model::as_u64;
 use crate::path::KeyPath;
 use serde_json::Value;
 use std::net::IpAddr;
@@ -177,25 +178,6 @@ fn table<'a>(
     )
 }
 
-fn uint(
-    path: &KeyPath,
-    v: &Value,
-    what: &str,
-    range: core::ops::RangeInclusive<u64>,
-) -> VResult<u64> {
-    match v.as_u64() {
-        Some(n) if range.contains(&n) => Ok(n),
-        _ => err(
-            path.clone(),
-            format!(
-                "{what} must be an integer from {} to {}, not {v}",
-                range.start(),
-                range.end()
-            ),
-        ),
-    }
-}
-
 fn one_or_many<'a>(path: &KeyPath, v: &'a Value) -> Vec<(KeyPath, &'a Value)> {
     match v {
         Value::Array(a) => a
@@ -223,7 +205,7 @@ pub(crate) fn uint_set(
     }
     let mut out = Vec::new();
     for (p, x) in items {
-        let n = uint(&p, x, what, range.clone())? as u32;
+        let n = as_u64(&p, x, what, range.clone())? as u32;
         if !out.contains(&n) {
             out.push(n);
         }
@@ -254,7 +236,7 @@ pub(crate) fn parse_decap(
     let depth = match depth {
         None => 1,
         Some(Value::String(s)) if s == "all" => 8,
-        Some(v) => uint(&path.key("decap_depth"), v, "decap_depth", 1..=8)? as u8,
+        Some(v) => as_u64(&path.key("decap_depth"), v, "decap_depth", 1..=8)? as u8,
     };
     let mut dp = DecapPorts::default();
     if let Some(v) = ports {
@@ -277,7 +259,7 @@ pub(crate) fn parse_decap(
                 }
             };
             for (ip, x) in one_or_many(&kp, val) {
-                let port = uint(&ip, x, "a UDP port", 1..=65535)? as u16;
+                let port = as_u64(&ip, x, "a UDP port", 1..=65535)? as u16;
                 if !list.contains(&port) {
                     list.push(port);
                 }
@@ -305,10 +287,12 @@ pub(crate) fn parse_decap(
         for (k, val) in table(&rp, v, "reassembly")? {
             let kp = rp.key(k);
             match k.as_str() {
-                "timeout_ms" => r.timeout_ms = uint(&kp, val, "timeout_ms", 1..=60_000)? as u32,
-                "max_bytes" => r.max_bytes = uint(&kp, val, "max_bytes", 65_535..=1 << 30)? as u32,
+                "timeout_ms" => r.timeout_ms = as_u64(&kp, val, "timeout_ms", 1..=60_000)? as u32,
+                "max_bytes" => {
+                    r.max_bytes = as_u64(&kp, val, "max_bytes", 65_535..=1 << 30)? as u32
+                }
                 "max_datagrams" => {
-                    r.max_datagrams = uint(&kp, val, "max_datagrams", 1..=1 << 20)? as u32
+                    r.max_datagrams = as_u64(&kp, val, "max_datagrams", 1..=1 << 20)? as u32
                 }
                 _ => {
                     return err(
@@ -378,8 +362,8 @@ pub(crate) fn parse_encap(path: &KeyPath, kind: &str, v: &Value) -> VResult<Enca
         match (kind, k.as_str()) {
             (_, "remote") => remote = Some(parse_ip(&kp, val)?),
             (_, "source") => outer.source = Some(parse_ip(&kp, val)?),
-            (_, "dscp") => outer.dscp = uint(&kp, val, "dscp", 0..=63)? as u8,
-            (_, "ttl") => outer.ttl = uint(&kp, val, "ttl", 1..=255)? as u8,
+            (_, "dscp") => outer.dscp = as_u64(&kp, val, "dscp", 0..=63)? as u8,
+            (_, "ttl") => outer.ttl = as_u64(&kp, val, "ttl", 1..=255)? as u8,
             (_, "src_mac") | (_, "dst_mac") => {
                 let mac = val.as_str().and_then(parse_mac).map_or_else(
                     || {
@@ -396,11 +380,11 @@ pub(crate) fn parse_encap(path: &KeyPath, kind: &str, v: &Value) -> VResult<Enca
                     outer.dst_mac = mac;
                 }
             }
-            ("erspan", "version") => version = Some(uint(&kp, val, "version", 2..=3)? as u8),
-            ("erspan", "session") => session = Some(uint(&kp, val, "session", 0..=1023)? as u16),
-            ("vxlan", "vni") => vni = Some(uint(&kp, val, "vni", 0..=0xff_ffff)? as u32),
-            ("vxlan", "port") => port = uint(&kp, val, "port", 1..=65535)? as u16,
-            ("gre", "key") => key = Some(uint(&kp, val, "key", 0..=u64::from(u32::MAX))? as u32),
+            ("erspan", "version") => version = Some(as_u64(&kp, val, "version", 2..=3)? as u8),
+            ("erspan", "session") => session = Some(as_u64(&kp, val, "session", 0..=1023)? as u16),
+            ("vxlan", "vni") => vni = Some(as_u64(&kp, val, "vni", 0..=0xff_ffff)? as u32),
+            ("vxlan", "port") => port = as_u64(&kp, val, "port", 1..=65535)? as u16,
+            ("gre", "key") => key = Some(as_u64(&kp, val, "key", 0..=u64::from(u32::MAX))? as u32),
             _ => {
                 let expected = match kind {
                     "erspan" => "remote, version, session, source, dscp, ttl, src_mac, dst_mac",

@@ -441,10 +441,10 @@ pub fn poll_readable(fds: &[RawFd], timeout_ms: i32, ready: &mut Vec<usize>) -> 
     Ok(())
 }
 
-/// The MTU of `interface` (SIOCGIFMTU).
-pub fn mtu(interface: &str) -> io::Result<u32> {
+/// An `ifreq` naming `interface`, and a socket to issue interface ioctls on.
+fn ifreq(interface: &str) -> io::Result<(OwnedFd, libc::ifreq)> {
     let fd = packet_socket(0)?;
-    // SAFETY: ifreq is plain data; all-zero is valid.
+    // SAFETY: ifreq is plain data; all-zero is valid (and leaves the name NUL-terminated).
     let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
     for (d, s) in ifr
         .ifr_name
@@ -453,6 +453,12 @@ pub fn mtu(interface: &str) -> io::Result<u32> {
     {
         *d = s as libc::c_char;
     }
+    Ok((fd, ifr))
+}
+
+/// The MTU of `interface` (SIOCGIFMTU).
+pub fn mtu(interface: &str) -> io::Result<u32> {
+    let (fd, mut ifr) = ifreq(interface)?;
     // SAFETY: `ifr` is a valid ifreq with a NUL-terminated name; SIOCGIFMTU writes ifru_mtu.
     let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFMTU, &mut ifr) };
     sys::check(r, "ioctl(SIOCGIFMTU)")?;
@@ -462,16 +468,7 @@ pub fn mtu(interface: &str) -> io::Result<u32> {
 
 /// Brings `interface` up if it is down (SIOCGIFFLAGS / SIOCSIFFLAGS); returns whether it was down.
 pub fn set_up(interface: &str) -> io::Result<bool> {
-    let fd = packet_socket(0)?;
-    // SAFETY: ifreq is plain data; all-zero is valid.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in ifr
-        .ifr_name
-        .iter_mut()
-        .zip(interface.bytes().take(libc::IFNAMSIZ - 1))
-    {
-        *d = s as libc::c_char;
-    }
+    let (fd, mut ifr) = ifreq(interface)?;
     // SAFETY: `ifr` holds a NUL-terminated name; SIOCGIFFLAGS fills ifru_flags.
     let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) };
     sys::check(r, "ioctl(SIOCGIFFLAGS)")?;

@@ -223,18 +223,19 @@ pub fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-/// A human-readable counter table.
-pub fn render(r: &Report, plan: &Plan, total: u64) -> String {
+/// The per-port counter table (ports in the order given), with each non-zero drop reason.
+pub fn port_table<'a>(r: &Report, ports: impl Iterator<Item = &'a str>) -> String {
     use std::fmt::Write;
     let mut s = String::new();
-    let _ = writeln!(s, "{total} frames replayed\n");
     let _ = writeln!(
         s,
         "{:<14} {:>10} {:>12} {:>10} {:>10} {:>12} {:>10}",
         "port", "rx_pkts", "rx_bytes", "dropped", "tx_pkts", "tx_bytes", "tx_dropped"
     );
-    for name in &plan.ports {
-        let p = &r.interfaces[name];
+    for name in ports {
+        let Some(p) = r.interfaces.get(name) else {
+            continue;
+        };
         let _ = writeln!(
             s,
             "{:<14} {:>10} {:>12} {:>10} {:>10} {:>12} {:>10}",
@@ -252,6 +253,15 @@ pub fn render(r: &Report, plan: &Plan, total: u64) -> String {
             }
         }
     }
+    s
+}
+
+/// A human-readable counter table.
+pub fn render(r: &Report, plan: &Plan, total: u64) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "{total} frames replayed\n");
+    s.push_str(&port_table(r, plan.ports.iter().map(String::as_str)));
     let _ = writeln!(
         s,
         "\n{:<14} {:>6} {:>10} {:>12} {:>10}",

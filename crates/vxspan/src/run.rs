@@ -13,7 +13,6 @@
 //! are reopened. Counters continue across reloads (by port, VLAN and rule name).
 
 use anyhow::{bail, Context, Result};
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -301,6 +300,23 @@ impl State {
         })
     }
 
+    /// Reads every input until it has nothing more, batch by batch, through the engine. Every
+    /// input is visited (a readable descriptor only says that one ring block was retired).
+    fn drain(&mut self, batch: &mut Batch) -> std::io::Result<()> {
+        for i in 0..self.ports.inputs.len() {
+            loop {
+                batch.clear();
+                self.ports.inputs[i].recv(batch, BATCH)?;
+                if batch.is_empty() {
+                    break;
+                }
+                self.engine
+                    .process_batch(i, batch.iter(), &mut self.ports.outputs);
+            }
+        }
+        Ok(())
+    }
+
     fn read_ring_stats(&mut self) {
         for (i, input) in self.ports.inputs.iter().enumerate() {
             let LiveInput::Ring(ring) = input else {
@@ -411,18 +427,7 @@ pub fn run(config: &Path, datapath: &str, control: Option<&Path>) -> Result<Exit
         }
         let fds: Vec<i32> = st.ports.inputs.iter().map(LiveInput::fd).collect();
         afpacket::poll_readable(&fds, 100, &mut ready)?;
-        // Every ring is drained in turn (a ready fd only says a block was retired).
-        for i in 0..st.ports.inputs.len() {
-            loop {
-                batch.clear();
-                st.ports.inputs[i].recv(&mut batch, BATCH)?;
-                if batch.is_empty() {
-                    break;
-                }
-                st.engine
-                    .process_batch(i, batch.iter(), &mut st.ports.outputs);
-            }
-        }
+        st.drain(&mut batch)?;
         while let Ok((stream, _)) = ctl.listener.accept() {
             st.serve(stream);
         }
@@ -432,17 +437,7 @@ pub fn run(config: &Path, datapath: &str, control: Option<&Path>) -> Result<Exit
         }
     }
     // Frames still in the rings were received: count them before leaving.
-    for i in 0..st.ports.inputs.len() {
-        loop {
-            batch.clear();
-            st.ports.inputs[i].recv(&mut batch, BATCH)?;
-            if batch.is_empty() {
-                break;
-            }
-            st.engine
-                .process_batch(i, batch.iter(), &mut st.ports.outputs);
-        }
-    }
+    st.drain(&mut batch)?;
     st.read_ring_stats();
     let report = st.report();
     log(format!(
@@ -501,34 +496,7 @@ pub fn reload(control: &Path) -> Result<ExitCode> {
 /// A counter table from a report alone (no plan at hand).
 fn render(r: &Report) -> String {
     use std::fmt::Write;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<14} {:>10} {:>12} {:>10} {:>10} {:>12} {:>10}",
-        "port", "rx_pkts", "rx_bytes", "dropped", "tx_pkts", "tx_bytes", "tx_dropped"
-    );
-    for (name, p) in &r.interfaces {
-        let _ = writeln!(
-            s,
-            "{:<14} {:>10} {:>12} {:>10} {:>10} {:>12} {:>10}",
-            name,
-            p.rx_packets,
-            p.rx_bytes,
-            p.dropped_packets,
-            p.tx_packets,
-            p.tx_bytes,
-            p.tx_dropped_packets
-        );
-        let reasons: BTreeMap<_, _> = p
-            .drop_reasons
-            .iter()
-            .chain(&p.tx_drop_reasons)
-            .filter(|(_, n)| **n > 0)
-            .collect();
-        for (reason, n) in reasons {
-            let _ = writeln!(s, "{:<14}   {reason}: {n}", "");
-        }
-    }
+    let mut s = crate::replay::port_table(r, r.interfaces.keys().map(String::as_str));
     let _ = writeln!(s, "\n{:<20} {:>10} {:>10}", "rule", "matched", "forwarded");
     for rule in &r.rules {
         let _ = writeln!(
