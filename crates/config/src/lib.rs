@@ -13,7 +13,10 @@ mod tunnel;
 
 pub use model::*;
 pub use path::KeyPath;
-pub use tunnel::{Decap, DecapPorts, Encap, Listen, Outer, Oversize, Reassembly, TunnelKind};
+pub use tunnel::{
+    prefixes_contain, Decap, DecapPorts, Encap, Listen, Outer, Oversize, Reassembly, TunnelKind,
+    TUNNEL_TYPES,
+};
 
 use std::path::{Path, PathBuf};
 

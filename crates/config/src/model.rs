@@ -3,8 +3,8 @@
 use crate::path::KeyPath;
 use crate::raw::{RawConfig, RawInput, RawOutput, RawRule};
 use crate::tunnel::{
-    parse_decap, parse_encap, parse_listen, parse_oversize, uint_set, Decap, Encap, Listen,
-    Oversize,
+    parse_decap, parse_encap, parse_listen, parse_oversize, parse_prefixes, parse_tunnel_types,
+    uint_set, Decap, Encap, Listen, Oversize,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -202,6 +202,10 @@ pub struct Rule {
     pub vni: Option<Vec<u32>>,
     /// Only frames decapsulated from an ERSPAN session with one of these ids.
     pub erspan_session: Option<Vec<u32>>,
+    /// Only frames that came out of a tunnel layer of one of these types.
+    pub tunnel: Option<Vec<String>>,
+    /// Only frames whose outermost IP source (before any decapsulation) is in these prefixes.
+    pub outer_source: Option<Vec<(std::net::IpAddr, u8)>>,
 }
 
 /// A validated configuration.
@@ -751,6 +755,8 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> VResult<Config> {
                     sample: None,
                     vni: None,
                     erspan_session: None,
+                    tunnel: None,
+                    outer_source: None,
                 });
             }
             // A specific VLAN entry wins over `any`: the `any` rule takes what no other entry of
@@ -871,6 +877,16 @@ fn build_rule(
             .erspan_session
             .as_ref()
             .map(|v| uint_set(&p.key("erspan_session"), v, "erspan_session", 0..=1023))
+            .transpose()?,
+        tunnel: r
+            .tunnel
+            .as_ref()
+            .map(|v| parse_tunnel_types(&p.key("tunnel"), v))
+            .transpose()?,
+        outer_source: r
+            .outer_source
+            .as_ref()
+            .map(|v| parse_prefixes(&p.key("outer_source"), v))
             .transpose()?,
         sample: r
             .sample

@@ -110,6 +110,8 @@ pub struct RawRule {
     pub sample: Option<Value>,
     pub vni: Option<Value>,
     pub erspan_session: Option<Value>,
+    pub tunnel: Option<Value>,
+    pub outer_source: Option<Value>,
 }
 
 /// Deserializes `text`; on error returns the key path and the message.

@@ -463,26 +463,9 @@ pub struct Listen {
 impl Listen {
     /// Whether an outer source is accepted.
     pub fn allows(&self, src: IpAddr) -> bool {
-        let Some(list) = &self.allow else { return true };
-        list.iter().any(|(net, len)| match (net, src) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = if *len == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - u32::from(*len))
-                };
-                u32::from(*n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = if *len == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - u32::from(*len))
-                };
-                u128::from(*n) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        })
+        self.allow
+            .as_ref()
+            .is_none_or(|list| prefixes_contain(list, src))
     }
 }
 
@@ -533,41 +516,105 @@ pub(crate) fn parse_listen(path: &KeyPath, url: &str, allow: Option<&Value>) -> 
     if port == Some(0) {
         return bad("port 0");
     }
-    let allow = match allow {
-        None => None,
-        Some(v) => {
-            let ap = path.key("allow");
-            let mut nets = Vec::new();
-            for (ip, item) in one_or_many(&ap, v) {
-                let s = item.as_str().unwrap_or("");
-                let (a, len) = s.split_once('/').map_or((s, None), |(a, l)| (a, Some(l)));
-                let parsed = a.parse::<IpAddr>().ok().and_then(|a| {
-                    let max = if a.is_ipv4() { 32 } else { 128 };
-                    let len = match len {
-                        None => max,
-                        Some(l) => l.parse::<u8>().ok().filter(|l| *l <= max)?,
-                    };
-                    Some((a, len))
-                });
-                match parsed {
-                    Some(n) => nets.push(n),
-                    None => {
-                        return err(
-                            ip,
-                            format!(
-                                "expected an address or prefix like \"198.18.0.0/15\", not {item}"
-                            ),
-                        )
-                    }
-                }
-            }
-            Some(nets)
-        }
-    };
+    let allow = allow
+        .map(|v| parse_prefixes(&path.key("allow"), v))
+        .transpose()?;
     Ok(Listen {
         kind,
         addr,
         port,
         allow,
     })
+}
+
+/// Whether `addr` falls in one of `prefixes` (address, prefix length).
+pub fn prefixes_contain(prefixes: &[(IpAddr, u8)], addr: IpAddr) -> bool {
+    prefixes.iter().any(|(net, len)| match (net, addr) {
+        (IpAddr::V4(n), IpAddr::V4(a)) => {
+            let mask = if *len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(*len))
+            };
+            u32::from(*n) & mask == u32::from(a) & mask
+        }
+        (IpAddr::V6(n), IpAddr::V6(a)) => {
+            let mask = if *len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(*len))
+            };
+            u128::from(*n) & mask == u128::from(a) & mask
+        }
+        _ => false,
+    })
+}
+
+/// Addresses or prefixes, one or a list: `"198.18.0.0/15"`, `["2001:db8::/32", "198.18.0.1"]`.
+pub(crate) fn parse_prefixes(path: &KeyPath, v: &Value) -> VResult<Vec<(IpAddr, u8)>> {
+    let mut nets = Vec::new();
+    for (ip, item) in one_or_many(path, v) {
+        let s = item.as_str().unwrap_or("");
+        let (a, len) = s.split_once('/').map_or((s, None), |(a, l)| (a, Some(l)));
+        let parsed = a.parse::<IpAddr>().ok().and_then(|a| {
+            let max = if a.is_ipv4() { 32 } else { 128 };
+            let len = match len {
+                None => max,
+                Some(l) => l.parse::<u8>().ok().filter(|l| *l <= max)?,
+            };
+            Some((a, len))
+        });
+        match parsed {
+            Some(n) => nets.push(n),
+            None => {
+                return err(
+                    ip,
+                    format!("expected an address or prefix like \"198.18.0.0/15\", not {item}"),
+                )
+            }
+        }
+    }
+    if nets.is_empty() {
+        return err(path.clone(), "empty list: nothing would match");
+    }
+    Ok(nets)
+}
+
+/// The tunnel layer types a rule's `tunnel` key may name (as counted under `tunnels`).
+pub const TUNNEL_TYPES: [&str; 13] = [
+    "vxlan",
+    "vxlan-gpe",
+    "geneve",
+    "erspan-i",
+    "erspan-ii",
+    "erspan-iii",
+    "gre-teb",
+    "gre-ipv4",
+    "gre-ipv6",
+    "gre-mpls",
+    "gre-in-udp",
+    "mpls-in-udp",
+    "mpls",
+];
+
+pub(crate) fn parse_tunnel_types(path: &KeyPath, v: &Value) -> VResult<Vec<String>> {
+    let mut out = Vec::new();
+    for (ip, item) in one_or_many(path, v) {
+        match item.as_str().filter(|s| TUNNEL_TYPES.contains(s)) {
+            Some(t) => out.push(t.to_owned()),
+            None => {
+                return err(
+                    ip,
+                    format!(
+                        "unknown tunnel type {item} (expected one of {})",
+                        TUNNEL_TYPES.join(", ")
+                    ),
+                )
+            }
+        }
+    }
+    if out.is_empty() {
+        return err(path.clone(), "empty list: nothing would match");
+    }
+    Ok(out)
 }

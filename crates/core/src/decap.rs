@@ -67,6 +67,26 @@ pub enum TunnelType {
 }
 
 impl TunnelType {
+    pub const ALL: [TunnelType; 13] = [
+        TunnelType::Vxlan,
+        TunnelType::VxlanGpe,
+        TunnelType::Geneve,
+        TunnelType::ErspanI,
+        TunnelType::ErspanII,
+        TunnelType::ErspanIII,
+        TunnelType::GreTeb,
+        TunnelType::GreIpv4,
+        TunnelType::GreIpv6,
+        TunnelType::GreMpls,
+        TunnelType::GreInUdp,
+        TunnelType::MplsInUdp,
+        TunnelType::Mpls,
+    ];
+
+    pub fn from_name(name: &str) -> Option<TunnelType> {
+        TunnelType::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             TunnelType::Vxlan => "vxlan",
@@ -100,6 +120,18 @@ pub struct TunnelMeta {
     pub erspan_vlan: Option<u16>,
     /// Key of the innermost GRE layer that had one.
     pub gre_key: Option<u32>,
+    /// The IP source of the frame as received, before any layer was stripped (for rules'
+    /// `outer_source`; filled in when a rule of the input asks for it).
+    pub outer_src: Option<std::net::IpAddr>,
+}
+
+/// The IP source address of an Ethernet frame, if it carries IPv4 or IPv6.
+pub fn ip_source(frame: &[u8]) -> Option<std::net::IpAddr> {
+    let l2 = L2Info::parse(frame).ok()?;
+    match LaxIpSlice::from_slice(frame.get(l2.l3_offset..)?) {
+        Ok((ip, _)) => Some(ip.source_addr()),
+        Err(_) => None,
+    }
 }
 
 impl TunnelMeta {
@@ -425,13 +457,7 @@ impl Decapsulator {
         // Bytes of the current frame that were on the wire but not captured.
         let mut missing = (wire_len as usize).saturating_sub(frame.len());
         if let Some(listen) = &self.listen {
-            let src = L2Info::parse(frame).ok().and_then(|l2| {
-                match LaxIpSlice::from_slice(&frame[l2.l3_offset..]) {
-                    Ok((ip, _)) => Some(ip.source_addr()),
-                    Err(_) => None,
-                }
-            });
-            if !src.is_some_and(|a| listen.allows(a)) {
+            if !ip_source(frame).is_some_and(|a| listen.allows(a)) {
                 return Decapped::NotAllowed;
             }
         }
@@ -510,5 +536,17 @@ impl Decapsulator {
             Src::Buf(_) => &self.buf_b,
         };
         Decapped::Frame(data, (data.len() + missing) as u32, meta)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The configuration's list of names a rule's `tunnel` key accepts is this enum's.
+    #[test]
+    fn config_names_match() {
+        let ours: Vec<&str> = TunnelType::ALL.iter().map(|t| t.as_str()).collect();
+        assert_eq!(ours, vxspan_config::TUNNEL_TYPES);
     }
 }

@@ -137,11 +137,17 @@ impl Engine {
 
         // Tunnel termination: what follows sees the inner frame.
         let mut meta = TunnelMeta::default();
+        let outer_src = if inp.needs_outer_source {
+            crate::decap::ip_source(frame.data)
+        } else {
+            None
+        };
         let frame = match &mut decaps[input] {
             None => frame,
             Some(d) => match d.run(frame.data, frame.wire_len, frame.ts) {
                 Decapped::Frame(data, wire_len, m) => {
                     meta = m;
+                    meta.outer_src = outer_src;
                     if m.depth > 0 {
                         counters.count_tunnel(input, &m, data.len() as u64);
                     }
@@ -157,6 +163,7 @@ impl Engine {
                 Decapped::NotAllowed => return drop(counters, RxDrop::NotAllowed),
             },
         };
+        meta.outer_src = outer_src;
         let bytes = frame.data.len() as u64;
 
         let Ok(l2) = L2Info::parse(frame.data) else {

@@ -2,7 +2,7 @@
 //! plus the tier placement `vxspan check` explains.
 
 use crate::bpf::{BpfInsn, BpfProgram};
-use crate::decap::TunnelMeta;
+use crate::decap::{TunnelMeta, TunnelType};
 use serde::Serialize;
 use vxspan_config::{
     Config, Encap, Form, Oversize, Sample, SampleMode, VlanAction, VlanSet, XdpMode,
@@ -68,6 +68,8 @@ pub struct RulePlan {
     pub sample: Option<Sample>,
     pub vni: Option<Vec<u32>>,
     pub erspan_session: Option<Vec<u32>>,
+    pub tunnel: Option<Vec<TunnelType>>,
+    pub outer_source: Option<Vec<(std::net::IpAddr, u8)>>,
 }
 
 impl RulePlan {
@@ -78,7 +80,16 @@ impl RulePlan {
             want.as_ref()
                 .is_none_or(|w| got.is_some_and(|g| w.contains(&g)))
         };
-        ok(&self.vni, meta.vni) && ok(&self.erspan_session, meta.erspan_session.map(u32::from))
+        ok(&self.vni, meta.vni)
+            && ok(&self.erspan_session, meta.erspan_session.map(u32::from))
+            && self
+                .tunnel
+                .as_ref()
+                .is_none_or(|t| meta.layers.iter().flatten().any(|l| t.contains(l)))
+            && self.outer_source.as_ref().is_none_or(|p| {
+                meta.outer_src
+                    .is_some_and(|a| vxspan_config::prefixes_contain(p, a))
+            })
     }
 }
 
@@ -122,6 +133,8 @@ pub struct InputPlan {
     /// What the input strips: its `decap`, plus, for a `listen` input, the listened tunnel type.
     pub decap: Option<vxspan_config::Decap>,
     pub listen: Option<vxspan_config::Listen>,
+    /// Whether a rule of this input matches on `outer_source`.
+    pub needs_outer_source: bool,
     pub port: usize,
     /// Outer VID (0 = untagged) -> index into `groups`, or `NO_GROUP`.
     pub group_of_vid: Box<[u16]>,
@@ -177,7 +190,11 @@ fn kernel_capable(cfg: &Config, rule: &vxspan_config::Rule) -> Result<(), String
     if rule.sample.is_some() {
         return Err(format!("rule {} samples", rule.name));
     }
-    if rule.vni.is_some() || rule.erspan_session.is_some() {
+    if rule.vni.is_some()
+        || rule.erspan_session.is_some()
+        || rule.tunnel.is_some()
+        || rule.outer_source.is_some()
+    {
         return Err(format!("rule {} matches tunnel metadata", rule.name));
     }
     for &o in &rule.to {
@@ -226,6 +243,11 @@ impl Plan {
                 sample: r.sample,
                 vni: r.vni.clone(),
                 erspan_session: r.erspan_session.clone(),
+                tunnel: r
+                    .tunnel
+                    .as_ref()
+                    .map(|t| t.iter().filter_map(|n| TunnelType::from_name(n)).collect()),
+                outer_source: r.outer_source.clone(),
             });
         }
 
@@ -295,6 +317,10 @@ impl Plan {
                 interface: input.interface.clone(),
                 decap: effective_decap(input),
                 listen: input.listen.clone(),
+                needs_outer_source: cfg
+                    .rules
+                    .iter()
+                    .any(|r| r.from.contains(&ii) && r.outer_source.is_some()),
                 port: ii,
                 group_of_vid,
                 groups,

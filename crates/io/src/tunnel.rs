@@ -258,13 +258,24 @@ impl RxPort for ListenSocket {
 
 /// A tunnel output on a live host: the tunnel payload (everything after the outer IP header, or
 /// after the UDP header for VXLAN) is sent to the remote through the kernel.
+///
+/// VXLAN goes out of a pool of UDP sockets, one picked per flow (by the source port the engine
+/// derived from the flow hash), so a flow keeps one UDP source port while flows spread over
+/// several for ECMP; the sockets send with checksum 0 (SO_NO_CHECK, UDP_NO_CHECK6_TX) as RFC 7348
+/// allows and RFC 6935 permits for tunnels over IPv6.
 pub struct TunnelSender {
-    fd: OwnedFd,
+    fds: Vec<OwnedFd>,
     remote: (libc::sockaddr_storage, libc::socklen_t),
     /// Bytes of the engine's complete frame the kernel builds itself.
     skip: usize,
-    _udp: Option<UdpSocket>,
+    /// Offset of the UDP source port in the engine's frame (VXLAN), to pick a socket.
+    sport_at: Option<usize>,
 }
+
+/// Sockets per VXLAN output.
+const VXLAN_SOCKETS: usize = 16;
+/// linux/udp.h: send IPv6 UDP with checksum 0.
+const UDP_NO_CHECK6_TX: libc::c_int = 101;
 
 fn set_opt(
     fd: RawFd,
@@ -295,17 +306,39 @@ impl TunnelSender {
         let o = e.outer();
         let v6 = o.remote.is_ipv6();
         let ip_len = if v6 { 40 } else { 20 };
-        let (fd, udp, port, skip) = match e {
+        let mut fds = Vec::new();
+        let (port, skip, sport_at) = match e {
             vxspan_core::config::Encap::Vxlan { port, .. } => {
                 let bind = o.source.unwrap_or(if v6 {
                     IpAddr::from([0u16; 8])
                 } else {
                     IpAddr::from([0u8; 4])
                 });
-                let sock = UdpSocket::bind(SocketAddr::new(bind, 0))?;
-                // SAFETY: duplicating a descriptor the UdpSocket owns; the copy is owned here.
-                let fd = unsafe { OwnedFd::from_raw_fd(libc::dup(sock.as_raw_fd())) };
-                (fd, Some(sock), *port, 14 + ip_len + 8)
+                for _ in 0..VXLAN_SOCKETS {
+                    let sock = UdpSocket::bind(SocketAddr::new(bind, 0)).map_err(|err| {
+                        io::Error::new(err.kind(), format!("binding a UDP socket on {bind}: {err}"))
+                    })?;
+                    let fd = OwnedFd::from(sock);
+                    if v6 {
+                        set_opt(
+                            fd.as_raw_fd(),
+                            libc::IPPROTO_UDP,
+                            UDP_NO_CHECK6_TX,
+                            1,
+                            "UDP_NO_CHECK6_TX",
+                        )?;
+                    } else {
+                        set_opt(
+                            fd.as_raw_fd(),
+                            libc::SOL_SOCKET,
+                            libc::SO_NO_CHECK,
+                            1,
+                            "SO_NO_CHECK",
+                        )?;
+                    }
+                    fds.push(fd);
+                }
+                (*port, 14 + ip_len + 8, Some(14 + ip_len))
             }
             _ => {
                 let fd = raw_gre_socket(v6)?;
@@ -323,46 +356,49 @@ impl TunnelSender {
                         return Err(io::Error::last_os_error());
                     }
                 }
-                (fd, None, 0, 14 + ip_len)
+                fds.push(fd);
+                (0, 14 + ip_len, None)
             }
         };
         let tos = i32::from(o.dscp) << 2;
-        if v6 {
-            set_opt(
-                fd.as_raw_fd(),
-                libc::IPPROTO_IPV6,
-                libc::IPV6_TCLASS,
-                tos,
-                "IPV6_TCLASS",
-            )?;
-            set_opt(
-                fd.as_raw_fd(),
-                libc::IPPROTO_IPV6,
-                libc::IPV6_UNICAST_HOPS,
-                i32::from(o.ttl),
-                "IPV6_UNICAST_HOPS",
-            )?;
-        } else {
-            set_opt(
-                fd.as_raw_fd(),
-                libc::IPPROTO_IP,
-                libc::IP_TOS,
-                tos,
-                "IP_TOS",
-            )?;
-            set_opt(
-                fd.as_raw_fd(),
-                libc::IPPROTO_IP,
-                libc::IP_TTL,
-                i32::from(o.ttl),
-                "IP_TTL",
-            )?;
+        for fd in &fds {
+            if v6 {
+                set_opt(
+                    fd.as_raw_fd(),
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_TCLASS,
+                    tos,
+                    "IPV6_TCLASS",
+                )?;
+                set_opt(
+                    fd.as_raw_fd(),
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_UNICAST_HOPS,
+                    i32::from(o.ttl),
+                    "IPV6_UNICAST_HOPS",
+                )?;
+            } else {
+                set_opt(
+                    fd.as_raw_fd(),
+                    libc::IPPROTO_IP,
+                    libc::IP_TOS,
+                    tos,
+                    "IP_TOS",
+                )?;
+                set_opt(
+                    fd.as_raw_fd(),
+                    libc::IPPROTO_IP,
+                    libc::IP_TTL,
+                    i32::from(o.ttl),
+                    "IP_TTL",
+                )?;
+            }
         }
         Ok(TunnelSender {
             remote: sockaddr(o.remote, port),
-            fd,
+            fds,
             skip,
-            _udp: udp,
+            sport_at,
         })
     }
 }
@@ -370,10 +406,14 @@ impl TunnelSender {
 impl TxPort for TunnelSender {
     fn send(&mut self, f: TxFrame<'_>) -> Result<(), TxDrop> {
         let payload = f.data.get(self.skip..).ok_or(TxDrop::TxError)?;
+        let i = match self.sport_at.and_then(|at| f.data.get(at..at + 2)) {
+            Some(p) => usize::from(u16::from_be_bytes([p[0], p[1]])) % self.fds.len(),
+            None => 0,
+        };
         // SAFETY: `payload` is valid for reads of its length; `remote` holds a valid address.
         let r = unsafe {
             libc::sendto(
-                self.fd.as_raw_fd(),
+                self.fds[i].as_raw_fd(),
                 payload.as_ptr().cast(),
                 payload.len(),
                 libc::MSG_DONTWAIT,

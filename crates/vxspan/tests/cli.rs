@@ -311,3 +311,66 @@ fn listen_allow_list() {
         stderr(&o)
     );
 }
+
+/// Rules can select on the tunnel a frame came out of and on its outer source.
+#[test]
+fn rules_on_tunnel_type_and_outer_source() {
+    let dir = scratch("cli-tunnel-rules");
+    let capture = common::shared().join("captures/captures/sv-vxlan-decoder-03-aws-mirror.pcap"); // 100 frames, VXLAN from 172.31/16
+    let cfg = dir.join("t.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[inputs.cloud]
+interface = "eth1"
+decap = ["vxlan", "geneve"]
+[outputs.out]
+interface = "eth2"
+[[rules]]
+name = "vxlan"
+from = "cloud"
+tunnel = "vxlan"
+to = "out"
+[[rules]]
+name = "geneve"
+from = "cloud"
+tunnel = ["geneve"]
+to = "out"
+[[rules]]
+name = "aws"
+from = "cloud"
+outer_source = "172.31.0.0/16"
+to = "out"
+[[rules]]
+name = "elsewhere"
+from = "cloud"
+outer_source = ["198.18.0.0/15", "2001:db8::/32"]
+to = "out"
+"#,
+    )
+    .unwrap();
+    let o = vxspan(&[
+        "replay",
+        cfg.to_str().unwrap(),
+        "-i",
+        &format!("cloud={}", capture.display()),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let matched: Vec<u64> = v["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["matched_packets"].as_u64().unwrap())
+        .collect();
+    assert_eq!(matched, [100, 0, 100, 0]);
+    std::fs::write(&cfg, "[inputs.a]\ninterface = \"e1\"\n[outputs.b]\ninterface = \"e2\"\n[[rules]]\nfrom = \"a\"\nto = \"b\"\ntunnel = \"nvgre\"\n").unwrap();
+    let o = vxspan(&["check", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("rules[0].tunnel: unknown tunnel type"),
+        "{}",
+        stderr(&o)
+    );
+}

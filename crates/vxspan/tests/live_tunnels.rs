@@ -268,6 +268,43 @@ to = "tools"
         &rows[..3]
     );
 
+    // VXLAN as RFC 7348 has it: UDP checksum 0, source ports spread by flow.
+    let o = Command::new("tshark")
+        .args([
+            "-n",
+            "-r",
+            dir.join("b0.pcap").to_str().unwrap(),
+            "-Y",
+            "vxlan and not icmp.type == 3 and not icmpv6",
+            "-E",
+            "occurrence=f",
+            "-T",
+            "fields",
+            "-e",
+            "udp.checksum",
+            "-e",
+            "udp.srcport",
+            "-e",
+            "vxlan.vni",
+        ])
+        .output()
+        .unwrap();
+    let rows: Vec<Vec<String>> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect();
+    assert_eq!(rows.len(), sent.len());
+    assert!(
+        rows.iter().all(|r| r[0] == "0x0000" && r[2] == "7000"),
+        "{:?}",
+        &rows[..2]
+    );
+    let ports: std::collections::BTreeSet<&str> = rows.iter().map(|r| r[1].as_str()).collect();
+    assert!(
+        ports.len() > 4,
+        "flows spread over UDP source ports: {ports:?}"
+    );
+
     // 2. kernel -> vxspan: what B's vx0 sends is terminated by the listen input and delivered.
     let on_p3 = a.capture("p3", &dir.join("p3.pcap"));
     b.exec_ok(&["tcpreplay", "-q", "-i", "vx0", input.to_str().unwrap()]);
