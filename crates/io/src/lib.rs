@@ -153,6 +153,15 @@ pub trait RxPort {
     fn recv(&mut self, batch: &mut Batch, max: usize) -> io::Result<RecvStatus>;
 }
 
+/// A source of frames read one at a time, each borrowed from the source (no copy): what offline
+/// replay reads capture files and in-memory frames through, in timestamp order across sources.
+pub trait FrameSource {
+    /// Moves to the next frame; `false` at the end.
+    fn advance(&mut self) -> io::Result<bool>;
+    /// The current frame: valid after `advance` returned true, until the next `advance`.
+    fn current(&self) -> RxFrame<'_>;
+}
+
 /// The transmit side of a port.
 pub trait TxPort {
     /// Sends (or queues) one frame; a frame that cannot be sent is reported with its reason.

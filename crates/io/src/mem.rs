@@ -1,18 +1,41 @@
 //! In-memory ports: frames from a vector, copies into a vector. For the demo and for tests.
 
-use crate::{Batch, RecvStatus, RxPort, TxPort};
+use crate::{Batch, FrameSource, RecvStatus, RxPort, TxPort};
 use std::io;
+use vxspan_core::RxFrame;
 use vxspan_core::{TxDrop, TxFrame};
 
 /// Frames held in memory: (bytes, wire length, timestamp in ns).
 pub struct MemoryInput {
-    frames: std::vec::IntoIter<(Vec<u8>, u32, u64)>,
+    frames: Vec<(Vec<u8>, u32, u64)>,
+    /// The next frame `recv` hands out, or one past the current frame of `FrameSource`.
+    next: usize,
 }
 
 impl MemoryInput {
     pub fn new(frames: Vec<(Vec<u8>, u32, u64)>) -> Self {
-        MemoryInput {
-            frames: frames.into_iter(),
+        MemoryInput { frames, next: 0 }
+    }
+}
+
+impl FrameSource for MemoryInput {
+    fn advance(&mut self) -> io::Result<bool> {
+        if self.next >= self.frames.len() {
+            return Ok(false);
+        }
+        self.next += 1;
+        Ok(true)
+    }
+
+    fn current(&self) -> RxFrame<'_> {
+        let (d, wire_len, ts) = &self.frames[self
+            .next
+            .saturating_sub(1)
+            .min(self.frames.len().saturating_sub(1))];
+        RxFrame {
+            data: d,
+            wire_len: *wire_len,
+            ts: *ts,
         }
     }
 }
@@ -20,10 +43,11 @@ impl MemoryInput {
 impl RxPort for MemoryInput {
     fn recv(&mut self, batch: &mut Batch, max: usize) -> io::Result<RecvStatus> {
         for _ in 0..max {
-            match self.frames.next() {
-                Some((d, wire_len, ts)) => batch.push(&d, wire_len, ts),
+            match self.frames.get(self.next) {
+                Some((d, wire_len, ts)) => batch.push(d, *wire_len, *ts),
                 None => return Ok(RecvStatus::End),
             }
+            self.next += 1;
         }
         Ok(RecvStatus::Ok)
     }

@@ -1,18 +1,21 @@
 //! pcap and pcapng files: read both, write either.
 //!
 //! Written here rather than taken from pcap-file / pcap-parser because the replay path needs to
-//! read straight into a reusable [`Batch`] (no per-packet allocation), to honour each pcapng
+//! hand out frames without copying them (classic pcap files are memory-mapped and each frame is
+//! a slice of the mapping; other files are read into one reused buffer), to honour each pcapng
 //! interface's `if_tsresol` and `if_tsoffset` (timestamps are kept in nanoseconds, never rounded
 //! to microseconds), and to treat every malformed length as an error rather than a panic or a
 //! huge allocation. The formats: pcap (tcpdump's savefile, both byte orders, microsecond and
 //! nanosecond magic) and pcapng (draft-ietf-opsawg-pcapng: SHB, IDB, EPB, SPB, OPB; other blocks
 //! are skipped; several sections are supported).
 
-use crate::{Batch, RecvStatus, RxPort, TxPort};
+#![allow(unsafe_code)]
+
+use crate::{FrameSource, TxPort};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::Path;
-use vxspan_core::{TxDrop, TxFrame};
+use vxspan_core::{RxFrame, TxDrop, TxFrame};
 
 /// LINKTYPE_ETHERNET.
 pub const LINKTYPE_ETHERNET: u16 = 1;
@@ -416,6 +419,155 @@ impl<R: Read> Reader<R> {
     }
 }
 
+/// A read-only memory map of a whole capture file.
+struct Mmap {
+    ptr: *const u8,
+    len: usize,
+}
+
+impl Mmap {
+    fn map(file: &File) -> io::Result<Option<Mmap>> {
+        use std::os::fd::AsRawFd;
+        let len = file.metadata()?.len() as usize;
+        if len == 0 {
+            return Ok(None);
+        }
+        // SAFETY: a private read-only mapping of a regular file's current length; checked below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Ok(None);
+        }
+        // SAFETY: advice on the mapping just created; failure is harmless.
+        unsafe { libc::madvise(ptr, len, libc::MADV_SEQUENTIAL) };
+        Ok(Some(Mmap {
+            ptr: ptr.cast(),
+            len,
+        }))
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: the mapping is `len` bytes, readable, and lives as long as `self`. vxspan never
+        // writes to it; the file must not be truncated while it is replayed (as with any reader
+        // of a memory-mapped file, the process would get SIGBUS).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl Drop for Mmap {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the mapping created in `map`, once.
+        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
+    }
+}
+
+/// Classic pcap mapped into memory, each frame a slice of the mapping: the replay fast path (no
+/// copy of the file at all). pcapng files, and files that cannot be mapped, go through [`Reader`].
+struct Chunked {
+    map: Mmap,
+    pos: usize,
+    big_endian: bool,
+    ns: bool,
+    linktype: u16,
+}
+
+impl Chunked {
+    /// Maps `path` if it is a classic pcap file.
+    fn open(path: &Path) -> io::Result<Option<Chunked>> {
+        let file = File::open(path)?;
+        let Some(map) = Mmap::map(&file)? else {
+            return Ok(None);
+        };
+        let Some(h) = map.bytes().get(..24) else {
+            return Ok(None);
+        };
+        let le = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+        let be = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
+        let (big_endian, ns) = match (le, be) {
+            (PCAP_MAGIC_US, _) => (false, false),
+            (PCAP_MAGIC_NS, _) => (false, true),
+            (_, PCAP_MAGIC_US) => (true, false),
+            (_, PCAP_MAGIC_NS) => (true, true),
+            _ => return Ok(None),
+        };
+        let linktype = (read_u32(&h[20..], big_endian) & 0xffff) as u16;
+        Ok(Some(Chunked {
+            map,
+            pos: 24,
+            big_endian,
+            ns,
+            linktype,
+        }))
+    }
+
+    fn buf(&self) -> &[u8] {
+        self.map.bytes()
+    }
+
+    /// The next record: its metadata and where its bytes are in the mapping.
+    #[inline]
+    fn next(&mut self) -> io::Result<Option<(Record, usize)>> {
+        let buf = self.map.bytes();
+        let Some(h) = buf.get(self.pos..self.pos + 16) else {
+            if self.pos < buf.len() {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "capture file ends inside a record",
+                ));
+            }
+            return Ok(None);
+        };
+        let word = |i: usize| {
+            let w = [h[i], h[i + 1], h[i + 2], h[i + 3]];
+            if self.big_endian {
+                u32::from_be_bytes(w)
+            } else {
+                u32::from_le_bytes(w)
+            }
+        };
+        let (sec, frac, caplen, wire_len) = (word(0), word(4), word(8), word(12));
+        if caplen > MAX_RECORD {
+            return Err(bad(format!(
+                "a record claims {caplen} bytes (more than {MAX_RECORD})"
+            )));
+        }
+        let start = self.pos + 16;
+        if start + caplen as usize > buf.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "capture file ends inside a record",
+            ));
+        }
+        self.pos = start + caplen as usize;
+        let ts = u64::from(sec) * 1_000_000_000
+            + if self.ns {
+                u64::from(frac)
+            } else {
+                u64::from(frac) * 1000
+            };
+        Ok(Some((
+            Record {
+                ts,
+                caplen,
+                wire_len: wire_len.max(caplen),
+                linktype: self.linktype,
+            },
+            start,
+        )))
+    }
+}
+
+// SAFETY: the mapping is read-only and owned by this value.
+unsafe impl Send for Mmap {}
+
 /// Link types a capture input accepts, and how their frames become Ethernet frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Link {
@@ -437,10 +589,45 @@ fn link_of(linktype: u16) -> Option<Link> {
     }
 }
 
-/// A capture file as an input port: frames are read into the batch in file order, converted to
-/// Ethernet where their link type allows it.
+/// Appends `data` of link type `lt` to `out` as an Ethernet frame; returns its wire length.
+/// A frame that cannot be converted is appended empty (the engine counts it as malformed).
+fn to_ethernet(lt: u16, data: &[u8], wire_len: u32, out: &mut Vec<u8>) -> (u32, bool) {
+    match link_of(lt) {
+        Some(Link::Ethernet) => {
+            out.extend_from_slice(data);
+            (wire_len, true)
+        }
+        Some(Link::RawIp) => {
+            if vxspan_core::wire::ethernet::synthesize_for_ip(data, out) {
+                out.extend_from_slice(data);
+            }
+            (wire_len + 14, true)
+        }
+        Some(Link::LinuxSll) if data.len() >= 16 => {
+            out.extend_from_slice(&vxspan_core::wire::ethernet::SYNTHETIC_DST.0);
+            out.extend_from_slice(&vxspan_core::wire::ethernet::SYNTHETIC_SRC.0);
+            out.extend_from_slice(&data[14..]);
+            (wire_len - 2, true)
+        }
+        _ => (wire_len, false),
+    }
+}
+
+enum Source {
+    /// Classic pcap of Ethernet frames: frames are slices of the chunk.
+    Chunked(Chunked),
+    /// Anything else: frames are converted (or copied) into `scratch`.
+    General(Reader<BufReader<File>>),
+}
+
+/// A capture file as an input: frames in file order, converted to Ethernet where their link
+/// type allows it.
 pub struct FileInput {
-    reader: Reader<BufReader<File>>,
+    src: Source,
+    scratch: Vec<u8>,
+    /// The current frame: in the chunk (`Some(start)`) or in `scratch` (`None`).
+    cur: Option<usize>,
+    rec: Record,
     /// Frames whose link type cannot be turned into Ethernet (passed on empty, so the engine
     /// counts them as malformed and the accounting stays exact).
     pub unsupported: u64,
@@ -448,63 +635,79 @@ pub struct FileInput {
 
 impl FileInput {
     pub fn open(path: &Path) -> io::Result<Self> {
-        let reader = Reader::open(path)?;
-        if let Some(lt) = reader.linktype() {
+        let src = match Chunked::open(path)? {
+            Some(c) if c.linktype == LINKTYPE_ETHERNET => Source::Chunked(c),
+            _ => Source::General(Reader::open(path)?),
+        };
+        let lt = match &src {
+            Source::Chunked(c) => Some(c.linktype),
+            Source::General(r) => r.linktype(),
+        };
+        if let Some(lt) = lt {
             if link_of(lt).is_none() {
                 return Err(bad(format!("unsupported link type {lt} (vxspan reads Ethernet, raw IP and Linux cooked captures)")));
             }
         }
         Ok(FileInput {
-            reader,
+            src,
+            scratch: Vec::new(),
+            cur: None,
+            rec: Record {
+                ts: 0,
+                caplen: 0,
+                wire_len: 0,
+                linktype: 0,
+            },
             unsupported: 0,
         })
     }
 }
 
-impl RxPort for FileInput {
-    fn recv(&mut self, batch: &mut Batch, max: usize) -> io::Result<RecvStatus> {
-        for _ in 0..max {
-            // Frames are read straight into the batch and converted in place when their link
-            // type is not Ethernet (rare), so the common case copies each frame once.
-            let unsupported = &mut self.unsupported;
-            let added = batch.append_with(|v, start| {
-                let Some(rec) = self.reader.next_into(v)? else {
-                    return Ok::<_, io::Error>(None);
+impl FrameSource for FileInput {
+    fn advance(&mut self) -> io::Result<bool> {
+        match &mut self.src {
+            Source::Chunked(c) => match c.next()? {
+                Some((rec, start)) => {
+                    self.rec = rec;
+                    self.cur = Some(start);
+                    Ok(true)
+                }
+                None => Ok(false),
+            },
+            Source::General(r) => {
+                let mut raw = std::mem::take(&mut self.scratch);
+                raw.clear();
+                let Some(rec) = r.next_into(&mut raw)? else {
+                    self.scratch = raw;
+                    return Ok(false);
                 };
-                let wire_len = match link_of(rec.linktype) {
-                    Some(Link::Ethernet) => rec.wire_len,
-                    Some(Link::RawIp) => {
-                        let mut header = Vec::with_capacity(14);
-                        if vxspan_core::wire::ethernet::synthesize_for_ip(&v[start..], &mut header)
-                        {
-                            v.splice(start..start, header);
-                        } else {
-                            // Neither IPv4 nor IPv6: passed on empty, counted as malformed.
-                            v.truncate(start);
-                        }
-                        rec.wire_len + 14
-                    }
-                    Some(Link::LinuxSll) if v.len() - start >= 16 => {
-                        let mut header = Vec::with_capacity(14);
-                        header.extend_from_slice(&vxspan_core::wire::ethernet::SYNTHETIC_DST.0);
-                        header.extend_from_slice(&vxspan_core::wire::ethernet::SYNTHETIC_SRC.0);
-                        header.extend_from_slice(&v[start + 14..start + 16]);
-                        v.splice(start..start + 16, header);
-                        rec.wire_len - 2
-                    }
-                    _ => {
-                        *unsupported += 1;
-                        v.truncate(start);
-                        rec.wire_len
-                    }
+                let mut out = Vec::with_capacity(raw.len() + 14);
+                let (wire_len, ok) = to_ethernet(rec.linktype, &raw, rec.wire_len, &mut out);
+                if !ok {
+                    self.unsupported += 1;
+                }
+                self.scratch = out;
+                self.rec = Record {
+                    wire_len,
+                    caplen: self.scratch.len() as u32,
+                    ..rec
                 };
-                Ok(Some((wire_len, rec.ts)))
-            })?;
-            if !added {
-                return Ok(RecvStatus::End);
+                self.cur = None;
+                Ok(true)
             }
         }
-        Ok(RecvStatus::Ok)
+    }
+
+    fn current(&self) -> RxFrame<'_> {
+        let data = match (&self.src, self.cur) {
+            (Source::Chunked(c), Some(start)) => &c.buf()[start..start + self.rec.caplen as usize],
+            _ => &self.scratch[..],
+        };
+        RxFrame {
+            data,
+            wire_len: self.rec.wire_len,
+            ts: self.rec.ts,
+        }
     }
 }
 
@@ -711,20 +914,22 @@ mod tests {
         let path = std::env::temp_dir().join(format!("vxspan-rawip-{}.pcap", std::process::id()));
         std::fs::write(&path, &f).unwrap();
         let mut input = FileInput::open(&path).unwrap();
-        let mut batch = Batch::default();
-        assert_eq!(input.recv(&mut batch, 10).unwrap(), RecvStatus::End);
+        let mut frames = Vec::new();
+        while input.advance().unwrap() {
+            let f = input.current();
+            frames.push((f.data.to_vec(), f.wire_len, f.ts));
+        }
         std::fs::remove_file(&path).unwrap();
-        let frames: Vec<_> = batch.iter().collect();
         assert_eq!(frames.len(), 3);
         assert_eq!(
-            &frames[0].data[..6],
+            &frames[0].0[..6],
             &vxspan_core::wire::ethernet::SYNTHETIC_DST.0
         );
-        assert_eq!(&frames[0].data[12..], &[0x08, 0x00, 0x45, 0, 0, 20]);
-        assert_eq!(frames[0].wire_len, 18);
-        assert_eq!(&frames[1].data[12..14], &[0x86, 0xdd]);
-        assert!(frames[2].data.is_empty());
-        assert_eq!(frames[2].ts, 5);
+        assert_eq!(&frames[0].0[12..], &[0x08, 0x00, 0x45, 0, 0, 20]);
+        assert_eq!(frames[0].1, 18);
+        assert_eq!(&frames[1].0[12..14], &[0x86, 0xdd]);
+        assert!(frames[2].0.is_empty());
+        assert_eq!(frames[2].2, 5);
     }
 
     #[test]

@@ -11,10 +11,7 @@ use std::time::{Duration, Instant};
 use vxspan_core::{Engine, Plan, Report, Sink, TxDrop, TxFrame};
 use vxspan_io::mem::MemoryInput;
 use vxspan_io::pcap::{FileInput, Writer};
-use vxspan_io::{Batch, RecvStatus, RxPort, TxPort};
-
-/// Frames read from one input per call.
-const BATCH: usize = 256;
+use vxspan_io::{FrameSource, TxPort};
 
 /// The replay's outputs: a file writer per output that has one; the others count and discard.
 pub struct Outputs {
@@ -30,86 +27,59 @@ impl Sink for Outputs {
     }
 }
 
-struct Source {
-    input: usize,
-    port: Box<dyn RxPort>,
-    batch: Batch,
-    pos: usize,
-    done: bool,
-}
-
-impl Source {
-    /// Makes sure a frame is at the head unless the source is exhausted.
-    fn fill(&mut self) -> std::io::Result<()> {
-        while self.pos >= self.batch.len() && !self.done {
-            self.batch.clear();
-            self.pos = 0;
-            if self.port.recv(&mut self.batch, BATCH)? == RecvStatus::End && self.batch.is_empty() {
-                self.done = true;
-            }
-        }
-        Ok(())
-    }
-
-    fn head_ts(&self) -> Option<u64> {
-        self.batch.get(self.pos).map(|f| f.ts)
-    }
-}
-
-/// Runs every source through the engine in timestamp order (ties: the input listed first).
-/// Calls `progress` with the frame count about twice a second.
+/// Runs every source through the engine in timestamp order (ties: the source listed first),
+/// one frame at a time, each frame borrowed from its source (no copy). Calls `progress` with the
+/// frame count about twice a second.
 pub fn drive(
     engine: &mut Engine,
-    sources: Vec<(usize, Box<dyn RxPort>)>,
+    sources: Vec<(usize, Box<dyn FrameSource>)>,
     sink: &mut dyn Sink,
     mut progress: impl FnMut(u64),
 ) -> std::io::Result<u64> {
-    let mut srcs: Vec<Source> = sources
-        .into_iter()
-        .map(|(input, port)| Source {
-            input,
-            port,
-            batch: Batch::with_capacity(BATCH, BATCH * 2048),
-            pos: 0,
-            done: false,
-        })
-        .collect();
+    // Sources that still have a frame, with that frame's timestamp.
+    let mut live: Vec<(usize, Box<dyn FrameSource>, u64)> = Vec::with_capacity(sources.len());
+    for (input, mut src) in sources {
+        if src.advance()? {
+            let ts = src.current().ts;
+            live.push((input, src, ts));
+        }
+    }
     let mut total = 0u64;
     let mut last = Instant::now();
-    loop {
-        for s in srcs.iter_mut() {
-            s.fill()?;
+    while !live.is_empty() {
+        // The earliest head; with one source this is always it.
+        let mut cur = 0;
+        for (i, s) in live.iter().enumerate().skip(1) {
+            if s.2 < live[cur].2 {
+                cur = i;
+            }
         }
-        let Some(cur) = (0..srcs.len())
-            .filter(|&i| srcs[i].head_ts().is_some())
-            .min_by_key(|&i| (srcs[i].head_ts(), i))
-        else {
-            break;
-        };
-        // Frames of `cur` that come before every other source's head form one run.
-        let limit = (0..srcs.len())
-            .filter(|&i| i != cur)
-            .filter_map(|i| srcs[i].head_ts().map(|t| (t, i)))
+        // Frames of `cur` up to the next other head form one run, without re-selecting.
+        let limit = live
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != cur)
+            .map(|(i, s)| (s.2, i))
             .min();
-        let s = &mut srcs[cur];
-        let start = s.pos;
-        let mut end = start + 1;
-        while let Some(f) = s.batch.get(end) {
-            let before = match limit {
-                Some((t, i)) => (f.ts, cur) < (t, i),
-                None => true,
-            };
-            if !before {
+        let (input, src, head) = &mut live[cur];
+        loop {
+            engine.process(*input, src.current(), sink);
+            total += 1;
+            if total & 0xffff == 0 && last.elapsed() >= Duration::from_millis(500) {
+                progress(total);
+                last = Instant::now();
+            }
+            if !src.advance()? {
+                live.remove(cur);
                 break;
             }
-            end += 1;
-        }
-        engine.process_batch(s.input, (start..end).filter_map(|i| s.batch.get(i)), sink);
-        s.pos = end;
-        total += (end - start) as u64;
-        if last.elapsed() >= Duration::from_millis(500) {
-            progress(total);
-            last = Instant::now();
+            // With other sources, stop the run where the next of theirs comes first.
+            if let Some((t, i)) = limit {
+                *head = src.current().ts;
+                if (*head, cur) >= (t, i) {
+                    break;
+                }
+            }
         }
     }
     Ok(total)
@@ -141,7 +111,7 @@ pub fn run(
     let input_names: Vec<&str> = plan.inputs.iter().map(|i| i.name.as_str()).collect();
     let output_names: Vec<&str> = plan.outputs.iter().map(|o| o.name.as_str()).collect();
 
-    let mut sources: Vec<(usize, Box<dyn RxPort>)> = Vec::new();
+    let mut sources: Vec<(usize, Box<dyn FrameSource>)> = Vec::new();
     let mut seen_inputs = Vec::new();
     for arg in inputs {
         let (name, file) = match split_assignment(arg, "-i") {
@@ -352,7 +322,7 @@ pub fn demo(count: u64) -> Result<ExitCode> {
     println!("QinQ (0x88a8) and 0x9100-tagged, carrying TCP, UDP, ICMP, IPv6 and ARP.\n");
     // The generator's own bookkeeping: what each output should get, known without vxspan.
     let mut expected = [0u64; 2];
-    let sources: Vec<(usize, Box<dyn RxPort>)> = ["eth0", "eth1"]
+    let sources: Vec<(usize, Box<dyn FrameSource>)> = ["eth0", "eth1"]
         .iter()
         .enumerate()
         .map(|(seed, name)| {
@@ -369,7 +339,10 @@ pub fn demo(count: u64) -> Result<ExitCode> {
                 let len = f.data.len() as u32;
                 frames.push((f.data, len, f.ts));
             }
-            (idx, Box::new(MemoryInput::new(frames)) as Box<dyn RxPort>)
+            (
+                idx,
+                Box::new(MemoryInput::new(frames)) as Box<dyn FrameSource>,
+            )
         })
         .collect();
     let mut engine = Engine::new(Arc::new(plan));

@@ -10,7 +10,7 @@ use vxspan::replay::{drive, Outputs};
 use vxspan_core::{Engine, Plan, Report};
 use vxspan_io::mem::{MemoryInput, MemoryOutput};
 use vxspan_io::pcap::FileInput;
-use vxspan_io::RxPort;
+use vxspan_io::FrameSource;
 
 const ANY: &str = r#"
 [inputs.in]
@@ -45,7 +45,7 @@ fn engine() -> Engine {
     ))
 }
 
-fn run(port: Box<dyn RxPort>) -> (Report, u64) {
+fn run(port: Box<dyn FrameSource>) -> (Report, u64) {
     let mut e = engine();
     let mut sink = Outputs { ports: Vec::new() };
     for _ in 0..3 {

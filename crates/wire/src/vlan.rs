@@ -78,6 +78,7 @@ pub struct L2Info {
 impl L2Info {
     /// Walks the Ethernet header and its tag stack. Fails on a frame shorter than its header or
     /// its tags, and on more than [`MAX_TAGS`] tags.
+    #[inline]
     pub fn parse(frame: &[u8]) -> Result<Self> {
         if frame.len() < HEADER_LEN {
             return Err(Error::Truncated);
@@ -86,15 +87,16 @@ impl L2Info {
         let mut outer = None;
         let mut n_tags = 0u8;
         loop {
-            let tpid: EtherType = match frame.get(off..off + 2) {
-                Some([a, b]) => u16::from_be_bytes([*a, *b]).into(),
+            // Raw TPID comparisons: this runs for every frame, before any conversion.
+            let tpid = match frame.get(off..off + 2) {
+                Some([a, b]) => u16::from_be_bytes([*a, *b]),
                 _ => return Err(Error::Truncated),
             };
-            if !tpid.is_vlan_tpid() {
+            if !matches!(tpid, 0x8100 | 0x88a8 | 0x9100) {
                 return Ok(L2Info {
                     n_tags,
                     outer,
-                    ethertype: tpid,
+                    ethertype: tpid.into(),
                     l3_offset: off + 2,
                 });
             }
@@ -102,8 +104,14 @@ impl L2Info {
                 return Err(Error::Malformed);
             }
             // The tag's TCI and the EtherType that follows it must both be present.
-            let tag = VlanTag::parse(frame.get(off..off + TAG_LEN + 2).ok_or(Error::Truncated)?)?;
-            outer.get_or_insert(tag);
+            let tci = match frame.get(off + 2..off + TAG_LEN + 2) {
+                Some([c, d, _, _]) => u16::from_be_bytes([*c, *d]),
+                _ => return Err(Error::Truncated),
+            };
+            outer.get_or_insert(VlanTag {
+                tpid: tpid.into(),
+                tci,
+            });
             n_tags += 1;
             off += TAG_LEN;
         }
