@@ -334,3 +334,81 @@ to = "tools"
         Some(0)
     );
 }
+
+/// Loop guard: a tunnel output whose route leaves through the very interface vxspan mirrors
+/// from never re-captures its own packets (PACKET_IGNORE_OUTGOING on the input ring).
+#[test]
+fn own_tunnel_traffic_is_not_recaptured() {
+    if common::netns::skipped() {
+        return;
+    }
+    let dir = scratch("live-tunnel-loop");
+    let ns = Netns::new("loop");
+    ns.veth("eth1", "p1", 1500);
+    ip(&ns, &["addr", "add", "198.18.0.1/24", "dev", "eth1"]);
+    let mac = String::from_utf8(ns.exec_ok(&["cat", "/sys/class/net/p1/address"]).stdout).unwrap();
+    ip(
+        &ns,
+        &[
+            "neigh",
+            "replace",
+            "198.18.0.2",
+            "lladdr",
+            mac.trim(),
+            "dev",
+            "eth1",
+            "nud",
+            "permanent",
+        ],
+    );
+    let config = dir.join("loop.toml");
+    std::fs::write(&config, "[inputs.mirror]\ninterface = \"eth1\"\n[outputs.collector]\nvxlan = { remote = \"198.18.0.2\", vni = 5 }\n[[rules]]\nfrom = \"mirror\"\nto = \"collector\"\n").unwrap();
+    let control = dir.join("control.sock");
+    let _vx = Proc(
+        ns.cmd(&[
+            env!("CARGO_BIN_EXE_vxspan"),
+            "run",
+            config.to_str().unwrap(),
+            "--control",
+            control.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.join("run.err")).unwrap(),
+        ))
+        .spawn()
+        .unwrap(),
+    );
+    wait_for(Duration::from_secs(10), || control.exists());
+    let input = dir.join("in.pcap");
+    assert!(Command::new(env!("CARGO_BIN_EXE_vxspan"))
+        .args([
+            "gen",
+            "-w",
+            input.to_str().unwrap(),
+            "--count",
+            "100",
+            "--seed",
+            "2"
+        ])
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let tx_before = ns.stat("eth1", "tx_packets");
+    ns.exec_ok(&["tcpreplay", "-q", "-i", "p1", input.to_str().unwrap()]);
+    wait_for(Duration::from_secs(10), || {
+        stats(&control)["interfaces"]["collector"]["tx_packets"].as_u64() == Some(100)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let s = stats(&control);
+    assert_eq!(
+        s["interfaces"]["mirror"]["rx_packets"].as_u64(),
+        Some(100),
+        "only the injected frames, not vxspan's own tunnel packets"
+    );
+    assert!(
+        ns.stat("eth1", "tx_packets") - tx_before >= 100,
+        "the tunnel packets did leave through eth1"
+    );
+}
