@@ -91,10 +91,161 @@ impl fmt::Display for BpfError {
 
 impl std::error::Error for BpfError {}
 
-/// A validated cBPF program.
+/// A validated cBPF program, also decoded once into [`Op`]s so that running it is one dispatch
+/// per instruction instead of a cascade of field tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BpfProgram {
     insns: Vec<BpfInsn>,
+    ops: Vec<Op>,
+}
+
+/// An ALU operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Alu {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    Or,
+    And,
+    Lsh,
+    Rsh,
+    Xor,
+}
+
+/// A jump condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cond {
+    Eq,
+    Gt,
+    Ge,
+    Set,
+}
+
+/// A decoded instruction. Jump offsets are relative to the next instruction, as in cBPF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    LdAbs(u32, u8),
+    LdInd(u32, u8),
+    LdImm(u32),
+    LdLen,
+    LdMem(u8),
+    LdxImm(u32),
+    LdxLen,
+    LdxMem(u8),
+    LdxMsh(u32),
+    St(u8),
+    Stx(u8),
+    AluK(Alu, u32),
+    AluX(Alu),
+    Neg,
+    Ja(u32),
+    JmpK(Cond, u32, u8, u8),
+    JmpX(Cond, u8, u8),
+    RetK(u32),
+    RetA,
+    RetX,
+    Tax,
+    Txa,
+}
+
+fn decode(i: &BpfInsn) -> Op {
+    let class = i.code & 0x07;
+    let size = match i.code & 0x18 {
+        W => 4,
+        H => 2,
+        _ => 1,
+    };
+    let alu = |op: u16| match op {
+        ADD => Alu::Add,
+        SUB => Alu::Sub,
+        MUL => Alu::Mul,
+        DIV => Alu::Div,
+        MOD => Alu::Mod,
+        OR => Alu::Or,
+        AND => Alu::And,
+        LSH => Alu::Lsh,
+        RSH => Alu::Rsh,
+        _ => Alu::Xor,
+    };
+    let cond = |op: u16| match op {
+        JEQ => Cond::Eq,
+        JGT => Cond::Gt,
+        JGE => Cond::Ge,
+        _ => Cond::Set,
+    };
+    let mem = (i.k & 0xf) as u8;
+    match class {
+        LD => match i.code & 0xe0 {
+            IMM => Op::LdImm(i.k),
+            LEN => Op::LdLen,
+            MEM => Op::LdMem(mem),
+            ABS => Op::LdAbs(i.k, size),
+            _ => Op::LdInd(i.k, size),
+        },
+        LDX => match i.code & 0xe0 {
+            IMM => Op::LdxImm(i.k),
+            LEN => Op::LdxLen,
+            MEM => Op::LdxMem(mem),
+            _ => Op::LdxMsh(i.k),
+        },
+        ST => Op::St(mem),
+        STX => Op::Stx(mem),
+        ALU if i.code & 0xf0 == NEG => Op::Neg,
+        ALU if i.code & SRC_X != 0 => Op::AluX(alu(i.code & 0xf0)),
+        ALU => Op::AluK(alu(i.code & 0xf0), i.k),
+        JMP if i.code & 0xf0 == JA => Op::Ja(i.k),
+        JMP if i.code & SRC_X != 0 => Op::JmpX(cond(i.code & 0xf0), i.jt, i.jf),
+        JMP => Op::JmpK(cond(i.code & 0xf0), i.k, i.jt, i.jf),
+        RET => match i.code & 0x18 {
+            RVAL_A => Op::RetA,
+            RVAL_X => Op::RetX,
+            _ => Op::RetK(i.k),
+        },
+        _ if i.code & TXA != 0 => Op::Txa,
+        _ => Op::Tax,
+    }
+}
+
+#[inline]
+fn alu(op: Alu, a: u32, v: u32) -> Option<u32> {
+    Some(match op {
+        Alu::Add => a.wrapping_add(v),
+        Alu::Sub => a.wrapping_sub(v),
+        Alu::Mul => a.wrapping_mul(v),
+        Alu::Div => a.checked_div(v)?,
+        Alu::Mod => a.checked_rem(v)?,
+        Alu::Or => a | v,
+        Alu::And => a & v,
+        Alu::Lsh => a.checked_shl(v).unwrap_or(0),
+        Alu::Rsh => a.checked_shr(v).unwrap_or(0),
+        Alu::Xor => a ^ v,
+    })
+}
+
+#[inline]
+fn test(c: Cond, a: u32, v: u32) -> bool {
+    match c {
+        Cond::Eq => a == v,
+        Cond::Gt => a > v,
+        Cond::Ge => a >= v,
+        Cond::Set => a & v != 0,
+    }
+}
+
+#[inline]
+fn load(pkt: &[u8], off: u32, size: u8) -> Option<u32> {
+    let off = off as usize;
+    match size {
+        4 => pkt
+            .get(off..off.checked_add(4)?)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+        2 => pkt
+            .get(off..off.checked_add(2)?)
+            .map(|b| u32::from(u16::from_be_bytes([b[0], b[1]]))),
+        _ => pkt.get(off).map(|b| u32::from(*b)),
+    }
 }
 
 impl BpfProgram {
@@ -183,7 +334,8 @@ impl BpfProgram {
                 problem: "the program does not end with ret",
             });
         }
-        Ok(BpfProgram { insns })
+        let ops = insns.iter().map(decode).collect();
+        Ok(BpfProgram { insns, ops })
     }
 
     pub fn insns(&self) -> &[BpfInsn] {
@@ -199,110 +351,51 @@ impl BpfProgram {
     /// Runs the program; returns its result (0 = reject). Never panics: the validation in
     /// [`BpfProgram::new`] bounds every jump, and every packet load is checked.
     pub fn run(&self, pkt: &[u8], wire_len: u32) -> u32 {
+        let mut mem = [0u32; MEMWORDS as usize];
         let mut a: u32 = 0;
         let mut x: u32 = 0;
-        let mut mem = [0u32; MEMWORDS as usize];
         let mut pc = 0usize;
-        let load = |off: u32, size: u16| -> Option<u32> {
-            let off = off as usize;
-            match size {
-                W => pkt
-                    .get(off..off.checked_add(4)?)
-                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
-                H => pkt
-                    .get(off..off.checked_add(2)?)
-                    .map(|b| u32::from(u16::from_be_bytes([b[0], b[1]]))),
-                _ => pkt.get(off).map(|b| u32::from(*b)),
-            }
-        };
         loop {
-            let Some(i) = self.insns.get(pc) else {
-                return 0;
-            };
+            let Some(op) = self.ops.get(pc) else { return 0 };
             pc += 1;
-            let class = i.code & 0x07;
-            match class {
-                LD => {
-                    let size = i.code & 0x18;
-                    a = match i.code & 0xe0 {
-                        IMM => i.k,
-                        LEN => wire_len,
-                        MEM => mem[(i.k & 0xf) as usize],
-                        ABS => match load(i.k, size) {
-                            Some(v) => v,
-                            None => return 0,
-                        },
-                        _ => match x.checked_add(i.k).and_then(|off| load(off, size)) {
-                            Some(v) => v,
-                            None => return 0,
-                        },
-                    };
-                }
-                LDX => {
-                    x = match i.code & 0xe0 {
-                        IMM => i.k,
-                        LEN => wire_len,
-                        MEM => mem[(i.k & 0xf) as usize],
-                        _ => match load(i.k, B) {
-                            Some(v) => (v & 0xf) << 2,
-                            None => return 0,
-                        },
-                    };
-                }
-                ST => mem[(i.k & 0xf) as usize] = a,
-                STX => mem[(i.k & 0xf) as usize] = x,
-                ALU => {
-                    let op = i.code & 0xf0;
-                    let v = if i.code & SRC_X != 0 { x } else { i.k };
-                    a = match op {
-                        ADD => a.wrapping_add(v),
-                        SUB => a.wrapping_sub(v),
-                        MUL => a.wrapping_mul(v),
-                        DIV => match a.checked_div(v) {
-                            Some(r) => r,
-                            None => return 0,
-                        },
-                        MOD => match a.checked_rem(v) {
-                            Some(r) => r,
-                            None => return 0,
-                        },
-                        OR => a | v,
-                        AND => a & v,
-                        LSH => a.checked_shl(v).unwrap_or(0),
-                        RSH => a.checked_shr(v).unwrap_or(0),
-                        NEG => a.wrapping_neg(),
-                        _ => a ^ v,
-                    };
-                }
-                JMP => {
-                    let op = i.code & 0xf0;
-                    if op == JA {
-                        pc += i.k as usize;
-                        continue;
-                    }
-                    let v = if i.code & SRC_X != 0 { x } else { i.k };
-                    let cond = match op {
-                        JEQ => a == v,
-                        JGT => a > v,
-                        JGE => a >= v,
-                        _ => a & v != 0,
-                    };
-                    pc += usize::from(if cond { i.jt } else { i.jf });
-                }
-                RET => {
-                    return match i.code & 0x18 {
-                        RVAL_A => a,
-                        RVAL_X => x,
-                        _ => i.k,
-                    }
-                }
-                _ => {
-                    if i.code & TXA != 0 {
-                        a = x;
-                    } else {
-                        x = a;
-                    }
-                }
+            match *op {
+                Op::LdAbs(k, size) => match load(pkt, k, size) {
+                    Some(v) => a = v,
+                    None => return 0,
+                },
+                Op::LdInd(k, size) => match x.checked_add(k).and_then(|off| load(pkt, off, size)) {
+                    Some(v) => a = v,
+                    None => return 0,
+                },
+                Op::LdImm(k) => a = k,
+                Op::LdLen => a = wire_len,
+                Op::LdMem(m) => a = mem[usize::from(m)],
+                Op::LdxImm(k) => x = k,
+                Op::LdxLen => x = wire_len,
+                Op::LdxMem(m) => x = mem[usize::from(m)],
+                Op::LdxMsh(k) => match load(pkt, k, 1) {
+                    Some(v) => x = (v & 0xf) << 2,
+                    None => return 0,
+                },
+                Op::St(m) => mem[usize::from(m)] = a,
+                Op::Stx(m) => mem[usize::from(m)] = x,
+                Op::AluK(op, k) => match alu(op, a, k) {
+                    Some(v) => a = v,
+                    None => return 0,
+                },
+                Op::AluX(op) => match alu(op, a, x) {
+                    Some(v) => a = v,
+                    None => return 0,
+                },
+                Op::Neg => a = a.wrapping_neg(),
+                Op::Ja(k) => pc += k as usize,
+                Op::JmpK(c, k, jt, jf) => pc += usize::from(if test(c, a, k) { jt } else { jf }),
+                Op::JmpX(c, jt, jf) => pc += usize::from(if test(c, a, x) { jt } else { jf }),
+                Op::RetK(k) => return k,
+                Op::RetA => return a,
+                Op::RetX => return x,
+                Op::Tax => x = a,
+                Op::Txa => a = x,
             }
         }
     }
