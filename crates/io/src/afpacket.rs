@@ -484,6 +484,86 @@ pub fn set_up(interface: &str) -> io::Result<bool> {
     Ok(true)
 }
 
+/// ethtool commands (linux/ethtool.h): get / set GRO, GSO, and the flags word (for LRO).
+const ETHTOOL_GGSO: u32 = 0x23;
+const ETHTOOL_SGSO: u32 = 0x24;
+const ETHTOOL_GFLAGS: u32 = 0x25;
+const ETHTOOL_SFLAGS: u32 = 0x26;
+const ETHTOOL_GGRO: u32 = 0x2b;
+const ETHTOOL_SGRO: u32 = 0x2c;
+const ETH_FLAG_LRO: u32 = 1 << 15;
+
+#[repr(C)]
+struct EthtoolValue {
+    cmd: u32,
+    data: u32,
+}
+
+fn ethtool(interface: &str, cmd: u32, data: u32) -> io::Result<u32> {
+    let (fd, mut ifr) = ifreq(interface)?;
+    let mut v = EthtoolValue { cmd, data };
+    ifr.ifr_ifru.ifru_data = (&mut v as *mut EthtoolValue).cast();
+    // SAFETY: `ifr` names the interface and points at `v`, a live ethtool_value, for the call.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr) };
+    sys::check(r, "ioctl(SIOCETHTOOL)")?;
+    Ok(v.data)
+}
+
+/// Offload settings changed on an interface, to put back when vxspan lets it go.
+#[derive(Debug)]
+pub struct Offloads {
+    interface: String,
+    /// (set command, previous value) for each setting changed.
+    changed: Vec<(u32, u32)>,
+}
+
+impl Offloads {
+    /// Turns off GRO, LRO and GSO on an input, so frames are forwarded as they were on the wire
+    /// instead of merged into super-frames. Settings the driver does not support are left
+    /// alone; the ones changed are restored when the returned value is dropped.
+    pub fn disable(interface: &str) -> Offloads {
+        let mut changed = Vec::new();
+        for (get, set) in [(ETHTOOL_GGRO, ETHTOOL_SGRO), (ETHTOOL_GGSO, ETHTOOL_SGSO)] {
+            if let Ok(1) = ethtool(interface, get, 0) {
+                if ethtool(interface, set, 0).is_ok() {
+                    changed.push((set, 1));
+                }
+            }
+        }
+        if let Ok(flags) = ethtool(interface, ETHTOOL_GFLAGS, 0) {
+            if flags & ETH_FLAG_LRO != 0
+                && ethtool(interface, ETHTOOL_SFLAGS, flags & !ETH_FLAG_LRO).is_ok()
+            {
+                changed.push((ETHTOOL_SFLAGS, flags));
+            }
+        }
+        Offloads {
+            interface: interface.to_owned(),
+            changed,
+        }
+    }
+
+    /// The settings that were changed ("gro", "gso", "lro").
+    pub fn changed(&self) -> Vec<&'static str> {
+        self.changed
+            .iter()
+            .map(|(c, _)| match *c {
+                ETHTOOL_SGRO => "gro",
+                ETHTOOL_SGSO => "gso",
+                _ => "lro",
+            })
+            .collect()
+    }
+}
+
+impl Drop for Offloads {
+    fn drop(&mut self) {
+        for (set, old) in self.changed.iter().rev() {
+            let _ = ethtool(&self.interface, *set, *old);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

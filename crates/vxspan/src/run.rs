@@ -97,6 +97,8 @@ impl LiveInput {
 /// Open ports for a plan.
 struct Ports {
     inputs: Vec<LiveInput>,
+    /// Offloads turned off on input interfaces, restored when the ports are closed.
+    _offloads: Vec<afpacket::Offloads>,
     outputs: LiveOutputs,
     /// Input and output interface names, to tell whether a new plan can keep these ports.
     key: (Vec<String>, Vec<String>),
@@ -153,6 +155,7 @@ fn load_plan(path: &Path) -> Result<(vxspan_config::Config, Plan), String> {
 
 fn open_ports(plan: &Plan) -> Result<Ports> {
     let mut inputs = Vec::new();
+    let mut offloads = Vec::new();
     for i in &plan.inputs {
         if let Some(l) = &i.listen {
             let sock = ListenSocket::open(l.addr, l.port)
@@ -165,6 +168,15 @@ fn open_ports(plan: &Plan) -> Result<Ports> {
         {
             log(format!("brought {} up", i.interface));
         }
+        let off = afpacket::Offloads::disable(&i.interface);
+        if !off.changed().is_empty() {
+            log(format!(
+                "{}: turned off {} (restored on exit)",
+                i.interface,
+                off.changed().join(", ")
+            ));
+        }
+        offloads.push(off);
         let ring = RxRing::open(&i.interface).with_context(|| {
             format!(
                 "input {}: opening a receive ring on {}",
@@ -206,6 +218,7 @@ fn open_ports(plan: &Plan) -> Result<Ports> {
     }
     Ok(Ports {
         inputs,
+        _offloads: offloads,
         outputs: LiveOutputs { sockets, outs },
         key: interfaces_key(plan),
     })
@@ -388,8 +401,9 @@ pub fn run(config: &Path, datapath: &str, control: Option<&Path>) -> Result<Exit
         .map(Path::to_owned)
         .or_else(|| cfg.control.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL));
-    let ctl = Control::bind(&control_path)?;
     let ports = open_ports(&plan)?;
+    // The control socket appears once everything is set up: it is the sign vxspan is running.
+    let ctl = Control::bind(&control_path)?;
     log_placement(&cfg, &plan);
     log(format!(
         "running {} on {} input(s), {} output interface(s); control socket {}",

@@ -416,3 +416,36 @@ fn overload_keeps_exact_accounting() {
         p["drop_reasons"]["ring_overrun"], p["drop_reasons"]["no_rule"]
     );
 }
+
+/// GRO and GSO (and LRO, which veth lacks) are turned off on inputs while vxspan runs (frames are forwarded as they were
+/// on the wire, not merged) and restored when it stops.
+#[test]
+fn offloads_off_while_running_and_restored() {
+    if common::netns::skipped() {
+        return;
+    }
+    let dir = scratch("live-offloads");
+    let ns = Netns::new("off");
+    for i in 0..4 {
+        ns.veth(&format!("eth{i}"), &format!("p{i}"), 1500);
+    }
+    ns.exec_ok(&["ethtool", "-K", "eth1", "gro", "on", "gso", "on"]);
+    let state = |feature: &str| {
+        let o = ns.exec_ok(&["ethtool", "-k", "eth1"]);
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .find(|l| l.trim_start().starts_with(feature))
+            .map(|l| l.contains(": on"))
+            .unwrap()
+    };
+    assert!(state("generic-receive-offload") && state("generic-segmentation-offload"));
+    let config = dir.join("vxspan.json");
+    std::fs::copy(root().join("examples/vxspan.json"), &config).unwrap();
+    let vx = Vxspan::start(&ns, &config, &dir);
+    assert!(!state("generic-receive-offload") && !state("generic-segmentation-offload"));
+    vx.stop(&dir);
+    assert!(
+        state("generic-receive-offload") && state("generic-segmentation-offload"),
+        "restored on exit"
+    );
+}
