@@ -23,10 +23,11 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{fence, AtomicU32, Ordering};
 use vxspan_core::{TxDrop, TxFrame};
 
-/// Ring geometry: 16 blocks of 256 KiB (4 MiB per input); a block is handed over when full or
+/// Ring geometry: 8 blocks of 256 KiB (2 MiB per input: ten inputs stay well inside the
+/// appliance's memory budget); a block is handed over when full or
 /// after `RETIRE_MS`, whichever comes first.
 pub const BLOCK_SIZE: usize = 256 * 1024;
-pub const BLOCK_NR: usize = 16;
+pub const BLOCK_NR: usize = 8;
 const FRAME_SIZE: usize = 2048;
 const RETIRE_MS: u32 = 10;
 

@@ -449,3 +449,45 @@ fn offloads_off_while_running_and_restored() {
         "restored on exit"
     );
 }
+
+/// With 10 input and 10 output ports, `vxspan run` stays under 48 MB resident (the appliance has
+/// 128 MB in all).
+#[test]
+fn ten_by_ten_ports_fit_in_48_mb() {
+    if common::netns::skipped() {
+        return;
+    }
+    let dir = scratch("live-rss");
+    let ns = Netns::new("rss");
+    for i in 0..20 {
+        ns.veth(&format!("e{i}"), &format!("q{i}"), 1500);
+    }
+    let mut text = String::new();
+    for i in 0..10 {
+        text += &format!(
+            "[inputs.in{i}]\ninterface = \"e{i}\"\n[outputs.out{i}]\ninterface = \"e{}\"\n",
+            i + 10
+        );
+    }
+    for i in 0..10 {
+        text += &format!(
+            "[[rules]]\nfrom = \"in{i}\"\nvlan = [{}, \"none\"]\nto = [\"out{i}\", \"out{}\"]\n",
+            i + 1,
+            (i + 1) % 10
+        );
+    }
+    let config = dir.join("ten.toml");
+    std::fs::write(&config, text).unwrap();
+    let vx = Vxspan::start(&ns, &config, &dir);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", vx.child.id())).unwrap();
+    let rss_kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap();
+    eprintln!("vxspan run with 10 + 10 ports: VmRSS {rss_kb} kB");
+    assert!(rss_kb < 48 * 1024, "VmRSS {rss_kb} kB");
+    vx.stop(&dir);
+}
