@@ -491,3 +491,194 @@ fn ten_by_ten_ports_fit_in_48_mb() {
     assert!(rss_kb < 48 * 1024, "VmRSS {rss_kb} kB");
     vx.stop(&dir);
 }
+
+/// Jumbo frames cross when every MTU allows; a copy larger than the output's MTU is counted as
+/// `mtu_exceeded`, never sent or lost silently.
+#[test]
+fn jumbo_frames_and_mtu_exceeded() {
+    if common::netns::skipped() {
+        return;
+    }
+    let dir = scratch("live-jumbo");
+    let ns = Netns::new("jmb");
+    ns.veth("eth0", "p0", 9500);
+    ns.veth("eth1", "p1", 9500);
+    ns.veth("eth2", "p2", 9500); // jumbo-capable output
+    ns.veth("eth3", "p3", 1500); // a 1500-byte output
+    let config = dir.join("vxspan.json");
+    std::fs::copy(root().join("examples/vxspan.json"), &config).unwrap();
+    let vx = Vxspan::start(&ns, &config, &dir);
+    let golden = root().join("tests/golden/vxspan-example");
+    // What reaches eth1's packet sockets (the kernel drops some tagged runts while untagging),
+    // by an independent observer.
+    let on_eth1 = ns.capture("eth1", &dir.join("eth1.pcap"));
+    ns.exec_ok(&[
+        "tcpreplay",
+        "-q",
+        "-i",
+        "p1",
+        golden.join("eth1.pcap").to_str().unwrap(),
+    ]);
+    wait_for(Duration::from_secs(10), || {
+        frames_in(&dir.join("eth1.pcap")) >= counter(&vx.stats(), "eth1", "rx_packets")
+            && counter(&vx.stats(), "eth1", "rx_packets") > 150
+    });
+    on_eth1.stop();
+    let mut arrived: Vec<Vec<u8>> = read_capture(&dir.join("eth1.pcap"))
+        .into_iter()
+        .map(|f| f.0)
+        .collect();
+    arrived.sort();
+    // Expected per output, from the golden expectations: frames whose layer 3 payload fits.
+    let big = |f: &Vec<u8>| {
+        let l2 = vxspan_core::wire::L2Info::parse(f).unwrap();
+        f.len() - l2.l3_offset > 1500
+    };
+    let eth3: Vec<Vec<u8>> = read_capture(&golden.join("expected/eth3.pcap"))
+        .into_iter()
+        .map(|f| f.0)
+        .filter(|f| arrived.binary_search(f).is_ok())
+        .collect();
+    let eth1_to_2: Vec<Vec<u8>> = read_capture(&golden.join("expected/eth2.pcap"))
+        .into_iter()
+        .map(|f| f.0)
+        .filter(|f| {
+            arrived.binary_search(f).is_ok()
+                && vxspan_core::wire::L2Info::parse(f).is_ok_and(|l| l.outer_vid() == 12)
+        })
+        .collect();
+    let too_big = eth3.iter().filter(|f| big(f)).count() as u64;
+    assert!(too_big > 0, "the fixture has jumbo frames on VLAN 10");
+    let mut last = serde_json::Value::Null;
+    let ok = (0..500).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        last = vx.stats();
+        counter(&last, "eth3", "tx_packets") + counter(&last, "eth3", "tx_dropped_packets")
+            == eth3.len() as u64
+    });
+    assert!(
+        ok,
+        "expected {} copies for eth3 ({too_big} too big); vxspan: {}",
+        eth3.len(),
+        last["interfaces"]["eth3"]
+    );
+    let s = vx.stats();
+    assert_eq!(
+        s["interfaces"]["eth3"]["tx_drop_reasons"]["mtu_exceeded"].as_u64(),
+        Some(too_big)
+    );
+    assert_eq!(
+        counter(&s, "eth3", "tx_packets"),
+        eth3.len() as u64 - too_big
+    );
+    assert!(eth1_to_2.iter().any(|f| f.len() > 8000) || eth3.iter().any(|f| f.len() > 8000));
+    wait_for(Duration::from_secs(10), || {
+        counter(&vx.stats(), "eth2", "tx_packets") == eth1_to_2.len() as u64
+    });
+    vx.stop(&dir);
+}
+
+/// 50 reloads during a blast: rules-only reloads swap the plan between two batches, so every
+/// frame the kernel delivered is counted, every forwarded frame reached an output or is a counted
+/// drop, and the far ends received exactly what vxspan says it sent. Every fifth reload is an
+/// invalid file, which changes nothing.
+#[test]
+fn fifty_reloads_during_a_blast() {
+    if common::netns::skipped() {
+        return;
+    }
+    let dir = scratch("live-reloads");
+    let ns = Netns::new("rls");
+    for i in 0..4 {
+        ns.veth(&format!("eth{i}"), &format!("p{i}"), 1500);
+    }
+    let config = dir.join("vxspan.json");
+    let a = r#"{"interfaces": {"eth0": {"redirect_map": {"none": "eth2"}}, "eth1": {"redirect_map": {"any": "eth2", "10": "eth3"}}}}"#;
+    let b = r#"{"interfaces": {"eth0": {"redirect_map": {"none": "eth2"}}, "eth1": {"redirect_map": {"any": "eth3", "10": "eth2"}}}}"#;
+    std::fs::write(&config, a).unwrap();
+    let vx = Vxspan::start(&ns, &config, &dir);
+    let input = dir.join("blast.pcap");
+    assert!(Command::new(env!("CARGO_BIN_EXE_vxspan"))
+        .args([
+            "gen",
+            "-w",
+            input.to_str().unwrap(),
+            "--count",
+            "20000",
+            "--seed",
+            "5"
+        ])
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let rx0 = ns.stat("eth1", "rx_packets");
+    let (r2, r3) = (ns.stat("p2", "rx_packets"), ns.stat("p3", "rx_packets"));
+    // About two seconds of traffic while reloading.
+    let mut blast = ns
+        .cmd(&[
+            "tcpreplay",
+            "-q",
+            "--pps",
+            "10000",
+            "-i",
+            "p1",
+            input.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut refused = 0;
+    for i in 0..50 {
+        let text = if i % 5 == 4 {
+            r#"{"interfaces": {"eth1": {"redirect_map": {"10": 3}}}}"#
+        } else if i % 2 == 0 {
+            b
+        } else {
+            a
+        };
+        std::fs::write(&config, text).unwrap();
+        let o = vx.cli(&["reload"]);
+        if i % 5 == 4 {
+            assert_eq!(o.status.code(), Some(2), "an invalid file is refused");
+            refused += 1;
+        } else {
+            assert!(
+                o.status.success() && String::from_utf8_lossy(&o.stdout).contains("ports kept"),
+                "{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    assert_eq!(refused, 10);
+    let _ = blast.wait();
+    let delivered = ns.stat("eth1", "rx_packets") - rx0;
+    assert!(delivered >= 19_000, "{delivered}");
+    wait_for(Duration::from_secs(10), || {
+        counter(&vx.stats(), "eth1", "rx_packets") == delivered
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let s = vx.stats();
+    let fwd = counter(&s, "eth1", "forwarded_packets");
+    assert_eq!(delivered, fwd + counter(&s, "eth1", "dropped_packets"));
+    let sent = counter(&s, "eth2", "tx_packets") + counter(&s, "eth3", "tx_packets");
+    let lost =
+        counter(&s, "eth2", "tx_dropped_packets") + counter(&s, "eth3", "tx_dropped_packets");
+    assert_eq!(
+        fwd,
+        sent + lost,
+        "each forwarded frame went to exactly one output or is a counted drop"
+    );
+    assert_eq!(
+        ns.stat("p2", "rx_packets") - r2 + ns.stat("p3", "rx_packets") - r3,
+        sent,
+        "the far ends got what vxspan sent"
+    );
+    assert_eq!(
+        fwd, delivered,
+        "'any' forwards every frame, whichever plan is running"
+    );
+    vx.stop(&dir);
+}
