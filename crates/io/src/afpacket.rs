@@ -131,8 +131,9 @@ pub struct RxRing {
     map: *mut u8,
     map_len: usize,
     next_block: usize,
-    /// Drops the kernel reported since the last call to [`RxRing::take_drops`].
     pub name: String,
+    /// The interface index the ring is bound to (a re-created interface gets a new one).
+    pub ifindex: u32,
 }
 
 // SAFETY: the mapping is owned by this value alone and only touched through `&mut self`.
@@ -230,6 +231,7 @@ impl RxRing {
             map_len,
             next_block: 0,
             name: interface.to_owned(),
+            ifindex: idx,
         })
     }
 
@@ -356,6 +358,8 @@ impl RxPort for RxRing {
 pub struct TxSocket {
     fd: OwnedFd,
     pub name: String,
+    /// The interface index the socket is bound to.
+    pub ifindex: u32,
 }
 
 impl TxSocket {
@@ -382,6 +386,7 @@ impl TxSocket {
         Ok(TxSocket {
             fd,
             name: interface.to_owned(),
+            ifindex: idx,
         })
     }
 }

@@ -55,7 +55,11 @@ enum LiveOut {
 
 /// The outputs of the running plan.
 struct LiveOutputs {
-    sockets: Vec<TxSocket>,
+    /// Transmit sockets by interface; `None` while the interface is gone (copies for it are
+    /// counted as `link_down` until it comes back).
+    sockets: Vec<Option<TxSocket>>,
+    /// The interface of each entry of `sockets`.
+    socket_names: Vec<String>,
     outs: Vec<LiveOut>,
 }
 
@@ -63,8 +67,8 @@ impl Sink for LiveOutputs {
     fn transmit(&mut self, output: usize, frame: TxFrame<'_>) -> Result<(), TxDrop> {
         match self.outs.get_mut(output) {
             Some(LiveOut::Packet(i)) => match self.sockets.get_mut(*i) {
-                Some(s) => s.send(frame),
-                None => Err(TxDrop::LinkDown),
+                Some(Some(s)) => s.send(frame),
+                _ => Err(TxDrop::LinkDown),
             },
             Some(LiveOut::Tunnel(t)) => t.send(frame),
             None => Err(TxDrop::LinkDown),
@@ -76,6 +80,8 @@ impl Sink for LiveOutputs {
 enum LiveInput {
     Ring(RxRing),
     Listen(ListenSocket),
+    /// An interface that disappeared (a VM's vNIC disconnected): picked up again when it returns.
+    Gone(String),
 }
 
 impl LiveInput {
@@ -83,6 +89,8 @@ impl LiveInput {
         match self {
             LiveInput::Ring(r) => r.fd(),
             LiveInput::Listen(l) => l.fd(),
+            // poll(2) ignores negative descriptors.
+            LiveInput::Gone(_) => -1,
         }
     }
 
@@ -90,6 +98,7 @@ impl LiveInput {
         match self {
             LiveInput::Ring(r) => r.recv(batch, max).map(|_| ()),
             LiveInput::Listen(l) => l.recv(batch, max).map(|_| ()),
+            LiveInput::Gone(_) => Ok(()),
         }
     }
 }
@@ -185,7 +194,8 @@ fn open_ports(plan: &Plan) -> Result<Ports> {
         })?;
         inputs.push(LiveInput::Ring(ring));
     }
-    let mut sockets: Vec<TxSocket> = Vec::new();
+    let mut sockets: Vec<Option<TxSocket>> = Vec::new();
+    let mut socket_names: Vec<String> = Vec::new();
     let mut outs = Vec::new();
     for o in &plan.outputs {
         if let Some(e) = &o.encap {
@@ -199,7 +209,7 @@ fn open_ports(plan: &Plan) -> Result<Ports> {
             .interface
             .as_deref()
             .context("an output is an interface or a tunnel")?;
-        let idx = match sockets.iter().position(|s| s.name == ifname) {
+        let idx = match socket_names.iter().position(|s| s == ifname) {
             Some(i) => i,
             None => {
                 if afpacket::set_up(ifname)
@@ -207,10 +217,11 @@ fn open_ports(plan: &Plan) -> Result<Ports> {
                 {
                     log(format!("brought {ifname} up"));
                 }
-                sockets.push(
-                    TxSocket::open(ifname)
-                        .with_context(|| format!("output {}: opening {ifname}", o.name))?,
-                );
+                sockets
+                    .push(Some(TxSocket::open(ifname).with_context(|| {
+                        format!("output {}: opening {ifname}", o.name)
+                    })?));
+                socket_names.push(ifname.to_owned());
                 sockets.len() - 1
             }
         };
@@ -219,7 +230,11 @@ fn open_ports(plan: &Plan) -> Result<Ports> {
     Ok(Ports {
         inputs,
         _offloads: offloads,
-        outputs: LiveOutputs { sockets, outs },
+        outputs: LiveOutputs {
+            sockets,
+            socket_names,
+            outs,
+        },
         key: interfaces_key(plan),
     })
 }
@@ -328,6 +343,60 @@ impl State {
             }
         }
         Ok(())
+    }
+
+    /// Notices interfaces that disappeared (or were re-created with a new index) and picks up
+    /// the ones that came back: inputs get a new ring (up, promiscuous, offloads off), outputs a
+    /// new socket. While an output is gone its copies are counted as `link_down`.
+    fn check_ports(&mut self) {
+        for input in self.ports.inputs.iter_mut() {
+            let gone = match input {
+                LiveInput::Ring(r) => {
+                    (afpacket::ifindex(&r.name).ok() != Some(r.ifindex)).then(|| r.name.clone())
+                }
+                _ => None,
+            };
+            if let Some(name) = gone {
+                log(format!(
+                    "input interface {name} disappeared; waiting for it to come back"
+                ));
+                *input = LiveInput::Gone(name);
+            }
+            if let LiveInput::Gone(name) = input {
+                if afpacket::ifindex(name).is_ok() {
+                    let _ = afpacket::set_up(name);
+                    let off = afpacket::Offloads::disable(name);
+                    match RxRing::open(name) {
+                        Ok(ring) => {
+                            log(format!("input interface {name} is back"));
+                            self.ports._offloads.push(off);
+                            *input = LiveInput::Ring(ring);
+                        }
+                        Err(e) => log(format!(
+                            "input interface {name} is back but cannot be opened yet: {e}"
+                        )),
+                    }
+                }
+            }
+        }
+        let outs = &mut self.ports.outputs;
+        for (sock, name) in outs.sockets.iter_mut().zip(&outs.socket_names) {
+            let current = afpacket::ifindex(name).ok();
+            match sock {
+                Some(s) if current != Some(s.ifindex) => {
+                    log(format!("output interface {name} disappeared; copies for it are counted as link_down until it comes back"));
+                    *sock = None;
+                }
+                None if current.is_some() => {
+                    let _ = afpacket::set_up(name);
+                    if let Ok(s) = TxSocket::open(name) {
+                        log(format!("output interface {name} is back"));
+                        *sock = Some(s);
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 
     fn read_ring_stats(&mut self) {
@@ -447,6 +516,7 @@ pub fn run(config: &Path, datapath: &str, control: Option<&Path>) -> Result<Exit
         }
         if last_stats.elapsed() >= Duration::from_secs(1) {
             st.read_ring_stats();
+            st.check_ports();
             last_stats = Instant::now();
         }
     }

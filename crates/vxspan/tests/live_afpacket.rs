@@ -682,3 +682,84 @@ fn fifty_reloads_during_a_blast() {
     );
     vx.stop(&dir);
 }
+
+/// A port that disappears and comes back (a VM's vNIC reconnecting) is picked up again; while an
+/// output is gone its copies are counted as `link_down`.
+#[test]
+fn ports_that_come_back_are_picked_up() {
+    if common::netns::skipped() {
+        return;
+    }
+    let dir = scratch("live-reconnect");
+    let ns = Netns::new("rcn");
+    for i in 0..4 {
+        ns.veth(&format!("eth{i}"), &format!("p{i}"), 1500);
+    }
+    let config = dir.join("any.json");
+    std::fs::write(
+        &config,
+        r#"{"interfaces": {"eth1": {"redirect_map": {"any": "eth3"}}}}"#,
+    )
+    .unwrap();
+    let vx = Vxspan::start(&ns, &config, &dir);
+    let input = dir.join("in.pcap");
+    assert!(Command::new(env!("CARGO_BIN_EXE_vxspan"))
+        .args([
+            "gen",
+            "-w",
+            input.to_str().unwrap(),
+            "--count",
+            "100",
+            "--seed",
+            "6"
+        ])
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let send = || ns.exec_ok(&["tcpreplay", "-q", "-i", "p1", input.to_str().unwrap()]);
+    let log = || std::fs::read_to_string(dir.join("run.err")).unwrap_or_default();
+
+    // The output goes away: copies are counted as link_down.
+    ns.exec_ok(&["ip", "link", "del", "eth3"]);
+    wait_for(Duration::from_secs(10), || {
+        log().contains("output interface eth3 disappeared")
+    });
+    send();
+    wait_for(Duration::from_secs(10), || {
+        counter(&vx.stats(), "eth1", "rx_packets") == 100
+    });
+    let s = vx.stats();
+    assert_eq!(
+        s["interfaces"]["eth3"]["tx_drop_reasons"]["link_down"].as_u64(),
+        Some(100)
+    );
+    // It comes back: copies flow again.
+    ns.veth("eth3", "p3", 1500);
+    wait_for(Duration::from_secs(10), || {
+        log().contains("output interface eth3 is back")
+    });
+    send();
+    wait_for(Duration::from_secs(10), || {
+        counter(&vx.stats(), "eth3", "tx_packets") == 100
+    });
+    assert_eq!(ns.stat("p3", "rx_packets"), 100);
+
+    // The input goes away and comes back: it is read again.
+    ns.exec_ok(&["ip", "link", "del", "eth1"]);
+    wait_for(Duration::from_secs(10), || {
+        log().contains("input interface eth1 disappeared")
+    });
+    ns.veth("eth1", "p1", 1500);
+    wait_for(Duration::from_secs(10), || {
+        log().contains("input interface eth1 is back")
+    });
+    send();
+    wait_for(Duration::from_secs(10), || {
+        counter(&vx.stats(), "eth1", "rx_packets") == 300
+    });
+    wait_for(Duration::from_secs(10), || {
+        counter(&vx.stats(), "eth3", "tx_packets") == 200
+    });
+    vx.stop(&dir);
+}
