@@ -214,6 +214,8 @@ pub struct Config {
     pub file: PathBuf,
     /// The control socket (`management.control`); `None` = the default path.
     pub control: Option<PathBuf>,
+    /// The user `vxspan run` switches to when started as root (`management.user`).
+    pub user: Option<String>,
     pub form: Form,
     pub xdp_mode: Option<XdpMode>,
     pub inputs: Vec<Input>,
@@ -617,6 +619,7 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> VResult<Config> {
         inputs: Vec::new(),
         outputs: Vec::new(),
         rules: Vec::new(),
+        user: raw.management.as_ref().and_then(|m| m.user.clone()),
         control: match raw.management.as_ref().and_then(|m| m.control.as_deref()) {
             Some("") => return err(root.key("management").key("control"), "empty path"),
             Some(p) => Some(PathBuf::from(p)),

@@ -65,6 +65,7 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawManagement {
     pub control: Option<String>,
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,10 +7,19 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// `vxspan --version`: version, git revision and the datapaths built in.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("VXSPAN_GIT_REV"),
+    "; datapaths: afpacket; offline: replay)"
+);
+
 #[derive(Parser)]
 #[command(
     name = "vxspan",
     version,
+    long_version = LONG_VERSION,
     about = "Software packet broker: select mirrored traffic by VLAN and tcpdump filter, deliver copies, count every drop"
 )]
 struct Cli {
@@ -59,7 +68,15 @@ enum Cmd {
         /// The control socket [default: management.control, else /run/vxspan/control.sock].
         #[arg(long)]
         control: Option<PathBuf>,
+        /// When started as root, switch to this user keeping only the capabilities needed
+        /// [default: management.user, else stay root].
+        #[arg(long)]
+        user: Option<String>,
     },
+    /// Print the vxspan(8) manual page (roff) to standard output.
+    Manpage,
+    /// Print shell completions to standard output (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
     /// Print the counters of a running instance.
     Stats {
         #[arg(long)]
@@ -111,8 +128,21 @@ fn main() -> ExitCode {
             config,
             datapath,
             control,
-        } => run::run(&config, &datapath, control.as_deref()),
+            user,
+        } => run::run(&config, &datapath, control.as_deref(), user.as_deref()),
         Cmd::Stats { json, control } => run::stats(&control, json),
+        Cmd::Manpage => {
+            use clap::CommandFactory;
+            let man = clap_mangen::Man::new(Cli::command()).section("8");
+            man.render(&mut std::io::stdout())
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(Into::into)
+        }
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "vxspan", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Reload { control } => run::reload(&control),
         Cmd::Gen {
             out,

@@ -447,7 +447,12 @@ impl State {
     }
 }
 
-pub fn run(config: &Path, datapath: &str, control: Option<&Path>) -> Result<ExitCode> {
+pub fn run(
+    config: &Path,
+    datapath: &str,
+    control: Option<&Path>,
+    user: Option<&str>,
+) -> Result<ExitCode> {
     match datapath {
         "auto" | "afpacket" => {}
         "xdp" | "afxdp" => {
@@ -470,6 +475,33 @@ pub fn run(config: &Path, datapath: &str, control: Option<&Path>) -> Result<Exit
         .map(Path::to_owned)
         .or_else(|| cfg.control.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL));
+    // Least privilege: from root, switch to the configured user keeping only the capabilities
+    // needed; otherwise check this process holds them.
+    let notifier = crate::privileges::Notifier::from_env();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    match user.map(str::to_owned).or_else(|| cfg.user.clone()) {
+        Some(u) if root => {
+            let (uid, gid) = crate::privileges::lookup(&u)?;
+            if let Some(dir) = control_path.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+                    .with_context(|| format!("handing {} to {u}", dir.display()))?;
+            }
+            crate::privileges::drop_to(uid, gid)?;
+            log(format!(
+                "running as {u} (uid {uid}) with CAP_NET_RAW, CAP_NET_ADMIN and CAP_IPC_LOCK only"
+            ));
+        }
+        _ if !root => {
+            if let Err(e) = crate::privileges::check() {
+                eprintln!("vxspan: {e:#}");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        _ => {}
+    }
     let ports = open_ports(&plan)?;
     // The control socket appears once everything is set up: it is the sign vxspan is running.
     let ctl = Control::bind(&control_path)?;
@@ -482,6 +514,8 @@ pub fn run(config: &Path, datapath: &str, control: Option<&Path>) -> Result<Exit
         control_path.display()
     ));
 
+    notifier.notify("READY=1\nSTATUS=forwarding");
+    let mut last_watchdog = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
@@ -501,12 +535,21 @@ pub fn run(config: &Path, datapath: &str, control: Option<&Path>) -> Result<Exit
     let mut last_stats = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if hup.swap(false, Ordering::Relaxed) {
+            notifier.notify("RELOADING=1");
             match st.reload() {
                 Ok(msg) => log(msg),
                 Err(e) => log(format!(
                     "reload refused, the running configuration stays: {e}"
                 )),
             }
+            notifier.notify("READY=1");
+        }
+        if notifier
+            .watchdog
+            .is_some_and(|w| last_watchdog.elapsed() >= w)
+        {
+            notifier.notify("WATCHDOG=1");
+            last_watchdog = Instant::now();
         }
         let fds: Vec<i32> = st.ports.inputs.iter().map(LiveInput::fd).collect();
         afpacket::poll_readable(&fds, 100, &mut ready)?;
@@ -520,6 +563,7 @@ pub fn run(config: &Path, datapath: &str, control: Option<&Path>) -> Result<Exit
             last_stats = Instant::now();
         }
     }
+    notifier.notify("STOPPING=1");
     // Frames still in the rings were received: count them before leaving.
     st.drain(&mut batch)?;
     st.read_ring_stats();

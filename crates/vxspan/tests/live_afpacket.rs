@@ -763,3 +763,139 @@ fn ports_that_come_back_are_picked_up() {
     });
     vx.stop(&dir);
 }
+
+/// Least privilege: as a non-root user with only CAP_NET_RAW, CAP_NET_ADMIN and CAP_IPC_LOCK,
+/// `vxspan run` forwards traffic; without them it fails naming the missing capability; started
+/// as root with `--user`, it switches to that user keeping only those capabilities.
+#[test]
+fn least_privilege() {
+    use std::os::unix::fs::PermissionsExt;
+    if common::netns::skipped() {
+        return;
+    }
+    let dir = scratch("live-privileges");
+    let ctl_dir = dir.join("ctl");
+    std::fs::create_dir_all(&ctl_dir).unwrap();
+    std::fs::set_permissions(&ctl_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let ns = Netns::new("cap");
+    for i in 0..4 {
+        ns.veth(&format!("eth{i}"), &format!("p{i}"), 1500);
+    }
+    let config = dir.join("vxspan.json");
+    std::fs::copy(root().join("examples/vxspan.json"), &config).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let bin = env!("CARGO_BIN_EXE_vxspan");
+    let nobody = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ];
+
+    // Without the capabilities: a clear refusal.
+    let ctl = ctl_dir.join("a.sock");
+    let mut args: Vec<&str> = nobody.to_vec();
+    args.extend([
+        bin,
+        "run",
+        config.to_str().unwrap(),
+        "--control",
+        ctl.to_str().unwrap(),
+    ]);
+    let o = ns.exec(&args);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("missing capability CAP_NET_RAW"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // With exactly the documented capabilities, as ambient capabilities of an unprivileged user.
+    let caps = "+net_raw,+net_admin,+ipc_lock";
+    let mut args: Vec<&str> = nobody.to_vec();
+    let inh = format!("--inh-caps={caps}");
+    let amb = format!("--ambient-caps={caps}");
+    args.extend([
+        inh.as_str(),
+        amb.as_str(),
+        bin,
+        "run",
+        config.to_str().unwrap(),
+        "--control",
+        ctl.to_str().unwrap(),
+    ]);
+    let mut child = ns
+        .cmd(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.join("caps.err")).unwrap(),
+        ))
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(10), || ctl.exists());
+    let golden = root().join("tests/golden/vxspan-example");
+    ns.exec_ok(&[
+        "tcpreplay",
+        "-q",
+        "-i",
+        "p1",
+        golden.join("eth1.pcap").to_str().unwrap(),
+    ]);
+    wait_for(Duration::from_secs(10), || {
+        ns.stat("p3", "rx_packets") >= 40
+    });
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .output();
+    let _ = child.wait();
+
+    // From root with --user: the switch, with only those three capabilities left.
+    let ctl = ctl_dir.join("b.sock");
+    let mut child = ns
+        .cmd(&[
+            bin,
+            "run",
+            config.to_str().unwrap(),
+            "--control",
+            ctl.to_str().unwrap(),
+            "--user",
+            "nobody",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.join("root.err")).unwrap(),
+        ))
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(10), || ctl.exists());
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(field("Uid:"), "65534");
+    // CAP_NET_ADMIN (12), CAP_NET_RAW (13), CAP_IPC_LOCK (14).
+    assert_eq!(field("CapEff:"), "0000000000007000");
+    assert_eq!(field("CapPrm:"), "0000000000007000");
+    let before = ns.stat("p3", "rx_packets");
+    ns.exec_ok(&[
+        "tcpreplay",
+        "-q",
+        "-i",
+        "p1",
+        golden.join("eth1.pcap").to_str().unwrap(),
+    ]);
+    wait_for(Duration::from_secs(10), || {
+        ns.stat("p3", "rx_packets") >= before + 40
+    });
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .output();
+    let _ = child.wait();
+}

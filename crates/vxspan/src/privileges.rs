@@ -1,0 +1,118 @@
+//! Least privilege for `vxspan run`: a root start switches to an unprivileged user keeping only
+//! the capabilities the data path and reloads need; a non-root start checks it holds them and
+//! names the one that is missing. Also systemd's readiness protocol (sd_notify).
+
+use anyhow::{bail, Context, Result};
+use caps::{CapSet, Capability, CapsHashSet};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::time::Duration;
+
+/// What `vxspan run` needs, and why (for the message when one is missing).
+pub const NEEDED: [(Capability, &str); 3] = [
+    (
+        Capability::CAP_NET_RAW,
+        "to open AF_PACKET and raw GRE sockets",
+    ),
+    (
+        Capability::CAP_NET_ADMIN,
+        "to bring ports up, make inputs promiscuous and turn their offloads off",
+    ),
+    (
+        Capability::CAP_IPC_LOCK,
+        "to lock the receive rings in memory",
+    ),
+];
+
+/// Fails naming the first needed capability the process does not have in its effective set.
+/// CAP_IPC_LOCK is optional: without it the rings are simply not locked.
+pub fn check() -> Result<()> {
+    let have =
+        caps::read(None, CapSet::Effective).context("reading this process's capabilities")?;
+    for (cap, why) in NEEDED
+        .iter()
+        .filter(|(c, _)| *c != Capability::CAP_IPC_LOCK)
+    {
+        if !have.contains(cap) {
+            bail!("missing capability {cap} (needed {why}); run as root, or grant it, e.g. AmbientCapabilities= in the systemd unit or setpriv --ambient-caps");
+        }
+    }
+    Ok(())
+}
+
+/// The uid and gid of `user`.
+pub fn lookup(user: &str) -> Result<(u32, u32)> {
+    let name = std::ffi::CString::new(user).context("user name has a NUL byte")?;
+    // SAFETY: getpwnam reads a NUL-terminated name; the returned record (static storage) is read
+    // right away, before any other call that could overwrite it.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    if pw.is_null() {
+        bail!("no user named {user:?}");
+    }
+    // SAFETY: `pw` is a valid passwd record (checked non-null above).
+    Ok(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
+}
+
+/// Switches from root to `uid` / `gid`, keeping only the capabilities in [`NEEDED`]
+/// (permitted and effective), so a reload can still open new ports.
+pub fn drop_to(uid: u32, gid: u32) -> Result<()> {
+    let keep: CapsHashSet = NEEDED.iter().map(|(c, _)| *c).collect();
+    // SAFETY: plain prctl / setgroups / setgid / setuid calls with valid arguments; each result is
+    // checked. KEEPCAPS keeps the permitted set across setuid.
+    unsafe {
+        if libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 {
+            bail!(
+                "prctl(PR_SET_KEEPCAPS): {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        if libc::setgroups(0, std::ptr::null()) != 0 {
+            bail!("setgroups: {}", std::io::Error::last_os_error());
+        }
+        if libc::setgid(gid) != 0 {
+            bail!("setgid({gid}): {}", std::io::Error::last_os_error());
+        }
+        if libc::setuid(uid) != 0 {
+            bail!("setuid({uid}): {}", std::io::Error::last_os_error());
+        }
+    }
+    caps::set(None, CapSet::Permitted, &keep).context("limiting the permitted capabilities")?;
+    caps::set(None, CapSet::Effective, &keep).context("raising the effective capabilities")?;
+    caps::clear(None, CapSet::Inheritable).context("clearing the inheritable capabilities")?;
+    // SAFETY: as above.
+    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
+    Ok(())
+}
+
+/// systemd's notification socket ($NOTIFY_SOCKET), when started with Type=notify.
+pub struct Notifier {
+    sock: Option<(UnixDatagram, SocketAddr)>,
+    /// Half of WatchdogSec, when the unit has a watchdog.
+    pub watchdog: Option<Duration>,
+}
+
+impl Notifier {
+    pub fn from_env() -> Notifier {
+        let addr = std::env::var("NOTIFY_SOCKET")
+            .ok()
+            .and_then(|p| match p.strip_prefix('@') {
+                Some(abs) => SocketAddr::from_abstract_name(abs.as_bytes()).ok(),
+                None => SocketAddr::from_pathname(&p).ok(),
+            });
+        let sock = addr.and_then(|a| UnixDatagram::unbound().ok().map(|s| (s, a)));
+        let pid_ok =
+            std::env::var("WATCHDOG_PID").map_or(true, |p| p == std::process::id().to_string());
+        let watchdog = std::env::var("WATCHDOG_USEC")
+            .ok()
+            .and_then(|u| u.parse::<u64>().ok())
+            .filter(|_| pid_ok)
+            .map(|u| Duration::from_micros(u / 2));
+        Notifier { sock, watchdog }
+    }
+
+    pub fn notify(&self, state: &str) {
+        if let Some((s, a)) = &self.sock {
+            let _ = s.send_to_addr(state.as_bytes(), a);
+        }
+    }
+}
