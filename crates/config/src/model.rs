@@ -179,6 +179,8 @@ pub struct Output {
     pub encap: Option<Encap>,
     /// What happens to copies larger than `mtu`.
     pub oversize: Oversize,
+    /// At most this rate; excess copies are dropped as `rate_limited`.
+    pub rate_limit: Option<RateLimit>,
     pub vlan: Option<VlanAction>,
     pub truncate: Option<u32>,
     /// Largest layer 3 payload sent; larger frames are dropped as `mtu_exceeded`. Live ports
@@ -206,6 +208,33 @@ pub struct Rule {
     pub tunnel: Option<Vec<String>>,
     /// Only frames whose outermost IP source (before any decapsulation) is in these prefixes.
     pub outer_source: Option<Vec<(std::net::IpAddr, u8)>>,
+    /// `to = { balance = [...] }`: each frame goes to one of `to`, chosen by flow.
+    pub balance: Option<Balance>,
+    /// Drop copies of a packet seen again within the window.
+    pub dedup: Option<Dedup>,
+}
+
+/// Load balancing over a rule's outputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Balance {
+    /// Weight of each output of the rule's `to`, in the same order (default 1 each).
+    pub weights: Vec<u32>,
+}
+
+/// De-duplication of a rule's frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dedup {
+    /// How long (packet time) a packet is remembered.
+    pub window_ns: u64,
+    /// Entries in the table (a power of two).
+    pub table_size: usize,
+}
+
+/// An output's byte token bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub bytes_per_sec: u64,
+    pub burst_bytes: u64,
 }
 
 /// A validated configuration.
@@ -540,6 +569,16 @@ fn build_output(path: &KeyPath, name: &str, raw: &RawOutput) -> VResult<Output> 
             .map(|v| parse_oversize(&path.key("oversize"), v))
             .transpose()?
             .unwrap_or(Oversize::Drop),
+        rate_limit: match (&raw.rate_limit, &raw.rate_burst) {
+            (Some(r), burst) => Some(parse_rate_limit(path, r, burst.as_ref())?),
+            (None, Some(_)) => {
+                return err(
+                    path.key("rate_burst"),
+                    "rate_burst has no effect without rate_limit",
+                )
+            }
+            (None, None) => None,
+        },
         vlan: raw
             .vlan
             .as_ref()
@@ -723,7 +762,8 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> VResult<Config> {
                             name: out_iface.clone(),
                             interface: Some(out_iface.clone()),
                             encap: None,
-                            oversize: Oversize::Drop,
+                                                        oversize: Oversize::Drop,
+                            rate_limit: None,
                             vlan: None,
                             truncate: None,
                             mtu: None,
@@ -760,6 +800,8 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> VResult<Config> {
                     erspan_session: None,
                     tunnel: None,
                     outer_source: None,
+                    balance: None,
+                    dedup: None,
                 });
             }
             // A specific VLAN entry wins over `any`: the `any` rule takes what no other entry of
@@ -843,6 +885,155 @@ fn input_path(raw: &RawConfig, input: &Input) -> KeyPath {
     }
 }
 
+/// `to = { balance = ["a", "b"], hash = "symmetric-5tuple", weights = [1, 2] }`.
+fn parse_balance(path: &KeyPath, v: &Value) -> VResult<Option<Balance>> {
+    let Value::Object(m) = v else { return Ok(None) };
+    let n = match m.get("balance") {
+        Some(Value::Array(a)) if a.len() >= 2 => a.len(),
+        Some(Value::Array(_)) => {
+            return err(path.key("balance"), "balance needs at least two outputs")
+        }
+        Some(other) => {
+            return err(
+                path.key("balance"),
+                format!("expected a list of output names, not {other}"),
+            )
+        }
+        None => {
+            return err(
+                path.key("balance"),
+                "missing: a to table needs balance = [outputs]",
+            )
+        }
+    };
+    let mut weights = vec![1u32; n];
+    for (k, val) in m {
+        let kp = path.key(k);
+        match k.as_str() {
+            "balance" => {}
+            "hash" => match val.as_str() {
+                Some("symmetric-5tuple") => {}
+                _ => {
+                    return err(
+                        kp,
+                        format!("unknown hash {val} (expected \"symmetric-5tuple\")"),
+                    )
+                }
+            },
+            "weights" => {
+                let Value::Array(ws) = val else {
+                    return err(kp, "expected a list of weights, one per output");
+                };
+                if ws.len() != n {
+                    return err(kp, format!("{} weights for {n} outputs", ws.len()));
+                }
+                for (i, w) in ws.iter().enumerate() {
+                    weights[i] = as_u64(&kp.index(i), w, "weight", 1..=1000)? as u32;
+                }
+            }
+            _ => {
+                return err(
+                    kp,
+                    format!("unknown key {k:?} (expected balance, hash, weights)"),
+                )
+            }
+        }
+    }
+    Ok(Some(Balance { weights }))
+}
+
+/// `dedup = { window_ms = 10, table_size = 65536 }`.
+fn parse_dedup(path: &KeyPath, v: &Value) -> VResult<Dedup> {
+    let Value::Object(m) = v else {
+        return err(path.clone(), "expected a table: { window_ms = N }");
+    };
+    let mut window = None;
+    let mut table_size = 1 << 16;
+    for (k, val) in m {
+        let kp = path.key(k);
+        match k.as_str() {
+            "window_ms" => window = Some(as_u64(&kp, val, "window_ms", 1..=60_000)?),
+            "table_size" => {
+                let t = as_u64(&kp, val, "table_size", 1024..=1 << 24)?;
+                if !t.is_power_of_two() {
+                    return err(kp, format!("table_size must be a power of two, not {t}"));
+                }
+                table_size = t as usize;
+            }
+            _ => {
+                return err(
+                    kp,
+                    format!("unknown key {k:?} (expected window_ms, table_size)"),
+                )
+            }
+        }
+    }
+    match window {
+        Some(w) => Ok(Dedup {
+            window_ns: w * 1_000_000,
+            table_size,
+        }),
+        None => err(path.key("window_ms"), "missing: dedup needs window_ms"),
+    }
+}
+
+/// A rate in bits per second: `"200Mbit"`, `"1.5Gbit"`, `"500kbit"`, or an integer (bits/s).
+fn parse_bits(path: &KeyPath, v: &Value, what: &str) -> VResult<u64> {
+    let bad = || {
+        err(path.clone(), format!("{what} must be like \"200Mbit\", \"1Gbit\", \"500kbit\" or a number of bits per second, not {v}"))
+    };
+    if let Some(n) = v.as_u64() {
+        return if n > 0 { Ok(n) } else { bad() };
+    }
+    let Some(s) = v.as_str() else { return bad() };
+    let s = s.trim();
+    let (num, mult) = [("Gbit", 1e9), ("Mbit", 1e6), ("kbit", 1e3), ("bit", 1.0)]
+        .iter()
+        .find_map(|(u, m)| s.strip_suffix(u).map(|n| (n.trim(), *m)))
+        .unwrap_or((s, 1.0));
+    match num.parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 && n * mult <= 1e13 => Ok((n * mult) as u64),
+        _ => bad(),
+    }
+}
+
+/// A size in bytes: `"64KB"`, `"1MB"`, or an integer.
+fn parse_bytes(path: &KeyPath, v: &Value) -> VResult<u64> {
+    let bad = || {
+        err(
+            path.clone(),
+            format!("rate_burst must be like \"64KB\", \"1MB\" or a number of bytes, not {v}"),
+        )
+    };
+    if let Some(n) = v.as_u64() {
+        return if n > 0 { Ok(n) } else { bad() };
+    }
+    let Some(s) = v.as_str() else { return bad() };
+    let s = s.trim();
+    let (num, mult) = [("MB", 1u64 << 20), ("KB", 1 << 10), ("B", 1)]
+        .iter()
+        .find_map(|(u, m)| s.strip_suffix(u).map(|n| (n.trim(), *m)))
+        .unwrap_or((s, 1));
+    match num.parse::<u64>() {
+        Ok(n) if n > 0 && n <= 1 << 30 => Ok(n * mult),
+        _ => bad(),
+    }
+}
+
+fn parse_rate_limit(path: &KeyPath, rate: &Value, burst: Option<&Value>) -> VResult<RateLimit> {
+    let bits = parse_bits(&path.key("rate_limit"), rate, "rate_limit")?;
+    let bytes_per_sec = (bits / 8).max(1);
+    // Default burst: 10 ms of traffic, and at least two jumbo frames.
+    let burst_bytes = match burst {
+        Some(b) => parse_bytes(&path.key("rate_burst"), b)?,
+        None => (bytes_per_sec / 100).max(2 * 9216),
+    };
+    Ok(RateLimit {
+        bytes_per_sec,
+        burst_bytes,
+    })
+}
+
 fn build_rule(
     p: &KeyPath,
     i: usize,
@@ -870,7 +1061,21 @@ fn build_rule(
             None => VlanSet::all(),
         },
         filter,
-        to: parse_refs(&p.key("to"), &r.to, "output", outputs)?,
+        to: match &r.to {
+            Value::Object(m) => parse_refs(
+                &p.key("to").key("balance"),
+                m.get("balance").unwrap_or(&Value::Null),
+                "output",
+                outputs,
+            )?,
+            other => parse_refs(&p.key("to"), other, "output", outputs)?,
+        },
+        balance: parse_balance(&p.key("to"), &r.to)?,
+        dedup: r
+            .dedup
+            .as_ref()
+            .map(|v| parse_dedup(&p.key("dedup"), v))
+            .transpose()?,
         vni: r
             .vni
             .as_ref()

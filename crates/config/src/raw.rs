@@ -98,6 +98,8 @@ pub struct RawOutput {
     pub truncate: Option<Value>,
     pub mtu: Option<Value>,
     pub oversize: Option<Value>,
+    pub rate_limit: Option<Value>,
+    pub rate_burst: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,6 +115,7 @@ pub struct RawRule {
     pub erspan_session: Option<Value>,
     pub tunnel: Option<Value>,
     pub outer_source: Option<Value>,
+    pub dedup: Option<Value>,
 }
 
 /// Deserializes `text`; on error returns the key path and the message.

@@ -29,10 +29,12 @@ pub enum RxDrop {
     ReassemblyFailed,
     /// A tunnel sent to a `listen` input from a source outside its `allow` list.
     NotAllowed,
+    /// A copy of a packet a rule with `dedup` already forwarded within its window.
+    Duplicate,
 }
 
 impl RxDrop {
-    pub const ALL: [RxDrop; 7] = [
+    pub const ALL: [RxDrop; 8] = [
         RxDrop::NoRule,
         RxDrop::Malformed,
         RxDrop::SampledOut,
@@ -40,6 +42,7 @@ impl RxDrop {
         RxDrop::FragmentHeld,
         RxDrop::ReassemblyFailed,
         RxDrop::NotAllowed,
+        RxDrop::Duplicate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,6 +54,7 @@ impl RxDrop {
             RxDrop::FragmentHeld => "fragment_held",
             RxDrop::ReassemblyFailed => "reassembly_failed",
             RxDrop::NotAllowed => "not_allowed",
+            RxDrop::Duplicate => "duplicate",
         }
     }
 }
@@ -66,14 +70,17 @@ pub enum TxDrop {
     LinkDown,
     /// The back-end failed to send it (an I/O error).
     TxError,
+    /// Over the output's `rate_limit`.
+    RateLimited,
 }
 
 impl TxDrop {
-    pub const ALL: [TxDrop; 4] = [
+    pub const ALL: [TxDrop; 5] = [
         TxDrop::MtuExceeded,
         TxDrop::QueueFull,
         TxDrop::LinkDown,
         TxDrop::TxError,
+        TxDrop::RateLimited,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -82,6 +89,7 @@ impl TxDrop {
             TxDrop::QueueFull => "queue_full",
             TxDrop::LinkDown => "link_down",
             TxDrop::TxError => "tx_error",
+            TxDrop::RateLimited => "rate_limited",
         }
     }
 }
@@ -121,6 +129,12 @@ pub struct RuleCounters {
     pub forwarded_packets: u64,
     /// Matched frames that sampling dropped for this rule.
     pub sampled_out_packets: u64,
+    /// Matched frames `dedup` recognised as copies seen within the window.
+    #[serde(default)]
+    pub duplicate_packets: u64,
+    /// Packets `dedup` forgot before their window ended, to make room (table too small).
+    #[serde(default)]
+    pub dedup_evictions: u64,
 }
 
 /// All counters of one engine. Ports are indexed like [`crate::Plan::ports`].
@@ -219,6 +233,8 @@ impl Counters {
             a.matched_bytes += b.matched_bytes;
             a.forwarded_packets += b.forwarded_packets;
             a.sampled_out_packets += b.sampled_out_packets;
+            a.duplicate_packets += b.duplicate_packets;
+            a.dedup_evictions += b.dedup_evictions;
         }
     }
 }
@@ -301,6 +317,8 @@ impl Report {
                     a.matched_bytes += r.matched_bytes;
                     a.forwarded_packets += r.forwarded_packets;
                     a.sampled_out_packets += r.sampled_out_packets;
+                    a.duplicate_packets += r.duplicate_packets;
+                    a.dedup_evictions += r.dedup_evictions;
                 }
                 None => self.rules.push(r.clone()),
             }

@@ -4,6 +4,7 @@
 //! their receive timestamps) in and receives the copies through a [`Sink`]. It allocates nothing
 //! per frame: transformed copies are built in one scratch buffer that is reused.
 
+use crate::broker::{dedup_key, rendezvous, DedupTable, TokenBucket};
 use crate::counters::{vlan_key, Counters, PortReport, Report, RxDrop, TxDrop, VlanCounters};
 use crate::decap::{Decapped, Decapsulator, TunnelMeta};
 use crate::encap::{encapsulate, TunnelState};
@@ -49,6 +50,10 @@ pub struct Engine {
     egress: Egress,
     /// Per input: tunnel termination state, for inputs with `decap`.
     decaps: Vec<Option<Decapsulator>>,
+    /// Per rule with `dedup`: its table of recently seen packets.
+    dedups: Vec<Option<DedupTable>>,
+    /// Per output: whether its link is up (balancing skips outputs that are down).
+    output_up: Vec<bool>,
 }
 
 fn flow_hash(key: &FlowKey) -> u64 {
@@ -67,8 +72,19 @@ impl Engine {
                 vlan_buf: Vec::with_capacity(16 * 1024),
                 tunnel_buf: Vec::with_capacity(16 * 1024),
                 tunnels: vec![TunnelState::default(); plan.outputs.len()],
+                buckets: plan
+                    .outputs
+                    .iter()
+                    .map(|o| o.rate_limit.map(TokenBucket::new))
+                    .collect(),
             },
             sample_seen: vec![0; plan.rules.len()],
+            dedups: plan
+                .rules
+                .iter()
+                .map(|r| r.dedup.map(DedupTable::new))
+                .collect(),
+            output_up: vec![true; plan.outputs.len()],
             decaps: plan
                 .inputs
                 .iter()
@@ -121,6 +137,8 @@ impl Engine {
             sample_seen,
             egress,
             decaps,
+            dedups,
+            output_up,
         } = self;
         let plan = &**plan;
         let inp = &plan.inputs[input];
@@ -192,6 +210,15 @@ impl Engine {
                 let rc = &mut counters.rules[r];
                 rc.matched_packets += 1;
                 rc.matched_bytes += bytes;
+                if let Some(t) = &mut dedups[r] {
+                    let duplicate = t.seen(dedup_key(frame.data, &l2), frame.ts);
+                    rc.dedup_evictions = t.evictions;
+                    if duplicate {
+                        rc.duplicate_packets += 1;
+                        reason = RxDrop::Duplicate;
+                        continue;
+                    }
+                }
                 let keep = match rule.sample {
                     None => true,
                     Some(s) => match s.mode {
@@ -211,7 +238,15 @@ impl Engine {
                 };
                 if keep {
                     rc.forwarded_packets += 1;
-                    dest.union(&rule.to);
+                    match &rule.balance {
+                        None => dest.union(&rule.to),
+                        Some(choices) => {
+                            let h = *flow.get_or_insert_with(|| {
+                                flow_hash(&FlowKey::extract(frame.data, &l2))
+                            });
+                            dest.insert(rendezvous(h, choices, |o| output_up[o]));
+                        }
+                    }
                 } else {
                     rc.sampled_out_packets += 1;
                     reason = RxDrop::SampledOut;
@@ -243,6 +278,14 @@ impl Engine {
                     port.tx_drop_reasons[reason as usize] += 1;
                 }
             }
+        }
+    }
+
+    /// Marks an output's link up or down: balancing sends flows only to outputs that are up (a
+    /// tool whose link went down gets its flows back when it comes back).
+    pub fn set_output_up(&mut self, output: usize, up: bool) {
+        if let Some(u) = self.output_up.get_mut(output) {
+            *u = up;
         }
     }
 
@@ -293,6 +336,8 @@ impl Engine {
 
 /// Scratch space and per-output state for building copies.
 struct Egress {
+    /// Per output with `rate_limit`: its token bucket.
+    buckets: Vec<Option<TokenBucket>>,
     /// A copy with its VLAN rewritten.
     vlan_buf: Vec<u8>,
     /// A copy with its tunnel headers.
@@ -374,6 +419,11 @@ fn deliver(
         }
     }
     let n = data.len();
+    if let Some(b) = &mut eg.buckets[o] {
+        if !b.take(n, frame.ts) {
+            return Err((TxDrop::RateLimited, n));
+        }
+    }
     sink.transmit(
         o,
         TxFrame {

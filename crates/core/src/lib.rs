@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 pub mod bpf;
+pub mod broker;
 pub mod counters;
 pub mod decap;
 pub mod encap;

@@ -70,6 +70,9 @@ pub struct RulePlan {
     pub erspan_session: Option<Vec<u32>>,
     pub tunnel: Option<Vec<TunnelType>>,
     pub outer_source: Option<Vec<(std::net::IpAddr, u8)>>,
+    /// `to = { balance = ... }`: (output, weight) pairs; each frame goes to one of them.
+    pub balance: Option<Vec<(usize, u32)>>,
+    pub dedup: Option<vxspan_config::Dedup>,
 }
 
 impl RulePlan {
@@ -99,6 +102,7 @@ pub struct OutputPlan {
     pub interface: Option<String>,
     pub encap: Option<Encap>,
     pub oversize: Oversize,
+    pub rate_limit: Option<vxspan_config::RateLimit>,
     /// Index of this output's port in [`Plan::ports`].
     pub port: usize,
     pub vlan: Option<VlanAction>,
@@ -190,6 +194,12 @@ fn kernel_capable(cfg: &Config, rule: &vxspan_config::Rule) -> Result<(), String
     if rule.sample.is_some() {
         return Err(format!("rule {} samples", rule.name));
     }
+    if rule.balance.is_some() {
+        return Err(format!("rule {} balances", rule.name));
+    }
+    if rule.dedup.is_some() {
+        return Err(format!("rule {} de-duplicates", rule.name));
+    }
     if rule.vni.is_some()
         || rule.erspan_session.is_some()
         || rule.tunnel.is_some()
@@ -203,6 +213,9 @@ fn kernel_capable(cfg: &Config, rule: &vxspan_config::Rule) -> Result<(), String
         }
         if cfg.outputs[o].encap.is_some() {
             return Err(format!("output {} is a tunnel", cfg.outputs[o].name));
+        }
+        if cfg.outputs[o].rate_limit.is_some() {
+            return Err(format!("output {} is rate-limited", cfg.outputs[o].name));
         }
     }
     Ok(())
@@ -248,6 +261,13 @@ impl Plan {
                     .as_ref()
                     .map(|t| t.iter().filter_map(|n| TunnelType::from_name(n)).collect()),
                 outer_source: r.outer_source.clone(),
+                balance: r.balance.as_ref().map(|b| {
+                    r.to.iter()
+                        .copied()
+                        .zip(b.weights.iter().copied())
+                        .collect()
+                }),
+                dedup: r.dedup,
             });
         }
 
@@ -337,6 +357,7 @@ impl Plan {
                 interface: o.interface.clone(),
                 encap: o.encap.clone(),
                 oversize: o.oversize,
+                rate_limit: o.rate_limit,
                 port: n_in + i,
                 vlan: o.vlan,
                 truncate: o.truncate,

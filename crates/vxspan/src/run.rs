@@ -397,6 +397,18 @@ impl State {
                 _ => {}
             }
         }
+        // Balancing skips outputs whose interface is gone.
+        for (o, out) in self.ports.outputs.outs.iter().enumerate() {
+            if let LiveOut::Packet(i) = out {
+                let up = self
+                    .ports
+                    .outputs
+                    .sockets
+                    .get(*i)
+                    .is_some_and(Option::is_some);
+                self.engine.set_output_up(o, up);
+            }
+        }
     }
 
     fn read_ring_stats(&mut self) {
