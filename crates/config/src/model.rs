@@ -181,6 +181,8 @@ pub struct Output {
     pub oversize: Oversize,
     /// At most this rate; excess copies are dropped as `rate_limited`.
     pub rate_limit: Option<RateLimit>,
+    /// A pcapng archive (`pcap = { path, rotate_mb, rotate_s, keep }`).
+    pub archive: Option<Archive>,
     pub vlan: Option<VlanAction>,
     pub truncate: Option<u32>,
     /// Largest layer 3 payload sent; larger frames are dropped as `mtu_exceeded`. Live ports
@@ -228,6 +230,20 @@ pub struct Dedup {
     pub window_ns: u64,
     /// Entries in the table (a power of two).
     pub table_size: usize,
+}
+
+/// A rotating pcapng archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archive {
+    /// File name pattern: `%Y %m %d %H %M %S` from the first frame's time (UTC), `%N` the file's
+    /// sequence number, `%%` a percent sign.
+    pub path: String,
+    /// Start a new file when this many bytes were written.
+    pub rotate_bytes: Option<u64>,
+    /// Start a new file when a frame is this much later (packet time) than the file's first.
+    pub rotate_ns: Option<u64>,
+    /// Keep at most this many files (the oldest are removed).
+    pub keep: Option<u32>,
 }
 
 /// An output's byte token bucket.
@@ -540,22 +556,23 @@ fn build_output(path: &KeyPath, name: &str, raw: &RawOutput) -> VResult<Output> 
     .into_iter()
     .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
     .collect();
-    let (interface, encap) = match (&raw.interface, tunnels.as_slice()) {
-        (Some(i), []) => {
+    let (interface, encap, archive) = match (&raw.interface, tunnels.as_slice(), &raw.pcap) {
+        (Some(i), [], None) => {
             check_ifname(&path.key("interface"), i)?;
-            (Some(i.clone()), None)
+            (Some(i.clone()), None, None)
         }
-        (None, [(kind, v)]) => (None, Some(parse_encap(path, kind, v)?)),
-        (None, []) => {
+        (None, [(kind, v)], None) => (None, Some(parse_encap(path, kind, v)?), None),
+        (None, [], Some(v)) => (None, None, Some(parse_archive(&path.key("pcap"), v)?)),
+        (None, [], None) => {
             return err(
                 path.clone(),
-                "an output needs a destination: interface, erspan, vxlan or gre",
+                "an output needs a destination: interface, erspan, vxlan, gre or pcap",
             )
         }
         _ => {
             return err(
                 path.clone(),
-                "an output has exactly one destination: interface, erspan, vxlan or gre",
+                "an output has exactly one destination: interface, erspan, vxlan, gre or pcap",
             )
         }
     };
@@ -569,6 +586,7 @@ fn build_output(path: &KeyPath, name: &str, raw: &RawOutput) -> VResult<Output> 
             .map(|v| parse_oversize(&path.key("oversize"), v))
             .transpose()?
             .unwrap_or(Oversize::Drop),
+        archive,
         rate_limit: match (&raw.rate_limit, &raw.rate_burst) {
             (Some(r), burst) => Some(parse_rate_limit(path, r, burst.as_ref())?),
             (None, Some(_)) => {
@@ -763,7 +781,8 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> VResult<Config> {
                             interface: Some(out_iface.clone()),
                             encap: None,
                                                         oversize: Oversize::Drop,
-                            rate_limit: None,
+                                                        rate_limit: None,
+                            archive: None,
                             vlan: None,
                             truncate: None,
                             mtu: None,
@@ -883,6 +902,52 @@ fn input_path(raw: &RawConfig, input: &Input) -> KeyPath {
     } else {
         KeyPath::root().key("interfaces").key(&input.name)
     }
+}
+
+/// `pcap = { path = "mirror-%Y%m%dT%H%M%S.pcapng", rotate_mb = 100, rotate_s = 3600, keep = 20 }`.
+fn parse_archive(path: &KeyPath, v: &Value) -> VResult<Archive> {
+    let Value::Object(m) = v else {
+        return err(
+            path.clone(),
+            "expected a table: { path = \"...pcapng\", rotate_mb = N, rotate_s = N, keep = N }",
+        );
+    };
+    let mut a = Archive {
+        path: String::new(),
+        rotate_bytes: None,
+        rotate_ns: None,
+        keep: None,
+    };
+    for (k, val) in m {
+        let kp = path.key(k);
+        match k.as_str() {
+            "path" => match val.as_str() {
+                Some(p) if !p.is_empty() => a.path = p.to_owned(),
+                _ => return err(kp, "expected a file name pattern"),
+            },
+            "rotate_mb" => a.rotate_bytes = Some(as_u64(&kp, val, "rotate_mb", 1..=1 << 20)? << 20),
+            "rotate_s" => {
+                a.rotate_ns = Some(as_u64(&kp, val, "rotate_s", 1..=86_400 * 366)? * 1_000_000_000)
+            }
+            "keep" => a.keep = Some(as_u64(&kp, val, "keep", 1..=1_000_000)? as u32),
+            _ => {
+                return err(
+                    kp,
+                    format!("unknown key {k:?} (expected path, rotate_mb, rotate_s, keep)"),
+                )
+            }
+        }
+    }
+    if a.path.is_empty() {
+        return err(path.key("path"), "missing: the archive's file name pattern");
+    }
+    let varies = ["%Y", "%m", "%d", "%H", "%M", "%S", "%N"]
+        .iter()
+        .any(|f| a.path.contains(f));
+    if (a.rotate_bytes.is_some() || a.rotate_ns.is_some()) && !varies {
+        return err(path.key("path"), "a rotating archive needs %N or time fields (%Y %m %d %H %M %S) in its path, or every file would overwrite the last");
+    }
+    Ok(a)
 }
 
 /// `to = { balance = ["a", "b"], hash = "symmetric-5tuple", weights = [1, 2] }`.

@@ -100,6 +100,7 @@ pub struct RawOutput {
     pub oversize: Option<Value>,
     pub rate_limit: Option<Value>,
     pub rate_burst: Option<Value>,
+    pub pcap: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]

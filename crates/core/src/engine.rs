@@ -33,6 +33,8 @@ pub struct TxFrame<'a> {
     pub data: &'a [u8],
     pub wire_len: u32,
     pub ts: Timestamp,
+    /// The input the frame was received on (an index into [`Plan::inputs`]).
+    pub input: usize,
 }
 
 /// Where copies go: the back-end behind each output.
@@ -265,7 +267,7 @@ impl Engine {
         port.forwarded_bytes += outer_bytes;
         for o in dest.iter() {
             let out = &plan.outputs[o];
-            let result = deliver(out, frame, egress, sink, o);
+            let result = deliver(out, frame, input, egress, sink, o);
             let port = &mut counters.ports[out.port];
             match result {
                 Ok(n) => {
@@ -350,6 +352,7 @@ struct Egress {
 fn deliver(
     out: &OutputPlan,
     frame: RxFrame<'_>,
+    input: usize,
     eg: &mut Egress,
     sink: &mut dyn Sink,
     o: usize,
@@ -430,6 +433,7 @@ fn deliver(
             data,
             wire_len: wire_len as u32,
             ts: frame.ts,
+            input,
         },
     )
     .map(|_| n)

@@ -103,6 +103,7 @@ pub struct OutputPlan {
     pub encap: Option<Encap>,
     pub oversize: Oversize,
     pub rate_limit: Option<vxspan_config::RateLimit>,
+    pub archive: Option<vxspan_config::Archive>,
     /// Index of this output's port in [`Plan::ports`].
     pub port: usize,
     pub vlan: Option<VlanAction>,
@@ -216,6 +217,12 @@ fn kernel_capable(cfg: &Config, rule: &vxspan_config::Rule) -> Result<(), String
         }
         if cfg.outputs[o].rate_limit.is_some() {
             return Err(format!("output {} is rate-limited", cfg.outputs[o].name));
+        }
+        if cfg.outputs[o].archive.is_some() {
+            return Err(format!(
+                "output {} is a capture archive",
+                cfg.outputs[o].name
+            ));
         }
     }
     Ok(())
@@ -358,6 +365,7 @@ impl Plan {
                 encap: o.encap.clone(),
                 oversize: o.oversize,
                 rate_limit: o.rate_limit,
+                archive: o.archive.clone(),
                 port: n_in + i,
                 vlan: o.vlan,
                 truncate: o.truncate,
@@ -373,6 +381,26 @@ impl Plan {
             rules,
             configured_vids,
         })
+    }
+
+    /// (name, description) of each input, for the interface blocks of pcapng archives: what the
+    /// input reads and which tunnels it strips.
+    pub fn input_descriptions(&self) -> Vec<(String, String)> {
+        self.inputs
+            .iter()
+            .map(|i| {
+                let mut d = format!("vxspan input {} from {}", i.name, i.interface);
+                if let Some(dc) = &i.decap {
+                    let kinds: Vec<&str> = dc.kinds.iter().map(|k| k.as_str()).collect();
+                    d += &format!(
+                        ", tunnels stripped: {} (depth {})",
+                        kinds.join(", "),
+                        dc.depth
+                    );
+                }
+                (i.name.clone(), d)
+            })
+            .collect()
     }
 
     /// A description for `vxspan check`: rules, and the tier of every (input, VLAN) group.
@@ -400,7 +428,11 @@ impl Plan {
                 .map(|o| PortDescription {
                     name: o.name.clone(),
                     interface: o.interface.clone(),
-                    tunnel: o.encap.as_ref().map(describe_encap),
+                    tunnel: o.encap.as_ref().map(describe_encap).or_else(|| {
+                        o.archive
+                            .as_ref()
+                            .map(|a| format!("pcapng archive {}", a.path))
+                    }),
                     vlan: o.vlan.map(|a| match a {
                         VlanAction::Push(v) => format!("push {v}"),
                         VlanAction::Pop => "pop".into(),

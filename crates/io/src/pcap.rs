@@ -711,10 +711,55 @@ impl FrameSource for FileInput {
     }
 }
 
+/// A section header block: little-endian, version 1.0, section length unknown.
+fn shb() -> Vec<u8> {
+    let mut b = Vec::with_capacity(28);
+    b.extend_from_slice(&PCAPNG_SHB.to_le_bytes());
+    b.extend_from_slice(&28u32.to_le_bytes());
+    b.extend_from_slice(&PCAPNG_BOM.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&0u16.to_le_bytes());
+    b.extend_from_slice(&(-1i64).to_le_bytes());
+    b.extend_from_slice(&28u32.to_le_bytes());
+    b
+}
+
+/// An interface description block: Ethernet, nanosecond timestamps, optional name and
+/// description options.
+fn idb(name: Option<&str>, description: Option<&str>) -> Vec<u8> {
+    let mut opts = Vec::new();
+    let mut opt = |code: u16, val: &[u8]| {
+        opts.extend_from_slice(&code.to_le_bytes());
+        opts.extend_from_slice(&(val.len() as u16).to_le_bytes());
+        opts.extend_from_slice(val);
+        opts.resize(opts.len().div_ceil(4) * 4, 0);
+    };
+    if let Some(n) = name {
+        opt(2, &n.as_bytes()[..n.len().min(1024)]);
+    }
+    if let Some(d) = description {
+        opt(3, &d.as_bytes()[..d.len().min(1024)]);
+    }
+    opt(9, &[9]);
+    opts.extend_from_slice(&[0, 0, 0, 0]);
+    let total = (20 + opts.len()) as u32;
+    let mut b = Vec::with_capacity(total as usize);
+    b.extend_from_slice(&1u32.to_le_bytes());
+    b.extend_from_slice(&total.to_le_bytes());
+    b.extend_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
+    b.extend_from_slice(&0u16.to_le_bytes());
+    b.extend_from_slice(&MAX_RECORD.to_le_bytes());
+    b.extend_from_slice(&opts);
+    b.extend_from_slice(&total.to_le_bytes());
+    b
+}
+
 /// Writes frames to a pcap (nanosecond) or pcapng file.
 pub struct Writer<W: Write> {
     w: W,
     format: Format,
+    /// Interface description blocks written (pcapng).
+    interfaces: u32,
 }
 
 impl Writer<BufWriter<File>> {
@@ -747,34 +792,41 @@ impl<W: Write> Writer<W> {
             }
             Format::PcapNg => {
                 // SHB: type, length 28, BOM, version 1.0, section length -1 (unknown), length.
-                let mut shb = Vec::with_capacity(28);
-                shb.extend_from_slice(&PCAPNG_SHB.to_le_bytes());
-                shb.extend_from_slice(&28u32.to_le_bytes());
-                shb.extend_from_slice(&PCAPNG_BOM.to_le_bytes());
-                shb.extend_from_slice(&1u16.to_le_bytes());
-                shb.extend_from_slice(&0u16.to_le_bytes());
-                shb.extend_from_slice(&(-1i64).to_le_bytes());
-                shb.extend_from_slice(&28u32.to_le_bytes());
-                w.write_all(&shb)?;
-                // IDB: Ethernet, snaplen, if_tsresol = 9 (nanoseconds), end of options.
-                let mut idb = Vec::with_capacity(32);
-                idb.extend_from_slice(&1u32.to_le_bytes());
-                idb.extend_from_slice(&32u32.to_le_bytes());
-                idb.extend_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
-                idb.extend_from_slice(&0u16.to_le_bytes());
-                idb.extend_from_slice(&MAX_RECORD.to_le_bytes());
-                idb.extend_from_slice(&9u16.to_le_bytes());
-                idb.extend_from_slice(&1u16.to_le_bytes());
-                idb.extend_from_slice(&[9, 0, 0, 0]);
-                idb.extend_from_slice(&[0, 0, 0, 0]);
-                idb.extend_from_slice(&32u32.to_le_bytes());
-                w.write_all(&idb)?;
+                w.write_all(&shb())?;
+                w.write_all(&idb(None, None))?;
+                // (an anonymous Ethernet interface: see `pcapng_with_interfaces` for named ones)
             }
         }
-        Ok(Writer { w, format })
+        Ok(Writer {
+            w,
+            format,
+            interfaces: 1,
+        })
+    }
+
+    /// A pcapng writer with one interface description block per entry of `interfaces`
+    /// (name, description); frames then name their interface with [`Writer::write_on`].
+    pub fn pcapng_with_interfaces(mut w: W, interfaces: &[(String, String)]) -> io::Result<Self> {
+        w.write_all(&shb())?;
+        for (name, description) in interfaces {
+            w.write_all(&idb(Some(name), Some(description)))?;
+        }
+        if interfaces.is_empty() {
+            w.write_all(&idb(None, None))?;
+        }
+        Ok(Writer {
+            w,
+            format: Format::PcapNg,
+            interfaces: interfaces.len().max(1) as u32,
+        })
     }
 
     pub fn write(&mut self, data: &[u8], wire_len: u32, ts: u64) -> io::Result<()> {
+        self.write_on(0, data, wire_len, ts)
+    }
+
+    /// Writes a frame on interface `iface` (pcapng; ignored for pcap).
+    pub fn write_on(&mut self, iface: u32, data: &[u8], wire_len: u32, ts: u64) -> io::Result<()> {
         let caplen = data.len().min(MAX_RECORD as usize);
         let data = &data[..caplen];
         let wire_len = wire_len.max(caplen as u32);
@@ -794,7 +846,8 @@ impl<W: Write> Writer<W> {
                 let mut h = [0u8; 28];
                 h[..4].copy_from_slice(&6u32.to_le_bytes());
                 h[4..8].copy_from_slice(&total.to_le_bytes());
-                h[8..12].copy_from_slice(&0u32.to_le_bytes());
+                h[8..12]
+                    .copy_from_slice(&iface.min(self.interfaces.saturating_sub(1)).to_le_bytes());
                 h[12..16].copy_from_slice(&((ts >> 32) as u32).to_le_bytes());
                 h[16..20].copy_from_slice(&(ts as u32).to_le_bytes());
                 h[20..24].copy_from_slice(&(caplen as u32).to_le_bytes());

@@ -158,11 +158,18 @@ pub fn run(
     }
     let mut sink = Outputs { ports: Vec::new() };
     for (i, f) in files.iter().enumerate() {
-        sink.ports.push(match f {
-            Some(path) => Some(Box::new(Writer::create(path).with_context(|| {
-                format!("output {}: {}", plan.outputs[i].name, path.display())
-            })?)),
-            None => None,
+        let out = &plan.outputs[i];
+        sink.ports.push(match (f, &out.archive) {
+            (Some(path), _) => Some(Box::new(
+                Writer::create(path)
+                    .with_context(|| format!("output {}: {}", out.name, path.display()))?,
+            ) as Box<dyn TxPort>),
+            // An archive output writes its own rotating files unless -o / --out-dir redirect it.
+            (None, Some(a)) => Some(Box::new(vxspan_io::archive::ArchiveWriter::new(
+                a.clone(),
+                plan.input_descriptions(),
+            )) as Box<dyn TxPort>),
+            (None, None) => None,
         });
     }
 

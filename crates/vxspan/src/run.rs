@@ -51,6 +51,8 @@ enum LiveOut {
     Packet(usize),
     /// A tunnel through the kernel's routing.
     Tunnel(TunnelSender),
+    /// A rotating pcapng archive.
+    Archive(vxspan_io::archive::ArchiveWriter),
 }
 
 /// The outputs of the running plan.
@@ -71,6 +73,7 @@ impl Sink for LiveOutputs {
                 _ => Err(TxDrop::LinkDown),
             },
             Some(LiveOut::Tunnel(t)) => t.send(frame),
+            Some(LiveOut::Archive(a)) => a.send(frame),
             None => Err(TxDrop::LinkDown),
         }
     }
@@ -203,6 +206,13 @@ fn open_ports(plan: &Plan) -> Result<Ports> {
                 format!("output {}: {} to {}", o.name, e.kind(), e.outer().remote)
             })?;
             outs.push(LiveOut::Tunnel(t));
+            continue;
+        }
+        if let Some(a) = &o.archive {
+            outs.push(LiveOut::Archive(vxspan_io::archive::ArchiveWriter::new(
+                a.clone(),
+                plan.input_descriptions(),
+            )));
             continue;
         }
         let ifname = o
@@ -411,6 +421,17 @@ impl State {
         }
     }
 
+    /// Pushes archive files to disk, so they are readable while vxspan runs.
+    fn flush_archives(&mut self) {
+        for out in self.ports.outputs.outs.iter_mut() {
+            if let LiveOut::Archive(a) = out {
+                if let Err(e) = a.flush() {
+                    log(format!("archive: {e}"));
+                }
+            }
+        }
+    }
+
     fn read_ring_stats(&mut self) {
         for (i, input) in self.ports.inputs.iter().enumerate() {
             let LiveInput::Ring(ring) = input else {
@@ -572,6 +593,7 @@ pub fn run(
         if last_stats.elapsed() >= Duration::from_secs(1) {
             st.read_ring_stats();
             st.check_ports();
+            st.flush_archives();
             last_stats = Instant::now();
         }
     }
@@ -579,6 +601,7 @@ pub fn run(
     // Frames still in the rings were received: count them before leaving.
     st.drain(&mut batch)?;
     st.read_ring_stats();
+    st.flush_archives();
     let report = st.report();
     log(format!(
         "stopping after {} reload(s); final counters:",

@@ -317,3 +317,123 @@ fn broker_config_errors() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("outputs.a.rate_limit"));
 }
+
+fn tshark_count(file: &std::path::Path) -> (usize, Vec<String>) {
+    let o = std::process::Command::new("tshark")
+        .args([
+            "-n",
+            "-r",
+            file.to_str().unwrap(),
+            "-T",
+            "fields",
+            "-e",
+            "frame.interface_name",
+            "-e",
+            "frame.interface_description",
+        ])
+        .output()
+        .expect("tshark");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    (lines.len(), lines)
+}
+
+/// The archive output: rotation by packet time and by size produces the configured files, the
+/// retention count removes the oldest, every file is pcapng readable by tshark with the right
+/// packet count and its input's name and description.
+#[test]
+fn archive_rotation_and_retention() {
+    let dir = common::scratch("archive");
+    // 50 frames, 100 ms apart: 5 seconds of packet time.
+    let input = dir.join("in.pcap");
+    let mut w = vxspan_io::pcap::Writer::create(&input).unwrap();
+    for i in 0..50u64 {
+        let p = packet(i as u32, false, 10);
+        w.write(
+            &p,
+            p.len() as u32,
+            1_700_000_000_000_000_000 + i * 100_000_000,
+        )
+        .unwrap();
+    }
+    w.flush().unwrap();
+    drop(w);
+    let cfg = dir.join("archive.toml");
+    let pattern = dir.join("t/mirror-%Y%m%dT%H%M%S-%N.pcapng");
+    std::fs::write(
+        &cfg,
+        format!("[inputs.span]\ninterface = \"eth1\"\ndecap = [\"vxlan\"]\n[outputs.archive]\npcap = {{ path = \"{}\", rotate_s = 1, keep = 3 }}\n[[rules]]\nfrom = \"span\"\nto = \"archive\"\n", pattern.display()),
+    )
+    .unwrap();
+    let o = common::vxspan(&[
+        "replay",
+        cfg.to_str().unwrap(),
+        "-i",
+        &format!("span={}", input.display()),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("t"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    // Seconds 20 to 24 of 22:13; five files were written, the last three kept.
+    assert_eq!(
+        names,
+        [
+            "mirror-20231114T221322-2.pcapng",
+            "mirror-20231114T221323-3.pcapng",
+            "mirror-20231114T221324-4.pcapng"
+        ]
+    );
+    for f in &files {
+        let (n, lines) = tshark_count(f);
+        assert_eq!(n, 10, "{}", f.display());
+        assert!(
+            lines.iter().all(|l| l.starts_with(
+                "span\tvxspan input span from eth1, tunnels stripped: vxlan (depth 1)"
+            )),
+            "{lines:?}"
+        );
+    }
+
+    // By size: 3,000 frames of 1,000 bytes into files of at most 1 MiB.
+    let input = dir.join("big.pcap");
+    let mut w = vxspan_io::pcap::Writer::create(&input).unwrap();
+    for i in 0..3000u64 {
+        let mut p = packet(i as u32, false, 10);
+        p.resize(1000, 0);
+        w.write(&p, 1000, 1_700_000_000_000_000_000 + i).unwrap();
+    }
+    w.flush().unwrap();
+    drop(w);
+    let pattern = dir.join("s/part-%N.pcapng");
+    std::fs::write(&cfg, format!("[inputs.span]\ninterface = \"eth1\"\n[outputs.archive]\npcap = {{ path = \"{}\", rotate_mb = 1 }}\n[[rules]]\nfrom = \"span\"\nto = \"archive\"\n", pattern.display())).unwrap();
+    let o = common::vxspan(&[
+        "replay",
+        cfg.to_str().unwrap(),
+        "-i",
+        &format!("span={}", input.display()),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut total = 0;
+    for i in 0..3 {
+        let f = dir.join(format!("s/part-{i}.pcapng"));
+        assert!(
+            std::fs::metadata(&f).unwrap().len() <= (1 << 20) + 1100,
+            "{}",
+            f.display()
+        );
+        total += tshark_count(&f).0;
+    }
+    assert!(!dir.join("s/part-3.pcapng").exists());
+    assert_eq!(total, 3000);
+}
