@@ -42,6 +42,15 @@ pub trait Sink {
     /// Sends `frame` on output `output` (an index into [`Plan::outputs`]). A copy that cannot be
     /// sent is reported with its reason and counted by the engine.
     fn transmit(&mut self, output: usize, frame: TxFrame<'_>) -> Result<(), TxDrop>;
+
+    /// Whether the sink wants [`Sink::tap`] calls (a live capture is attached).
+    fn tapping(&self) -> bool {
+        false
+    }
+
+    /// A frame (as received, after decapsulation) that `rules` (indices into [`Plan::rules`])
+    /// forwarded, for live captures.
+    fn tap(&mut self, _rules: &[usize], _frame: TxFrame<'_>) {}
 }
 
 /// One worker's engine: a plan, its counters and its sampling state.
@@ -56,6 +65,8 @@ pub struct Engine {
     dedups: Vec<Option<DedupTable>>,
     /// Per output: whether its link is up (balancing skips outputs that are down).
     output_up: Vec<bool>,
+    /// The rules that forwarded the current frame, when a capture is attached.
+    tap_rules: Vec<usize>,
 }
 
 fn flow_hash(key: &FlowKey) -> u64 {
@@ -87,6 +98,7 @@ impl Engine {
                 .map(|r| r.dedup.map(DedupTable::new))
                 .collect(),
             output_up: vec![true; plan.outputs.len()],
+            tap_rules: Vec::new(),
             decaps: plan
                 .inputs
                 .iter()
@@ -141,6 +153,7 @@ impl Engine {
             decaps,
             dedups,
             output_up,
+            tap_rules,
         } = self;
         let plan = &**plan;
         let inp = &plan.inputs[input];
@@ -197,6 +210,8 @@ impl Engine {
         let g = inp.group_of_vid[usize::from(vid)];
         let mut dest = OutSet::default();
         let mut reason = RxDrop::NoRule;
+        let tapping = sink.tapping();
+        tap_rules.clear();
         if g != NO_GROUP {
             let mut flow: Option<u64> = None;
             for &r in &inp.groups[usize::from(g)].rules {
@@ -240,6 +255,9 @@ impl Engine {
                 };
                 if keep {
                     rc.forwarded_packets += 1;
+                    if tapping {
+                        tap_rules.push(r);
+                    }
                     match &rule.balance {
                         None => dest.union(&rule.to),
                         Some(choices) => {
@@ -265,6 +283,17 @@ impl Engine {
         let port = &mut counters.ports[inp.port];
         port.forwarded_packets += 1;
         port.forwarded_bytes += outer_bytes;
+        if tapping {
+            sink.tap(
+                tap_rules,
+                TxFrame {
+                    data: frame.data,
+                    wire_len: frame.wire_len,
+                    ts: frame.ts,
+                    input,
+                },
+            );
+        }
         for o in dest.iter() {
             let out = &plan.outputs[o];
             let result = deliver(out, frame, input, egress, sink, o);

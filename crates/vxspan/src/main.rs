@@ -73,6 +73,17 @@ enum Cmd {
         #[arg(long)]
         user: Option<String>,
     },
+    /// Stream the frames a running instance forwards, as pcapng (e.g. `-w - | tcpdump -r -`).
+    Capture {
+        #[arg(long, default_value = run::DEFAULT_CONTROL)]
+        control: PathBuf,
+        /// Only the frames this rule forwards.
+        #[arg(long)]
+        rule: Option<String>,
+        /// Where to write: a file, or - for standard output.
+        #[arg(short = 'w', long = "write", value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Print the vxspan(8) manual page (roff) to standard output.
     Manpage,
     /// Print shell completions to standard output (bash, zsh, fish, elvish, powershell).
@@ -131,6 +142,7 @@ fn main() -> ExitCode {
             user,
         } => run::run(&config, &datapath, control.as_deref(), user.as_deref()),
         Cmd::Stats { json, control } => run::stats(&control, json),
+        Cmd::Capture { control, rule, out } => run::capture(&control, rule.as_deref(), &out),
         Cmd::Manpage => {
             use clap::CommandFactory;
             let man = clap_mangen::Man::new(Cli::command()).section("8");

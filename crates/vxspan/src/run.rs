@@ -55,8 +55,18 @@ enum LiveOut {
     Archive(vxspan_io::archive::ArchiveWriter),
 }
 
+/// A live capture attached through the control socket: pcapng streamed to the client.
+struct LiveCapture {
+    w: vxspan_io::pcap::Writer<UnixStream>,
+    /// Only frames this rule forwarded (`None`: every forwarded frame).
+    rule: Option<usize>,
+    alive: bool,
+}
+
 /// The outputs of the running plan.
 struct LiveOutputs {
+    /// Live captures (`vxspan capture`).
+    captures: Vec<LiveCapture>,
     /// Transmit sockets by interface; `None` while the interface is gone (copies for it are
     /// counted as `link_down` until it comes back).
     sockets: Vec<Option<TxSocket>>,
@@ -76,6 +86,25 @@ impl Sink for LiveOutputs {
             Some(LiveOut::Archive(a)) => a.send(frame),
             None => Err(TxDrop::LinkDown),
         }
+    }
+
+    fn tapping(&self) -> bool {
+        !self.captures.is_empty()
+    }
+
+    fn tap(&mut self, rules: &[usize], f: TxFrame<'_>) {
+        for c in self.captures.iter_mut().filter(|c| c.alive) {
+            if c.rule.is_none_or(|r| rules.contains(&r)) {
+                // A client that cannot keep up (the write times out) or went away is dropped.
+                if c.w
+                    .write_on(f.input as u32, f.data, f.wire_len, f.ts)
+                    .is_err()
+                {
+                    c.alive = false;
+                }
+            }
+        }
+        self.captures.retain(|c| c.alive);
     }
 }
 
@@ -241,6 +270,7 @@ fn open_ports(plan: &Plan) -> Result<Ports> {
         inputs,
         _offloads: offloads,
         outputs: LiveOutputs {
+            captures: Vec::new(),
             sockets,
             socket_names,
             outs,
@@ -325,6 +355,8 @@ impl State {
             self.ports = ports;
         }
         self.history.add(&self.engine.report());
+        // Captures name rules of the old plan: they end with it.
+        self.ports.outputs.captures.clear();
         let sequences = self.engine.erspan_sequences();
         self.engine = Engine::new(Arc::new(plan));
         self.engine.continue_erspan_sequences(&sequences);
@@ -457,6 +489,23 @@ impl State {
                 self.read_ring_stats();
                 serde_json::to_string(&self.report()).unwrap_or_default()
             }
+                        cmd if cmd == "capture" || cmd.starts_with("capture ") => {
+                let name = cmd.strip_prefix("capture").unwrap_or("").trim();
+                let rule = if name.is_empty() { Ok(None) } else { self.engine.plan().rules.iter().position(|r| r.name == name).map(Some).ok_or(name) };
+                match rule {
+                    Ok(rule) => {
+                        // The stream is the reply: pcapng, one interface per input, until the
+                        // client leaves (or a reload, which closes captures).
+                        let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+                        if let Ok(w) = vxspan_io::pcap::Writer::pcapng_with_interfaces(stream, &self.engine.plan().input_descriptions()) {
+                            log(format!("capture attached ({})", if name.is_empty() { "every forwarded frame" } else { name }));
+                            self.ports.outputs.captures.push(LiveCapture { w, rule, alive: true });
+                        }
+                        return;
+                    }
+                    Err(name) => serde_json::json!({ "error": format!("no rule named {name:?}") }).to_string(),
+                }
+            }
             "reload" => match self.reload() {
                 Ok(msg) => {
                     log(&msg);
@@ -470,7 +519,7 @@ impl State {
                 }
             },
             other => {
-                serde_json::json!({ "error": format!("unknown command {other:?} (stats, reload)") })
+                serde_json::json!({ "error": format!("unknown command {other:?} (stats, reload, capture [RULE])") })
                     .to_string()
             }
         };
@@ -669,4 +718,51 @@ fn render(r: &Report) -> String {
         );
     }
     s
+}
+
+/// `vxspan capture`: streams, as pcapng, the frames a running instance forwards (all, or those
+/// of one rule) to `out` (`-` for standard output) until interrupted.
+pub fn capture(control: &Path, rule: Option<&str>, out: &Path) -> Result<ExitCode> {
+    let mut s = UnixStream::connect(control).with_context(|| {
+        format!(
+            "connecting to {} (is vxspan running? is --control right?)",
+            control.display()
+        )
+    })?;
+    s.write_all(format!("capture {}\n", rule.unwrap_or("")).as_bytes())?;
+    let mut first = [0u8; 1];
+    if std::io::Read::read(&mut s, &mut first)? == 0 {
+        bail!("{} closed the capture", control.display());
+    }
+    if first[0] == b'{' {
+        let mut line = String::from("{");
+        BufReader::new(&s).read_line(&mut line)?;
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        eprintln!(
+            "vxspan: capture refused: {}",
+            v["error"].as_str().unwrap_or(line.trim())
+        );
+        return Ok(ExitCode::from(crate::EXIT_INVALID));
+    }
+    let mut sink: Box<dyn Write> = if out == Path::new("-") {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?)
+    };
+    sink.write_all(&first)?;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = std::io::Read::read(&mut s, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if sink
+            .write_all(&buf[..n])
+            .and_then(|_| sink.flush())
+            .is_err()
+        {
+            break; // the reader went away (e.g. tcpdump -c N finished)
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
