@@ -266,6 +266,24 @@ pub struct Config {
     pub inputs: Vec<Input>,
     pub outputs: Vec<Output>,
     pub rules: Vec<Rule>,
+    /// Control traffic between a data port and a TAP device (`[passthru.NAME]`).
+    pub passthru: Vec<Passthru>,
+}
+
+/// `[passthru.NAME]`: frames for `mac` (and `vlan`) on the input bound to `interface`, plus
+/// broadcast / multicast control traffic (ARP, IPv6 ND, LLDP), go to the TAP device `tap`; what
+/// the TAP sends goes out of `interface` (seed 004's passthru).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passthru {
+    pub name: String,
+    /// Index into [`Config::inputs`] of the data port's input.
+    pub input: usize,
+    pub interface: String,
+    pub tap: String,
+    pub mac: [u8; 6],
+    /// The VLAN the passthru traffic uses on the data port (popped towards the TAP, pushed
+    /// towards the port); `None` for untagged.
+    pub vlan: Option<u16>,
 }
 
 impl Config {
@@ -676,6 +694,7 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> VResult<Config> {
         inputs: Vec::new(),
         outputs: Vec::new(),
         rules: Vec::new(),
+        passthru: Vec::new(),
         user: raw.management.as_ref().and_then(|m| m.user.clone()),
         control: match raw.management.as_ref().and_then(|m| m.control.as_deref()) {
             Some("") => return err(root.key("management").key("control"), "empty path"),
@@ -835,6 +854,64 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> VResult<Config> {
         }
     }
 
+    for (name, raw_p) in &raw.passthru.0 {
+        let p = root.key("passthru").key(name);
+        check_name(&p, "passthru", name)?;
+        check_ifname(&p.key("interface"), &raw_p.interface)?;
+        check_ifname(&p.key("tap"), &raw_p.tap)?;
+        let Some(input) = cfg
+            .inputs
+            .iter()
+            .position(|i| i.interface == raw_p.interface && i.listen.is_none())
+        else {
+            return err(
+                p.key("interface"),
+                format!(
+                    "{:?} is not the interface of an input: the passthru's data port must be one",
+                    raw_p.interface
+                ),
+            );
+        };
+        let mac = parse_mac_text(&raw_p.mac).map_or_else(
+            || {
+                err(
+                    p.key("mac"),
+                    format!(
+                        "expected a MAC address like \"44:44:44:44:44:44\", not {:?}",
+                        raw_p.mac
+                    ),
+                )
+            },
+            Ok,
+        )?;
+        let vlan = raw_p
+            .vlan
+            .as_ref()
+            .map(|v| as_u64(&p.key("vlan"), v, "vlan", 1..=4094).map(|n| n as u16))
+            .transpose()?;
+        if cfg.inputs.iter().any(|i| i.interface == raw_p.tap)
+            || cfg
+                .outputs
+                .iter()
+                .any(|o| o.interface.as_deref() == Some(raw_p.tap.as_str()))
+        {
+            return err(
+                p.key("tap"),
+                format!(
+                    "{:?} is also a port of a rule; the TAP belongs to the passthru alone",
+                    raw_p.tap
+                ),
+            );
+        }
+        cfg.passthru.push(Passthru {
+            name: name.clone(),
+            input,
+            interface: raw_p.interface.clone(),
+            tap: raw_p.tap.clone(),
+            mac,
+            vlan,
+        });
+    }
     if cfg.outputs.len() > MAX_OUTPUTS {
         return err(
             root.key("outputs"),
@@ -902,6 +979,19 @@ fn input_path(raw: &RawConfig, input: &Input) -> KeyPath {
     } else {
         KeyPath::root().key("interfaces").key(&input.name)
     }
+}
+
+fn parse_mac_text(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split([':', '-']);
+    for b in out.iter_mut() {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
 }
 
 /// `pcap = { path = "mirror-%Y%m%dT%H%M%S.pcapng", rotate_mb = 100, rotate_s = 3600, keep = 20 }`.

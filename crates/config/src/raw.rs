@@ -59,6 +59,17 @@ pub struct RawConfig {
     #[serde(default)]
     pub rules: Vec<RawRule>,
     pub management: Option<RawManagement>,
+    #[serde(default)]
+    pub passthru: UniqueMap<RawPassthru>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPassthru {
+    pub interface: String,
+    pub tap: String,
+    pub mac: String,
+    pub vlan: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]

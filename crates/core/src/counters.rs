@@ -101,6 +101,8 @@ pub struct PortCounters {
     /// Input frames sent to at least one output.
     pub forwarded_packets: u64,
     pub forwarded_bytes: u64,
+    /// Of those, frames handed to a passthru TAP.
+    pub passthru_packets: u64,
     pub dropped_packets: u64,
     pub dropped_bytes: u64,
     pub drop_reasons: [u64; RxDrop::ALL.len()],
@@ -200,6 +202,7 @@ impl Counters {
             a.rx_bytes += b.rx_bytes;
             a.forwarded_packets += b.forwarded_packets;
             a.forwarded_bytes += b.forwarded_bytes;
+            a.passthru_packets += b.passthru_packets;
             a.dropped_packets += b.dropped_packets;
             a.dropped_bytes += b.dropped_bytes;
             a.tx_packets += b.tx_packets;
@@ -247,6 +250,9 @@ pub struct PortReport {
     /// Input frames sent to at least one output: `rx_packets = forwarded_packets + dropped_packets`.
     pub forwarded_packets: u64,
     pub forwarded_bytes: u64,
+    /// Of those, frames handed to a passthru TAP (control traffic for this host).
+    #[serde(default)]
+    pub passthru_packets: u64,
     pub dropped_packets: u64,
     pub dropped_bytes: u64,
     pub drop_reasons: BTreeMap<String, u64>,
@@ -285,6 +291,7 @@ impl Report {
                     a.rx_bytes += p.rx_bytes;
                     a.forwarded_packets += p.forwarded_packets;
                     a.forwarded_bytes += p.forwarded_bytes;
+                    a.passthru_packets += p.passthru_packets;
                     a.dropped_packets += p.dropped_packets;
                     a.dropped_bytes += p.dropped_bytes;
                     a.tx_packets += p.tx_packets;
@@ -358,6 +365,7 @@ impl PortCounters {
             rx_bytes: self.rx_bytes,
             forwarded_packets: self.forwarded_packets,
             forwarded_bytes: self.forwarded_bytes,
+            passthru_packets: self.passthru_packets,
             dropped_packets: self.dropped_packets,
             dropped_bytes: self.dropped_bytes,
             drop_reasons: RxDrop::ALL

@@ -51,6 +51,10 @@ pub trait Sink {
     /// A frame (as received, after decapsulation) that `rules` (indices into [`Plan::rules`])
     /// forwarded, for live captures.
     fn tap(&mut self, _rules: &[usize], _frame: TxFrame<'_>) {}
+
+    /// A frame for passthru `index` (an index into [`Plan::passthru`]), its VLAN tag already
+    /// removed if the passthru has one. Offline (replay) there is no TAP: the default drops it.
+    fn passthru(&mut self, _index: usize, _frame: TxFrame<'_>) {}
 }
 
 /// One worker's engine: a plan, its counters and its sampling state.
@@ -167,6 +171,51 @@ impl Engine {
             port.dropped_bytes += outer_bytes;
             port.drop_reasons[reason as usize] += 1;
         };
+
+        // Passthru: control traffic for this host's TAP. Frames to its MAC go there alone;
+        // broadcast / multicast control frames (ARP, IPv6 ND, LLDP) go there and are mirrored too.
+        if !inp.passthru.is_empty() {
+            if let Ok(l2) = L2Info::parse(frame.data) {
+                let vid = l2.outer.map(|t| t.vid());
+                for &(pi, mac, vlan) in &inp.passthru {
+                    if vid.filter(|v| *v != 0) != vlan {
+                        continue;
+                    }
+                    let dst = &frame.data[..6];
+                    let control = dst[0] & 1 == 1
+                        && matches!(u16::from(l2.ethertype), 0x0806 | 0x86dd | 0x88cc);
+                    if dst != mac && !control {
+                        continue;
+                    }
+                    let stripped;
+                    let data = if vlan.is_some() {
+                        let mut v = Vec::with_capacity(frame.data.len());
+                        let _ = vxspan_wire::vlan::pop_tag(frame.data, &mut v);
+                        stripped = v;
+                        &stripped[..]
+                    } else {
+                        frame.data
+                    };
+                    sink.passthru(
+                        pi,
+                        TxFrame {
+                            data,
+                            wire_len: data.len() as u32,
+                            ts: frame.ts,
+                            input,
+                        },
+                    );
+                    if dst == mac {
+                        let port = &mut counters.ports[inp.port];
+                        port.forwarded_packets += 1;
+                        port.forwarded_bytes += outer_bytes;
+                        port.passthru_packets += 1;
+                        return;
+                    }
+                    counters.ports[inp.port].passthru_packets += 1;
+                }
+            }
+        }
 
         // Tunnel termination: what follows sees the inner frame.
         let mut meta = TunnelMeta::default();

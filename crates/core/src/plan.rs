@@ -140,6 +140,8 @@ pub struct InputPlan {
     pub listen: Option<vxspan_config::Listen>,
     /// Whether a rule of this input matches on `outer_source`.
     pub needs_outer_source: bool,
+    /// Passthru sections on this input: (index into `Plan::passthru`, MAC, VLAN).
+    pub passthru: Vec<(usize, [u8; 6], Option<u16>)>,
     pub port: usize,
     /// Outer VID (0 = untagged) -> index into `groups`, or `NO_GROUP`.
     pub group_of_vid: Box<[u16]>,
@@ -160,6 +162,7 @@ pub struct Plan {
     pub rules: Vec<RulePlan>,
     /// Per input, the VIDs the configuration names (always listed in the VLAN counters).
     pub configured_vids: Vec<VlanSet>,
+    pub passthru: Vec<vxspan_config::Passthru>,
 }
 
 /// A `listen` input always strips the tunnel it listens for (on its port), on top of `decap`.
@@ -348,6 +351,13 @@ impl Plan {
                     .rules
                     .iter()
                     .any(|r| r.from.contains(&ii) && r.outer_source.is_some()),
+                passthru: cfg
+                    .passthru
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.input == ii)
+                    .map(|(i, p)| (i, p.mac, p.vlan))
+                    .collect(),
                 port: ii,
                 group_of_vid,
                 groups,
@@ -380,6 +390,7 @@ impl Plan {
             outputs,
             rules,
             configured_vids,
+            passthru: cfg.passthru.clone(),
         })
     }
 

@@ -8,6 +8,7 @@ pub mod archive;
 pub mod filter;
 pub mod mem;
 pub mod pcap;
+pub mod tap;
 pub mod tunnel;
 
 use std::io;

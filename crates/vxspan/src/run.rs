@@ -63,8 +63,18 @@ struct LiveCapture {
     alive: bool,
 }
 
+/// A passthru at run time: its TAP and a socket on its data port.
+struct LivePassthru {
+    tap: vxspan_io::tap::Tap,
+    port: TxSocket,
+    vlan: Option<u16>,
+    /// Frames that could not be handed over in either direction.
+    errors: u64,
+}
+
 /// The outputs of the running plan.
 struct LiveOutputs {
+    passthru: Vec<LivePassthru>,
     /// Live captures (`vxspan capture`).
     captures: Vec<LiveCapture>,
     /// Transmit sockets by interface; `None` while the interface is gone (copies for it are
@@ -90,6 +100,14 @@ impl Sink for LiveOutputs {
 
     fn tapping(&self) -> bool {
         !self.captures.is_empty()
+    }
+
+    fn passthru(&mut self, index: usize, f: TxFrame<'_>) {
+        if let Some(p) = self.passthru.get_mut(index) {
+            if p.tap.write(f.data).is_err() {
+                p.errors += 1;
+            }
+        }
     }
 
     fn tap(&mut self, rules: &[usize], f: TxFrame<'_>) {
@@ -270,6 +288,7 @@ fn open_ports(plan: &Plan) -> Result<Ports> {
         inputs,
         _offloads: offloads,
         outputs: LiveOutputs {
+            passthru: open_passthru(plan)?,
             captures: Vec::new(),
             sockets,
             socket_names,
@@ -277,6 +296,29 @@ fn open_ports(plan: &Plan) -> Result<Ports> {
         },
         key: interfaces_key(plan),
     })
+}
+
+/// Opens the TAP devices of the plan's passthru sections, and a socket on each data port.
+fn open_passthru(plan: &Plan) -> Result<Vec<LivePassthru>> {
+    plan.passthru
+        .iter()
+        .map(|p| {
+            let tap = vxspan_io::tap::Tap::open(&p.tap)
+                .with_context(|| format!("passthru {}: TAP {}", p.name, p.tap))?;
+            let port = TxSocket::open(&p.interface)
+                .with_context(|| format!("passthru {}: {}", p.name, p.interface))?;
+            log(format!(
+                "passthru {}: {} <-> TAP {}",
+                p.name, p.interface, p.tap
+            ));
+            Ok(LivePassthru {
+                tap,
+                port,
+                vlan: p.vlan,
+                errors: 0,
+            })
+        })
+        .collect()
 }
 
 /// Placement as it is on this machine: everything runs in the userspace tier on AF_PACKET.
@@ -449,6 +491,59 @@ impl State {
                     .get(*i)
                     .is_some_and(Option::is_some);
                 self.engine.set_output_up(o, up);
+            }
+        }
+    }
+
+    /// What the hosts behind passthru TAPs send goes out of their data ports (tagged with the
+    /// passthru's VLAN, if it has one). Locally sent frames are not seen by the input rings
+    /// (PACKET_IGNORE_OUTGOING), so they are never mirrored back.
+    fn passthru_out(&mut self) {
+        let mut buf = vec![0u8; 65_536];
+        let mut tagged = Vec::with_capacity(65_540);
+        for p in self.ports.outputs.passthru.iter_mut() {
+            for _ in 0..256 {
+                let n = match p.tap.read(&mut buf) {
+                    Ok(Some(n)) => n,
+                    Ok(None) => break,
+                    Err(_) => {
+                        p.errors += 1;
+                        break;
+                    }
+                };
+                let frame = &buf[..n];
+                let data = match p.vlan {
+                    Some(vid) => {
+                        tagged.clear();
+                        if vxspan_core::wire::vlan::push_tag(
+                            frame,
+                            vxspan_core::wire::VlanTag::new(
+                                vxspan_core::wire::EtherType::Vlan,
+                                0,
+                                false,
+                                vid,
+                            ),
+                            &mut tagged,
+                        )
+                        .is_err()
+                        {
+                            continue;
+                        }
+                        &tagged[..]
+                    }
+                    None => frame,
+                };
+                if p.port
+                    .send(TxFrame {
+                        data,
+                        wire_len: data.len() as u32,
+                        ts: 0,
+                        input: 0,
+                    })
+                    .is_err()
+                {
+                    p.errors += 1;
+                }
             }
         }
     }
@@ -633,9 +728,11 @@ pub fn run(
             notifier.notify("WATCHDOG=1");
             last_watchdog = Instant::now();
         }
-        let fds: Vec<i32> = st.ports.inputs.iter().map(LiveInput::fd).collect();
+        let mut fds: Vec<i32> = st.ports.inputs.iter().map(LiveInput::fd).collect();
+        fds.extend(st.ports.outputs.passthru.iter().map(|p| p.tap.fd()));
         afpacket::poll_readable(&fds, 100, &mut ready)?;
         st.drain(&mut batch)?;
+        st.passthru_out();
         while let Ok((stream, _)) = ctl.listener.accept() {
             st.serve(stream);
         }

@@ -991,3 +991,107 @@ fn live_capture_stream_reads_in_tcpdump() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("no rule named"));
     vx.stop(&dir);
 }
+
+/// Passthru: a host behind the TAP pings, and completes a TCP handshake with, a peer on the far
+/// side of the data port, while mirror traffic on the same port is forwarded.
+#[test]
+fn passthru_ping_and_tcp_while_mirroring() {
+    if common::netns::skipped() {
+        return;
+    }
+    let dir = scratch("live-passthru");
+    let a = Netns::new("pta");
+    let b = Netns::new("ptb");
+    // The data port eth1 (A) faces the peer's p1 (B); eth3 is a tool port.
+    a.exec_ok(&[
+        "ip", "link", "add", "eth1", "type", "veth", "peer", "name", "p1", "netns", &b.name,
+    ]);
+    a.exec_ok(&["ip", "link", "set", "eth1", "up"]);
+    b.exec_ok(&["ip", "addr", "add", "198.18.6.2/24", "dev", "p1"]);
+    b.exec_ok(&["ip", "link", "set", "p1", "up"]);
+    // The peer's stack would leave TCP checksums to "hardware" that a veth does not have (the
+    // frames reach packet sockets unfinished): compute them in software, as a real NIC's
+    // receiver would have them.
+    b.exec_ok(&["ethtool", "-K", "p1", "tx", "off"]);
+    a.veth("eth3", "p3", 1500);
+    let config = dir.join("passthru.toml");
+    std::fs::write(
+        &config,
+        "[inputs.mirror]\ninterface = \"eth1\"\n[outputs.tools]\ninterface = \"eth3\"\n[[rules]]\nfrom = \"mirror\"\nto = \"tools\"\n\
+         [passthru.ctrl]\ninterface = \"eth1\"\ntap = \"ctrl0\"\nmac = \"44:44:44:44:44:44\"\n",
+    )
+    .unwrap();
+    let vx = Vxspan::start(&a, &config, &dir);
+    // The host behind the TAP: A's own stack on ctrl0.
+    a.exec_ok(&["ip", "link", "set", "ctrl0", "address", "44:44:44:44:44:44"]);
+    a.exec_ok(&["ip", "addr", "add", "198.18.6.1/24", "dev", "ctrl0"]);
+    a.exec_ok(&["ip", "link", "set", "ctrl0", "up"]);
+
+    // Mirror traffic on the data port while the control traffic flows.
+    let input = dir.join("mirror.pcap");
+    assert!(Command::new(env!("CARGO_BIN_EXE_vxspan"))
+        .args([
+            "gen",
+            "-w",
+            input.to_str().unwrap(),
+            "--count",
+            "500",
+            "--seed",
+            "12"
+        ])
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let mut blast = b
+        .cmd(&[
+            "tcpreplay",
+            "-q",
+            "--pps",
+            "500",
+            "-i",
+            "p1",
+            input.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let o = a.exec(&["ping", "-c", "3", "-W", "2", "198.18.6.2"]);
+    assert!(
+        o.status.success(),
+        "ping through the passthru: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+
+    // A TCP handshake (BGP's port) from the host behind the TAP to the peer.
+    let server = "import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('198.18.6.2', 179)); s.listen(1); s.settimeout(10); c, _ = s.accept(); c.sendall(b'OPEN'); c.close()";
+    let mut srv = b.cmd(&["python3", "-c", server]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let client = "import socket; c = socket.create_connection(('198.18.6.2', 179), timeout=5); print(c.recv(4).decode())";
+    let o = a.exec(&["python3", "-c", client]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "OPEN",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let _ = srv.wait();
+    let _ = blast.wait();
+    wait_for(Duration::from_secs(10), || {
+        counter(&vx.stats(), "tools", "tx_packets") >= 500
+    });
+    let s = vx.stats();
+    assert!(
+        counter(&s, "mirror", "passthru_packets") >= 5,
+        "{}",
+        s["interfaces"]["mirror"]
+    );
+    // Every mirror frame reached the tool port; the passthru's unicast frames did not.
+    assert_eq!(
+        counter(&s, "mirror", "rx_packets"),
+        counter(&s, "mirror", "forwarded_packets") + counter(&s, "mirror", "dropped_packets")
+    );
+    vx.stop(&dir);
+}
