@@ -1095,3 +1095,56 @@ fn passthru_ping_and_tcp_while_mirroring() {
     );
     vx.stop(&dir);
 }
+
+/// A live rate limit agrees with rate x duration (+ one burst) within 5%.
+#[test]
+fn live_rate_limit_within_five_percent() {
+    if common::netns::skipped() {
+        return;
+    }
+    let dir = scratch("live-rate");
+    let ns = Netns::new("rate");
+    ns.veth("eth1", "p1", 1500);
+    ns.veth("eth3", "p3", 1500);
+    let config = dir.join("rate.toml");
+    // 4 Mbit/s = 500,000 bytes/s, burst 10,000 bytes.
+    std::fs::write(&config, "[inputs.m]\ninterface = \"eth1\"\n[outputs.t]\ninterface = \"eth3\"\nrate_limit = \"4Mbit\"\nrate_burst = 10000\n[[rules]]\nfrom = \"m\"\nto = \"t\"\n").unwrap();
+    let vx = Vxspan::start(&ns, &config, &dir);
+    // 3,000 frames of 1,000 bytes at 1,000 frames/s: twice the rate, for 3 seconds.
+    let input = dir.join("in.pcap");
+    let mut w = vxspan_io::pcap::Writer::create(&input).unwrap();
+    for i in 0..3000u64 {
+        let mut f = vxspan::gen::frames(1, i, 20).next().unwrap().data;
+        f.resize(1000, 0);
+        w.write(&f, 1000, i * 1_000_000).unwrap();
+    }
+    w.flush().unwrap();
+    drop(w);
+    let cap = ns.capture("eth1", &dir.join("eth1.pcap"));
+    ns.exec_ok(&["tcpreplay", "-q", "-i", "p1", input.to_str().unwrap()]);
+    wait_for(Duration::from_secs(10), || {
+        counter(&vx.stats(), "m", "rx_packets") == 3000
+    });
+    wait_for(Duration::from_secs(10), || {
+        frames_in(&dir.join("eth1.pcap")) == 3000
+    });
+    cap.stop();
+    let seen = read_capture(&dir.join("eth1.pcap"));
+    let duration = (seen.last().unwrap().2 - seen[0].2) as f64 / 1e9;
+    let s = vx.stats();
+    let carried = counter(&s, "t", "tx_bytes") as f64;
+    let expected = 500_000.0 * duration + 10_000.0;
+    eprintln!("rate limit: {carried} bytes carried over {duration:.3} s, expected {expected}");
+    assert!(
+        (carried - expected).abs() / expected < 0.05,
+        "carried {carried}, expected {expected}"
+    );
+    assert_eq!(
+        counter(&s, "t", "tx_packets")
+            + s["interfaces"]["t"]["tx_drop_reasons"]["rate_limited"]
+                .as_u64()
+                .unwrap(),
+        3000
+    );
+    vx.stop(&dir);
+}
