@@ -7,6 +7,7 @@ pub mod afpacket;
 pub mod archive;
 pub mod filter;
 pub mod mem;
+pub mod netdev;
 pub mod pcap;
 pub mod tap;
 pub mod tunnel;

@@ -4,6 +4,7 @@
 pub mod check;
 pub mod fuzzing;
 pub mod gen;
+pub mod lab;
 pub mod privileges;
 pub mod replay;
 pub mod run;

@@ -1,7 +1,7 @@
 //! The `vxspan` command: a software packet broker. This file is only the command line; the
 //! commands live in the library (`src/lib.rs`).
 
-use vxspan::{check, gen, replay, run};
+use vxspan::{check, gen, lab, replay, run};
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -106,6 +106,13 @@ enum Cmd {
         #[arg(long, default_value_t = 2000)]
         count: u64,
     },
+    /// Build a throw-away namespace with veth pairs, run VxSPAN's example configuration on it
+    /// live, push the demo's traffic mix through it and show what went where (needs root).
+    Lab {
+        /// Frames to send into each input.
+        #[arg(long, default_value_t = 2000)]
+        count: u64,
+    },
     /// Write a synthetic capture: a mix of untagged, priority-tagged, 802.1Q (VLAN 1 to 20 by
     /// default), QinQ and 0x9100-tagged frames carrying TCP, UDP, ICMP, IPv6 and ARP.
     Gen {
@@ -135,6 +142,7 @@ fn main() -> ExitCode {
             json,
         } => replay::run(&config, &inputs, &outputs, out_dir.as_deref(), json),
         Cmd::Demo { count } => replay::demo(count),
+        Cmd::Lab { count } => lab::lab(count),
         Cmd::Run {
             config,
             datapath,

@@ -169,7 +169,7 @@ pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
         s.lines()
             .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
