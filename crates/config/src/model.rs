@@ -261,6 +261,8 @@ pub struct Config {
     pub control: Option<PathBuf>,
     /// The user `vxspan run` switches to when started as root (`management.user`).
     pub user: Option<String>,
+    /// Where `vxspan run` serves Prometheus metrics (`management.metrics`); `None` = off.
+    pub metrics: Option<std::net::SocketAddr>,
     pub form: Form,
     pub xdp_mode: Option<XdpMode>,
     pub inputs: Vec<Input>,
@@ -699,6 +701,20 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> VResult<Config> {
         control: match raw.management.as_ref().and_then(|m| m.control.as_deref()) {
             Some("") => return err(root.key("management").key("control"), "empty path"),
             Some(p) => Some(PathBuf::from(p)),
+            None => None,
+        },
+        metrics: match raw.management.as_ref().and_then(|m| m.metrics.as_deref()) {
+            Some(a) => match a.parse::<std::net::SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    return err(
+                        root.key("management").key("metrics"),
+                        format!(
+                            "{a:?} is not ADDRESS:PORT (e.g. \"127.0.0.1:9464\" or \"[::1]:9464\")"
+                        ),
+                    )
+                }
+            },
             None => None,
         },
     };

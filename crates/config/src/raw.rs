@@ -77,6 +77,7 @@ pub struct RawPassthru {
 pub struct RawManagement {
     pub control: Option<String>,
     pub user: Option<String>,
+    pub metrics: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

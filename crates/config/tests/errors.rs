@@ -558,3 +558,25 @@ fn tunnel_option_errors() {
         "needs a destination",
     );
 }
+
+#[test]
+fn management_metrics_address() {
+    let base = "[inputs.a]\ninterface = \"eth0\"\n[outputs.b]\ninterface = \"eth1\"\n[[rules]]\nfrom = \"a\"\nto = \"b\"\n[management]\n";
+    let c = toml(&format!("{base}metrics = \"127.0.0.1:9464\"\n")).unwrap();
+    assert_eq!(c.metrics, Some("127.0.0.1:9464".parse().unwrap()));
+    let c = toml(&format!("{base}metrics = \"[::1]:9464\"\n")).unwrap();
+    assert_eq!(c.metrics, Some("[::1]:9464".parse().unwrap()));
+    assert!(toml(base).unwrap().metrics.is_none());
+    for bad in ["localhost:9464", "127.0.0.1", "127.0.0.1:99999", ""] {
+        assert_err(
+            toml(&format!("{base}metrics = \"{bad}\"\n")),
+            "management.metrics",
+            "is not ADDRESS:PORT",
+        );
+    }
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/metrics.toml"),
+    )
+    .unwrap();
+    assert!(toml(&text).unwrap().metrics.is_some());
+}

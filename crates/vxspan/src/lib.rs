@@ -5,6 +5,7 @@ pub mod check;
 pub mod fuzzing;
 pub mod gen;
 pub mod lab;
+pub mod metrics;
 pub mod privileges;
 pub mod replay;
 pub mod run;

@@ -682,6 +682,10 @@ pub fn run(
     let ports = open_ports(&plan)?;
     // The control socket appears once everything is set up: it is the sign vxspan is running.
     let ctl = Control::bind(&control_path)?;
+    if let Some(addr) = cfg.metrics {
+        crate::metrics::spawn(addr, control_path.clone())?;
+        log(format!("Prometheus metrics on http://{addr}/metrics"));
+    }
     log_placement(&cfg, &plan);
     log(format!(
         "running {} on {} input(s), {} output interface(s); control socket {}",

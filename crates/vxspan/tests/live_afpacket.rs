@@ -1148,3 +1148,122 @@ fn live_rate_limit_within_five_percent() {
     );
     vx.stop(&dir);
 }
+
+/// The value of one sample in a Prometheus text exposition.
+fn sample(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{series} not in:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// `management.metrics`: the endpoint passes `promtool check metrics`, its values equal
+/// `vxspan stats --json`, and they grow with the traffic.
+#[test]
+fn prometheus_metrics_agree_with_stats() {
+    if common::netns::skipped() {
+        return;
+    }
+    let dir = scratch("live-metrics");
+    let ns = Netns::new("prom");
+    ns.veth("eth0", "p0", 1500);
+    ns.veth("eth2", "p2", 1500);
+    let config = dir.join("metrics.toml");
+    std::fs::copy(root().join("examples/metrics.toml"), &config).unwrap();
+    let vx = Vxspan::start(&ns, &config, &dir);
+    let input = dir.join("in.pcap");
+    vxspan::gen::write(&input, 2000, 7, 20).unwrap();
+    let scrape = || {
+        let o = ns.exec_ok(&["curl", "-sf", "http://127.0.0.1:9464/metrics"]);
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let mut previous = 0;
+    for round in 1..=2u64 {
+        ns.exec_ok(&["tcpreplay", "-q", "-i", "p0", input.to_str().unwrap()]);
+        wait_for(Duration::from_secs(10), || {
+            counter(&vx.stats(), "mirror", "rx_packets") >= round * 1990
+        });
+        // Let the last frames settle, then read both sides with no traffic in between.
+        std::thread::sleep(Duration::from_millis(300));
+        let s = vx.stats();
+        let text = scrape();
+        let check = ns
+            .cmd(&["promtool", "check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        check
+            .stdin
+            .as_ref()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let o = check.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "promtool: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        for (port, key, family) in [
+            ("mirror", "rx_packets", "vxspan_rx_packets_total"),
+            (
+                "mirror",
+                "forwarded_packets",
+                "vxspan_forwarded_packets_total",
+            ),
+            ("mirror", "dropped_packets", "vxspan_dropped_packets_total"),
+            ("tools", "tx_packets", "vxspan_tx_packets_total"),
+            ("tools", "tx_bytes", "vxspan_tx_bytes_total"),
+        ] {
+            assert_eq!(
+                sample(&text, &format!("{family}{{interface=\"{port}\"}}")),
+                counter(&s, port, key),
+                "{family} {port}"
+            );
+        }
+        assert_eq!(
+            sample(
+                &text,
+                "vxspan_drops_total{interface=\"mirror\",direction=\"rx\",reason=\"no_rule\"}"
+            ),
+            s["interfaces"]["mirror"]["drop_reasons"]["no_rule"]
+                .as_u64()
+                .unwrap()
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "vxspan_rule_forwarded_packets_total{rule=\"web\",tier=\"userspace\"}"
+            ),
+            s["rules"][0]["forwarded_packets"].as_u64().unwrap()
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "vxspan_vlan_packets_total{interface=\"mirror\",vlan=\"10\",tier=\"userspace\"}"
+            ),
+            s["vlans"]["mirror"]["10"]["packets"].as_u64().unwrap()
+        );
+        let rx = counter(&s, "mirror", "rx_packets");
+        assert!(rx > previous, "counters grow: {rx} after {previous}");
+        assert!(sample(&text, "process_resident_memory_bytes") > 1_000_000);
+        previous = rx;
+    }
+    // Anything but /metrics is a 404.
+    let o = ns.exec(&[
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "http://127.0.0.1:9464/",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "404");
+    vx.stop(&dir);
+}

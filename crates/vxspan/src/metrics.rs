@@ -1,0 +1,376 @@
+//! Prometheus metrics (`management.metrics`): an HTTP endpoint serving the text exposition
+//! format (version 0.0.4) at `/metrics`.
+//!
+//! The endpoint runs on its own thread and takes its counters from the instance's control
+//! socket, the same `stats` reply `vxspan stats --json` prints, so the two always agree and a
+//! slow scraper never holds up the datapath. The HTTP side is a few lines of HTTP/1.0 (one GET,
+//! one response, close): a web framework would be most of the binary's size for that.
+
+use anyhow::Result;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use vxspan_core::counters::PortReport;
+use vxspan_core::Report;
+
+/// Every counter is in the userspace tier in this build (AF_PACKET); the label is there so
+/// dashboards keep working when groups move into XDP.
+const TIER: &str = "userspace";
+
+/// Escapes a label value (backslash, double quote, line feed).
+fn esc(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => s.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+/// Writes one counter family: HELP, TYPE and its samples (`labels` already rendered).
+fn counter(out: &mut String, name: &str, help: &str, samples: &[(String, u64)]) {
+    if samples.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for (labels, v) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {v}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        }
+    }
+}
+
+/// The process's own CPU time (seconds) and resident memory (bytes), from /proc/self.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Process {
+    pub cpu_seconds: f64,
+    pub resident_bytes: u64,
+}
+
+impl Process {
+    pub fn read() -> Process {
+        let mut p = Process::default();
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+            // Fields after the command name (which may hold spaces), from field 3 on.
+            if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                let utime: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+                let stime: f64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+                p.cpu_seconds = (utime + stime) / ticks;
+            }
+        }
+        if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+            if let Some(kb) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                p.resident_bytes = kb * 1024;
+            }
+        }
+        p
+    }
+}
+
+/// A per-port counter family: name, help, and how to read it from a port's counters.
+type PortFamily<'a> = (&'a str, &'a str, &'a dyn Fn(&PortReport) -> u64);
+
+/// Renders a stats report in the Prometheus text format.
+pub fn render(r: &Report, process: Process) -> String {
+    let mut out = String::new();
+    let ports = |f: &dyn Fn(&PortReport) -> u64| -> Vec<(String, u64)> {
+        r.interfaces
+            .iter()
+            .map(|(n, p)| (format!("interface=\"{}\"", esc(n)), f(p)))
+            .collect()
+    };
+    let port_families: [PortFamily; 8] = [
+        (
+            "vxspan_rx_packets_total",
+            "Frames received on the port.",
+            &|p| p.rx_packets,
+        ),
+        (
+            "vxspan_rx_bytes_total",
+            "Bytes received on the port.",
+            &|p| p.rx_bytes,
+        ),
+        (
+            "vxspan_forwarded_packets_total",
+            "Received frames sent to at least one output.",
+            &|p| p.forwarded_packets,
+        ),
+        (
+            "vxspan_dropped_packets_total",
+            "Received frames sent nowhere (rx = forwarded + dropped).",
+            &|p| p.dropped_packets,
+        ),
+        (
+            "vxspan_passthru_packets_total",
+            "Received frames handed to a passthru TAP.",
+            &|p| p.passthru_packets,
+        ),
+        (
+            "vxspan_tx_packets_total",
+            "Copies sent on the port.",
+            &|p| p.tx_packets,
+        ),
+        ("vxspan_tx_bytes_total", "Bytes sent on the port.", &|p| {
+            p.tx_bytes
+        }),
+        (
+            "vxspan_tx_dropped_packets_total",
+            "Copies for the port that could not be sent.",
+            &|p| p.tx_dropped_packets,
+        ),
+    ];
+    for (name, help, f) in port_families {
+        counter(&mut out, name, help, &ports(f));
+    }
+    let mut drops = Vec::new();
+    for (n, p) in &r.interfaces {
+        for (dir, reasons) in [("rx", &p.drop_reasons), ("tx", &p.tx_drop_reasons)] {
+            for (reason, v) in reasons {
+                drops.push((
+                    format!(
+                        "interface=\"{}\",direction=\"{dir}\",reason=\"{}\"",
+                        esc(n),
+                        esc(reason)
+                    ),
+                    *v,
+                ));
+            }
+        }
+    }
+    counter(
+        &mut out,
+        "vxspan_drops_total",
+        "Dropped frames (rx) and copies (tx) by reason.",
+        &drops,
+    );
+    let mut vlan_pk = Vec::new();
+    let mut vlan_by = Vec::new();
+    let mut vlan_dr = Vec::new();
+    for (n, vlans) in &r.vlans {
+        for (vlan, c) in vlans {
+            let l = format!(
+                "interface=\"{}\",vlan=\"{}\",tier=\"{TIER}\"",
+                esc(n),
+                esc(vlan)
+            );
+            vlan_pk.push((l.clone(), c.packets));
+            vlan_by.push((l.clone(), c.bytes));
+            vlan_dr.push((l, c.dropped_packets));
+        }
+    }
+    counter(
+        &mut out,
+        "vxspan_vlan_packets_total",
+        "Frames received per input VLAN.",
+        &vlan_pk,
+    );
+    counter(
+        &mut out,
+        "vxspan_vlan_bytes_total",
+        "Bytes received per input VLAN.",
+        &vlan_by,
+    );
+    counter(
+        &mut out,
+        "vxspan_vlan_dropped_packets_total",
+        "Frames received per input VLAN and sent nowhere.",
+        &vlan_dr,
+    );
+    let rule = |f: &dyn Fn(&vxspan_core::counters::RuleCounters) -> u64| -> Vec<(String, u64)> {
+        r.rules
+            .iter()
+            .map(|c| (format!("rule=\"{}\",tier=\"{TIER}\"", esc(&c.name)), f(c)))
+            .collect()
+    };
+    counter(
+        &mut out,
+        "vxspan_rule_matched_packets_total",
+        "Frames a rule matched.",
+        &rule(&|c| c.matched_packets),
+    );
+    counter(
+        &mut out,
+        "vxspan_rule_matched_bytes_total",
+        "Bytes of the frames a rule matched.",
+        &rule(&|c| c.matched_bytes),
+    );
+    counter(
+        &mut out,
+        "vxspan_rule_forwarded_packets_total",
+        "Frames a rule sent on.",
+        &rule(&|c| c.forwarded_packets),
+    );
+    counter(
+        &mut out,
+        "vxspan_rule_sampled_out_packets_total",
+        "Frames a rule's sampling left out.",
+        &rule(&|c| c.sampled_out_packets),
+    );
+    counter(
+        &mut out,
+        "vxspan_rule_duplicate_packets_total",
+        "Frames a rule's de-duplication dropped.",
+        &rule(&|c| c.duplicate_packets),
+    );
+    let mut tun = Vec::new();
+    for (n, t) in &r.tunnels {
+        for (id, c) in t {
+            tun.push((
+                format!("interface=\"{}\",tunnel=\"{}\"", esc(n), esc(id)),
+                c.packets,
+            ));
+        }
+    }
+    counter(
+        &mut out,
+        "vxspan_tunnel_packets_total",
+        "Frames decapsulated per tunnel type and id (VNI, ERSPAN session, GRE key).",
+        &tun,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP process_cpu_seconds_total User and system CPU time spent, in seconds."
+    );
+    let _ = writeln!(out, "# TYPE process_cpu_seconds_total counter");
+    let _ = writeln!(out, "process_cpu_seconds_total {}", process.cpu_seconds);
+    let _ = writeln!(
+        out,
+        "# HELP process_resident_memory_bytes Resident memory size in bytes."
+    );
+    let _ = writeln!(out, "# TYPE process_resident_memory_bytes gauge");
+    let _ = writeln!(
+        out,
+        "process_resident_memory_bytes {}",
+        process.resident_bytes
+    );
+    out
+}
+
+/// Serves `/metrics` on `addr` from a thread of its own; counters come from `control`.
+pub fn spawn(addr: SocketAddr, control: PathBuf) -> Result<()> {
+    let listener = TcpListener::bind(addr)
+        .map_err(|e| anyhow::anyhow!("management.metrics: listening on {addr}: {e}"))?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let _ = answer(stream, &control);
+            }
+        })?;
+    Ok(())
+}
+
+fn answer(stream: TcpStream, control: &Path) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(&stream);
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    // The headers are read and ignored, up to the blank line (bounded).
+    let mut header = String::new();
+    for _ in 0..100 {
+        header.clear();
+        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
+            break;
+        }
+    }
+    let mut parts = request.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    let (status, ctype, body) = if method != "GET" && method != "HEAD" {
+        (
+            "405 Method Not Allowed",
+            "text/plain",
+            "GET only\n".to_string(),
+        )
+    } else if path != "/metrics" {
+        (
+            "404 Not Found",
+            "text/plain",
+            "metrics are at /metrics\n".to_string(),
+        )
+    } else {
+        match crate::run::request(control, "stats")
+            .and_then(|v| serde_json::from_value::<Report>(v).map_err(Into::into))
+        {
+            Ok(report) => (
+                "200 OK",
+                "text/plain; version=0.0.4; charset=utf-8",
+                render(&report, Process::read()),
+            ),
+            Err(e) => (
+                "503 Service Unavailable",
+                "text/plain",
+                format!("counters unavailable: {e:#}\n"),
+            ),
+        }
+    };
+    let mut w = &stream;
+    write!(
+        w,
+        "HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    if method != "HEAD" {
+        w.write_all(body.as_bytes())?;
+    }
+    w.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(esc(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(esc("x\ny"), "x\\ny");
+    }
+
+    #[test]
+    fn every_family_has_help_and_type_once() {
+        let mut r = Report::default();
+        let mut p: PortReport = serde_json::from_value(serde_json::json!({
+            "rx_packets": 10, "rx_bytes": 1000, "forwarded_packets": 7, "forwarded_bytes": 700,
+            "dropped_packets": 3, "dropped_bytes": 300, "drop_reasons": {"no_rule": 3},
+            "tx_packets": 0, "tx_bytes": 0, "tx_dropped_packets": 0, "tx_dropped_bytes": 0,
+            "tx_drop_reasons": {"link_down": 0}
+        }))
+        .unwrap();
+        r.interfaces.insert("eth0".into(), p.clone());
+        p.rx_packets = 0;
+        r.interfaces.insert("eth\"1".into(), p);
+        let text = render(&r, Process::read());
+        assert!(text.contains("vxspan_rx_packets_total{interface=\"eth0\"} 10\n"));
+        assert!(text.contains("vxspan_rx_packets_total{interface=\"eth\\\"1\"} 0\n"));
+        assert!(text.contains(
+            "vxspan_drops_total{interface=\"eth0\",direction=\"rx\",reason=\"no_rule\"} 3\n"
+        ));
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let name = line.split_whitespace().nth(2).unwrap();
+            assert_eq!(
+                text.matches(&format!("# TYPE {name} ")).count(),
+                1,
+                "{name}"
+            );
+        }
+        assert!(text.contains("process_resident_memory_bytes "));
+    }
+}
