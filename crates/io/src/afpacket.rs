@@ -472,6 +472,20 @@ pub fn mtu(interface: &str) -> io::Result<u32> {
     Ok(unsafe { ifr.ifr_ifru.ifru_mtu } as u32)
 }
 
+/// Whether `interface` is administratively up and has a carrier (IFF_UP, IFF_RUNNING).
+pub fn link_state(interface: &str) -> io::Result<(bool, bool)> {
+    let (fd, mut ifr) = ifreq(interface)?;
+    // SAFETY: `ifr` holds a NUL-terminated name; SIOCGIFFLAGS fills ifru_flags.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) };
+    sys::check(r, "ioctl(SIOCGIFFLAGS)")?;
+    // SAFETY: SIOCGIFFLAGS filled the flags member.
+    let flags = unsafe { ifr.ifr_ifru.ifru_flags };
+    Ok((
+        flags & libc::IFF_UP as libc::c_short != 0,
+        flags & libc::IFF_RUNNING as libc::c_short != 0,
+    ))
+}
+
 /// Brings `interface` up if it is down (SIOCGIFFLAGS / SIOCSIFFLAGS); returns whether it was down.
 pub fn set_up(interface: &str) -> io::Result<bool> {
     let (fd, mut ifr) = ifreq(interface)?;

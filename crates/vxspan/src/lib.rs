@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod privileges;
 pub mod replay;
 pub mod run;
+pub mod top;
 
 /// Exit code for an invalid configuration or command line.
 pub const EXIT_INVALID: u8 = 2;

@@ -1,7 +1,7 @@
 //! The `vxspan` command: a software packet broker. This file is only the command line; the
 //! commands live in the library (`src/lib.rs`).
 
-use vxspan::{check, gen, lab, replay, run};
+use vxspan::{check, gen, lab, replay, run, top};
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -95,6 +95,15 @@ enum Cmd {
         #[arg(long, default_value = run::DEFAULT_CONTROL)]
         control: PathBuf,
     },
+    /// A live dashboard of a running instance: ports and their VLAN mappings, an 800-second
+    /// chart per port or VLAN, rates, rules, drop reasons, tunnels, CPU and memory.
+    Top {
+        #[arg(long, default_value = run::DEFAULT_CONTROL)]
+        control: PathBuf,
+        /// Sampling interval in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+    },
     /// Validate and apply the configuration file of a running instance again.
     Reload {
         #[arg(long, default_value = run::DEFAULT_CONTROL)]
@@ -164,6 +173,13 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Reload { control } => run::reload(&control),
+        Cmd::Top {
+            control,
+            interval_ms,
+        } => top::top(
+            &control,
+            std::time::Duration::from_millis(interval_ms.max(100)),
+        ),
         Cmd::Gen {
             out,
             count,

@@ -5,6 +5,11 @@
 //! socket, the same `stats` reply `vxspan stats --json` prints, so the two always agree and a
 //! slow scraper never holds up the datapath. The HTTP side is a few lines of HTTP/1.0 (one GET,
 //! one response, close): a web framework would be most of the binary's size for that.
+//!
+//! The exposition text is written here rather than through prometheus-client: the counters
+//! already exist as one snapshot (the `stats` reply), and that crate's registry holds metric
+//! objects of its own, which would be a second copy of every counter to keep in step. The
+//! format is checked by `promtool check metrics` in the live test.
 
 use anyhow::Result;
 use std::fmt::Write as _;

@@ -572,6 +572,46 @@ impl State {
         }
     }
 
+    /// What `vxspan top` shows besides the counters: the ports with their link state, the
+    /// (input, VLAN) groups with their rules, outputs and tier, and the process's own figures.
+    fn status(&self) -> serde_json::Value {
+        let plan = self.engine.plan();
+        let link = |ifname: &str| match afpacket::link_state(ifname) {
+            Ok((true, true)) => "up",
+            Ok((true, false)) => "no carrier",
+            Ok((false, _)) => "down",
+            Err(_) => "gone",
+        };
+        let mut ports = Vec::new();
+        for i in &plan.inputs {
+            let state = if i.listen.is_some() {
+                "listening"
+            } else {
+                link(&i.interface)
+            };
+            ports.push(serde_json::json!({"name": i.name, "role": "input", "interface": i.interface, "link": state}));
+        }
+        for o in &plan.outputs {
+            let (what, state) = match (&o.interface, &o.encap, &o.archive) {
+                (Some(ifname), _, _) => (ifname.clone(), link(ifname)),
+                (None, Some(e), _) => (format!("{} to {}", e.kind(), e.outer().remote), "tunnel"),
+                (None, None, Some(a)) => (a.path.clone(), "file"),
+                _ => (String::new(), "-"),
+            };
+            ports.push(serde_json::json!({"name": o.name, "role": "output", "interface": what, "link": state}));
+        }
+        let process = crate::metrics::Process::read();
+        serde_json::json!({
+            "config": self.config.display().to_string(),
+            "reloads": self.reloads,
+            "datapath": "afpacket",
+            "rss_bytes": process.resident_bytes,
+            "cpu_seconds": process.cpu_seconds,
+            "ports": ports,
+            "groups": plan.describe(&self.cfg).groups,
+        })
+    }
+
     fn serve(&mut self, stream: UnixStream) {
         let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
         let mut line = String::new();
@@ -580,6 +620,7 @@ impl State {
             return;
         }
         let reply = match line.trim() {
+            "status" => self.status().to_string(),
             "stats" => {
                 self.read_ring_stats();
                 serde_json::to_string(&self.report()).unwrap_or_default()
@@ -614,7 +655,7 @@ impl State {
                 }
             },
             other => {
-                serde_json::json!({ "error": format!("unknown command {other:?} (stats, reload, capture [RULE])") })
+                serde_json::json!({ "error": format!("unknown command {other:?} (stats, status, reload, capture [RULE])") })
                     .to_string()
             }
         };

@@ -1267,3 +1267,216 @@ fn prometheus_metrics_agree_with_stats() {
     assert_eq!(String::from_utf8_lossy(&o.stdout), "404");
     vx.stop(&dir);
 }
+
+/// A tmux session, killed when dropped.
+struct Tmux(String);
+
+impl Tmux {
+    fn screen(&self) -> String {
+        let o = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.0])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", self.0.as_str()];
+        args.extend(keys);
+        assert!(Command::new("tmux").args(&args).status().unwrap().success());
+    }
+
+    fn alive(&self) -> bool {
+        Command::new("tmux")
+            .args(["has-session", "-t", &self.0])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Waits until the screen contains every needle; returns the screen.
+    fn wait_for(&self, needles: &[&str]) -> String {
+        let mut screen = String::new();
+        wait_for(Duration::from_secs(8), || {
+            screen = self.screen();
+            needles.iter().all(|n| screen.contains(n))
+        });
+        for n in needles {
+            assert!(screen.contains(n), "{n:?} not on screen:\n{screen}");
+        }
+        screen
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// The resident memory of `pid` or, if it is a shell, of its child, in kB.
+fn rss_kb(pid: u32) -> u64 {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let pid = if comm.trim() == "vxspan" {
+        pid
+    } else {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// `vxspan top` in tmux against a running instance: the topology, the rate of the traffic
+/// being sent, and the keys.
+#[test]
+fn top_dashboard_shows_topology_rates_and_reacts_to_keys() {
+    if common::netns::skipped() {
+        return;
+    }
+    let dir = scratch("live-top");
+    let ns = Netns::new("top");
+    for i in 0..4 {
+        ns.veth(&format!("eth{i}"), &format!("p{i}"), 1500);
+    }
+    let config = dir.join("vxspan.json");
+    std::fs::copy(root().join("examples/vxspan.json"), &config).unwrap();
+    let vx = Vxspan::start(&ns, &config, &dir);
+    let input = dir.join("mix.pcap");
+    vxspan::gen::write(&input, 5000, 3, 20).unwrap();
+    // A steady 1,000 frames per second into eth1, until the test ends.
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _blast = Kill(
+        ns.cmd(&[
+            "tcpreplay",
+            "-q",
+            "-p",
+            "1000",
+            "-l",
+            "0",
+            "-i",
+            "p1",
+            input.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    let tmux = Tmux(format!("vxs-top-{}", std::process::id()));
+    let cmd = format!(
+        "{} top --control {}",
+        env!("CARGO_BIN_EXE_vxspan"),
+        vx.control.display()
+    );
+    assert!(Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            &tmux.0,
+            "-x",
+            "160",
+            "-y",
+            "45",
+            &cmd
+        ])
+        .status()
+        .unwrap()
+        .success());
+
+    // The topology: ports with link state, the VLAN mappings, the rules.
+    tmux.wait_for(&[
+        "eth0 [up]",
+        "eth1 [up]",
+        "eth2 [up]",
+        "eth3 [up]",
+        "vlan none -> eth2",
+        "vlan 10 -> eth3",
+        "vlan 12 -> eth2",
+        "eth1/10",
+        "showing bytes",
+        "vxspan run RSS",
+    ]);
+
+    // eth1 in packets: the rate shown is the rate vxspan counts.
+    tmux.keys(&["Right", "p"]);
+    tmux.wait_for(&["showing packets", "eth1: rx up"]);
+    let s0 = counter(&vx.stats(), "eth1", "rx_packets");
+    let t0 = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    let screen = tmux.screen();
+    let measured =
+        (counter(&vx.stats(), "eth1", "rx_packets") - s0) as f64 / t0.elapsed().as_secs_f64();
+    let shown = screen
+        .lines()
+        .find_map(|l| l.split("rx  now ").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .map(|v| match v.strip_suffix('k') {
+            Some(k) => k.parse::<f64>().unwrap() * 1000.0,
+            None => v.parse::<f64>().unwrap(),
+        })
+        .unwrap_or_else(|| panic!("no rx rate on screen:\n{screen}"));
+    eprintln!("top shows {shown} pkt/s on eth1; vxspan counted {measured:.0} pkt/s");
+    assert!(measured > 100.0, "traffic is flowing: {measured}");
+    assert!(
+        (shown - measured).abs() / measured < 0.35,
+        "shown {shown}, measured {measured}:\n{screen}"
+    );
+
+    // The VLANs of eth1, drops, help, bytes again, other ports.
+    tmux.keys(&["Down"]);
+    tmux.wait_for(&["eth1 VLAN none: rx up"]);
+    tmux.keys(&["Down"]);
+    tmux.wait_for(&["eth1 VLAN 1: rx up"]);
+    tmux.keys(&["d"]);
+    tmux.wait_for(&["showing drops", "no_rule"]);
+    tmux.keys(&["?"]);
+    tmux.wait_for(&["Help", "walk the selected input's VLANs"]);
+    tmux.keys(&["?", "End", "b"]);
+    tmux.wait_for(&["eth3: rx up", "showing bytes"]);
+    tmux.keys(&["Home"]);
+    tmux.wait_for(&["eth0: rx up"]);
+
+    let pane: u32 = String::from_utf8(
+        Command::new("tmux")
+            .args(["list-panes", "-t", &tmux.0, "-F", "#{pane_pid}"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    let rss = rss_kb(pane);
+    eprintln!("vxspan top RSS: {rss} kB");
+    assert!(rss < 16 * 1024, "vxspan top uses {rss} kB");
+
+    tmux.keys(&["q"]);
+    wait_for(Duration::from_secs(5), || !tmux.alive());
+    assert!(!tmux.alive(), "q quits");
+    vx.stop(&dir);
+}
