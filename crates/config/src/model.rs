@@ -263,6 +263,8 @@ pub struct Config {
     pub user: Option<String>,
     /// Where `vxspan run` serves Prometheus metrics (`management.metrics`); `None` = off.
     pub metrics: Option<std::net::SocketAddr>,
+    /// AgentX sub-agent settings (`management.snmp_*`); `None` = off.
+    pub snmp: Option<Snmp>,
     pub form: Form,
     pub xdp_mode: Option<XdpMode>,
     pub inputs: Vec<Input>,
@@ -273,6 +275,21 @@ pub struct Config {
 }
 
 /// `[passthru.NAME]`: frames for `mac` (and `vlan`) on the input bound to `interface`, plus
+/// `management.snmp_agentx`: vxspan as an AgentX sub-agent of net-snmp's snmpd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snmp {
+    /// The master's socket: a Unix socket path, or `tcp:ADDRESS:PORT`.
+    pub master: String,
+    /// The subtree vxspan registers (default under the experimental arc).
+    pub base_oid: Vec<u32>,
+    /// Dropped frames per second on a port above which a notification is sent (`None`: never).
+    pub drop_rate: Option<u64>,
+}
+
+/// The subtree registered unless `management.snmp_base_oid` says otherwise (experimental arc,
+/// until a Private Enterprise Number exists). VXSPAN-MIB is defined here.
+pub const DEFAULT_SNMP_BASE: &[u32] = &[1, 3, 6, 1, 3, 8624];
+
 /// broadcast / multicast control traffic (ARP, IPv6 ND, LLDP), go to the TAP device `tap`; what
 /// the TAP sends goes out of `interface` (seed 004's passthru).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -715,6 +732,10 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> VResult<Config> {
                     )
                 }
             },
+            None => None,
+        },
+        snmp: match raw.management.as_ref() {
+            Some(m) => parse_snmp(&root.key("management"), m)?,
             None => None,
         },
     };
@@ -1273,4 +1294,58 @@ fn build_rule(
             .map(|s| parse_sample(&p.key("sample"), s))
             .transpose()?,
     })
+}
+
+fn parse_snmp(path: &KeyPath, m: &crate::raw::RawManagement) -> VResult<Option<Snmp>> {
+    let Some(master) = m.snmp_agentx.as_deref() else {
+        for (key, set) in [
+            ("snmp_base_oid", m.snmp_base_oid.is_some()),
+            ("snmp_drop_rate", m.snmp_drop_rate.is_some()),
+        ] {
+            if set {
+                return err(
+                    path.key(key),
+                    "needs management.snmp_agentx (the AgentX master socket)",
+                );
+            }
+        }
+        return Ok(None);
+    };
+    if master.is_empty() {
+        return err(path.key("snmp_agentx"), "empty path");
+    }
+    if let Some(addr) = master.strip_prefix("tcp:") {
+        if addr.parse::<std::net::SocketAddr>().is_err() {
+            return err(
+                path.key("snmp_agentx"),
+                format!("{master:?}: expected tcp:ADDRESS:PORT (e.g. tcp:127.0.0.1:705) or a socket path"),
+            );
+        }
+    }
+    let base_oid = match m.snmp_base_oid.as_deref() {
+        None => DEFAULT_SNMP_BASE.to_vec(),
+        Some(s) => {
+            let parts: Option<Vec<u32>> = s
+                .trim_start_matches('.')
+                .split('.')
+                .map(|x| x.parse().ok())
+                .collect();
+            match parts {
+                Some(p) if p.len() >= 2 && p.len() <= 100 && p[0] <= 2 => p,
+                _ => {
+                    return err(
+                        path.key("snmp_base_oid"),
+                        format!(
+                            "{s:?} is not a dotted object identifier such as \"1.3.6.1.3.8624\""
+                        ),
+                    )
+                }
+            }
+        }
+    };
+    Ok(Some(Snmp {
+        master: master.to_owned(),
+        base_oid,
+        drop_rate: m.snmp_drop_rate,
+    }))
 }

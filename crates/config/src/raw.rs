@@ -78,6 +78,9 @@ pub struct RawManagement {
     pub control: Option<String>,
     pub user: Option<String>,
     pub metrics: Option<String>,
+    pub snmp_agentx: Option<String>,
+    pub snmp_base_oid: Option<String>,
+    pub snmp_drop_rate: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

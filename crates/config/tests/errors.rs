@@ -580,3 +580,45 @@ fn management_metrics_address() {
     .unwrap();
     assert!(toml(&text).unwrap().metrics.is_some());
 }
+
+#[test]
+fn management_snmp() {
+    let base = "[inputs.a]\ninterface = \"eth0\"\n[outputs.b]\ninterface = \"eth1\"\n[[rules]]\nfrom = \"a\"\nto = \"b\"\n[management]\n";
+    let c = toml(&format!("{base}snmp_agentx = \"/var/agentx/master\"\n")).unwrap();
+    let s = c.snmp.unwrap();
+    assert_eq!(s.master, "/var/agentx/master");
+    assert_eq!(s.base_oid, vxspan_config::DEFAULT_SNMP_BASE);
+    assert_eq!(s.drop_rate, None);
+    let c = toml(&format!(
+        "{base}snmp_agentx = \"tcp:127.0.0.1:705\"\nsnmp_base_oid = \"1.3.6.1.4.1.99999\"\nsnmp_drop_rate = 10\n"
+    ))
+    .unwrap();
+    let s = c.snmp.unwrap();
+    assert_eq!(s.base_oid, [1, 3, 6, 1, 4, 1, 99999]);
+    assert_eq!(s.drop_rate, Some(10));
+    assert!(toml(base).unwrap().snmp.is_none());
+    assert_err(
+        toml(&format!("{base}snmp_agentx = \"\"\n")),
+        "management.snmp_agentx",
+        "empty path",
+    );
+    assert_err(
+        toml(&format!("{base}snmp_agentx = \"tcp:localhost\"\n")),
+        "management.snmp_agentx",
+        "expected tcp:ADDRESS:PORT",
+    );
+    for bad in ["1.3.x", "7.1", "1", ""] {
+        assert_err(
+            toml(&format!(
+                "{base}snmp_agentx = \"/s\"\nsnmp_base_oid = \"{bad}\"\n"
+            )),
+            "management.snmp_base_oid",
+            "is not a dotted object identifier",
+        );
+    }
+    assert_err(
+        toml(&format!("{base}snmp_drop_rate = 5\n")),
+        "management.snmp_drop_rate",
+        "needs management.snmp_agentx",
+    );
+}

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod privileges;
 pub mod replay;
 pub mod run;
+pub mod snmp;
 pub mod top;
 
 /// Exit code for an invalid configuration or command line.

@@ -32,7 +32,7 @@ pub const DEFAULT_CONTROL: &str = "/run/vxspan/control.sock";
 /// Frames read from one input before the others get their turn.
 const BATCH: usize = 512;
 
-fn log(msg: impl std::fmt::Display) {
+pub(crate) fn log(msg: impl std::fmt::Display) {
     eprintln!("vxspan: {msg}");
 }
 
@@ -726,6 +726,9 @@ pub fn run(
     if let Some(addr) = cfg.metrics {
         crate::metrics::spawn(addr, control_path.clone())?;
         log(format!("Prometheus metrics on http://{addr}/metrics"));
+    }
+    if let Some(snmp) = cfg.snmp.clone() {
+        crate::snmp::spawn(snmp, control_path.clone())?;
     }
     log_placement(&cfg, &plan);
     log(format!(
