@@ -72,6 +72,13 @@ enum Cmd {
         /// [default: management.user, else stay root].
         #[arg(long)]
         user: Option<String>,
+        /// Log filter: error, warn, info, debug, trace (or tracing directives); the VXSPAN_LOG
+        /// environment variable wins.
+        #[arg(long, default_value = "info")]
+        log_level: String,
+        /// Log format on stderr.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        log_format: String,
     },
     /// Stream the frames a running instance forwards, as pcapng (e.g. `-w - | tcpdump -r -`).
     Capture {
@@ -157,7 +164,16 @@ fn main() -> ExitCode {
             datapath,
             control,
             user,
-        } => run::run(&config, &datapath, control.as_deref(), user.as_deref()),
+            log_level,
+            log_format,
+        } => run::run_logged(
+            &config,
+            &datapath,
+            control.as_deref(),
+            user.as_deref(),
+            &log_level,
+            log_format == "json",
+        ),
         Cmd::Stats { json, control } => run::stats(&control, json),
         Cmd::Capture { control, rule, out } => run::capture(&control, rule.as_deref(), &out),
         Cmd::Manpage => {

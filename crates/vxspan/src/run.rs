@@ -32,8 +32,38 @@ pub const DEFAULT_CONTROL: &str = "/run/vxspan/control.sock";
 /// Frames read from one input before the others get their turn.
 const BATCH: usize = 512;
 
+/// An operational event (never per packet).
 pub(crate) fn log(msg: impl std::fmt::Display) {
-    eprintln!("vxspan: {msg}");
+    tracing::info!("{msg}");
+}
+
+/// Something an operator should look at: a refused reload, a port that went away.
+pub(crate) fn warn(msg: impl std::fmt::Display) {
+    tracing::warn!("{msg}");
+}
+
+/// Structured logs on stderr (journald collects them under systemd, which stamps the time
+/// itself). `level` is a tracing filter (`info`, `debug`, `vxspan=debug`, ...); the VXSPAN_LOG
+/// environment variable, when set, wins. `json` prints one JSON object per event.
+pub fn init_logging(level: &str, json: bool) -> Result<()> {
+    use std::io::IsTerminal;
+    let directive = std::env::var("VXSPAN_LOG").unwrap_or_else(|_| level.to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&directive)
+        .map_err(|e| anyhow::anyhow!("--log-level {directive:?}: {e}"))?;
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
+    let result = match (json, journald) {
+        (true, _) => builder.json().try_init(),
+        (false, true) => builder.without_time().try_init(),
+        (false, false) => builder.try_init(),
+    };
+    // A second initialisation (tests calling run twice) keeps the first subscriber.
+    let _ = result;
+    Ok(())
 }
 
 /// The interface that carries the host's default route (IPv4), from /proc/net/route.
@@ -441,7 +471,7 @@ impl State {
                 _ => None,
             };
             if let Some(name) = gone {
-                log(format!(
+                warn(format!(
                     "input interface {name} disappeared; waiting for it to come back"
                 ));
                 *input = LiveInput::Gone(name);
@@ -468,7 +498,7 @@ impl State {
             let current = afpacket::ifindex(name).ok();
             match sock {
                 Some(s) if current != Some(s.ifindex) => {
-                    log(format!("output interface {name} disappeared; copies for it are counted as link_down until it comes back"));
+                    warn(format!("output interface {name} disappeared; copies for it are counted as link_down until it comes back"));
                     *sock = None;
                 }
                 None if current.is_some() => {
@@ -553,7 +583,7 @@ impl State {
         for out in self.ports.outputs.outs.iter_mut() {
             if let LiveOut::Archive(a) = out {
                 if let Err(e) = a.flush() {
-                    log(format!("archive: {e}"));
+                    warn(format!("archive: {e}"));
                 }
             }
         }
@@ -648,7 +678,7 @@ impl State {
                     serde_json::json!({ "ok": msg }).to_string()
                 }
                 Err(e) => {
-                    log(format!(
+                    warn(format!(
                         "reload refused, the running configuration stays: {e}"
                     ));
                     serde_json::json!({ "error": e }).to_string()
@@ -671,6 +701,21 @@ pub fn run(
     control: Option<&Path>,
     user: Option<&str>,
 ) -> Result<ExitCode> {
+    run_logged(config, datapath, control, user, "info", false)
+}
+
+pub fn run_logged(
+    config: &Path,
+    datapath: &str,
+    control: Option<&Path>,
+    user: Option<&str>,
+    log_level: &str,
+    log_json: bool,
+) -> Result<ExitCode> {
+    if let Err(e) = init_logging(log_level, log_json) {
+        eprintln!("vxspan: {e:#}");
+        return Ok(ExitCode::from(crate::EXIT_INVALID));
+    }
     match datapath {
         "auto" | "afpacket" => {}
         "xdp" | "afxdp" => {
@@ -763,7 +808,7 @@ pub fn run(
             notifier.notify("RELOADING=1");
             match st.reload() {
                 Ok(msg) => log(msg),
-                Err(e) => log(format!(
+                Err(e) => warn(format!(
                     "reload refused, the running configuration stays: {e}"
                 )),
             }

@@ -177,7 +177,7 @@ pub fn spawn(cfg: Snmp, control: PathBuf) -> anyhow::Result<()> {
                     Err(e) => format!("{e:#}"),
                 };
                 if !quiet {
-                    crate::run::log(format!(
+                    crate::run::warn(format!(
                         "snmp: AgentX master {}: {why}; retrying every 2 s",
                         cfg.master
                     ));

@@ -1719,3 +1719,71 @@ fn mib_passes_smilint() {
         "smilint:\n{out}"
     );
 }
+
+/// Logs: structured JSON events on stderr with --log-format json; --log-level warn keeps
+/// the informational ones out; a refused reload is a warning.
+#[test]
+fn logs_are_structured_and_filtered() {
+    if common::netns::skipped() {
+        return;
+    }
+    let dir = scratch("live-logs");
+    let ns = Netns::new("logs");
+    for i in 0..4 {
+        ns.veth(&format!("eth{i}"), &format!("p{i}"), 1500);
+    }
+    let config = dir.join("vxspan.json");
+    std::fs::copy(root().join("examples/vxspan.json"), &config).unwrap();
+    for (level, expect_info) in [("info", true), ("warn", false)] {
+        let control = dir.join(format!("{level}.sock"));
+        let err = dir.join(format!("{level}.err"));
+        let mut child = Daemon(
+            ns.cmd(&[
+                env!("CARGO_BIN_EXE_vxspan"),
+                "run",
+                config.to_str().unwrap(),
+                "--control",
+                control.to_str().unwrap(),
+                "--log-format",
+                "json",
+                "--log-level",
+                level,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&err).unwrap()))
+            .spawn()
+            .unwrap(),
+        );
+        wait_for(Duration::from_secs(10), || control.exists());
+        // A reload with a broken file: refused, logged as a warning.
+        std::fs::write(&config, "{\"interfaces\": 5}").unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_vxspan"))
+            .args(["reload", "--control", control.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2));
+        std::fs::copy(root().join("examples/vxspan.json"), &config).unwrap();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.0.id().to_string()])
+            .status();
+        wait_for(Duration::from_secs(10), || {
+            child.0.try_wait().unwrap().is_some()
+        });
+        let text = std::fs::read_to_string(&err).unwrap();
+        let events: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+            .collect();
+        let has = |lvl: &str, needle: &str| {
+            events.iter().any(|e| {
+                e["level"] == lvl
+                    && e["fields"]["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains(needle))
+            })
+        };
+        assert!(has("WARN", "reload refused"), "{text}");
+        assert_eq!(has("INFO", "running"), expect_info, "{text}");
+        assert!(events.iter().all(|e| e["timestamp"].is_string()));
+    }
+}
