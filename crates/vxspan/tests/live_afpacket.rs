@@ -1149,6 +1149,20 @@ fn live_rate_limit_within_five_percent() {
     vx.stop(&dir);
 }
 
+/// A scratch directory and a namespace with veth pairs ethN / pN (MTU 1500) for each N in
+/// `ports`; `None` when live tests are left out.
+fn lab(scratch_name: &str, tag: &str, ports: &[u8]) -> Option<(std::path::PathBuf, Netns)> {
+    if common::netns::skipped() {
+        return None;
+    }
+    let dir = scratch(scratch_name);
+    let ns = Netns::new(tag);
+    for i in ports {
+        ns.veth(&format!("eth{i}"), &format!("p{i}"), 1500);
+    }
+    Some((dir, ns))
+}
+
 /// The value of one sample in a Prometheus text exposition.
 fn sample(text: &str, series: &str) -> u64 {
     text.lines()
@@ -1162,13 +1176,9 @@ fn sample(text: &str, series: &str) -> u64 {
 /// `vxspan stats --json`, and they grow with the traffic.
 #[test]
 fn prometheus_metrics_agree_with_stats() {
-    if common::netns::skipped() {
+    let Some((dir, ns)) = lab("live-metrics", "prom", &[0, 2]) else {
         return;
-    }
-    let dir = scratch("live-metrics");
-    let ns = Netns::new("prom");
-    ns.veth("eth0", "p0", 1500);
-    ns.veth("eth2", "p2", 1500);
+    };
     let config = dir.join("metrics.toml");
     std::fs::copy(root().join("examples/metrics.toml"), &config).unwrap();
     let vx = Vxspan::start(&ns, &config, &dir);
@@ -1331,15 +1341,17 @@ fn rss_kb(pid: u32) -> u64 {
             .parse()
             .unwrap()
     };
+    vm_rss_kb(pid)
+}
+
+/// VmRSS of a process, in kB.
+fn vm_rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap()
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
         .unwrap()
 }
 
@@ -1347,28 +1359,16 @@ fn rss_kb(pid: u32) -> u64 {
 /// being sent, and the keys.
 #[test]
 fn top_dashboard_shows_topology_rates_and_reacts_to_keys() {
-    if common::netns::skipped() {
+    let Some((dir, ns)) = lab("live-top", "top", &[0, 1, 2, 3]) else {
         return;
-    }
-    let dir = scratch("live-top");
-    let ns = Netns::new("top");
-    for i in 0..4 {
-        ns.veth(&format!("eth{i}"), &format!("p{i}"), 1500);
-    }
+    };
     let config = dir.join("vxspan.json");
     std::fs::copy(root().join("examples/vxspan.json"), &config).unwrap();
     let vx = Vxspan::start(&ns, &config, &dir);
     let input = dir.join("mix.pcap");
     vxspan::gen::write(&input, 5000, 3, 20).unwrap();
     // A steady 1,000 frames per second into eth1, until the test ends.
-    struct Kill(Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _blast = Kill(
+    let _blast = Daemon(
         ns.cmd(&[
             "tcpreplay",
             "-q",
@@ -1557,13 +1557,9 @@ fn snmpwalk(ns: &Netns, oid: &str) -> Option<std::collections::BTreeMap<String, 
 /// link-down trap reaches snmptrapd, and a restarted snmpd gets the subtree back.
 #[test]
 fn snmp_agentx_walks_traps_and_survives_an_snmpd_restart() {
-    if common::netns::skipped() {
+    let Some((dir, ns)) = lab("live-snmp", "snmp", &[0, 2]) else {
         return;
-    }
-    let dir = scratch("live-snmp");
-    let ns = Netns::new("snmp");
-    ns.veth("eth0", "p0", 1500);
-    ns.veth("eth2", "p2", 1500);
+    };
     let mut snmpd = start_snmpd(&ns, &dir);
     std::fs::write(dir.join("trapd.conf"), "disableAuthorization yes\n").unwrap();
     let _trapd = Daemon(
@@ -1652,13 +1648,7 @@ fn snmp_agentx_walks_traps_and_survives_an_snmpd_restart() {
         "traps:\n{t}"
     );
     // With metrics and SNMP on, vxspan run stays under the appliance's limit.
-    let rss: u64 = std::fs::read_to_string(format!("/proc/{}/status", vx.child.id()))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
+    let rss = vm_rss_kb(vx.child.id());
     eprintln!("vxspan run RSS with metrics and SNMP on: {rss} kB");
     assert!(rss < 48 * 1024, "{rss} kB");
 
@@ -1724,14 +1714,9 @@ fn mib_passes_smilint() {
 /// the informational ones out; a refused reload is a warning.
 #[test]
 fn logs_are_structured_and_filtered() {
-    if common::netns::skipped() {
+    let Some((dir, ns)) = lab("live-logs", "logs", &[0, 1, 2, 3]) else {
         return;
-    }
-    let dir = scratch("live-logs");
-    let ns = Netns::new("logs");
-    for i in 0..4 {
-        ns.veth(&format!("eth{i}"), &format!("p{i}"), 1500);
-    }
+    };
     let config = dir.join("vxspan.json");
     std::fs::copy(root().join("examples/vxspan.json"), &config).unwrap();
     for (level, expect_info) in [("info", true), ("warn", false)] {
