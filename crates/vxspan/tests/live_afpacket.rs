@@ -1163,6 +1163,22 @@ fn lab(scratch_name: &str, tag: &str, ports: &[u8]) -> Option<(std::path::PathBu
     Some((dir, ns))
 }
 
+/// Sends a capture into p0 and waits until "mirror" has received `at_least` frames and the
+/// counters have settled (no traffic in flight); returns them.
+fn replay_and_settle(
+    ns: &Netns,
+    vx: &Vxspan,
+    input: &std::path::Path,
+    at_least: u64,
+) -> serde_json::Value {
+    ns.exec_ok(&["tcpreplay", "-q", "-i", "p0", input.to_str().unwrap()]);
+    wait_for(Duration::from_secs(10), || {
+        counter(&vx.stats(), "mirror", "rx_packets") >= at_least
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    vx.stats()
+}
+
 /// The value of one sample in a Prometheus text exposition.
 fn sample(text: &str, series: &str) -> u64 {
     text.lines()
@@ -1190,13 +1206,7 @@ fn prometheus_metrics_agree_with_stats() {
     };
     let mut previous = 0;
     for round in 1..=2u64 {
-        ns.exec_ok(&["tcpreplay", "-q", "-i", "p0", input.to_str().unwrap()]);
-        wait_for(Duration::from_secs(10), || {
-            counter(&vx.stats(), "mirror", "rx_packets") >= round * 1990
-        });
-        // Let the last frames settle, then read both sides with no traffic in between.
-        std::thread::sleep(Duration::from_millis(300));
-        let s = vx.stats();
+        let s = replay_and_settle(&ns, &vx, &input, round * 1990);
         let text = scrape();
         let check = ns
             .cmd(&["promtool", "check", "metrics"])
@@ -1606,12 +1616,7 @@ fn snmp_agentx_walks_traps_and_survives_an_snmpd_restart() {
     };
     let mut previous = 0;
     for round in 1..=2u64 {
-        ns.exec_ok(&["tcpreplay", "-q", "-i", "p0", input.to_str().unwrap()]);
-        wait_for(Duration::from_secs(10), || {
-            counter(&vx.stats(), "mirror", "rx_packets") >= round * 1990
-        });
-        std::thread::sleep(Duration::from_millis(700));
-        let s = vx.stats();
+        let s = replay_and_settle(&ns, &vx, &input, round * 1990);
         let w = snmpwalk(&ns, base).expect("snmpwalk answers");
         assert_eq!(w[&format!("{base}.1.1.2.1")], "STRING: \"mirror\"");
         assert_eq!(w[&format!("{base}.1.1.4.2")], "INTEGER: 1");
