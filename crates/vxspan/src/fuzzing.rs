@@ -294,3 +294,18 @@ pub fn decap(data: &[u8]) {
     assert_eq!(p.rx_packets, p.forwarded_packets + p.dropped_packets);
     assert_eq!(p.dropped_packets, p.drop_reasons.iter().sum::<u64>());
 }
+
+/// The SNMP sub-agent's answer to a PDU from the master: any bytes give an error, nothing, or
+/// a Response that parses back; a walk never leaves the subtree's order.
+pub fn agentx(data: &[u8]) {
+    static VIEW: OnceLock<crate::snmp::View> = OnceLock::new();
+    let view = VIEW.get_or_init(crate::snmp::example_view);
+    if let Ok(crate::snmp::Reply::Send(bytes)) =
+        crate::snmp::respond(view, data, std::time::Duration::from_secs(1))
+    {
+        let r = agentx::pdu::Response::from_bytes(&bytes).expect("our Response parses");
+        if let Some(vb) = r.vb {
+            assert!(vb.0.len() <= 1_000_000);
+        }
+    }
+}

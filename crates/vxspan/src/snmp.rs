@@ -350,64 +350,82 @@ fn session(
             view = fetch(&cfg.base_oid, control)?.0;
             fetched = Instant::now();
         }
-        let mut resp = Response::from_header(&h);
-        resp.sys_uptime = uptime();
-        let vbs = match h.ty {
-            Type::Get => {
-                let g = pdu::Get::from_bytes(&raw)?;
-                Some(
-                    g.sr.0
-                        .iter()
-                        .map(|sr| VarBind::new(sr.start.clone(), view.get(&parts(&sr.start))))
-                        .collect(),
-                )
-            }
-            Type::GetNext => {
-                let g = pdu::GetNext::from_bytes(&raw)?;
-                Some(g.sr.0.iter().map(|sr| next_vb(&view, sr)).collect())
-            }
-            Type::GetBulk => {
-                let g = pdu::GetBulk::from_bytes(&raw)?;
-                let nr = usize::from(g.non_repeaters).min(g.sr.0.len());
-                let mut out: Vec<VarBind> =
-                    g.sr.0[..nr].iter().map(|sr| next_vb(&view, sr)).collect();
-                let mut cursors: Vec<SearchRange> = g.sr.0[nr..].to_vec();
-                for _ in 0..g.max_repetitions.min(1000) {
-                    if cursors.is_empty() {
-                        break;
-                    }
-                    let mut all_end = true;
-                    for sr in cursors.iter_mut() {
-                        let vb = next_vb(&view, sr);
-                        if vb.data != Value::EndOfMibView {
-                            all_end = false;
-                        }
-                        sr.start = vb.name.clone();
-                        sr.start.include = 0;
-                        out.push(vb);
-                    }
-                    if all_end {
-                        break;
-                    }
-                }
-                Some(out)
-            }
-            Type::Close => return Ok(()),
-            // Answers to our notifications, and pings.
-            Type::Response => None,
-            // Nothing in the subtree is writable.
-            Type::TestSet | Type::CommitSet | Type::UndoSet | Type::CleanupSet => {
-                resp.res_error = pdu::ResError::ProcessingError;
-                Some(Vec::new())
-            }
-            _ => None,
-        };
-        if let Some(vbs) = vbs {
-            if h.ty != Type::TestSet && h.ty != Type::CommitSet {
-                resp.vb = Some(VarBindList(vbs));
-            }
-            c.io().write_all(&resp.to_bytes()?)?;
+        match respond(&view, &raw, uptime())? {
+            Reply::Send(bytes) => c.io().write_all(&bytes)?,
+            Reply::Nothing => {}
+            Reply::Close => return Ok(()),
         }
+    }
+}
+
+/// What to do with a PDU from the master.
+pub enum Reply {
+    Send(Vec<u8>),
+    Nothing,
+    /// The master closed the session.
+    Close,
+}
+
+/// Answers one PDU from the master (a whole PDU: header and payload) from `view`. Pure: what
+/// the fuzz target drives with arbitrary bytes.
+pub fn respond(view: &View, raw: &[u8], uptime: Duration) -> std::io::Result<Reply> {
+    let h = Header::from_bytes(raw)?;
+    let mut resp = Response::from_header(&h);
+    resp.sys_uptime = uptime;
+    let vbs: Option<Vec<VarBind>> = match h.ty {
+        Type::Get => {
+            let g = pdu::Get::from_bytes(raw)?;
+            Some(
+                g.sr.0
+                    .iter()
+                    .map(|sr| VarBind::new(sr.start.clone(), view.get(&parts(&sr.start))))
+                    .collect(),
+            )
+        }
+        Type::GetNext => {
+            let g = pdu::GetNext::from_bytes(raw)?;
+            Some(g.sr.0.iter().map(|sr| next_vb(view, sr)).collect())
+        }
+        Type::GetBulk => {
+            let g = pdu::GetBulk::from_bytes(raw)?;
+            let nr = usize::from(g.non_repeaters).min(g.sr.0.len());
+            let mut out: Vec<VarBind> = g.sr.0[..nr].iter().map(|sr| next_vb(view, sr)).collect();
+            let mut cursors: Vec<SearchRange> = g.sr.0[nr..].to_vec();
+            for _ in 0..g.max_repetitions.min(1000) {
+                if cursors.is_empty() {
+                    break;
+                }
+                let mut all_end = true;
+                for sr in cursors.iter_mut() {
+                    let vb = next_vb(view, sr);
+                    if vb.data != Value::EndOfMibView {
+                        all_end = false;
+                    }
+                    sr.start = vb.name.clone();
+                    sr.start.include = 0;
+                    out.push(vb);
+                }
+                if all_end {
+                    break;
+                }
+            }
+            Some(out)
+        }
+        Type::Close => return Ok(Reply::Close),
+        // Nothing in the subtree is writable.
+        Type::TestSet | Type::CommitSet | Type::UndoSet | Type::CleanupSet => {
+            resp.res_error = pdu::ResError::ProcessingError;
+            return Ok(Reply::Send(resp.to_bytes()?));
+        }
+        // Answers to our notifications, pings, and anything else.
+        _ => None,
+    };
+    match vbs {
+        Some(vbs) => {
+            resp.vb = Some(VarBindList(vbs));
+            Ok(Reply::Send(resp.to_bytes()?))
+        }
+        None => Ok(Reply::Nothing),
     }
 }
 
@@ -490,42 +508,43 @@ fn observe(
     out
 }
 
+/// A small view (two ports, two VLANs, one rule) for tests and the fuzz target.
+pub fn example_view() -> View {
+    let r: Report = serde_json::from_value(serde_json::json!({
+        "interfaces": {
+            "in": {"rx_packets": 10, "rx_bytes": 1000, "forwarded_packets": 7, "forwarded_bytes": 700,
+                   "dropped_packets": 3, "dropped_bytes": 300, "drop_reasons": {},
+                   "tx_packets": 0, "tx_bytes": 0, "tx_dropped_packets": 0, "tx_dropped_bytes": 0,
+                   "tx_drop_reasons": {}}
+        },
+        "vlans": {"in": {"none": {"packets": 4, "bytes": 400, "dropped_packets": 1, "dropped_bytes": 100},
+                         "10": {"packets": 6, "bytes": 600, "dropped_packets": 2, "dropped_bytes": 200}}},
+        "rules": [{"name": "r", "matched_packets": 7, "matched_bytes": 700, "forwarded_packets": 7,
+                   "sampled_out_packets": 0}]
+    }))
+    .unwrap();
+    let ports = vec![
+        PortStatus {
+            name: "in".into(),
+            role: "input".into(),
+            link: "up".into(),
+        },
+        PortStatus {
+            name: "out".into(),
+            role: "output".into(),
+            link: "gone".into(),
+        },
+    ];
+    View::build(&[1, 3, 6, 1, 3, 8624], &r, &ports)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn view() -> View {
-        let r: Report = serde_json::from_value(serde_json::json!({
-            "interfaces": {
-                "in": {"rx_packets": 10, "rx_bytes": 1000, "forwarded_packets": 7, "forwarded_bytes": 700,
-                       "dropped_packets": 3, "dropped_bytes": 300, "drop_reasons": {},
-                       "tx_packets": 0, "tx_bytes": 0, "tx_dropped_packets": 0, "tx_dropped_bytes": 0,
-                       "tx_drop_reasons": {}}
-            },
-            "vlans": {"in": {"none": {"packets": 4, "bytes": 400, "dropped_packets": 1, "dropped_bytes": 100},
-                             "10": {"packets": 6, "bytes": 600, "dropped_packets": 2, "dropped_bytes": 200}}},
-            "rules": [{"name": "r", "matched_packets": 7, "matched_bytes": 700, "forwarded_packets": 7,
-                       "sampled_out_packets": 0}]
-        }))
-        .unwrap();
-        let ports = vec![
-            PortStatus {
-                name: "in".into(),
-                role: "input".into(),
-                link: "up".into(),
-            },
-            PortStatus {
-                name: "out".into(),
-                role: "output".into(),
-                link: "gone".into(),
-            },
-        ];
-        View::build(&[1, 3, 6, 1, 3, 8624], &r, &ports)
-    }
-
     #[test]
     fn tables_in_oid_order() {
-        let v = view();
+        let v = example_view();
         let base = [1, 3, 6, 1, 3, 8624];
         let o = |s: &[u32]| [&base[..], s].concat();
         assert_eq!(v.get(&o(&[1, 1, 5, 1])), Value::Counter64(10));
@@ -556,5 +575,38 @@ mod tests {
             vec![1, 3, 6, 1, 3, 8624, 1]
         );
         assert!(parts(&ID::default()).is_empty());
+    }
+
+    #[test]
+    fn getnext_and_getbulk_walk_the_subtree() {
+        use agentx::encodings::SearchRangeList;
+        let v = example_view();
+        let base = [1, 3, 6, 1, 3, 8624];
+        let mut g = pdu::GetNext::new(SearchRangeList(vec![SearchRange::new(
+            id(&base),
+            ID::default(),
+        )]));
+        let Ok(Reply::Send(bytes)) = respond(&v, &g.to_bytes().unwrap(), Duration::ZERO) else {
+            panic!("no answer");
+        };
+        let r = Response::from_bytes(&bytes).unwrap();
+        let vb = r.vb.unwrap();
+        assert_eq!(parts(&vb.0[0].name), [&base[..], &[1, 1, 2, 1]].concat());
+        let mut b = pdu::GetBulk::new(SearchRangeList(vec![SearchRange::new(
+            id(&base),
+            ID::default(),
+        )]));
+        b.max_repetitions = 1000;
+        let Ok(Reply::Send(bytes)) = respond(&v, &b.to_bytes().unwrap(), Duration::ZERO) else {
+            panic!("no answer");
+        };
+        let vbs = Response::from_bytes(&bytes).unwrap().vb.unwrap().0;
+        // Every object once, in order, then the end of the view.
+        assert_eq!(vbs.len(), v.values.len() + 1);
+        assert_eq!(vbs.last().unwrap().data, Value::EndOfMibView);
+        assert!(vbs
+            .windows(2)
+            .take(v.values.len() - 1)
+            .all(|w| w[0].name < w[1].name));
     }
 }

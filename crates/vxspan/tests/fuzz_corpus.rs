@@ -91,3 +91,12 @@ fn decap() {
         fuzzing::decap(&blob);
     }
 }
+
+#[test]
+fn agentx() {
+    let seeds = corpus("agentx");
+    assert!(seeds.len() >= 7);
+    for input in seeds {
+        fuzzing::agentx(&input);
+    }
+}
