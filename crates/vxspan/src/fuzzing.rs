@@ -296,10 +296,12 @@ pub fn decap(data: &[u8]) {
 }
 
 /// The SNMP sub-agent's answer to a PDU from the master: any bytes give an error, nothing, or
-/// a Response that parses back; a walk never leaves the subtree's order.
+/// a Response that parses back.
 pub fn agentx(data: &[u8]) {
     static VIEW: OnceLock<crate::snmp::View> = OnceLock::new();
     let view = VIEW.get_or_init(crate::snmp::example_view);
+    // The master's replies (to Open, Register and Notify) are read through response_error.
+    let _ = crate::snmp::response_error(data);
     if let Ok(crate::snmp::Reply::Send(bytes)) =
         crate::snmp::respond(view, data, std::time::Duration::from_secs(1))
     {

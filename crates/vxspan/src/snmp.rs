@@ -22,6 +22,8 @@ use vxspan_core::Report;
 /// sysUpTime.0 and snmpTrapOID.0, the first two variables of every notification.
 const SYS_UPTIME: &[u32] = &[1, 3, 6, 1, 2, 1, 1, 3, 0];
 const SNMP_TRAP_OID: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0];
+/// The longest object name SNMP allows (RFC 2578 section 3.5).
+const MAX_SUBIDS: usize = 128;
 
 fn id(parts: &[u32]) -> ID {
     ID::try_from(parts.to_vec()).unwrap_or_default()
@@ -295,16 +297,14 @@ fn session(
     open.timeout = Duration::from_secs(5);
     open.header.packet_id = packet_id;
     c.io().write_all(&open.to_bytes()?)?;
-    let session_id = wait_response(&mut c, packet_id)?.header.session_id;
+    let session_id = wait_response(&mut c, packet_id)?.session_id;
     packet_id += 1;
     let mut reg = Register::new(id(&cfg.base_oid));
     reg.header.session_id = session_id;
     reg.header.packet_id = packet_id;
     c.io().write_all(&reg.to_bytes()?)?;
-    let r = wait_response(&mut c, packet_id)?;
-    if r.res_error != pdu::ResError::NoAgentXError {
-        anyhow::bail!("registering {:?} failed: {:?}", cfg.base_oid, r.res_error);
-    }
+    wait_response(&mut c, packet_id)
+        .map_err(|e| anyhow::anyhow!("registering {}: {e:#}", id(&cfg.base_oid)))?;
     *registered = true;
     crate::run::log(format!(
         "snmp: AgentX sub-agent registered {} with {}",
@@ -372,9 +372,22 @@ pub fn respond(view: &View, raw: &[u8], uptime: Duration) -> std::io::Result<Rep
     let h = Header::from_bytes(raw)?;
     let mut resp = Response::from_header(&h);
     resp.sys_uptime = uptime;
+    // SNMP names have at most 128 sub-identifiers; a longer one (possible once the master's
+    // "internet" prefix is expanded) cannot be echoed back, so the request is refused whole.
+    let fits = |list: &[SearchRange]| {
+        list.iter()
+            .all(|sr| parts(&sr.start).len() <= MAX_SUBIDS && parts(&sr.end).len() <= MAX_SUBIDS)
+    };
+    let refuse = |mut resp: Response| -> std::io::Result<Reply> {
+        resp.res_error = pdu::ResError::ProcessingError;
+        Ok(Reply::Send(resp.to_bytes()?))
+    };
     let vbs: Option<Vec<VarBind>> = match h.ty {
         Type::Get => {
             let g = pdu::Get::from_bytes(raw)?;
+            if !fits(&g.sr.0) {
+                return refuse(resp);
+            }
             Some(
                 g.sr.0
                     .iter()
@@ -384,10 +397,16 @@ pub fn respond(view: &View, raw: &[u8], uptime: Duration) -> std::io::Result<Rep
         }
         Type::GetNext => {
             let g = pdu::GetNext::from_bytes(raw)?;
+            if !fits(&g.sr.0) {
+                return refuse(resp);
+            }
             Some(g.sr.0.iter().map(|sr| next_vb(view, sr)).collect())
         }
         Type::GetBulk => {
             let g = pdu::GetBulk::from_bytes(raw)?;
+            if !fits(&g.sr.0) {
+                return refuse(resp);
+            }
             let nr = usize::from(g.non_repeaters).min(g.sr.0.len());
             let mut out: Vec<VarBind> = g.sr.0[..nr].iter().map(|sr| next_vb(view, sr)).collect();
             let mut cursors: Vec<SearchRange> = g.sr.0[nr..].to_vec();
@@ -413,10 +432,7 @@ pub fn respond(view: &View, raw: &[u8], uptime: Duration) -> std::io::Result<Rep
         }
         Type::Close => return Ok(Reply::Close),
         // Nothing in the subtree is writable.
-        Type::TestSet | Type::CommitSet | Type::UndoSet | Type::CleanupSet => {
-            resp.res_error = pdu::ResError::ProcessingError;
-            return Ok(Reply::Send(resp.to_bytes()?));
-        }
+        Type::TestSet | Type::CommitSet | Type::UndoSet | Type::CleanupSet => return refuse(resp),
         // Answers to our notifications, pings, and anything else.
         _ => None,
     };
@@ -434,17 +450,31 @@ fn next_vb(view: &View, sr: &SearchRange) -> VarBind {
     VarBind::new(id(&o), v)
 }
 
-fn wait_response(c: &mut Conn, packet_id: u32) -> anyhow::Result<Response> {
+/// The res.error field of a Response PDU (RFC 2741 section 6.2.16), read directly: the crate's
+/// Response parser multiplies the master's sysUpTime by 10 in 32 bits, which overflows once
+/// snmpd has been up for 49.7 days.
+pub fn response_error(raw: &[u8]) -> Option<u16> {
+    let network_order = raw.get(2)? & (1 << pdu::NETWORK_BYTE_ORDER) != 0;
+    let b = [*raw.get(24)?, *raw.get(25)?];
+    Some(if network_order {
+        u16::from_be_bytes(b)
+    } else {
+        u16::from_le_bytes(b)
+    })
+}
+
+/// Waits for the master's answer to our PDU `packet_id`; returns its header.
+fn wait_response(c: &mut Conn, packet_id: u32) -> anyhow::Result<Header> {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         if let Some(raw) = read_pdu(c)? {
             let h = Header::from_bytes(&raw)?;
             if h.ty == Type::Response && h.packet_id == packet_id {
-                let r = Response::from_bytes(&raw)?;
-                if r.res_error != pdu::ResError::NoAgentXError {
-                    anyhow::bail!("the master refused: {:?}", r.res_error);
+                match response_error(&raw) {
+                    Some(0) => return Ok(h),
+                    Some(code) => anyhow::bail!("the master refused (AgentX error {code})"),
+                    None => anyhow::bail!("a truncated Response from the master"),
                 }
-                return Ok(r);
             }
         }
     }
