@@ -147,6 +147,10 @@ fn parse_v6(frame: &[u8], l3: usize) -> Option<Frag> {
     for _ in 0..8 {
         match ip[nh_at] {
             44 => {
+                // The Fragment header must lie inside the payload length, not only the frame.
+                if at + 8 > end {
+                    return None;
+                }
                 let f = ip.get(at..at + 8)?;
                 let off_flags = u16::from_be_bytes([f[2], f[3]]);
                 let mut src = [0u8; 16];
@@ -503,6 +507,24 @@ mod tests {
             assert_eq!(r.pending(), 0);
             assert_eq!(r.stats.completed, 1);
         }
+    }
+
+    /// Found by the decap fuzz target: a Fragment header inside the frame but past the IPv6
+    /// payload length (trailing bytes after the packet) is not a fragment, and no panic.
+    #[test]
+    fn v6_fragment_header_past_payload_length() {
+        let mut f = vec![0u8; 14];
+        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        let mut ip = vec![0u8; 40];
+        ip[0] = 0x60;
+        ip[4..6].copy_from_slice(&4u16.to_be_bytes()); // payload length 4 < the 8-byte header
+        ip[6] = 44; // next header: Fragment
+        f.extend_from_slice(&ip);
+        // A Fragment header (UDP, offset 8, more fragments) and trailing bytes after it.
+        f.extend_from_slice(&[17, 0, 0, 9, 0, 0, 0, 1]);
+        f.extend_from_slice(&[0u8; 32]);
+        let mut r = Reassembler::new(cfg());
+        assert_eq!(r.push(&f, 14, true, 0), Outcome::NotFragment);
     }
 
     #[test]
