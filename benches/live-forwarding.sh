@@ -53,7 +53,7 @@ blast() {
   local s0 d0 t0 t1 s1 d1 prev
   s0=$(counter gen0 tx); d0=$(counter sink0 rx)
   t0=$(date +%s.%N)
-  nsx tcpreplay -q -t -i gen0 "$tmp/mix.pcap" >/dev/null 2>&1
+  nsx tcpreplay -q -K -t -i gen0 "$tmp/mix.pcap" >/dev/null 2>&1
   t1=$(date +%s.%N)
   prev=-1
   for _ in $(seq 1 50); do
@@ -74,17 +74,18 @@ for r in $(seq 1 "$rounds"); do
   ip -n "$ns" link set dev in0 xdpdrv off
   sent[xdp]=$((sent[xdp] + s)); delivered[xdp]=$((delivered[xdp] + d)); secs[xdp]=$(echo "${secs[xdp]} + $t" | bc -l)
   # vxspan on AF_PACKET.
-  nsx "$bin" run "$tmp/all.toml" --control "$tmp/ctl.sock" --log-level warn > "$tmp/vx.out" 2> "$tmp/vx.err" &
+  ip netns exec "$ns" "$bin" run "$tmp/all.toml" --control "$tmp/ctl.sock" --log-level warn > "$tmp/vx.out" 2> "$tmp/vx.err" &
   vx=$!
   for _ in $(seq 1 100); do [ -S "$tmp/ctl.sock" ] && break; sleep 0.05; done
   read -r s d t < <(blast)
   "$bin" stats --json --control "$tmp/ctl.sock" > "$tmp/stats.json"
-  kill "$vx"; wait "$vx" 2>/dev/null || true; vx=""
+  if ! kill "$vx" 2>/dev/null; then echo "vxspan run stopped early:" >&2; cat "$tmp/vx.err" >&2; exit 1; fi
+  wait "$vx" 2>/dev/null || true; vx=""
   sent[vxspan]=$((sent[vxspan] + s)); delivered[vxspan]=$((delivered[vxspan] + d)); secs[vxspan]=$(echo "${secs[vxspan]} + $t" | bc -l)
 done
 
 overruns=$(python3 -c "import json; print(json.load(open('$tmp/stats.json'))['interfaces']['in']['drop_reasons'].get('ring_overrun', 0))")
-echo "live forwarding, veth -> forwarder -> veth, $rounds rounds of $n generated frames (tcpreplay --topspeed), same rig, same run"
+echo "live forwarding, veth -> forwarder -> veth, $rounds rounds of $n generated frames (tcpreplay --topspeed, preloaded), same rig, same run"
 for k in xdp vxspan; do
   awk -v k="$k" -v s="${sent[$k]}" -v d="${delivered[$k]}" -v t="${secs[$k]}" 'BEGIN {
     name = (k == "xdp") ? "bare XDP redirect (baseline)" : "vxspan run, AF_PACKET"
