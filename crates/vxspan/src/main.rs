@@ -166,7 +166,7 @@ fn main() -> ExitCode {
             user,
             log_level,
             log_format,
-        } => run::run_logged(
+        } => run::run(
             &config,
             &datapath,
             control.as_deref(),

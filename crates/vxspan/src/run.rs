@@ -695,16 +695,9 @@ impl State {
     }
 }
 
+/// `vxspan run`: logging set up, privileges dropped, ports opened, then the worker loop until
+/// SIGINT / SIGTERM.
 pub fn run(
-    config: &Path,
-    datapath: &str,
-    control: Option<&Path>,
-    user: Option<&str>,
-) -> Result<ExitCode> {
-    run_logged(config, datapath, control, user, "info", false)
-}
-
-pub fn run_logged(
     config: &Path,
     datapath: &str,
     control: Option<&Path>,
