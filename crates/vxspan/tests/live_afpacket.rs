@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::netns::{wait_for, Netns};
+use common::netns::{wait_for, Daemon, Netns};
 use common::{read_capture, root, scratch};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -262,14 +262,9 @@ fn vxspan_example_forwards_exactly_the_expected_frames() {
 
 #[test]
 fn reload_keeps_running_on_a_bad_file_and_applies_a_good_one() {
-    if common::netns::skipped() {
+    let Some((dir, ns)) = lab("live-reload", "rld", &[0, 1, 2, 3]) else {
         return;
-    }
-    let dir = scratch("live-reload");
-    let ns = Netns::new("rld");
-    for i in 0..4 {
-        ns.veth(&format!("eth{i}"), &format!("p{i}"), 1500);
-    }
+    };
     let config = dir.join("vxspan.json");
     std::fs::copy(root().join("examples/vxspan.json"), &config).unwrap();
     let vx = Vxspan::start(&ns, &config, &dir);
@@ -331,14 +326,9 @@ fn reload_keeps_running_on_a_bad_file_and_applies_a_good_one() {
 /// kernel's socket statistics).
 #[test]
 fn overload_keeps_exact_accounting() {
-    if common::netns::skipped() {
+    let Some((dir, ns)) = lab("live-overload", "ovl", &[0, 1, 2, 3]) else {
         return;
-    }
-    let dir = scratch("live-overload");
-    let ns = Netns::new("ovl");
-    for i in 0..4 {
-        ns.veth(&format!("eth{i}"), &format!("p{i}"), 1500);
-    }
+    };
     let config = dir.join("vxspan.json");
     std::fs::copy(root().join("examples/vxspan.json"), &config).unwrap();
     let vx = Vxspan::start(&ns, &config, &dir);
@@ -421,14 +411,9 @@ fn overload_keeps_exact_accounting() {
 /// on the wire, not merged) and restored when it stops.
 #[test]
 fn offloads_off_while_running_and_restored() {
-    if common::netns::skipped() {
+    let Some((dir, ns)) = lab("live-offloads", "off", &[0, 1, 2, 3]) else {
         return;
-    }
-    let dir = scratch("live-offloads");
-    let ns = Netns::new("off");
-    for i in 0..4 {
-        ns.veth(&format!("eth{i}"), &format!("p{i}"), 1500);
-    }
+    };
     ns.exec_ok(&["ethtool", "-K", "eth1", "gro", "on", "gso", "on"]);
     let state = |feature: &str| {
         let o = ns.exec_ok(&["ethtool", "-k", "eth1"]);
@@ -584,14 +569,9 @@ fn jumbo_frames_and_mtu_exceeded() {
 /// invalid file, which changes nothing.
 #[test]
 fn fifty_reloads_during_a_blast() {
-    if common::netns::skipped() {
+    let Some((dir, ns)) = lab("live-reloads", "rls", &[0, 1, 2, 3]) else {
         return;
-    }
-    let dir = scratch("live-reloads");
-    let ns = Netns::new("rls");
-    for i in 0..4 {
-        ns.veth(&format!("eth{i}"), &format!("p{i}"), 1500);
-    }
+    };
     let config = dir.join("vxspan.json");
     let a = r#"{"interfaces": {"eth0": {"redirect_map": {"none": "eth2"}}, "eth1": {"redirect_map": {"any": "eth2", "10": "eth3"}}}}"#;
     let b = r#"{"interfaces": {"eth0": {"redirect_map": {"none": "eth2"}}, "eth1": {"redirect_map": {"any": "eth3", "10": "eth2"}}}}"#;
@@ -687,14 +667,9 @@ fn fifty_reloads_during_a_blast() {
 /// output is gone its copies are counted as `link_down`.
 #[test]
 fn ports_that_come_back_are_picked_up() {
-    if common::netns::skipped() {
+    let Some((dir, ns)) = lab("live-reconnect", "rcn", &[0, 1, 2, 3]) else {
         return;
-    }
-    let dir = scratch("live-reconnect");
-    let ns = Netns::new("rcn");
-    for i in 0..4 {
-        ns.veth(&format!("eth{i}"), &format!("p{i}"), 1500);
-    }
+    };
     let config = dir.join("any.json");
     std::fs::write(
         &config,
@@ -1099,13 +1074,9 @@ fn passthru_ping_and_tcp_while_mirroring() {
 /// A live rate limit agrees with rate x duration (+ one burst) within 5%.
 #[test]
 fn live_rate_limit_within_five_percent() {
-    if common::netns::skipped() {
+    let Some((dir, ns)) = lab("live-rate", "rate", &[1, 3]) else {
         return;
-    }
-    let dir = scratch("live-rate");
-    let ns = Netns::new("rate");
-    ns.veth("eth1", "p1", 1500);
-    ns.veth("eth3", "p3", 1500);
+    };
     let config = dir.join("rate.toml");
     // 4 Mbit/s = 500,000 bytes/s, burst 10,000 bytes.
     std::fs::write(&config, "[inputs.m]\ninterface = \"eth1\"\n[outputs.t]\ninterface = \"eth3\"\nrate_limit = \"4Mbit\"\nrate_burst = 10000\n[[rules]]\nfrom = \"m\"\nto = \"t\"\n").unwrap();
@@ -1489,16 +1460,6 @@ fn top_dashboard_shows_topology_rates_and_reacts_to_keys() {
     wait_for(Duration::from_secs(5), || !tmux.alive());
     assert!(!tmux.alive(), "q quits");
     vx.stop(&dir);
-}
-
-/// A child process killed when dropped.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn start_snmpd(ns: &Netns, dir: &std::path::Path) -> Daemon {

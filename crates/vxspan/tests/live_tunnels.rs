@@ -6,19 +6,10 @@
 
 mod common;
 
-use common::netns::{wait_for, Netns};
+use common::netns::{wait_for, Daemon, Netns};
 use common::{read_capture, scratch};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn ip(ns: &Netns, args: &[&str]) {
     let mut a = vec!["ip"];
@@ -170,7 +161,7 @@ to = "tools"
     );
     std::fs::write(&config, text).unwrap();
     let control = dir.join("control.sock");
-    let _vx = Proc(
+    let _vx = Daemon(
         a.cmd(&[
             env!("CARGO_BIN_EXE_vxspan"),
             "run",
@@ -364,7 +355,7 @@ fn own_tunnel_traffic_is_not_recaptured() {
     let config = dir.join("loop.toml");
     std::fs::write(&config, "[inputs.mirror]\ninterface = \"eth1\"\n[outputs.collector]\nvxlan = { remote = \"198.18.0.2\", vni = 5 }\n[[rules]]\nfrom = \"mirror\"\nto = \"collector\"\n").unwrap();
     let control = dir.join("control.sock");
-    let _vx = Proc(
+    let _vx = Daemon(
         ns.cmd(&[
             env!("CARGO_BIN_EXE_vxspan"),
             "run",

@@ -184,3 +184,14 @@ pub fn skipped() -> bool {
     }
     false
 }
+
+/// A child process (a daemon a test started) killed and reaped when dropped, also when the
+/// test fails.
+pub struct Daemon(pub std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
