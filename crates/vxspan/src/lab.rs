@@ -204,7 +204,7 @@ fn run_lab(exe: &Path, dir: &Path, count: u64) -> Result<ExitCode> {
         for t in &mut tools {
             t.drain()?;
         }
-        let r: Report = serde_json::from_value(crate::run::request(&control, "stats")?)?;
+        let r = crate::run::fetch_stats(&control)?;
         let all_in = INPUTS
             .iter()
             .zip(sent)

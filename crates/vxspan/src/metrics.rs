@@ -312,9 +312,7 @@ fn answer(stream: TcpStream, control: &Path) -> std::io::Result<()> {
             "metrics are at /metrics\n".to_string(),
         )
     } else {
-        match crate::run::request(control, "stats")
-            .and_then(|v| serde_json::from_value::<Report>(v).map_err(Into::into))
-        {
+        match crate::run::fetch_stats(control) {
             Ok(report) => (
                 "200 OK",
                 "text/plain; version=0.0.4; charset=utf-8",

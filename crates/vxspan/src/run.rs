@@ -859,6 +859,16 @@ pub fn request(control: &Path, command: &str) -> Result<serde_json::Value> {
         .with_context(|| format!("reply from {}: {line:?}", control.display()))
 }
 
+/// The counters of a running instance: its `stats` reply.
+pub fn fetch_stats(control: &Path) -> Result<Report> {
+    Ok(serde_json::from_value(request(control, "stats")?)?)
+}
+
+/// The ports, groups and process figures of a running instance: its `status` reply.
+pub fn fetch_status(control: &Path) -> Result<crate::top::Status> {
+    Ok(serde_json::from_value(request(control, "status")?)?)
+}
+
 pub fn stats(control: &Path, json: bool) -> Result<ExitCode> {
     let v = request(control, "stats")?;
     if json {

@@ -9,6 +9,7 @@
 //! drop rate with the previous second and sends vxspanPortUp / vxspanPortDown /
 //! vxspanDropRateHigh notifications. When snmpd goes away, it reconnects every two seconds.
 
+use crate::top::PortStatus;
 use agentx::encodings::{SearchRange, Value, VarBind, VarBindList, ID};
 use agentx::pdu::{self, Header, Notify, Open, Register, Response, Type};
 use std::collections::BTreeMap;
@@ -45,19 +46,6 @@ fn oper_status(link: &str) -> i32 {
         "gone" => 6,
         _ => 2,
     }
-}
-
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-struct PortStatus {
-    name: String,
-    role: String,
-    link: String,
-}
-
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-struct Status {
-    #[serde(default)]
-    ports: Vec<PortStatus>,
 }
 
 /// The subtree's values at one moment, in OID order.
@@ -278,8 +266,8 @@ fn fetch(
     base: &[u32],
     control: &std::path::Path,
 ) -> anyhow::Result<(View, Report, Vec<PortStatus>)> {
-    let report: Report = serde_json::from_value(crate::run::request(control, "stats")?)?;
-    let status: Status = serde_json::from_value(crate::run::request(control, "status")?)?;
+    let report = crate::run::fetch_stats(control)?;
+    let status = crate::run::fetch_status(control)?;
     let view = View::build(base, &report, &status.ports);
     Ok((view, report, status.ports))
 }
@@ -557,11 +545,13 @@ pub fn example_view() -> View {
         PortStatus {
             name: "in".into(),
             role: "input".into(),
+            interface: String::new(),
             link: "up".into(),
         },
         PortStatus {
             name: "out".into(),
             role: "output".into(),
+            interface: String::new(),
             link: "gone".into(),
         },
     ];

@@ -734,9 +734,10 @@ fn draw_help(f: &mut Frame, area: Rect) {
 }
 
 fn fetch(control: &Path) -> Result<(Report, Status)> {
-    let report: Report = serde_json::from_value(crate::run::request(control, "stats")?)?;
-    let status: Status = serde_json::from_value(crate::run::request(control, "status")?)?;
-    Ok((report, status))
+    Ok((
+        crate::run::fetch_stats(control)?,
+        crate::run::fetch_status(control)?,
+    ))
 }
 
 /// Puts the terminal back (also on a panic).
