@@ -42,7 +42,7 @@ fn parts(i: &ID) -> Vec<u32> {
 /// The port status as VXSPAN-MIB's vxspanPortOperStatus: up(1), down(2), notPresent(6).
 fn oper_status(link: &str) -> i32 {
     match link {
-        "up" | "listening" | "tunnel" | "file" => 1,
+        _ if crate::top::link_usable(link) => 1,
         "gone" => 6,
         _ => 2,
     }

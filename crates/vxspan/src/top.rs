@@ -121,6 +121,12 @@ pub struct PortStatus {
     pub link: String,
 }
 
+/// Whether a `status` link state means the port can carry traffic: an interface that is up with
+/// a carrier, or a port that has no link (a listening socket, a tunnel, a file).
+pub fn link_usable(link: &str) -> bool {
+    matches!(link, "up" | "listening" | "tunnel" | "file")
+}
+
 /// An (input, VLAN) group as `status` lists it.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 pub struct GroupStatus {
@@ -448,9 +454,10 @@ fn draw_ports(f: &mut Frame, m: &Model, area: Rect) {
     let vlans = m.vlans();
     for (i, p) in m.status.ports.iter().enumerate() {
         let sel = i == m.port && m.vlan.is_none();
-        let color = match p.link.as_str() {
-            "up" | "listening" | "tunnel" | "file" => Color::Green,
-            _ => Color::Red,
+        let color = if link_usable(&p.link) {
+            Color::Green
+        } else {
+            Color::Red
         };
         let style = if sel {
             Style::default().add_modifier(Modifier::REVERSED)
