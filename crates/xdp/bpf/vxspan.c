@@ -1,0 +1,422 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//
+// vxspan's kernel tier. One program, attached to every input port:
+//
+//   1. `in_slot[ingress ifindex]` says which input this is (0: not ours -> XDP_PASS);
+//   2. the Ethernet header and up to VX_MAX_TAGS VLAN tags (TPIDs 0x8100, 0x88a8, 0x9100) are
+//      walked with bounds checks; a frame cut short inside them is dropped as `malformed`, exactly as
+//      the userspace classifier (vxspan-wire's L2Info::parse) decides;
+//   3. `groups[input * 4096 + outer VID]` holds what the compiled plan decided for that (input,
+//      VLAN) group -- drop (`no_rule`), redirect to one output, broadcast to a fan-out set, or hand the
+//      frame to the userspace tier (AF_XDP socket if one is bound to this queue, else the stack, where
+//      the AF_PACKET back-end reads it) -- next to the group's per-CPU counters. The value is per CPU,
+//      so counting needs no atomics and loses nothing when several CPUs forward;
+//   4. single-output groups get their output's VLAN action (push / pop / set) here; fan-out copies
+//      get theirs from the devmap egress program `vxspan_egress`, which the loader attaches to the
+//      fan-out entries of outputs that rewrite tags.
+//
+// A reload loads a fresh object (new maps) and swaps it in with bpf_link_update, so the tables are
+// written once, before any packet sees them, and the swap is atomic. The layouts below are mirrored
+// by `#[repr(C)]` types in src/maps.rs.
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#define VX_MAX_TAGS 8      /* vxspan_wire::vlan::MAX_TAGS */
+#define VX_NVID 4096
+#define VX_MAX_IFINDEX 4096
+#define VX_MAX_OUTPUTS 64
+#define VX_MAX_FAN 16      /* outputs in one fan-out set */
+#define VX_FANSETS 8       /* distinct fan-out sets per loaded plan */
+
+enum vx_action {
+	VX_DROP = 0,      /* no rule selects the group: drop, count `no_rule` */
+	VX_REDIRECT = 1,  /* one output: ports[arg] */
+	VX_BROADCAST = 2, /* fan-out set `arg`: a copy to every output of fanN */
+	VX_USERSPACE = 3, /* the userspace tier */
+};
+
+enum vx_vlan_op {
+	VX_VLAN_NONE = 0,
+	VX_VLAN_PUSH = 1,
+	VX_VLAN_POP = 2,
+	VX_VLAN_SET = 3,
+};
+
+/* One (input, VID) group: what to do, and its counters (one copy of the value per CPU). */
+struct vx_group {
+	__u32 action;
+	__u32 arg;
+	__u64 packets;
+	__u64 bytes;
+	__u64 dropped_packets;
+	__u64 dropped_bytes;
+};
+
+/* in_slot value: input index + 1 (0 = not an input), and flags. */
+struct vx_input {
+	__u32 slot1;
+	__u32 flags;
+};
+#define VX_INPUT_USERSPACE 1 /* every frame of this input goes to userspace, malformed ones too */
+
+/* Per input, per CPU: what is not kept per VID. */
+struct vx_input_stats {
+	__u64 malformed_packets;
+	__u64 malformed_bytes;
+	__u64 userspace_packets;
+	__u64 userspace_bytes;
+};
+
+/* What a copy leaving through an output undergoes: VLAN action and MTU (largest layer 3 payload,
+ * 0 = no limit; with VX_OUT_TRUNCATE oversize copies are cut to fit instead of dropped). */
+struct vx_out_cfg {
+	__u32 vlan_op;
+	__u32 vid;
+	__u32 mtu;
+	__u32 flags;
+};
+#define VX_OUT_TRUNCATE 1
+
+/* Per output, per CPU: its configuration (same on every CPU) and its counters. */
+struct vx_output {
+	struct vx_out_cfg cfg;
+	__u64 tx_packets;
+	__u64 tx_bytes;
+	__u64 link_down_packets; /* the devmap had no entry for it: the port is gone */
+	__u64 link_down_bytes;
+	__u64 mtu_exceeded_packets;
+	__u64 mtu_exceeded_bytes;
+};
+
+/* A fan-out set: which outputs its devmap holds (for the tx counters). */
+struct vx_fanset {
+	__u32 n;
+	__u32 outputs[VX_MAX_FAN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VX_MAX_IFINDEX);
+	__type(key, __u32);
+	__type(value, struct vx_input);
+} in_slot SEC(".maps");
+
+/* max_entries is set by the loader to inputs * 4096. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, VX_NVID);
+	__type(key, __u32);
+	__type(value, struct vx_group);
+} groups SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct vx_input_stats);
+} in_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, VX_MAX_OUTPUTS);
+	__type(key, __u32);
+	__type(value, struct vx_output);
+} outputs SEC(".maps");
+
+/* The egress-side view of the outputs, keyed by ifindex (the devmap egress program knows no more). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, VX_MAX_OUTPUTS);
+	__type(key, __u32);
+	__type(value, struct vx_out_cfg);
+} egress_cfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VX_FANSETS);
+	__type(key, __u32);
+	__type(value, struct vx_fanset);
+} fansets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP);
+	__uint(max_entries, VX_MAX_OUTPUTS);
+	__type(key, __u32);
+	__type(value, struct bpf_devmap_val);
+} ports SEC(".maps");
+
+#define FANMAP(n)                                                  \
+	struct {                                                   \
+		__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);            \
+		__uint(max_entries, VX_MAX_FAN);                   \
+		__type(key, __u32);                                \
+		__type(value, struct bpf_devmap_val);              \
+	} fan##n SEC(".maps")
+FANMAP(0);
+FANMAP(1);
+FANMAP(2);
+FANMAP(3);
+FANMAP(4);
+FANMAP(5);
+FANMAP(6);
+FANMAP(7);
+
+/* AF_XDP sockets of the userspace tier, by RX queue. */
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u32);
+} xsks SEC(".maps");
+
+static __always_inline int is_tpid(__u16 t)
+{
+	return t == bpf_htons(0x8100) || t == bpf_htons(0x88a8) || t == bpf_htons(0x9100);
+}
+
+/* Walks the Ethernet header and tag stack as vxspan_wire's L2Info::parse does. Returns 0 and fills
+ * the outer VID (0 when untagged), whether there is a tag, and the layer 3 offset; -1 if the frame
+ * ends inside its header or tags, or has more than VX_MAX_TAGS tags. */
+static __always_inline int parse_l2(void *data, void *data_end, __u32 *vid, int *tagged, __u32 *l3)
+{
+	__u32 off = 12;
+	*vid = 0;
+	*tagged = 0;
+	for (int i = 0; i <= VX_MAX_TAGS; i++) {
+		__u16 *tp = data + off;
+		if ((void *)(tp + 1) > data_end)
+			return -1;
+		if (!is_tpid(*tp)) {
+			*l3 = off + 2;
+			return 0;
+		}
+		if (i == VX_MAX_TAGS)
+			return -1;
+		/* the TCI and the EtherType after it must be there */
+		if ((void *)(tp + 3) > data_end)
+			return -1;
+		if (i == 0) {
+			*vid = bpf_ntohs(tp[1]) & 0x0fff;
+			*tagged = 1;
+		}
+		off += 4;
+	}
+	return -1;
+}
+
+/* Applies a VLAN action to the frame at ctx. Returns the change in length (+4, 0, -4), or -100 if
+ * the frame could not be rewritten (it is then sent unchanged, as the userspace tier does). */
+static __always_inline int vlan_apply(struct xdp_md *ctx, __u32 op, __u32 vid)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u16 *tpid = data + 12;
+
+	if (op == VX_VLAN_NONE)
+		return 0;
+	if ((void *)(tpid + 2) > data_end)
+		return -100;
+	int tagged = is_tpid(*tpid);
+	if (op == VX_VLAN_SET && tagged) {
+		__u16 *tci = tpid + 1;
+		*tci = bpf_htons((bpf_ntohs(*tci) & 0xf000) | (vid & 0x0fff));
+		return 0;
+	}
+	if (op == VX_VLAN_POP) {
+		if (!tagged)
+			return 0;
+		/* move the two MAC addresses 4 bytes up, over the tag, then drop the first 4 bytes */
+		__u32 *w = data;
+		if ((void *)(w + 4) > data_end)
+			return -100;
+		w[3] = w[2];
+		w[2] = w[1];
+		w[1] = w[0];
+		if (bpf_xdp_adjust_head(ctx, 4))
+			return -100;
+		return -4;
+	}
+	/* push (or set on an untagged frame): a new 802.1Q tag after the MAC addresses */
+	if (bpf_xdp_adjust_head(ctx, -4))
+		return -100;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	__u32 *w = data;
+	if ((void *)(w + 4) > data_end)
+		return -100;
+	w[0] = w[1];
+	w[1] = w[2];
+	w[2] = w[3];
+	__u16 *t = data + 12;
+	t[0] = bpf_htons(0x8100);
+	t[1] = bpf_htons(vid & 0x0fff);
+	return 4;
+}
+
+/* How much a VLAN action changes a frame's length. */
+static __always_inline int vlan_delta(__u32 op, int tagged)
+{
+	if (op == VX_VLAN_PUSH || (op == VX_VLAN_SET && !tagged))
+		return 4;
+	if (op == VX_VLAN_POP && tagged)
+		return -4;
+	return 0;
+}
+
+static __always_inline long broadcast(__u32 set)
+{
+	const __u64 f = BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS;
+	switch (set) {
+	case 0: return bpf_redirect_map(&fan0, 0, f);
+	case 1: return bpf_redirect_map(&fan1, 0, f);
+	case 2: return bpf_redirect_map(&fan2, 0, f);
+	case 3: return bpf_redirect_map(&fan3, 0, f);
+	case 4: return bpf_redirect_map(&fan4, 0, f);
+	case 5: return bpf_redirect_map(&fan5, 0, f);
+	case 6: return bpf_redirect_map(&fan6, 0, f);
+	case 7: return bpf_redirect_map(&fan7, 0, f);
+	}
+	return XDP_ABORTED;
+}
+
+static __always_inline int to_userspace(struct xdp_md *ctx, __u32 slot, __u64 bytes)
+{
+	struct vx_input_stats *s = bpf_map_lookup_elem(&in_stats, &slot);
+	if (s) {
+		s->userspace_packets++;
+		s->userspace_bytes += bytes;
+	}
+	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+}
+
+SEC("xdp.frags")
+int vxspan_ingress(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 ifindex = ctx->ingress_ifindex;
+	struct vx_input *in = bpf_map_lookup_elem(&in_slot, &ifindex);
+	if (!in || !in->slot1)
+		return XDP_PASS;
+	__u32 slot = in->slot1 - 1;
+	__u64 bytes = bpf_xdp_get_buff_len(ctx);
+	if (in->flags & VX_INPUT_USERSPACE)
+		return to_userspace(ctx, slot, bytes);
+
+	__u32 vid, l3;
+	int tagged;
+	int malformed = parse_l2(data, data_end, &vid, &tagged, &l3);
+	if (malformed) {
+		struct vx_input_stats *s = bpf_map_lookup_elem(&in_stats, &slot);
+		if (s) {
+			s->malformed_packets++;
+			s->malformed_bytes += bytes;
+		}
+		return XDP_DROP;
+	}
+
+	__u32 key = slot * VX_NVID + vid;
+	struct vx_group *g = bpf_map_lookup_elem(&groups, &key);
+	if (!g)
+		return XDP_DROP; /* the loader sizes the table for every input: cannot happen */
+	if (g->action == VX_USERSPACE)
+		return to_userspace(ctx, slot, bytes);
+	g->packets++;
+	g->bytes += bytes;
+	if (g->action == VX_REDIRECT) {
+		__u32 o = g->arg;
+		struct vx_output *out = bpf_map_lookup_elem(&outputs, &o);
+		if (!out)
+			return XDP_DROP;
+		if (out->cfg.mtu && bytes - l3 > out->cfg.mtu) {
+			if (!(out->cfg.flags & VX_OUT_TRUNCATE)) {
+				out->mtu_exceeded_packets++;
+				out->mtu_exceeded_bytes += bytes + vlan_delta(out->cfg.vlan_op, tagged);
+				return XDP_DROP;
+			}
+			int cut = (int)(bytes - l3 - out->cfg.mtu);
+			if (bpf_xdp_adjust_tail(ctx, -cut) == 0)
+				bytes -= cut;
+		}
+		int delta = vlan_apply(ctx, out->cfg.vlan_op, out->cfg.vid);
+		if (delta == -100)
+			delta = 0;
+		long r = bpf_redirect_map(&ports, o, 0);
+		if (r != XDP_REDIRECT) {
+			out->link_down_packets++;
+			out->link_down_bytes += bytes + delta;
+			return XDP_DROP;
+		}
+		out->tx_packets++;
+		out->tx_bytes += bytes + delta;
+		return XDP_REDIRECT;
+	}
+	if (g->action == VX_BROADCAST) {
+		__u32 set = g->arg;
+		struct vx_fanset *fs = bpf_map_lookup_elem(&fansets, &set);
+		long r = broadcast(set);
+		if (fs) {
+			for (int i = 0; i < VX_MAX_FAN; i++) {
+				if (i >= fs->n)
+					break;
+				__u32 o = fs->outputs[i];
+				struct vx_output *out = bpf_map_lookup_elem(&outputs, &o);
+				if (!out)
+					continue;
+				__u64 sent = bytes;
+				if (out->cfg.mtu && bytes - l3 > out->cfg.mtu) {
+					/* vxspan_egress drops or cuts this copy */
+					if (!(out->cfg.flags & VX_OUT_TRUNCATE)) {
+						out->mtu_exceeded_packets++;
+						out->mtu_exceeded_bytes +=
+							bytes + vlan_delta(out->cfg.vlan_op, tagged);
+						continue;
+					}
+					sent = l3 + out->cfg.mtu;
+				}
+				sent += vlan_delta(out->cfg.vlan_op, tagged);
+				if (r == XDP_REDIRECT) {
+					out->tx_packets++;
+					out->tx_bytes += sent;
+				} else {
+					out->link_down_packets++;
+					out->link_down_bytes += sent;
+				}
+			}
+		}
+		return r == XDP_REDIRECT ? XDP_REDIRECT : XDP_DROP;
+	}
+	g->dropped_packets++;
+	g->dropped_bytes += bytes;
+	return XDP_DROP;
+}
+
+/* Devmap egress program, on the fan-out entries: the MTU and VLAN action of the output this copy
+ * is leaving through (vxspan_ingress counted the copy already, by the same test). */
+SEC("xdp.frags/devmap")
+int vxspan_egress(struct xdp_md *ctx)
+{
+	__u32 ifindex = ctx->egress_ifindex;
+	struct vx_out_cfg *c = bpf_map_lookup_elem(&egress_cfg, &ifindex);
+	if (!c)
+		return XDP_PASS;
+	if (c->mtu) {
+		void *data = (void *)(long)ctx->data;
+		void *data_end = (void *)(long)ctx->data_end;
+		__u32 vid, l3;
+		int tagged;
+		__u64 bytes = bpf_xdp_get_buff_len(ctx);
+		if (parse_l2(data, data_end, &vid, &tagged, &l3) == 0 && bytes - l3 > c->mtu) {
+			if (!(c->flags & VX_OUT_TRUNCATE))
+				return XDP_DROP;
+			bpf_xdp_adjust_tail(ctx, -(int)(bytes - l3 - c->mtu));
+		}
+	}
+	vlan_apply(ctx, c->vlan_op, c->vid);
+	return XDP_PASS;
+}
+
+char _license[] SEC("license") = "Dual MIT/GPL";

@@ -1,0 +1,30 @@
+//! Compiles bpf/*.c into BPF objects with clang (DESIGN.md section 3: C, not Rust, for the BPF
+//! side; no CO-RE, since the kernels this targets may have no BTF of their own).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=CLANG");
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
+    let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang".into());
+    for name in ["vxspan", "blast"] {
+        let src = format!("bpf/{name}.c");
+        println!("cargo:rerun-if-changed={src}");
+        let out = out_dir.join(format!("{name}.bpf.o"));
+        let status = Command::new(&clang)
+            .args(["-O2", "-g", "-Wall", "-Werror", "-target", "bpf"])
+            .arg("-I/usr/include/x86_64-linux-gnu")
+            .args(["-c", &src, "-o"])
+            .arg(&out)
+            .status();
+        match status {
+            Ok(s) if s.success() => {}
+            Ok(s) => panic!("{clang} failed to compile {src} ({s})"),
+            Err(e) => panic!(
+                "cannot run {clang} to build the XDP program ({e}): install clang and libbpf-dev \
+                 (scripts/install-deps does)"
+            ),
+        }
+    }
+}

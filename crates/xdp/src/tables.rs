@@ -1,0 +1,505 @@
+//! What a compiled [`Plan`] becomes in the kernel tier: per (input, VID) an action, per output its
+//! VLAN action and MTU, and the fan-out sets. Pure (no maps, no syscalls), so the placement and
+//! the counter arithmetic are tested without root; [`crate::Datapath`] writes these into the maps.
+
+use vxspan_config::{Oversize, VlanAction};
+use vxspan_core::counters::{Counters, RxDrop, TxDrop};
+use vxspan_core::plan::{OutSet, Plan, Tier, NO_GROUP};
+
+/// VIDs per input in the group table (0 = untagged and priority-tagged).
+pub const NVID: usize = 4096;
+/// Interface indexes the input table covers.
+pub const MAX_IFINDEX: u32 = 4096;
+/// Outputs the kernel tier can address.
+pub const MAX_OUTPUTS: usize = 64;
+/// Outputs in one fan-out set.
+pub const MAX_FAN: usize = 16;
+/// Distinct fan-out sets in one loaded plan (one devmap each: `fan0` .. `fan7`).
+pub const FANSETS: usize = 8;
+
+/// What the kernel does with the frames of one (input, VID).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Dropped as `no_rule`.
+    Drop,
+    /// Sent to one output (an index into [`Plan::outputs`]).
+    Redirect(u32),
+    /// A copy to each output of fan-out set N.
+    Broadcast(u32),
+    /// Handed to the userspace tier.
+    Userspace,
+}
+
+impl Action {
+    /// (action, arg) as the C side's `struct vx_group` holds them.
+    pub fn encode(self) -> (u32, u32) {
+        match self {
+            Action::Drop => (0, 0),
+            Action::Redirect(o) => (1, o),
+            Action::Broadcast(s) => (2, s),
+            Action::Userspace => (3, 0),
+        }
+    }
+}
+
+/// One input in the kernel tier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputTable {
+    pub ifindex: u32,
+    /// Every frame goes to userspace (the input strips tunnels, listens, or has a passthru): the
+    /// kernel does not even classify them, so that `malformed` is decided where the rules run.
+    pub all_userspace: bool,
+    /// The tier each of the plan's groups of this input runs in, and why.
+    pub placement: Vec<(Tier, String)>,
+    /// Action per VID, for VIDs whose action is not [`Action::Drop`].
+    pub actions: Vec<(u16, Action)>,
+}
+
+/// One output as the kernel tier sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OutputTable {
+    /// 0: not an interface (a tunnel, archive...), never a kernel-tier destination.
+    pub ifindex: u32,
+    /// 0 none, 1 push, 2 pop, 3 set.
+    pub vlan_op: u32,
+    pub vid: u32,
+    /// Largest layer 3 payload (0: no limit).
+    pub mtu: u32,
+    pub truncate: bool,
+}
+
+/// The kernel tier's tables for one plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    pub inputs: Vec<InputTable>,
+    pub outputs: Vec<OutputTable>,
+    /// Output indexes of each fan-out set.
+    pub fansets: Vec<Vec<u32>>,
+}
+
+impl Tables {
+    /// Places every group. `ifindex` resolves interface names (None: no such interface). With
+    /// `userspace_only`, every group goes to userspace (the `afxdp` datapath).
+    pub fn build(
+        plan: &Plan,
+        ifindex: &dyn Fn(&str) -> Option<u32>,
+        userspace_only: bool,
+    ) -> Result<Tables, String> {
+        if plan.outputs.len() > MAX_OUTPUTS {
+            return Err(format!(
+                "the XDP tier addresses at most {MAX_OUTPUTS} outputs; this configuration has {}",
+                plan.outputs.len()
+            ));
+        }
+        let mut outputs = Vec::with_capacity(plan.outputs.len());
+        for o in &plan.outputs {
+            let mut t = OutputTable::default();
+            if o.encap.is_none() && o.archive.is_none() {
+                if let Some(name) = &o.interface {
+                    t.ifindex = ifindex(name)
+                        .ok_or_else(|| format!("output {}: no interface {name:?}", o.name))?;
+                }
+            }
+            (t.vlan_op, t.vid) = match o.vlan {
+                None => (0, 0),
+                Some(VlanAction::Push(v)) => (1, u32::from(v)),
+                Some(VlanAction::Pop) => (2, 0),
+                Some(VlanAction::Set(v)) => (3, u32::from(v)),
+            };
+            t.mtu = o.mtu.unwrap_or(0);
+            t.truncate = o.oversize == Oversize::Truncate;
+            outputs.push(t);
+        }
+
+        let mut fansets: Vec<Vec<u32>> = Vec::new();
+        let mut inputs = Vec::with_capacity(plan.inputs.len());
+        for inp in &plan.inputs {
+            let ifx = if inp.listen.is_some() {
+                0
+            } else {
+                let i = ifindex(&inp.interface).ok_or_else(|| {
+                    format!("input {}: no interface {:?}", inp.name, inp.interface)
+                })?;
+                if i >= MAX_IFINDEX {
+                    return Err(format!(
+                        "input {}: interface index {i} of {:?} is beyond the XDP tier's table ({MAX_IFINDEX})",
+                        inp.name, inp.interface
+                    ));
+                }
+                i
+            };
+            let whole = if userspace_only {
+                Some("datapath afxdp: every group in userspace".to_string())
+            } else if inp.listen.is_some() {
+                Some(format!(
+                    "input {} terminates tunnels sent to this host",
+                    inp.name
+                ))
+            } else if inp.decap.is_some() {
+                Some(format!("input {} strips tunnels", inp.name))
+            } else if !inp.passthru.is_empty() {
+                Some(format!(
+                    "input {} has a passthru (control traffic to a TAP)",
+                    inp.name
+                ))
+            } else {
+                None
+            };
+            let mut placement = Vec::with_capacity(inp.groups.len());
+            let mut group_action = Vec::with_capacity(inp.groups.len());
+            for g in &inp.groups {
+                let (tier, why, action) = match (&whole, g.tier) {
+                    (Some(why), _) => (Tier::Userspace, why.clone(), Action::Userspace),
+                    (None, Tier::Userspace) => (Tier::Userspace, g.why.clone(), Action::Userspace),
+                    (None, Tier::Xdp) => {
+                        let mut dest = OutSet::default();
+                        for &r in &g.rules {
+                            dest.union(&plan.rules[r].to);
+                        }
+                        match kernel_action(&dest, &outputs, &mut fansets) {
+                            Ok(a) => (Tier::Xdp, g.why.clone(), a),
+                            Err(why) => (Tier::Userspace, why, Action::Userspace),
+                        }
+                    }
+                };
+                placement.push((tier, why));
+                group_action.push(action);
+            }
+            let mut actions = Vec::new();
+            for vid in 0..NVID {
+                let g = inp.group_of_vid[vid];
+                let a = if whole.is_some() {
+                    Action::Userspace
+                } else if g == NO_GROUP {
+                    Action::Drop
+                } else {
+                    group_action[usize::from(g)]
+                };
+                if a != Action::Drop {
+                    actions.push((vid as u16, a));
+                }
+            }
+            inputs.push(InputTable {
+                ifindex: ifx,
+                all_userspace: whole.is_some(),
+                placement,
+                actions,
+            });
+        }
+        Ok(Tables {
+            inputs,
+            outputs,
+            fansets,
+        })
+    }
+
+    /// Whether any frame can reach the userspace tier.
+    pub fn needs_userspace(&self) -> bool {
+        self.inputs
+            .iter()
+            .any(|i| i.all_userspace || i.actions.iter().any(|(_, a)| *a == Action::Userspace))
+    }
+
+    /// The kernel tier's counters in the plan's shape, ready to merge with the userspace tier's.
+    /// Frames handed to userspace are left out: the userspace tier counts them.
+    pub fn counters(&self, plan: &Plan, raw: &RawCounters) -> Counters {
+        let mut c = Counters::new(
+            plan.ports.len(),
+            plan.inputs.len(),
+            plan.rules.iter().map(|r| r.name.clone()),
+        );
+        for (ii, inp) in plan.inputs.iter().enumerate() {
+            let Some(vids) = raw.groups.get(ii) else {
+                continue;
+            };
+            let port = &mut c.ports[inp.port];
+            for (vid, g) in vids.iter().enumerate() {
+                if g.packets == 0 {
+                    continue;
+                }
+                let vc = &mut c.vlans[ii][vid];
+                vc.packets += g.packets;
+                vc.bytes += g.bytes;
+                vc.dropped_packets += g.dropped_packets;
+                vc.dropped_bytes += g.dropped_bytes;
+                port.rx_packets += g.packets;
+                port.rx_bytes += g.bytes;
+                port.forwarded_packets += g.packets - g.dropped_packets;
+                port.forwarded_bytes += g.bytes - g.dropped_bytes;
+                port.dropped_packets += g.dropped_packets;
+                port.dropped_bytes += g.dropped_bytes;
+                port.drop_reasons[RxDrop::NoRule as usize] += g.dropped_packets;
+                // Kernel-tier rules have no filter and no sampling: each rule of the group
+                // matched and forwarded every frame the group forwarded.
+                let grp = inp.group_of_vid[vid];
+                if grp != NO_GROUP {
+                    for &r in &inp.groups[usize::from(grp)].rules {
+                        let rc = &mut c.rules[r];
+                        rc.matched_packets += g.packets - g.dropped_packets;
+                        rc.matched_bytes += g.bytes - g.dropped_bytes;
+                        rc.forwarded_packets += g.packets - g.dropped_packets;
+                    }
+                }
+            }
+            if let Some(m) = raw.malformed.get(ii) {
+                port.rx_packets += m.0;
+                port.rx_bytes += m.1;
+                port.dropped_packets += m.0;
+                port.dropped_bytes += m.1;
+                port.drop_reasons[RxDrop::Malformed as usize] += m.0;
+            }
+        }
+        for (o, out) in plan.outputs.iter().enumerate() {
+            let Some(r) = raw.outputs.get(o) else {
+                continue;
+            };
+            let port = &mut c.ports[out.port];
+            port.tx_packets += r.tx_packets;
+            port.tx_bytes += r.tx_bytes;
+            port.tx_dropped_packets += r.link_down_packets + r.mtu_exceeded_packets;
+            port.tx_dropped_bytes += r.link_down_bytes + r.mtu_exceeded_bytes;
+            port.tx_drop_reasons[TxDrop::LinkDown as usize] += r.link_down_packets;
+            port.tx_drop_reasons[TxDrop::MtuExceeded as usize] += r.mtu_exceeded_packets;
+        }
+        c
+    }
+}
+
+/// Counters read from the maps, summed over CPUs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawCounters {
+    /// Per input, per VID.
+    pub groups: Vec<Vec<GroupCounters>>,
+    /// Per input: (packets, bytes) dropped as malformed.
+    pub malformed: Vec<(u64, u64)>,
+    /// Per input: (packets, bytes) handed to the userspace tier.
+    pub userspace: Vec<(u64, u64)>,
+    pub outputs: Vec<OutputCounters>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupCounters {
+    pub packets: u64,
+    pub bytes: u64,
+    pub dropped_packets: u64,
+    pub dropped_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutputCounters {
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub link_down_packets: u64,
+    pub link_down_bytes: u64,
+    pub mtu_exceeded_packets: u64,
+    pub mtu_exceeded_bytes: u64,
+}
+
+/// The kernel action for a group sending to `dest`, or why it has to run in userspace.
+fn kernel_action(
+    dest: &OutSet,
+    outputs: &[OutputTable],
+    fansets: &mut Vec<Vec<u32>>,
+) -> Result<Action, String> {
+    let members: Vec<u32> = dest.iter().map(|o| o as u32).collect();
+    for &o in &members {
+        if outputs[o as usize].ifindex == 0 {
+            return Err(format!("output {o} is not an interface"));
+        }
+    }
+    match members.len() {
+        0 => Ok(Action::Drop),
+        1 => Ok(Action::Redirect(members[0])),
+        n if n > MAX_FAN => Err(format!(
+            "fan-out to {n} outputs (the XDP tier broadcasts to at most {MAX_FAN})"
+        )),
+        _ => {
+            // The egress program knows a copy only by the interface it leaves through: two
+            // outputs on one interface must treat copies alike.
+            for (i, &a) in members.iter().enumerate() {
+                for &b in &members[i + 1..] {
+                    let (x, y) = (outputs[a as usize], outputs[b as usize]);
+                    if x.ifindex == y.ifindex {
+                        return Err("fan-out to two outputs on the same interface".to_string());
+                    }
+                }
+            }
+            if let Some(s) = fansets.iter().position(|s| *s == members) {
+                return Ok(Action::Broadcast(s as u32));
+            }
+            if fansets.len() == FANSETS {
+                return Err(format!(
+                    "more than {FANSETS} distinct fan-out sets in the XDP tier"
+                ));
+            }
+            fansets.push(members);
+            Ok(Action::Broadcast(fansets.len() as u32 - 1))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every filter accepts everything (placement only cares that there is one).
+    struct AcceptAll;
+    impl vxspan_core::FilterCompiler for AcceptAll {
+        fn compile(&self, _: &str) -> Result<Vec<vxspan_core::bpf::BpfInsn>, String> {
+            Ok(vec![vxspan_core::bpf::BpfInsn::new(0x06, 0, 0, 65535)])
+        }
+    }
+
+    fn plan(text: &str) -> Plan {
+        let cfg = vxspan_config::parse(
+            text,
+            vxspan_config::Syntax::Toml,
+            std::path::Path::new("t.toml"),
+        )
+        .expect("config");
+        Plan::compile(&cfg, &AcceptAll).expect("plan")
+    }
+
+    fn ifx(name: &str) -> Option<u32> {
+        name.strip_prefix("eth")
+            .and_then(|n| n.parse::<u32>().ok())
+            .map(|n| n + 10)
+    }
+
+    #[test]
+    fn vxspan_example_runs_in_the_kernel() {
+        let p = plan(
+            r#"
+[inputs.a]
+interface = "eth0"
+[outputs.x]
+interface = "eth2"
+[outputs.y]
+interface = "eth3"
+vlan = { push = 100 }
+[[rules]]
+from = ["a"]
+vlan = [10]
+to = ["x"]
+[[rules]]
+from = ["a"]
+vlan = [11]
+to = ["x", "y"]
+[[rules]]
+from = ["a"]
+vlan = [12]
+filter = "tcp"
+to = ["y"]
+"#,
+        );
+        let t = Tables::build(&p, &ifx, false).unwrap();
+        let i = &t.inputs[0];
+        assert_eq!(i.ifindex, 10);
+        assert!(!i.all_userspace);
+        assert_eq!(
+            i.actions,
+            vec![
+                (10, Action::Redirect(0)),
+                (11, Action::Broadcast(0)),
+                (12, Action::Userspace)
+            ]
+        );
+        assert_eq!(t.fansets, vec![vec![0, 1]]);
+        assert_eq!(t.outputs[1].vlan_op, 1);
+        assert_eq!(t.outputs[1].vid, 100);
+        assert!(t.needs_userspace());
+        let all = Tables::build(&p, &ifx, true).unwrap();
+        assert!(all.inputs[0].all_userspace);
+        assert!(all.inputs[0]
+            .actions
+            .iter()
+            .all(|(_, a)| *a == Action::Userspace));
+        assert_eq!(all.inputs[0].actions.len(), NVID);
+    }
+
+    #[test]
+    fn counters_follow_the_accounting() {
+        let p = plan(
+            r#"
+[inputs.a]
+interface = "eth0"
+[outputs.x]
+interface = "eth2"
+[[rules]]
+name = "ten"
+from = ["a"]
+vlan = [10]
+to = ["x"]
+"#,
+        );
+        let t = Tables::build(&p, &ifx, false).unwrap();
+        let mut raw = RawCounters {
+            groups: vec![vec![GroupCounters::default(); NVID]],
+            malformed: vec![(2, 20)],
+            userspace: vec![(0, 0)],
+            outputs: vec![OutputCounters {
+                tx_packets: 5,
+                tx_bytes: 500,
+                mtu_exceeded_packets: 1,
+                mtu_exceeded_bytes: 100,
+                ..Default::default()
+            }],
+        };
+        raw.groups[0][10] = GroupCounters {
+            packets: 6,
+            bytes: 600,
+            ..Default::default()
+        };
+        raw.groups[0][0] = GroupCounters {
+            packets: 3,
+            bytes: 300,
+            dropped_packets: 3,
+            dropped_bytes: 300,
+        };
+        let c = t.counters(&p, &raw);
+        let inp = &c.ports[0];
+        assert_eq!(inp.rx_packets, 11);
+        assert_eq!(inp.rx_packets, inp.forwarded_packets + inp.dropped_packets);
+        assert_eq!(inp.drop_reasons[RxDrop::NoRule as usize], 3);
+        assert_eq!(inp.drop_reasons[RxDrop::Malformed as usize], 2);
+        assert_eq!(c.rules[0].matched_packets, 6);
+        let out = &c.ports[1];
+        assert_eq!((out.tx_packets, out.tx_dropped_packets), (5, 1));
+        assert_eq!(out.tx_drop_reasons[TxDrop::MtuExceeded as usize], 1);
+        assert_eq!(c.vlans[0][0].dropped_packets, 3);
+    }
+
+    #[test]
+    fn too_many_fanout_sets_go_to_userspace() {
+        let mut text = String::from("[inputs.a]\ninterface = \"eth0\"\n");
+        for o in 0..5 {
+            text += &format!("[outputs.o{o}]\ninterface = \"eth{}\"\n", o + 1);
+        }
+        // 10 distinct pairs of 5 outputs: 8 fit, 2 do not.
+        let mut vid = 1;
+        for a in 0..5 {
+            for b in a + 1..5 {
+                text += &format!(
+                    "[[rules]]\nfrom = [\"a\"]\nvlan = [{vid}]\nto = [\"o{a}\", \"o{b}\"]\n"
+                );
+                vid += 1;
+            }
+        }
+        let t = Tables::build(&plan(&text), &ifx, false).unwrap();
+        let ups: Vec<_> = t.inputs[0]
+            .placement
+            .iter()
+            .filter(|(tier, _)| *tier == Tier::Userspace)
+            .collect();
+        assert_eq!(t.fansets.len(), FANSETS);
+        assert_eq!(ups.len(), 2);
+        assert!(ups[0].1.contains("fan-out sets"), "{}", ups[0].1);
+    }
+
+    #[test]
+    fn missing_interface_is_an_error() {
+        let p = plan("[inputs.a]\ninterface = \"wlan0\"\n[outputs.x]\ninterface = \"eth2\"\n[[rules]]\nfrom = [\"a\"]\nto = [\"x\"]\n");
+        let e = Tables::build(&p, &ifx, false).unwrap_err();
+        assert!(e.contains("wlan0"), "{e}");
+    }
+}
