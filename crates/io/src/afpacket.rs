@@ -529,6 +529,33 @@ fn ethtool(interface: &str, cmd: u32, data: u32) -> io::Result<u32> {
     Ok(v.data)
 }
 
+/// ETHTOOL_GDRVINFO and the start of `struct ethtool_drvinfo` (the rest is read into `rest`).
+const ETHTOOL_GDRVINFO: u32 = 0x03;
+
+#[repr(C)]
+struct EthtoolDrvinfo {
+    cmd: u32,
+    driver: [u8; 32],
+    rest: [u8; 160],
+}
+
+/// The name of `interface`'s driver ("veth", "vmxnet3", "virtio_net", ...).
+pub fn driver(interface: &str) -> io::Result<String> {
+    let (fd, mut ifr) = ifreq(interface)?;
+    let mut info = EthtoolDrvinfo {
+        cmd: ETHTOOL_GDRVINFO,
+        driver: [0; 32],
+        rest: [0; 160],
+    };
+    ifr.ifr_ifru.ifru_data = (&mut info as *mut EthtoolDrvinfo).cast();
+    // SAFETY: `ifr` names the interface and points at `info`, a live buffer the size of
+    // struct ethtool_drvinfo (196 bytes), for the duration of the call.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr) };
+    sys::check(r, "ioctl(SIOCETHTOOL GDRVINFO)")?;
+    let end = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
+    Ok(String::from_utf8_lossy(&info.driver[..end]).into_owned())
+}
+
 /// Offload settings changed on an interface, to put back when vxspan lets it go.
 #[derive(Debug)]
 pub struct Offloads {

@@ -1,9 +1,11 @@
 //! The `vxspan` command's library: the control plane (CLI commands, replay driver, traffic
 //! generator). It never sits in the packet path itself; the engine does.
 
+pub mod blast;
 pub mod check;
 pub mod fuzzing;
 pub mod gen;
+pub mod kernel;
 pub mod lab;
 pub mod metrics;
 pub mod privileges;

@@ -1,7 +1,7 @@
 //! The `vxspan` command: a software packet broker. This file is only the command line; the
 //! commands live in the library (`src/lib.rs`).
 
-use vxspan::{check, gen, lab, replay, run, top};
+use vxspan::{blast, check, gen, lab, replay, run, top};
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ const LONG_VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (git ",
     env!("VXSPAN_GIT_REV"),
-    "; datapaths: afpacket; offline: replay)"
+    "; datapaths: xdp, afpacket; offline: replay)"
 );
 
 #[derive(Parser)]
@@ -62,9 +62,14 @@ enum Cmd {
     /// reloads the configuration; SIGINT / SIGTERM stop and print the counters.
     Run {
         config: PathBuf,
-        /// auto | afpacket (afxdp and xdp are not available in this build).
+        /// auto | xdp | afpacket. xdp: the kernel tier runs every (input, VLAN) group it can,
+        /// the others run on AF_PACKET; auto: xdp if the program loads, else afpacket.
         #[arg(long, default_value = "auto")]
         datapath: String,
+        /// auto | native | generic: where the XDP program runs [default: xdp_mode, else
+        /// native, or generic when an output is a veth].
+        #[arg(long, default_value = "auto")]
+        xdp_mode: String,
         /// The control socket [default: management.control, else /run/vxspan/control.sock].
         #[arg(long)]
         control: Option<PathBuf>,
@@ -144,6 +149,26 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         max_vlan: u16,
     },
+    /// Send a capture's frames out of an interface at high rate (a traffic generator): the
+    /// kernel injects them (BPF_PROG_TEST_RUN, live frames) in runs of 64 copies of each frame.
+    /// On a veth, the peer must run XDP (native) or have GRO on to take them.
+    Blast {
+        /// Interface the frames leave through.
+        interface: String,
+        /// Frames to send, cycled through (pcap or pcapng).
+        pcap: PathBuf,
+        #[arg(long, default_value_t = 1_000_000)]
+        count: u64,
+        /// At most this many frames per second [default: as fast as the kernel goes].
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Run on this CPU (frames are sent from the CPU the generator runs on).
+        #[arg(long)]
+        cpu: Option<usize>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -162,6 +187,7 @@ fn main() -> ExitCode {
         Cmd::Run {
             config,
             datapath,
+            xdp_mode,
             control,
             user,
             log_level,
@@ -169,6 +195,7 @@ fn main() -> ExitCode {
         } => run::run(
             &config,
             &datapath,
+            &xdp_mode,
             control.as_deref(),
             user.as_deref(),
             &log_level,
@@ -205,6 +232,14 @@ fn main() -> ExitCode {
             eprintln!("wrote {n} frames to {}", out.display());
             ExitCode::SUCCESS
         }),
+        Cmd::Blast {
+            interface,
+            pcap,
+            count,
+            rate,
+            cpu,
+            json,
+        } => blast::run(&interface, &pcap, count, rate, cpu, json),
     };
     match result {
         Ok(code) => code,

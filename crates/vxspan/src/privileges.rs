@@ -9,7 +9,7 @@ use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::Duration;
 
 /// What `vxspan run` needs, and why (for the message when one is missing).
-pub const NEEDED: [(Capability, &str); 3] = [
+pub const NEEDED: [(Capability, &str); 4] = [
     (
         Capability::CAP_NET_RAW,
         "to open AF_PACKET and raw GRE sockets",
@@ -22,16 +22,21 @@ pub const NEEDED: [(Capability, &str); 3] = [
         Capability::CAP_IPC_LOCK,
         "to lock the receive rings in memory",
     ),
+    (
+        Capability::CAP_BPF,
+        "to load the XDP program (the kernel tier) and swap it on reload",
+    ),
 ];
 
 /// Fails naming the first needed capability the process does not have in its effective set.
-/// CAP_IPC_LOCK is optional: without it the rings are simply not locked.
+/// CAP_IPC_LOCK and CAP_BPF are optional: without them the rings are not locked, and
+/// `--datapath auto` runs everything on AF_PACKET.
 pub fn check() -> Result<()> {
     let have =
         caps::read(None, CapSet::Effective).context("reading this process's capabilities")?;
     for (cap, why) in NEEDED
         .iter()
-        .filter(|(c, _)| *c != Capability::CAP_IPC_LOCK)
+        .filter(|(c, _)| !matches!(*c, Capability::CAP_IPC_LOCK | Capability::CAP_BPF))
     {
         if !have.contains(cap) {
             bail!("missing capability {cap} (needed {why}); run as root, or grant it, e.g. AmbientCapabilities= in the systemd unit or setpriv --ambient-caps");

@@ -1,4 +1,8 @@
-//! `vxspan run`: the live datapath on AF_PACKET ports, the control socket, reload and shutdown.
+//! `vxspan run`: the live datapath, the control socket, reload and shutdown.
+//!
+//! With `--datapath xdp` (and `auto` where the XDP program loads), the kernel tier
+//! ([`crate::kernel`]) runs every (input, VLAN) group it can in the XDP program; the frames of the
+//! other groups pass up to the AF_PACKET rings below. With `afpacket`, everything runs there.
 //!
 //! One worker owns every port: it waits for any input ring to have frames (poll), reads them in
 //! batches, runs them through the engine and sends the copies. Between two batches it answers
@@ -351,22 +355,6 @@ fn open_passthru(plan: &Plan) -> Result<Vec<LivePassthru>> {
         .collect()
 }
 
-/// Placement as it is on this machine: everything runs in the userspace tier on AF_PACKET.
-fn log_placement(cfg: &vxspan_config::Config, plan: &Plan) {
-    let d = plan.describe(cfg);
-    for g in &d.groups {
-        log(format!(
-            "{} vlan {}: rules {} -> {} (userspace tier, AF_PACKET; would be {:?}: {})",
-            g.input,
-            g.vlan,
-            g.rules.join(","),
-            g.to.join(","),
-            g.tier,
-            g.why
-        ));
-    }
-}
-
 struct Control {
     listener: UnixListener,
     path: PathBuf,
@@ -407,6 +395,10 @@ struct State {
     cfg: vxspan_config::Config,
     engine: Engine,
     ports: Ports,
+    /// The XDP tier, when the datapath is xdp.
+    kernel: Option<crate::kernel::KernelTier>,
+    /// `--xdp-mode` (None: vxspan picks), for re-attaching after a reload that changes ports.
+    xdp_mode: Option<vxspan_xdp::Mode>,
     /// Counters of the plans replaced by reloads.
     history: Report,
     reloads: u64,
@@ -416,15 +408,78 @@ impl State {
     fn report(&self) -> Report {
         let mut r = self.history.clone();
         r.add(&self.engine.report());
+        if let Some(k) = &self.kernel {
+            r.add(&k.report(self.engine.plan()));
+        }
         r
+    }
+
+    /// The datapath as it runs: "afpacket", or "xdp (native)" / "xdp (generic)".
+    fn datapath(&self) -> String {
+        match self.kernel.as_ref().and_then(|k| k.mode()) {
+            Some(m) => format!("xdp ({})", m.as_str()),
+            None => "afpacket".into(),
+        }
+    }
+
+    /// The groups with the tier they actually run in here.
+    fn groups(&self) -> Vec<vxspan_core::plan::GroupDescription> {
+        let plan = self.engine.plan();
+        let mut groups = plan.describe(&self.cfg).groups;
+        let actual: Vec<(vxspan_core::Tier, String)> = match &self.kernel {
+            Some(k) => k
+                .tables()
+                .inputs
+                .iter()
+                .flat_map(|i| i.placement.iter().cloned())
+                .collect(),
+            None => plan
+                .inputs
+                .iter()
+                .flat_map(|i| i.groups.iter())
+                .map(|g| {
+                    let why = match g.tier {
+                        vxspan_core::Tier::Xdp => format!("datapath afpacket ({})", g.why),
+                        vxspan_core::Tier::Userspace => g.why.clone(),
+                    };
+                    (vxspan_core::Tier::Userspace, why)
+                })
+                .collect(),
+        };
+        for (g, (tier, why)) in groups.iter_mut().zip(actual) {
+            g.tier = tier;
+            g.why = why;
+        }
+        groups
     }
 
     fn reload(&mut self) -> Result<String, String> {
         let (cfg, plan) = load_plan(&self.config)?;
         let same_ports = interfaces_key(&plan) == self.ports.key;
+        // The kernel tier's swap can still refuse the plan (e.g. an interface index beyond its
+        // tables): it goes first, so a refusal leaves everything as it was.
+        if same_ports {
+            if let Some(k) = &mut self.kernel {
+                let old = k.reload(self.engine.plan(), &plan)?;
+                self.history.add(&old);
+            }
+        }
         if !same_ports {
             let ports = open_ports(&plan).map_err(|e| format!("{e:#}"))?;
             self.ports = ports;
+            if let Some(k) = self.kernel.take() {
+                self.history.add(&k.report(self.engine.plan()));
+                drop(k);
+                match crate::kernel::KernelTier::start(&plan, self.xdp_mode) {
+                    Ok((k, _, why)) => {
+                        log(format!("XDP tier re-attached to the new inputs ({why})"));
+                        self.kernel = Some(k);
+                    }
+                    Err(e) => warn(format!(
+                        "XDP tier could not be re-attached ({e}); every group runs on AF_PACKET"
+                    )),
+                }
+            }
         }
         self.history.add(&self.engine.report());
         // Captures name rules of the old plan: they end with it.
@@ -434,7 +489,7 @@ impl State {
         self.engine.continue_erspan_sequences(&sequences);
         self.cfg = cfg;
         self.reloads += 1;
-        log_placement(&self.cfg, self.engine.plan());
+        self.log_placement();
         Ok(if same_ports {
             "reloaded (rules only: ports kept)".into()
         } else {
@@ -634,12 +689,30 @@ impl State {
         serde_json::json!({
             "config": self.config.display().to_string(),
             "reloads": self.reloads,
-            "datapath": "afpacket",
+            "datapath": self.datapath(),
             "rss_bytes": process.resident_bytes,
             "cpu_seconds": process.cpu_seconds,
             "ports": ports,
-            "groups": plan.describe(&self.cfg).groups,
+            "groups": self.groups(),
         })
+    }
+
+    /// Logs where each group runs on this machine, and why.
+    fn log_placement(&self) {
+        for g in self.groups() {
+            let tier = match g.tier {
+                vxspan_core::Tier::Xdp => "kernel tier (XDP)",
+                vxspan_core::Tier::Userspace => "userspace tier (AF_PACKET)",
+            };
+            log(format!(
+                "{} vlan {}: rules {} -> {}: {tier}: {}",
+                g.input,
+                g.vlan,
+                g.rules.join(","),
+                g.to.join(","),
+                g.why
+            ));
+        }
     }
 
     fn serve(&mut self, stream: UnixStream) {
@@ -700,6 +773,7 @@ impl State {
 pub fn run(
     config: &Path,
     datapath: &str,
+    xdp_mode: &str,
     control: Option<&Path>,
     user: Option<&str>,
     log_level: &str,
@@ -710,9 +784,9 @@ pub fn run(
         return Ok(ExitCode::from(crate::EXIT_INVALID));
     }
     match datapath {
-        "auto" | "afpacket" => {}
-        "xdp" | "afxdp" => {
-            eprintln!("vxspan: --datapath {datapath} is not available in this build (AF_PACKET is: --datapath afpacket)");
+        "auto" | "afpacket" | "xdp" => {}
+        "afxdp" => {
+            eprintln!("vxspan: --datapath afxdp is not available in this build (xdp: the kernel tier, with AF_PACKET for the userspace tier; afpacket)");
             return Ok(ExitCode::from(crate::EXIT_INVALID));
         }
         other => {
@@ -724,6 +798,13 @@ pub fn run(
         Ok(x) => x,
         Err(e) => {
             eprintln!("vxspan: invalid configuration: {e}");
+            return Ok(ExitCode::from(crate::EXIT_INVALID));
+        }
+    };
+    let mode = match crate::kernel::parse_mode(xdp_mode, cfg.xdp_mode) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("vxspan: {e}");
             return Ok(ExitCode::from(crate::EXIT_INVALID));
         }
     };
@@ -747,7 +828,7 @@ pub fn run(
             }
             crate::privileges::drop_to(uid, gid)?;
             log(format!(
-                "running as {u} (uid {uid}) with CAP_NET_RAW, CAP_NET_ADMIN and CAP_IPC_LOCK only"
+                "running as {u} (uid {uid}) with CAP_NET_RAW, CAP_NET_ADMIN, CAP_IPC_LOCK and CAP_BPF only"
             ));
         }
         _ if !root => {
@@ -759,6 +840,25 @@ pub fn run(
         _ => {}
     }
     let ports = open_ports(&plan)?;
+    let kernel = match datapath {
+        "afpacket" => None,
+        _ => match crate::kernel::KernelTier::start(&plan, mode) {
+            Ok((k, _, why)) => {
+                log(format!("XDP program attached to the inputs ({why})"));
+                Some(k)
+            }
+            Err(e) if datapath == "xdp" => {
+                eprintln!("vxspan: --datapath xdp: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+            Err(e) => {
+                warn(format!(
+                    "XDP tier unavailable ({e}); every group runs on AF_PACKET"
+                ));
+                None
+            }
+        },
+    };
     // The control socket appears once everything is set up: it is the sign vxspan is running.
     let ctl = Control::bind(&control_path)?;
     if let Some(addr) = cfg.metrics {
@@ -768,7 +868,6 @@ pub fn run(
     if let Some(snmp) = cfg.snmp.clone() {
         crate::snmp::spawn(snmp, control_path.clone())?;
     }
-    log_placement(&cfg, &plan);
     log(format!(
         "running {} on {} input(s), {} output interface(s); control socket {}",
         config.display(),
@@ -790,9 +889,12 @@ pub fn run(
         cfg,
         engine: Engine::new(Arc::new(plan)),
         ports,
+        kernel,
+        xdp_mode: mode,
         history: Report::default(),
         reloads: 0,
     };
+    st.log_placement();
     let mut batch = Batch::with_capacity(BATCH, BATCH * 2048);
     let mut ready = Vec::new();
     let mut last_stats = Instant::now();

@@ -16,7 +16,7 @@ struct {
 	__type(value, struct bpf_devmap_val);
 } target SEC(".maps");
 
-SEC("xdp")
+SEC("xdp.frags")
 int vxspan_blast(struct xdp_md *ctx)
 {
 	if (ctx->ingress_ifindex != 1)

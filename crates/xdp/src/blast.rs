@@ -100,7 +100,8 @@ impl Blaster {
             ifname: ifname.to_owned(),
             link: None,
         };
-        // Best effort: without the attachment every test run waits for the dispatcher update.
+        // Without the attachment every test run waits for the dispatcher update (an RCU grace
+        // period, milliseconds): it only costs speed, so a failure is not an error.
         if let Ok(p) = b.prog("vxspan_blast") {
             b.link = p.attach_to_if_index(ifindex, XdpMode::Driver).ok();
         }
@@ -113,6 +114,11 @@ impl Blaster {
             .ok_or_else(|| err(name, "missing"))?
             .try_into()
             .map_err(|e| err(name, e))
+    }
+
+    /// Whether the generator's program is attached to the interface (each run is then fast).
+    pub fn attached(&self) -> bool {
+        self.link.is_some()
     }
 
     /// Sends `count` frames, cycling through `frames` (at least 1), at most `rate` frames per
