@@ -107,6 +107,12 @@ enum Cmd {
         #[arg(long, default_value = run::DEFAULT_CONTROL)]
         control: PathBuf,
     },
+    /// The running instance's topology as JSON: datapath, ports and link states, each (input,
+    /// VLAN) group with the tier it runs in and why, frames per tier, memory and CPU.
+    Status {
+        #[arg(long, default_value = run::DEFAULT_CONTROL)]
+        control: PathBuf,
+    },
     /// A live dashboard of a running instance: ports and their VLAN mappings, an 800-second
     /// chart per port or VLAN, rates, rules, drop reasons, tunnels, CPU and memory.
     Top {
@@ -202,6 +208,7 @@ fn main() -> ExitCode {
             log_format == "json",
         ),
         Cmd::Stats { json, control } => run::stats(&control, json),
+        Cmd::Status { control } => run::status(&control),
         Cmd::Capture { control, rule, out } => run::capture(&control, rule.as_deref(), &out),
         Cmd::Manpage => {
             use clap::CommandFactory;

@@ -686,7 +686,26 @@ impl State {
             ports.push(serde_json::json!({"name": o.name, "role": "output", "interface": what, "link": state}));
         }
         let process = crate::metrics::Process::read();
+        // Frames each tier received, per input: with a VxSPAN-only configuration the userspace
+        // tier (the AF_PACKET rings) sees none.
+        let user = self.engine.report();
+        let kern = self.kernel.as_ref().map(|k| k.report(plan));
+        let tiers: serde_json::Map<String, serde_json::Value> = plan
+            .inputs
+            .iter()
+            .map(|i| {
+                let rx = |r: &Report| r.interfaces.get(&i.name).map_or(0, |p| p.rx_packets);
+                (
+                    i.name.clone(),
+                    serde_json::json!({
+                        "xdp_rx_packets": kern.as_ref().map_or(0, rx),
+                        "userspace_rx_packets": rx(&user),
+                    }),
+                )
+            })
+            .collect();
         serde_json::json!({
+            "tiers": tiers,
             "config": self.config.display().to_string(),
             "reloads": self.reloads,
             "datapath": self.datapath(),
@@ -969,6 +988,12 @@ pub fn fetch_stats(control: &Path) -> Result<Report> {
 /// The ports, groups and process figures of a running instance: its `status` reply.
 pub fn fetch_status(control: &Path) -> Result<crate::top::Status> {
     Ok(serde_json::from_value(request(control, "status")?)?)
+}
+
+pub fn status(control: &Path) -> Result<ExitCode> {
+    let v = request(control, "status")?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn stats(control: &Path, json: bool) -> Result<ExitCode> {

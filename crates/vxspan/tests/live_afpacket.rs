@@ -4,111 +4,11 @@
 
 mod common;
 
+use common::daemon::{counter, frames_in, sorted, Vxspan};
 use common::netns::{wait_for, Daemon, Netns};
 use common::{read_capture, root, scratch};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
-
-struct Vxspan {
-    child: Child,
-    control: std::path::PathBuf,
-}
-
-impl Vxspan {
-    fn start(ns: &Netns, config: &std::path::Path, dir: &std::path::Path) -> Vxspan {
-        let control = dir.join("control.sock");
-        let child = ns
-            .cmd(&[
-                env!("CARGO_BIN_EXE_vxspan"),
-                "run",
-                config.to_str().unwrap(),
-                "--datapath",
-                "afpacket",
-                "--control",
-                control.to_str().unwrap(),
-            ])
-            .stdout(Stdio::from(
-                std::fs::File::create(dir.join("run.out")).unwrap(),
-            ))
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.join("run.err")).unwrap(),
-            ))
-            .spawn()
-            .unwrap();
-        let c = control.clone();
-        let log = dir.join("run.err");
-        wait_for(Duration::from_secs(10), || {
-            c.exists() || std::fs::read_to_string(&log).is_ok_and(|s| s.contains("error"))
-        });
-        assert!(
-            control.exists(),
-            "vxspan did not start: {}",
-            std::fs::read_to_string(dir.join("run.err")).unwrap_or_default()
-        );
-        Vxspan { child, control }
-    }
-
-    fn cli(&self, args: &[&str]) -> std::process::Output {
-        let mut a: Vec<&str> = args.to_vec();
-        a.extend(["--control", self.control.to_str().unwrap()]);
-        Command::new(env!("CARGO_BIN_EXE_vxspan"))
-            .args(&a)
-            .output()
-            .unwrap()
-    }
-
-    fn stats(&self) -> serde_json::Value {
-        let o = self.cli(&["stats", "--json"]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        serde_json::from_slice(&o.stdout).unwrap()
-    }
-
-    /// SIGTERM, then the final counters it prints.
-    fn stop(mut self, dir: &std::path::Path) -> serde_json::Value {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .output();
-        let mut status = None;
-        wait_for(Duration::from_secs(10), || {
-            status = self.child.try_wait().unwrap();
-            status.is_some()
-        });
-        assert!(status.unwrap().success());
-        serde_json::from_str(&std::fs::read_to_string(dir.join("run.out")).unwrap()).unwrap()
-    }
-}
-
-impl Drop for Vxspan {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn counter(v: &serde_json::Value, port: &str, key: &str) -> u64 {
-    v["interfaces"][port][key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{port}.{key} in {v}"))
-}
-
-/// Complete records in a capture that may still be being written.
-fn frames_in(path: &std::path::Path) -> u64 {
-    let Ok(mut r) = vxspan_io::pcap::Reader::open(path) else {
-        return 0;
-    };
-    let mut buf = Vec::new();
-    let mut n = 0;
-    while let Ok(Some(_)) = r.next_into(&mut buf) {
-        buf.clear();
-        n += 1;
-    }
-    n
-}
-
-fn sorted(mut frames: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
-    frames.sort();
-    frames
-}
 
 #[test]
 fn vxspan_example_forwards_exactly_the_expected_frames() {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The workspace root.
+pub mod daemon;
 pub mod netns;
 
 pub fn root() -> PathBuf {

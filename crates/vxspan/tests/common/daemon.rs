@@ -1,0 +1,116 @@
+//! `vxspan run` as a child process of a live test, and what tests read from it.
+
+use super::netns::{wait_for, Netns};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub struct Vxspan {
+    pub child: Child,
+    pub control: std::path::PathBuf,
+}
+
+impl Vxspan {
+    /// `vxspan run CONFIG --datapath afpacket` in `ns`.
+    pub fn start(ns: &Netns, config: &std::path::Path, dir: &std::path::Path) -> Vxspan {
+        Vxspan::start_with(ns, config, dir, &["--datapath", "afpacket"])
+    }
+
+    /// `vxspan run CONFIG ARGS...` in `ns`, once its control socket is up.
+    pub fn start_with(
+        ns: &Netns,
+        config: &std::path::Path,
+        dir: &std::path::Path,
+        args: &[&str],
+    ) -> Vxspan {
+        let control = dir.join("control.sock");
+        let mut argv = vec![
+            env!("CARGO_BIN_EXE_vxspan"),
+            "run",
+            config.to_str().unwrap(),
+        ];
+        argv.extend_from_slice(args);
+        argv.extend(["--control", control.to_str().unwrap()]);
+        let child = ns
+            .cmd(&argv)
+            .stdout(Stdio::from(
+                std::fs::File::create(dir.join("run.out")).unwrap(),
+            ))
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.join("run.err")).unwrap(),
+            ))
+            .spawn()
+            .unwrap();
+        let c = control.clone();
+        let log = dir.join("run.err");
+        wait_for(Duration::from_secs(10), || {
+            c.exists() || std::fs::read_to_string(&log).is_ok_and(|s| s.contains("error"))
+        });
+        assert!(
+            control.exists(),
+            "vxspan did not start: {}",
+            std::fs::read_to_string(dir.join("run.err")).unwrap_or_default()
+        );
+        Vxspan { child, control }
+    }
+
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        let mut a: Vec<&str> = args.to_vec();
+        a.extend(["--control", self.control.to_str().unwrap()]);
+        Command::new(env!("CARGO_BIN_EXE_vxspan"))
+            .args(&a)
+            .output()
+            .unwrap()
+    }
+
+    pub fn stats(&self) -> serde_json::Value {
+        let o = self.cli(&["stats", "--json"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    }
+
+    /// SIGTERM, then the final counters it prints.
+    pub fn stop(mut self, dir: &std::path::Path) -> serde_json::Value {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .output();
+        let mut status = None;
+        wait_for(Duration::from_secs(10), || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        assert!(status.unwrap().success());
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.out")).unwrap()).unwrap()
+    }
+}
+
+impl Drop for Vxspan {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn counter(v: &serde_json::Value, port: &str, key: &str) -> u64 {
+    v["interfaces"][port][key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{port}.{key} in {v}"))
+}
+
+/// Complete records in a capture that may still be being written.
+pub fn frames_in(path: &std::path::Path) -> u64 {
+    let Ok(mut r) = vxspan_io::pcap::Reader::open(path) else {
+        return 0;
+    };
+    let mut buf = Vec::new();
+    let mut n = 0;
+    while let Ok(Some(_)) = r.next_into(&mut buf) {
+        buf.clear();
+        n += 1;
+    }
+    n
+}
+
+pub fn sorted(mut frames: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    frames.sort();
+    frames
+}
