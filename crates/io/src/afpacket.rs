@@ -89,30 +89,30 @@ pub fn ifindex(name: &str) -> io::Result<u32> {
     }
 }
 
-fn packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
-    let proto = (libc::ETH_P_ALL as u16).to_be();
+/// A packet socket that receives nothing until [`bind`] gives it a protocol: created with
+/// ETH_P_ALL, it would take frames from every interface until bound to one, and count them.
+fn packet_socket() -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2) call; the result is checked before use.
     let fd = sys::check(
-        unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::c_int::from(proto),
-            )
-        },
+        unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) },
         "socket(AF_PACKET)",
     )?;
     // SAFETY: `fd` is a new descriptor owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let _ = ifindex;
     Ok(fd)
 }
 
-fn bind(fd: RawFd, ifindex: u32) -> io::Result<()> {
+/// Binds to `ifindex`; with `receive`, every frame of that interface is received (ETH_P_ALL),
+/// otherwise none (a transmit-only socket).
+fn bind(fd: RawFd, ifindex: u32, receive: bool) -> io::Result<()> {
     // SAFETY: sockaddr_ll is plain data; all-zero is a valid value to start from.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+    sll.sll_protocol = if receive {
+        (libc::ETH_P_ALL as u16).to_be()
+    } else {
+        0
+    };
     sll.sll_ifindex = ifindex as i32;
     // SAFETY: `sll` is a valid sockaddr_ll and the length passed is its size.
     let r = unsafe {
@@ -143,7 +143,7 @@ impl RxRing {
     /// Opens a TPACKET_V3 ring on `interface`, promiscuous (the membership ends with the socket).
     pub fn open(interface: &str) -> io::Result<Self> {
         let idx = ifindex(interface)?;
-        let fd = packet_socket(idx)?;
+        let fd = packet_socket()?;
         let raw = fd.as_raw_fd();
         sys::setsockopt(
             raw,
@@ -224,7 +224,7 @@ impl RxRing {
             &mreq,
             "setsockopt(PACKET_ADD_MEMBERSHIP promiscuous)",
         )?;
-        bind(raw, idx)?;
+        bind(raw, idx, true)?;
         Ok(RxRing {
             fd,
             map: map.cast(),
@@ -365,7 +365,7 @@ pub struct TxSocket {
 impl TxSocket {
     pub fn open(interface: &str) -> io::Result<Self> {
         let idx = ifindex(interface)?;
-        let fd = packet_socket(idx)?;
+        let fd = packet_socket()?;
         let raw = fd.as_raw_fd();
         sys::setsockopt(
             raw,
@@ -382,7 +382,7 @@ impl TxSocket {
             &0 as &libc::c_int,
             "setsockopt(SO_RCVBUF)",
         )?;
-        bind(raw, idx)?;
+        bind(raw, idx, false)?;
         Ok(TxSocket {
             fd,
             name: interface.to_owned(),
@@ -449,7 +449,7 @@ pub fn poll_readable(fds: &[RawFd], timeout_ms: i32, ready: &mut Vec<usize>) -> 
 
 /// An `ifreq` naming `interface`, and a socket to issue interface ioctls on.
 fn ifreq(interface: &str) -> io::Result<(OwnedFd, libc::ifreq)> {
-    let fd = packet_socket(0)?;
+    let fd = packet_socket()?;
     // SAFETY: ifreq is plain data; all-zero is valid (and leaves the name NUL-terminated).
     let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
     for (d, s) in ifr

@@ -95,6 +95,17 @@ impl KernelTier {
         ))
     }
 
+    /// Detaches the program, then adds its final counters (reported against `plan`) to
+    /// `history`: read after the detach, so no frame it counted is left out.
+    pub fn detach(self, plan: &Plan, history: &mut Report) {
+        let KernelTier { mut dp } = self;
+        dp.detach();
+        history.add(&vxspan_core::engine::report(
+            plan,
+            &dp.tables().counters(plan, &dp.counters()),
+        ));
+    }
+
     /// Whether the frames of any group go to the userspace tier.
     pub fn needs_userspace(&self) -> bool {
         self.dp.tables().needs_userspace()

@@ -20,9 +20,42 @@ use std::time::Duration;
 use vxspan_core::counters::PortReport;
 use vxspan_core::Report;
 
-/// Every counter is in the userspace tier in this build (AF_PACKET); the label is there so
-/// dashboards keep working when groups move into XDP.
-const TIER: &str = "userspace";
+/// Where the frames of each (input, VLAN) and each rule are processed now, from the running
+/// instance's status: `xdp`, `userspace`, or `mixed` for a rule whose groups run in both.
+#[derive(Debug, Default)]
+pub struct Tiers {
+    vlans: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    rules: std::collections::BTreeMap<String, String>,
+}
+
+impl Tiers {
+    pub fn from_status(st: &crate::top::Status) -> Tiers {
+        let mut rules: std::collections::BTreeMap<String, String> = Default::default();
+        for g in &st.groups {
+            for r in &g.rules {
+                let e = rules.entry(r.clone()).or_insert_with(|| g.tier.clone());
+                if *e != g.tier {
+                    *e = "mixed".into();
+                }
+            }
+        }
+        Tiers {
+            vlans: st.vlan_tiers.clone(),
+            rules,
+        }
+    }
+
+    fn vlan(&self, input: &str, vlan: &str) -> &str {
+        self.vlans
+            .get(input)
+            .and_then(|m| m.get(vlan))
+            .map_or("userspace", String::as_str)
+    }
+
+    fn rule(&self, name: &str) -> &str {
+        self.rules.get(name).map_or("userspace", String::as_str)
+    }
+}
 
 /// Escapes a label value (backslash, double quote, line feed).
 fn esc(v: &str) -> String {
@@ -93,7 +126,7 @@ impl Process {
 type PortFamily<'a> = (&'a str, &'a str, &'a dyn Fn(&PortReport) -> u64);
 
 /// Renders a stats report in the Prometheus text format.
-pub fn render(r: &Report, process: Process) -> String {
+pub fn render(r: &Report, process: Process, tiers: &Tiers) -> String {
     let mut out = String::new();
     let ports = |f: &dyn Fn(&PortReport) -> u64| -> Vec<(String, u64)> {
         r.interfaces
@@ -171,9 +204,10 @@ pub fn render(r: &Report, process: Process) -> String {
     for (n, vlans) in &r.vlans {
         for (vlan, c) in vlans {
             let l = format!(
-                "interface=\"{}\",vlan=\"{}\",tier=\"{TIER}\"",
+                "interface=\"{}\",vlan=\"{}\",tier=\"{}\"",
                 esc(n),
-                esc(vlan)
+                esc(vlan),
+                tiers.vlan(n, vlan)
             );
             vlan_pk.push((l.clone(), c.packets));
             vlan_by.push((l.clone(), c.bytes));
@@ -201,7 +235,12 @@ pub fn render(r: &Report, process: Process) -> String {
     let rule = |f: &dyn Fn(&vxspan_core::counters::RuleCounters) -> u64| -> Vec<(String, u64)> {
         r.rules
             .iter()
-            .map(|c| (format!("rule=\"{}\",tier=\"{TIER}\"", esc(&c.name)), f(c)))
+            .map(|c| {
+                (
+                    format!("rule=\"{}\",tier=\"{}\"", esc(&c.name), tiers.rule(&c.name)),
+                    f(c),
+                )
+            })
             .collect()
     };
     counter(
@@ -316,7 +355,13 @@ fn answer(stream: TcpStream, control: &Path) -> std::io::Result<()> {
             Ok(report) => (
                 "200 OK",
                 "text/plain; version=0.0.4; charset=utf-8",
-                render(&report, Process::read()),
+                render(
+                    &report,
+                    Process::read(),
+                    &crate::run::fetch_status(control)
+                        .map(|s| Tiers::from_status(&s))
+                        .unwrap_or_default(),
+                ),
             ),
             Err(e) => (
                 "503 Service Unavailable",
@@ -360,7 +405,7 @@ mod tests {
         r.interfaces.insert("eth0".into(), p.clone());
         p.rx_packets = 0;
         r.interfaces.insert("eth\"1".into(), p);
-        let text = render(&r, Process::read());
+        let text = render(&r, Process::read(), &Tiers::default());
         assert!(text.contains("vxspan_rx_packets_total{interface=\"eth0\"} 10\n"));
         assert!(text.contains("vxspan_rx_packets_total{interface=\"eth\\\"1\"} 0\n"));
         assert!(text.contains(

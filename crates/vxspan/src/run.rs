@@ -456,9 +456,17 @@ impl State {
     fn reload(&mut self) -> Result<String, String> {
         let (cfg, plan) = load_plan(&self.config)?;
         let same_ports = interfaces_key(&plan) == self.ports.key;
-        // The kernel tier's swap can still refuse the plan (e.g. an interface index beyond its
-        // tables): it goes first, so a refusal leaves everything as it was.
-        if same_ports {
+        // The kernel tier goes first: its swap can still refuse the plan (e.g. an interface
+        // index beyond its tables), and a refusal must leave everything as it was. With the
+        // same input interfaces the program is swapped atomically on its attachments, even if
+        // outputs changed; otherwise it is re-attached to the new inputs.
+        let same_inputs = plan.inputs.iter().map(|i| &i.interface).eq(self
+            .engine
+            .plan()
+            .inputs
+            .iter()
+            .map(|i| &i.interface));
+        if same_inputs {
             if let Some(k) = &mut self.kernel {
                 let old = k.reload(self.engine.plan(), &plan)?;
                 self.history.add(&old);
@@ -467,18 +475,10 @@ impl State {
         if !same_ports {
             let ports = open_ports(&plan).map_err(|e| format!("{e:#}"))?;
             self.ports = ports;
+        }
+        if !same_inputs {
             if let Some(k) = self.kernel.take() {
-                self.history.add(&k.report(self.engine.plan()));
-                drop(k);
-                match crate::kernel::KernelTier::start(&plan, self.xdp_mode) {
-                    Ok((k, _, why)) => {
-                        log(format!("XDP tier re-attached to the new inputs ({why})"));
-                        self.kernel = Some(k);
-                    }
-                    Err(e) => warn(format!(
-                        "XDP tier could not be re-attached ({e}); every group runs on AF_PACKET"
-                    )),
-                }
+                self.restart_kernel(k, &plan);
             }
         }
         self.history.add(&self.engine.report());
@@ -518,6 +518,8 @@ impl State {
     /// the ones that came back: inputs get a new ring (up, promiscuous, offloads off), outputs a
     /// new socket. While an output is gone its copies are counted as `link_down`.
     fn check_ports(&mut self) {
+        // A port that came back has a new interface index: the kernel tier is re-attached.
+        let mut came_back = false;
         for input in self.ports.inputs.iter_mut() {
             let gone = match input {
                 LiveInput::Ring(r) => {
@@ -538,6 +540,7 @@ impl State {
                     match RxRing::open(name) {
                         Ok(ring) => {
                             log(format!("input interface {name} is back"));
+                            came_back = true;
                             self.ports._offloads.push(off);
                             *input = LiveInput::Ring(ring);
                         }
@@ -560,10 +563,17 @@ impl State {
                     let _ = afpacket::set_up(name);
                     if let Ok(s) = TxSocket::open(name) {
                         log(format!("output interface {name} is back"));
+                        came_back = true;
                         *sock = Some(s);
                     }
                 }
                 _ => {}
+            }
+        }
+        if came_back {
+            if let Some(k) = self.kernel.take() {
+                let plan = self.engine.plan().clone();
+                self.restart_kernel(k, &plan);
             }
         }
         // Balancing skips outputs whose interface is gone.
@@ -704,8 +714,54 @@ impl State {
                 )
             })
             .collect();
+        // The tier of each (input, VLAN) the counters list, for labels (Prometheus, top).
+        let report = self.report();
+        let placement: Vec<Vec<vxspan_core::Tier>> = match &self.kernel {
+            Some(k) => k
+                .tables()
+                .inputs
+                .iter()
+                .map(|i| {
+                    let mut v: Vec<_> = i.placement.iter().map(|p| p.0).collect();
+                    // VIDs of no group: dropped where the input's frames are classified.
+                    v.push(if i.all_userspace {
+                        vxspan_core::Tier::Userspace
+                    } else {
+                        vxspan_core::Tier::Xdp
+                    });
+                    v
+                })
+                .collect(),
+            None => plan
+                .inputs
+                .iter()
+                .map(|i| vec![vxspan_core::Tier::Userspace; i.groups.len() + 1])
+                .collect(),
+        };
+        let vlan_tiers: serde_json::Map<String, serde_json::Value> = plan
+            .inputs
+            .iter()
+            .zip(&placement)
+            .map(|(i, tiers)| {
+                let m: serde_json::Map<String, serde_json::Value> = (0..4096u16)
+                    .filter_map(|vid| {
+                        let key = vxspan_core::counters::vlan_key(vid);
+                        report.vlans.get(&i.name)?.get(&key)?;
+                        let g = i.group_of_vid[usize::from(vid)];
+                        let t = if g == vxspan_core::plan::NO_GROUP {
+                            tiers[tiers.len() - 1]
+                        } else {
+                            tiers[usize::from(g)]
+                        };
+                        Some((key, serde_json::to_value(t).unwrap_or_default()))
+                    })
+                    .collect();
+                (i.name.clone(), serde_json::Value::Object(m))
+            })
+            .collect();
         serde_json::json!({
             "tiers": tiers,
+            "vlan_tiers": vlan_tiers,
             "config": self.config.display().to_string(),
             "reloads": self.reloads,
             "datapath": self.datapath(),
@@ -714,6 +770,21 @@ impl State {
             "ports": ports,
             "groups": self.groups(),
         })
+    }
+
+    /// Detaches `old` (its counters go to the history) and attaches a new kernel tier for
+    /// `plan`, whose inputs changed. If that fails, every group runs on AF_PACKET.
+    fn restart_kernel(&mut self, old: crate::kernel::KernelTier, plan: &Plan) {
+        old.detach(self.engine.plan(), &mut self.history);
+        match crate::kernel::KernelTier::start(plan, self.xdp_mode) {
+            Ok((k, _, why)) => {
+                log(format!("XDP tier re-attached to the inputs ({why})"));
+                self.kernel = Some(k);
+            }
+            Err(e) => warn(format!(
+                "XDP tier could not be re-attached ({e}); every group runs on AF_PACKET"
+            )),
+        }
     }
 
     /// Logs where each group runs on this machine, and why.

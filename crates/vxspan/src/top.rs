@@ -151,6 +151,9 @@ pub struct Status {
     pub ports: Vec<PortStatus>,
     #[serde(default)]
     pub groups: Vec<GroupStatus>,
+    /// Per input, per VLAN key of the counters: the tier its frames run in now.
+    #[serde(default)]
+    pub vlan_tiers: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// Everything the screen shows, fed with snapshots and the time they were taken.

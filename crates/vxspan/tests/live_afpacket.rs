@@ -639,7 +639,7 @@ fn ports_that_come_back_are_picked_up() {
     vx.stop(&dir);
 }
 
-/// Least privilege: as a non-root user with only CAP_NET_RAW, CAP_NET_ADMIN and CAP_IPC_LOCK,
+/// Least privilege: as a non-root user with only CAP_NET_RAW, CAP_NET_ADMIN and CAP_IPC_LOCK (no CAP_BPF: auto falls back to AF_PACKET),
 /// `vxspan run` forwards traffic; without them it fails naming the missing capability; started
 /// as root with `--user`, it switches to that user keeping only those capabilities.
 #[test]
@@ -755,9 +755,9 @@ fn least_privilege() {
             .to_owned()
     };
     assert_eq!(field("Uid:"), "65534");
-    // CAP_NET_ADMIN (12), CAP_NET_RAW (13), CAP_IPC_LOCK (14).
-    assert_eq!(field("CapEff:"), "0000000000007000");
-    assert_eq!(field("CapPrm:"), "0000000000007000");
+    // CAP_NET_ADMIN (12), CAP_NET_RAW (13), CAP_IPC_LOCK (14), CAP_BPF (39).
+    assert_eq!(field("CapEff:"), "0000008000007000");
+    assert_eq!(field("CapPrm:"), "0000008000007000");
     let before = ns.stat("p3", "rx_packets");
     ns.exec_ok(&[
         "tcpreplay",

@@ -429,13 +429,22 @@ pub(crate) fn xdp_md(len: u32, ifindex: u32) -> Vec<u8> {
         .collect()
 }
 
-impl Drop for Datapath {
-    fn drop(&mut self) {
+impl Datapath {
+    /// Detaches the program from every input (the maps stay readable). Interfaces that are gone
+    /// took their attachment with them.
+    pub fn detach(&mut self) {
         if let Ok(p) = self.obj.ingress() {
             for (_, id) in std::mem::take(&mut self.links) {
                 let _ = p.detach(id);
             }
         }
+        self.mode = None;
+    }
+}
+
+impl Drop for Datapath {
+    fn drop(&mut self) {
+        self.detach();
     }
 }
 
