@@ -64,7 +64,8 @@ blast() {
 }
 
 start_vxspan() {
-  nsx "$bin" run "$tmp/all.toml" --control "$tmp/ctl.sock" --log-level warn "$@" > "$tmp/vx.out" 2> "$tmp/vx.err" &
+  # Not through nsx: $! must be vxspan itself (ip netns exec execs it), not a subshell.
+  ip netns exec "$ns" "$bin" run "$tmp/all.toml" --control "$tmp/ctl.sock" --log-level warn "$@" > "$tmp/vx.out" 2> "$tmp/vx.err" &
   vx=$!
   for _ in $(seq 1 100); do [ -S "$tmp/ctl.sock" ] && break; sleep 0.05; done
   [ -S "$tmp/ctl.sock" ] || { echo "vxspan run did not start:" >&2; cat "$tmp/vx.err" >&2; exit 1; }

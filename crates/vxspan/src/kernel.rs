@@ -34,6 +34,54 @@ fn is_veth(ifname: &str) -> bool {
 
 pub struct KernelTier {
     dp: Datapath,
+    /// Per output sent to by the kernel tier alone: its device's tx_dropped when the current
+    /// tables were loaded. What the device drops after a redirect (a full transmit ring...) is
+    /// visible only there; the difference is moved from tx to `tx_error`.
+    dev_base: Vec<Option<u64>>,
+}
+
+/// An interface's tx_dropped counter.
+fn tx_dropped(ifname: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/sys/class/net/{ifname}/statistics/tx_dropped"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// For each output of `plan`: its tx_dropped now, if only the kernel tier sends to it (the
+/// userspace tier counts its own send failures; sharing the device counter would count twice).
+fn device_baseline(plan: &Plan, tables: &Tables) -> Vec<Option<u64>> {
+    let mut kernel_only: Vec<bool> = plan
+        .outputs
+        .iter()
+        .map(|o| o.interface.is_some() && o.encap.is_none() && o.archive.is_none())
+        .collect();
+    for (inp, t) in plan.inputs.iter().zip(&tables.inputs) {
+        for (g, (tier, _)) in inp.groups.iter().zip(&t.placement) {
+            if *tier == vxspan_core::Tier::Userspace {
+                for &r in &g.rules {
+                    for o in plan.rules[r].to.iter() {
+                        kernel_only[o] = false;
+                    }
+                    for &(o, _) in plan.rules[r].balance.iter().flatten() {
+                        kernel_only[o] = false;
+                    }
+                }
+            }
+        }
+    }
+    plan.outputs
+        .iter()
+        .zip(kernel_only)
+        .map(|(o, k)| {
+            if k {
+                o.interface.as_deref().and_then(tx_dropped)
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 impl KernelTier {
@@ -67,7 +115,8 @@ impl KernelTier {
         if why.is_empty() {
             why = format!("{} mode", m.as_str());
         }
-        Ok((KernelTier { dp }, m, why))
+        let dev_base = device_baseline(plan, dp.tables());
+        Ok((KernelTier { dp, dev_base }, m, why))
     }
 
     pub fn mode(&self) -> Option<Mode> {
@@ -80,7 +129,30 @@ impl KernelTier {
 
     /// The kernel tier's counters for `plan` (the plan its tables were built from).
     pub fn report(&self, plan: &Plan) -> Report {
-        vxspan_core::engine::report(plan, &self.dp.tables().counters(plan, &self.dp.counters()))
+        self.report_of(plan, self.dp.tables(), &self.dp.counters())
+    }
+
+    fn report_of(
+        &self,
+        plan: &Plan,
+        tables: &Tables,
+        raw: &vxspan_xdp::tables::RawCounters,
+    ) -> Report {
+        let mut c = tables.counters(plan, raw);
+        for (o, base) in self.dev_base.iter().enumerate() {
+            let (Some(base), Some(ifname)) = (base, plan.outputs[o].interface.as_deref()) else {
+                continue;
+            };
+            let port = &mut c.ports[plan.outputs[o].port];
+            let lost = tx_dropped(ifname)
+                .unwrap_or(*base)
+                .saturating_sub(*base)
+                .min(port.tx_packets);
+            port.tx_packets -= lost;
+            port.tx_dropped_packets += lost;
+            port.tx_drop_reasons[vxspan_core::TxDrop::TxError as usize] += lost;
+        }
+        vxspan_core::engine::report(plan, &c)
     }
 
     /// Swaps in the tables of `new` (same inputs). Returns the final counters of the replaced
@@ -98,12 +170,9 @@ impl KernelTier {
     /// Detaches the program, then adds its final counters (reported against `plan`) to
     /// `history`: read after the detach, so no frame it counted is left out.
     pub fn detach(self, plan: &Plan, history: &mut Report) {
-        let KernelTier { mut dp } = self;
-        dp.detach();
-        history.add(&vxspan_core::engine::report(
-            plan,
-            &dp.tables().counters(plan, &dp.counters()),
-        ));
+        let mut k = self;
+        k.dp.detach();
+        history.add(&k.report(plan));
     }
 
     /// Whether the frames of any group go to the userspace tier.
