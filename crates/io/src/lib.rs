@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 pub mod afpacket;
+pub mod afxdp;
 pub mod archive;
 pub mod filter;
 pub mod mem;

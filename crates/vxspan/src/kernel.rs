@@ -34,6 +34,8 @@ fn is_veth(ifname: &str) -> bool {
 
 pub struct KernelTier {
     dp: Datapath,
+    /// `--datapath afxdp`: every group runs in userspace, fed by AF_XDP.
+    userspace_only: bool,
     /// Per output sent to by the kernel tier alone: its device's tx_dropped when the current
     /// tables were loaded. What the device drops after a redirect (a full transmit ring...) is
     /// visible only there; the difference is moved from tx to `tx_error`.
@@ -89,8 +91,12 @@ impl KernelTier {
     /// mode, native -- except when an output is a veth: a native redirect into a veth is only
     /// delivered if its peer runs XDP or has GRO on, which vxspan cannot see from here, so
     /// generic is used (`--xdp-mode native` overrides).
-    pub fn start(plan: &Plan, mode: Option<Mode>) -> Result<(KernelTier, Mode, String), String> {
-        let tables = Tables::build(plan, &ifindex, false)?;
+    pub fn start(
+        plan: &Plan,
+        mode: Option<Mode>,
+        userspace_only: bool,
+    ) -> Result<(KernelTier, Mode, String), String> {
+        let tables = Tables::build(plan, &ifindex, userspace_only)?;
         let mut why = String::new();
         let mode = match mode {
             Some(m) => Some(m),
@@ -116,7 +122,15 @@ impl KernelTier {
             why = format!("{} mode", m.as_str());
         }
         let dev_base = device_baseline(plan, dp.tables());
-        Ok((KernelTier { dp, dev_base }, m, why))
+        Ok((
+            KernelTier {
+                dp,
+                userspace_only,
+                dev_base,
+            },
+            m,
+            why,
+        ))
     }
 
     pub fn mode(&self) -> Option<Mode> {
@@ -158,7 +172,7 @@ impl KernelTier {
     /// Swaps in the tables of `new` (same inputs). Returns the final counters of the replaced
     /// tables, reported against `old`, the plan they were built from. On error nothing changed.
     pub fn reload(&mut self, old: &Plan, new: &Plan) -> Result<Report, String> {
-        let tables = Tables::build(new, &ifindex, false)?;
+        let tables = Tables::build(new, &ifindex, self.userspace_only)?;
         let old_tables = self.dp.tables().clone();
         let raw = self.dp.replace(tables)?;
         Ok(vxspan_core::engine::report(
@@ -175,8 +189,16 @@ impl KernelTier {
         history.add(&k.report(plan));
     }
 
-    /// Whether the frames of any group go to the userspace tier.
-    pub fn needs_userspace(&self) -> bool {
-        self.dp.tables().needs_userspace()
+    pub fn userspace_only(&self) -> bool {
+        self.userspace_only
+    }
+
+    /// Registers an AF_XDP socket for input `input`'s RX `queue`.
+    pub fn bind_xsk(&mut self, input: usize, queue: u32, fd: i32) -> Result<(), String> {
+        self.dp.bind_xsk(vxspan_xdp::loader::Xsk {
+            input: input as u32,
+            queue,
+            fd,
+        })
     }
 }

@@ -399,6 +399,8 @@ struct State {
     kernel: Option<crate::kernel::KernelTier>,
     /// `--xdp-mode` (None: vxspan picks), for re-attaching after a reload that changes ports.
     xdp_mode: Option<vxspan_xdp::Mode>,
+    /// AF_XDP sockets feeding the userspace tier (input, socket, drops seen so far).
+    xsks: Vec<(usize, vxspan_io::afxdp::XskRx, u64)>,
     /// Counters of the plans replaced by reloads.
     history: Report,
     reloads: u64,
@@ -416,8 +418,13 @@ impl State {
 
     /// The datapath as it runs: "afpacket", or "xdp (native)" / "xdp (generic)".
     fn datapath(&self) -> String {
-        match self.kernel.as_ref().and_then(|k| k.mode()) {
-            Some(m) => format!("xdp ({})", m.as_str()),
+        match self
+            .kernel
+            .as_ref()
+            .and_then(|k| k.mode().map(|m| (m, k.userspace_only())))
+        {
+            Some((m, true)) => format!("afxdp ({})", m.as_str()),
+            Some((m, false)) => format!("xdp ({})", m.as_str()),
             None => "afpacket".into(),
         }
     }
@@ -489,6 +496,14 @@ impl State {
         self.engine.continue_erspan_sequences(&sequences);
         self.cfg = cfg;
         self.reloads += 1;
+        if self.kernel.is_some() {
+            let plan = self.engine.plan().clone();
+            if let Err(e) = self.open_xsks(&plan) {
+                warn(format!(
+                    "AF_XDP: {e}; the userspace tier reads through AF_PACKET"
+                ));
+            }
+        }
         self.log_placement();
         Ok(if same_ports {
             "reloaded (rules only: ports kept)".into()
@@ -509,6 +524,17 @@ impl State {
                 }
                 self.engine
                     .process_batch(i, batch.iter(), &mut self.ports.outputs);
+            }
+        }
+        for (i, x, _) in self.xsks.iter_mut() {
+            loop {
+                batch.clear();
+                x.recv(batch, BATCH)?;
+                if batch.is_empty() {
+                    break;
+                }
+                self.engine
+                    .process_batch(*i, batch.iter(), &mut self.ports.outputs);
             }
         }
         Ok(())
@@ -703,13 +729,16 @@ impl State {
         let tiers: serde_json::Map<String, serde_json::Value> = plan
             .inputs
             .iter()
-            .map(|i| {
+            .enumerate()
+            .map(|(ii, i)| {
                 let rx = |r: &Report| r.interfaces.get(&i.name).map_or(0, |p| p.rx_packets);
                 (
                     i.name.clone(),
                     serde_json::json!({
                         "xdp_rx_packets": kern.as_ref().map_or(0, rx),
                         "userspace_rx_packets": rx(&user),
+                        "afxdp_rx_packets": self.xsks.iter().filter(|(x, _, _)| *x == ii).map(|(_, s, _)| s.received).sum::<u64>(),
+                        "afxdp_sockets": self.xsks.iter().filter(|(x, _, _)| *x == ii).count(),
                     }),
                 )
             })
@@ -775,15 +804,45 @@ impl State {
     /// Detaches `old` (its counters go to the history) and attaches a new kernel tier for
     /// `plan`, whose inputs changed. If that fails, every group runs on AF_PACKET.
     fn restart_kernel(&mut self, old: crate::kernel::KernelTier, plan: &Plan) {
+        self.read_xsk_stats();
+        let userspace_only = old.userspace_only();
         old.detach(self.engine.plan(), &mut self.history);
-        match crate::kernel::KernelTier::start(plan, self.xdp_mode) {
+        self.xsks.clear();
+        match crate::kernel::KernelTier::start(plan, self.xdp_mode, userspace_only) {
             Ok((k, _, why)) => {
                 log(format!("XDP tier re-attached to the inputs ({why})"));
                 self.kernel = Some(k);
+                if let Err(e) = self.open_xsks(plan) {
+                    warn(format!(
+                        "AF_XDP: {e}; the userspace tier reads through AF_PACKET"
+                    ));
+                }
             }
             Err(e) => warn(format!(
                 "XDP tier could not be re-attached ({e}); every group runs on AF_PACKET"
             )),
+        }
+    }
+
+    /// Opens the AF_XDP sockets the kernel tier's placement needs (see [`open_xsks`]).
+    fn open_xsks(&mut self, plan: &Plan) -> Result<(), String> {
+        match &mut self.kernel {
+            Some(k) => open_xsks(k, plan, &mut self.xsks),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts what the AF_XDP sockets could not take (no free frame, ring full) as
+    /// `ring_overrun` on their input.
+    fn read_xsk_stats(&mut self) {
+        for (i, x, seen) in self.xsks.iter_mut() {
+            if let Ok(d) = x.dropped() {
+                if d > *seen {
+                    self.engine
+                        .count_rx_drop(*i, RxDrop::RingOverrun, d - *seen, 0);
+                    *seen = d;
+                }
+            }
         }
     }
 
@@ -792,7 +851,10 @@ impl State {
         for g in self.groups() {
             let tier = match g.tier {
                 vxspan_core::Tier::Xdp => "kernel tier (XDP)",
-                vxspan_core::Tier::Userspace => "userspace tier (AF_PACKET)",
+                vxspan_core::Tier::Userspace if self.xsks.is_empty() => {
+                    "userspace tier (AF_PACKET)"
+                }
+                vxspan_core::Tier::Userspace => "userspace tier (AF_XDP)",
             };
             log(format!(
                 "{} vlan {}: rules {} -> {}: {tier}: {}",
@@ -816,6 +878,7 @@ impl State {
             "status" => self.status().to_string(),
             "stats" => {
                 self.read_ring_stats();
+                self.read_xsk_stats();
                 serde_json::to_string(&self.report()).unwrap_or_default()
             }
                         cmd if cmd == "capture" || cmd.starts_with("capture ") => {
@@ -858,6 +921,47 @@ impl State {
     }
 }
 
+/// Opens an AF_XDP socket on every RX queue of each input whose frames (some of them) go to
+/// the userspace tier, and registers it with the kernel tier. Inputs whose MTU does not fit
+/// an AF_XDP frame, and queues where a socket cannot be opened, are an error (the caller
+/// decides whether AF_PACKET takes over).
+fn open_xsks(
+    k: &mut crate::kernel::KernelTier,
+    plan: &Plan,
+    xsks: &mut Vec<(usize, vxspan_io::afxdp::XskRx, u64)>,
+) -> Result<(), String> {
+    for (i, inp) in plan.inputs.iter().enumerate() {
+        if inp.listen.is_some()
+            || !k.tables().input_needs_userspace(i)
+            || xsks.iter().any(|(x, _, _)| *x == i)
+        {
+            continue;
+        }
+        let mtu = afpacket::mtu(&inp.interface).unwrap_or(1500);
+        // Ethernet header and two tags on top of the MTU.
+        if mtu + 22 > vxspan_io::afxdp::MAX_FRAME {
+            return Err(format!(
+                "input {}: MTU {mtu} of {} does not fit an AF_XDP frame ({} bytes); jumbo frames need --datapath xdp or afpacket",
+                inp.name,
+                inp.interface,
+                vxspan_io::afxdp::MAX_FRAME
+            ));
+        }
+        for q in 0..vxspan_io::afxdp::rx_queues(&inp.interface) {
+            let x = vxspan_io::afxdp::XskRx::open(&inp.interface, q)
+                .map_err(|e| format!("input {}: {e}", inp.name))?;
+            k.bind_xsk(i, q, x.fd())?;
+            log(format!(
+                "AF_XDP socket on {} queue {q} ({} mode)",
+                inp.interface,
+                if x.zero_copy { "zero-copy" } else { "copy" }
+            ));
+            xsks.push((i, x, 0));
+        }
+    }
+    Ok(())
+}
+
 /// `vxspan run`: logging set up, privileges dropped, ports opened, then the worker loop until
 /// SIGINT / SIGTERM.
 pub fn run(
@@ -874,11 +978,7 @@ pub fn run(
         return Ok(ExitCode::from(crate::EXIT_INVALID));
     }
     match datapath {
-        "auto" | "afpacket" | "xdp" => {}
-        "afxdp" => {
-            eprintln!("vxspan: --datapath afxdp is not available in this build (xdp: the kernel tier, with AF_PACKET for the userspace tier; afpacket)");
-            return Ok(ExitCode::from(crate::EXIT_INVALID));
-        }
+        "auto" | "afpacket" | "xdp" | "afxdp" => {}
         other => {
             eprintln!("vxspan: unknown datapath {other:?} (auto, afpacket, afxdp, xdp)");
             return Ok(ExitCode::from(crate::EXIT_INVALID));
@@ -930,15 +1030,15 @@ pub fn run(
         _ => {}
     }
     let ports = open_ports(&plan)?;
-    let kernel = match datapath {
+    let mut kernel = match datapath {
         "afpacket" => None,
-        _ => match crate::kernel::KernelTier::start(&plan, mode) {
+        _ => match crate::kernel::KernelTier::start(&plan, mode, datapath == "afxdp") {
             Ok((k, _, why)) => {
                 log(format!("XDP program attached to the inputs ({why})"));
                 Some(k)
             }
-            Err(e) if datapath == "xdp" => {
-                eprintln!("vxspan: --datapath xdp: {e}");
+            Err(e) if datapath == "xdp" || datapath == "afxdp" => {
+                eprintln!("vxspan: --datapath {datapath}: {e}");
                 return Ok(ExitCode::FAILURE);
             }
             Err(e) => {
@@ -949,6 +1049,18 @@ pub fn run(
             }
         },
     };
+    let mut xsks = Vec::new();
+    if let Some(k) = &mut kernel {
+        if let Err(e) = open_xsks(k, &plan, &mut xsks) {
+            if datapath == "afxdp" {
+                eprintln!("vxspan: --datapath afxdp: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+            warn(format!(
+                "AF_XDP: {e}; the userspace tier reads through AF_PACKET"
+            ));
+        }
+    }
     // The control socket appears once everything is set up: it is the sign vxspan is running.
     let ctl = Control::bind(&control_path)?;
     if let Some(addr) = cfg.metrics {
@@ -981,9 +1093,22 @@ pub fn run(
         ports,
         kernel,
         xdp_mode: mode,
+        xsks,
         history: Report::default(),
         reloads: 0,
     };
+    if st.kernel.is_some() {
+        let plan = st.engine.plan().clone();
+        if let Err(e) = st.open_xsks(&plan) {
+            if datapath == "afxdp" {
+                eprintln!("vxspan: --datapath afxdp: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+            warn(format!(
+                "AF_XDP: {e}; the userspace tier reads through AF_PACKET"
+            ));
+        }
+    }
     st.log_placement();
     let mut batch = Batch::with_capacity(BATCH, BATCH * 2048);
     let mut ready = Vec::new();
@@ -1007,6 +1132,7 @@ pub fn run(
             last_watchdog = Instant::now();
         }
         let mut fds: Vec<i32> = st.ports.inputs.iter().map(LiveInput::fd).collect();
+        fds.extend(st.xsks.iter().map(|(_, x, _)| x.fd()));
         fds.extend(st.ports.outputs.passthru.iter().map(|p| p.tap.fd()));
         afpacket::poll_readable(&fds, 100, &mut ready)?;
         st.drain(&mut batch)?;
@@ -1016,6 +1142,7 @@ pub fn run(
         }
         if last_stats.elapsed() >= Duration::from_secs(1) {
             st.read_ring_stats();
+            st.read_xsk_stats();
             st.check_ports();
             st.flush_archives();
             last_stats = Instant::now();

@@ -49,12 +49,12 @@ fn xdp_pass_on(ns: &Netns, dev: &str, obj: &Path) {
     ]);
 }
 
-/// The namespace of these tests: eth0..eth3 (vxspan's) and their peers p0..p3, MTU 9500; in
-/// native mode the output peers run the pass program.
-fn topology(tag: &str, dir: &Path, native: bool) -> Netns {
+/// The namespace of these tests: eth0..eth3 (vxspan's) and their peers p0..p3; in native mode
+/// the output peers run the pass program.
+fn topology_mtu(tag: &str, dir: &Path, native: bool, mtu: u32) -> Netns {
     let ns = Netns::new(tag);
     for i in 0..4 {
-        ns.veth(&format!("eth{i}"), &format!("p{i}"), 9500);
+        ns.veth(&format!("eth{i}"), &format!("p{i}"), mtu);
     }
     if native {
         let obj = pass_object(dir);
@@ -65,33 +65,49 @@ fn topology(tag: &str, dir: &Path, native: bool) -> Netns {
     ns
 }
 
+/// [`topology_mtu`] with jumbo frames (MTU 9500).
+fn topology(tag: &str, dir: &Path, native: bool) -> Netns {
+    topology_mtu(tag, dir, native, 9500)
+}
+
 fn status(vx: &Vxspan) -> serde_json::Value {
     let o = vx.cli(&["status"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
-fn forward_vxspan_example(mode: &str) {
+/// VxSPAN's example through `--datapath DATAPATH --xdp-mode MODE`: xdp runs every group in the
+/// kernel, afxdp every group in userspace, fed by AF_XDP sockets.
+fn forward_vxspan_example(datapath: &str, mode: &str) {
     if common::netns::skipped() {
         return;
     }
-    let dir = scratch(&format!("live-xdp-{mode}"));
-    let ns = topology(&format!("x{}", &mode[..3]), &dir, mode == "native");
+    let dir = scratch(&format!("live-{datapath}-{mode}"));
+    // AF_XDP frames hold 1,792 bytes: the afxdp datapath refuses jumbo MTUs (tested below).
+    let mtu = if datapath == "afxdp" { 1500 } else { 9500 };
+    let ns = topology_mtu(
+        &format!("{}{}", &datapath[..2], &mode[..3]),
+        &dir,
+        mode == "native",
+        mtu,
+    );
     let config = dir.join("vxspan.json");
     std::fs::copy(root().join("examples/vxspan.json"), &config).unwrap();
     let vx = Vxspan::start_with(
         &ns,
         &config,
         &dir,
-        &["--datapath", "xdp", "--xdp-mode", mode],
+        &["--datapath", datapath, "--xdp-mode", mode],
     );
     let st = status(&vx);
-    assert_eq!(st["datapath"], format!("xdp ({mode})"), "{st}");
+    assert_eq!(st["datapath"], format!("{datapath} ({mode})"), "{st}");
+    let tier = if datapath == "xdp" {
+        "xdp"
+    } else {
+        "userspace"
+    };
     for g in st["groups"].as_array().unwrap() {
-        assert_eq!(
-            g["tier"], "xdp",
-            "every group of the VxSPAN example runs in XDP: {g}"
-        );
+        assert_eq!(g["tier"], tier, "{g}");
     }
     // What leaves p0 / p1 is what reaches eth0 / eth1: XDP sees every frame, before the stack.
     let caps: Vec<_> = ["p0", "p1", "p2", "p3"]
@@ -141,13 +157,25 @@ fn forward_vxspan_example(mode: &str) {
     let st = status(&vx);
     let fin = vx.stop(&dir);
 
-    // Nothing went through the userspace tier.
     for input in ["eth0", "eth1"] {
-        assert_eq!(st["tiers"][input]["userspace_rx_packets"], 0, "{st}");
-        assert_eq!(
-            st["tiers"][input]["xdp_rx_packets"],
-            counter(&fin, input, "rx_packets")
-        );
+        let t = &st["tiers"][input];
+        if datapath == "xdp" {
+            // A VxSPAN-only configuration: nothing reaches the userspace tier, which does not
+            // even open an AF_XDP socket.
+            assert_eq!(t["userspace_rx_packets"], 0, "{st}");
+            assert_eq!(t["afxdp_sockets"], 0, "{st}");
+            assert_eq!(t["xdp_rx_packets"], counter(&fin, input, "rx_packets"));
+        } else {
+            // Every frame came up through the AF_XDP socket (tcpreplay is slow enough that
+            // none overran it).
+            assert_eq!(t["xdp_rx_packets"], 0, "{st}");
+            assert_eq!(t["afxdp_sockets"], 1, "{st}");
+            assert_eq!(
+                t["afxdp_rx_packets"],
+                counter(&fin, input, "rx_packets"),
+                "{st}"
+            );
+        }
     }
     // The accounting, to the packet, against the veths' own counters.
     assert_eq!(counter(&fin, "eth0", "rx_packets"), sent[0]);
@@ -216,12 +244,22 @@ fn forward_vxspan_example(mode: &str) {
 
 #[test]
 fn xdp_native_forwards_the_vxspan_example_exactly() {
-    forward_vxspan_example("native");
+    forward_vxspan_example("xdp", "native");
 }
 
 #[test]
 fn xdp_generic_forwards_the_vxspan_example_exactly() {
-    forward_vxspan_example("generic");
+    forward_vxspan_example("xdp", "generic");
+}
+
+#[test]
+fn afxdp_native_forwards_the_vxspan_example_exactly() {
+    forward_vxspan_example("afxdp", "native");
+}
+
+#[test]
+fn afxdp_generic_forwards_the_vxspan_example_exactly() {
+    forward_vxspan_example("afxdp", "generic");
 }
 
 /// A synthetic mix (vxspan gen) in `dir`.
@@ -400,4 +438,131 @@ fn xdp_reloads_during_a_blast_lose_nothing() {
         delivered
     );
     assert!(counter(&fin, "x", "tx_packets") > 0 && counter(&fin, "y", "tx_packets") > 0);
+}
+
+/// An input whose MTU does not fit an AF_XDP frame: `--datapath afxdp` refuses it, naming it,
+/// before it takes anything over; `--datapath xdp` takes it.
+#[test]
+fn afxdp_refuses_jumbo_inputs_clearly() {
+    if common::netns::skipped() {
+        return;
+    }
+    let dir = scratch("live-afxdp-jumbo");
+    let ns = topology("afj", &dir, false);
+    let config = dir.join("vxspan.json");
+    std::fs::copy(root().join("examples/vxspan.json"), &config).unwrap();
+    let o = ns.exec(&[
+        env!("CARGO_BIN_EXE_vxspan"),
+        "run",
+        config.to_str().unwrap(),
+        "--datapath",
+        "afxdp",
+        "--control",
+        dir.join("c.sock").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("MTU 9500 of eth0 does not fit an AF_XDP frame"),
+        "{err}"
+    );
+    assert!(!dir.join("c.sock").exists());
+    let link = ns.exec_ok(&["ip", "link", "show", "eth0"]);
+    assert!(
+        !String::from_utf8_lossy(&link.stdout).contains("prog/xdp"),
+        "detached on the way out"
+    );
+}
+
+/// One input, two groups: VLAN 10 forwards in the kernel, VLAN 20 has a filter and runs in
+/// userspace, fed by AF_XDP. Each tier counts its own frames; together they are exact.
+#[test]
+fn xdp_and_afxdp_tiers_share_an_input() {
+    if common::netns::skipped() {
+        return;
+    }
+    let dir = scratch("live-xdp-hybrid");
+    let ns = topology_mtu("xhy", &dir, true, 1500);
+    let config = dir.join("hybrid.toml");
+    std::fs::write(
+        &config,
+        "[inputs.in]\ninterface = \"eth0\"\n[outputs.fast]\ninterface = \"eth2\"\n[outputs.slow]\ninterface = \"eth3\"\n\
+         [[rules]]\nname = \"kernel\"\nfrom = [\"in\"]\nvlan = [10]\nto = [\"fast\"]\n\
+         [[rules]]\nname = \"filtered\"\nfrom = [\"in\"]\nvlan = [20]\nfilter = \"vlan and udp\"\nto = [\"slow\"]\n",
+    )
+    .unwrap();
+    let pcap = mix(&dir, 2000);
+    let vx = Vxspan::start_with(
+        &ns,
+        &config,
+        &dir,
+        &["--datapath", "xdp", "--xdp-mode", "native"],
+    );
+    let st = status(&vx);
+    let tiers: Vec<(&str, &str)> = st["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["vlan"].as_str().unwrap(), g["tier"].as_str().unwrap()))
+        .collect();
+    assert_eq!(tiers, vec![("10", "xdp"), ("20", "userspace")], "{st}");
+    assert_eq!(st["tiers"]["in"]["afxdp_sockets"], 1, "{st}");
+    let tx0 = ns.stat("p0", "tx_packets");
+    let rx0 = [ns.stat("p2", "rx_packets"), ns.stat("p3", "rx_packets")];
+    let r = blast_report(
+        ns.cmd(&[
+            env!("CARGO_BIN_EXE_vxspan"),
+            "blast",
+            "p0",
+            pcap.to_str().unwrap(),
+            "--count",
+            "20000",
+            "--rate",
+            "40000",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap(),
+    );
+    assert_eq!(r["tx_dropped"], 0, "{r}");
+    let sent = ns.stat("p0", "tx_packets") - tx0;
+    wait_for(Duration::from_secs(10), || {
+        counter(&vx.stats(), "in", "rx_packets") == sent
+    });
+    let st = status(&vx);
+    let s = vx.stats();
+    let vlan = |v: &str, k: &str| s["vlans"]["in"][v][k].as_u64().unwrap_or(0);
+    // What came up through AF_XDP is exactly VLAN 20's frames; the rest stayed in the kernel.
+    assert_eq!(
+        st["tiers"]["in"]["afxdp_rx_packets"],
+        vlan("20", "packets"),
+        "{st}"
+    );
+    assert_eq!(
+        st["tiers"]["in"]["userspace_rx_packets"],
+        vlan("20", "packets"),
+        "{st}"
+    );
+    assert!(vlan("20", "packets") > 0 && vlan("10", "packets") > 0);
+    assert_eq!(counter(&s, "in", "rx_packets"), sent);
+    assert_eq!(
+        counter(&s, "in", "rx_packets"),
+        counter(&s, "in", "forwarded_packets") + counter(&s, "in", "dropped_packets")
+    );
+    assert_eq!(
+        s["interfaces"]["in"]["drop_reasons"]["ring_overrun"], 0,
+        "paced: no overrun"
+    );
+    let fin = vx.stop(&dir);
+    assert_eq!(
+        counter(&fin, "fast", "tx_packets"),
+        ns.stat("p2", "rx_packets") - rx0[0]
+    );
+    assert_eq!(
+        counter(&fin, "slow", "tx_packets"),
+        ns.stat("p3", "rx_packets") - rx0[1]
+    );
+    assert_eq!(counter(&fin, "fast", "tx_packets"), vlan("10", "packets"));
+    assert!(counter(&fin, "slow", "tx_packets") > 0);
 }

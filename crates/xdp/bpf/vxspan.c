@@ -164,10 +164,12 @@ FANMAP(5);
 FANMAP(6);
 FANMAP(7);
 
-/* AF_XDP sockets of the userspace tier, by RX queue. */
+/* AF_XDP sockets of the userspace tier: input * VX_MAX_QUEUES + RX queue (max_entries set by the
+ * loader to inputs * VX_MAX_QUEUES). */
+#define VX_MAX_QUEUES 64
 struct {
 	__uint(type, BPF_MAP_TYPE_XSKMAP);
-	__uint(max_entries, 64);
+	__uint(max_entries, VX_MAX_QUEUES);
 	__type(key, __u32);
 	__type(value, __u32);
 } xsks SEC(".maps");
@@ -289,7 +291,11 @@ static __always_inline int to_userspace(struct xdp_md *ctx, __u32 slot, __u64 by
 		s->userspace_packets++;
 		s->userspace_bytes += bytes;
 	}
-	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+	__u32 q = ctx->rx_queue_index;
+	if (q >= VX_MAX_QUEUES)
+		return XDP_PASS;
+	/* No socket bound there: the stack, where the AF_PACKET ring reads it. */
+	return bpf_redirect_map(&xsks, slot * VX_MAX_QUEUES + q, XDP_PASS);
 }
 
 SEC("xdp.frags")

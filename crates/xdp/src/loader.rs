@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use aya::maps::xdp::{DevMap, DevMapHash};
+use aya::maps::xdp::{DevMap, DevMapHash, XskMap};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues};
 use aya::programs::xdp::{XdpLink, XdpLinkId};
 use aya::programs::{TestRun, TestRunOptions, Xdp, XdpMode};
@@ -46,6 +46,7 @@ impl Mode {
 /// One loaded object: programs and the maps read after loading.
 struct Object {
     ebpf: Ebpf,
+    xsks: XskMap<MapData>,
     groups: PerCpuArray<MapData, VxGroup>,
     in_stats: PerCpuArray<MapData, VxInputStats>,
     outputs: PerCpuArray<MapData, VxOutput>,
@@ -65,13 +66,14 @@ fn per_cpu<T: aya::Pod>(v: T) -> Result<PerCpuValues<T>, String> {
 }
 
 impl Object {
-    fn load(t: &Tables) -> Result<Object, String> {
+    fn load(t: &Tables, xsks: &[Xsk]) -> Result<Object, String> {
         let n_inputs = t.inputs.len().max(1);
         let mut ebpf = EbpfLoader::new()
             // No CO-RE relocations in this program: the kernel's own BTF is not needed.
             .btf(None)
             .map_max_entries("groups", (n_inputs * NVID) as u32)
             .map_max_entries("in_stats", n_inputs as u32)
+            .map_max_entries("xsks", (n_inputs * MAX_QUEUES) as u32)
             .load(crate::object())
             .map_err(|e| err("loading the object", e))?;
         for name in ["vxspan_egress", "vxspan_ingress"] {
@@ -188,10 +190,18 @@ impl Object {
                     .map_err(|e| err(&name, e))?;
             }
         }
+        let mut xsk_map: XskMap<MapData> =
+            XskMap::try_from(take(&mut ebpf, "xsks")?).map_err(|e| err("xsks", e))?;
+        for x in xsks {
+            xsk_map
+                .set(x.input * MAX_QUEUES as u32 + x.queue, x.fd, 0)
+                .map_err(|e| err("xsks", e))?;
+        }
         let in_stats =
             PerCpuArray::try_from(take(&mut ebpf, "in_stats")?).map_err(|e| err("in_stats", e))?;
         Ok(Object {
             ebpf,
+            xsks: xsk_map,
             groups,
             in_stats,
             outputs,
@@ -250,11 +260,24 @@ impl Object {
     }
 }
 
+/// RX queues per input the XSK map addresses (`VX_MAX_QUEUES`).
+pub const MAX_QUEUES: usize = 64;
+
+/// An AF_XDP socket registered in the XSK map: the userspace tier's frames of (input, queue)
+/// go there. The descriptor is borrowed: its owner keeps the socket open while registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Xsk {
+    pub input: u32,
+    pub queue: u32,
+    pub fd: std::os::fd::RawFd,
+}
+
 /// The kernel tier of a running vxspan: the loaded program, its tables and its attachments.
 /// Dropping it detaches the program from every input.
 pub struct Datapath {
     obj: Object,
     tables: Tables,
+    xsks: Vec<Xsk>,
     /// (ifindex, link) per attached input.
     links: Vec<(u32, XdpLinkId)>,
     mode: Option<Mode>,
@@ -264,8 +287,9 @@ impl Datapath {
     /// Loads the program and fills its maps; nothing is attached yet.
     pub fn load(tables: Tables) -> Result<Datapath, String> {
         Ok(Datapath {
-            obj: Object::load(&tables)?,
+            obj: Object::load(&tables, &[])?,
             tables,
+            xsks: Vec::new(),
             links: Vec::new(),
             mode: None,
         })
@@ -355,7 +379,7 @@ impl Datapath {
         if !same_inputs {
             return Err("XDP: the inputs changed: re-attach instead".into());
         }
-        let mut obj = Object::load(&tables)?;
+        let mut obj = Object::load(&tables, &self.xsks)?;
         let old_links = std::mem::take(&mut self.links);
         let mut new_links = Vec::with_capacity(old_links.len());
         for (ifindex, id) in old_links {
@@ -378,6 +402,29 @@ impl Datapath {
         // period; give them that before reading its counters for the last time.
         std::thread::sleep(Duration::from_millis(50));
         Ok(old.counters(old_outputs))
+    }
+
+    /// Registers an AF_XDP socket for the frames of `input`'s RX `queue` that go to the
+    /// userspace tier (kept across reloads). The caller keeps the socket open until
+    /// [`Datapath::unbind_xsks`] or drop.
+    pub fn bind_xsk(&mut self, x: Xsk) -> Result<(), String> {
+        if x.queue as usize >= MAX_QUEUES || x.input as usize >= self.tables.inputs.len() {
+            return Err(format!(
+                "XDP: no XSK map slot for input {} queue {}",
+                x.input, x.queue
+            ));
+        }
+        self.obj
+            .xsks
+            .set(x.input * MAX_QUEUES as u32 + x.queue, x.fd, 0)
+            .map_err(|e| err("xsks", e))?;
+        self.xsks.push(x);
+        Ok(())
+    }
+
+    /// The AF_XDP sockets registered.
+    pub fn xsks(&self) -> &[Xsk] {
+        &self.xsks
     }
 
     /// The counters so far (of the current object), summed over CPUs.

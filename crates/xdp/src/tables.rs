@@ -193,6 +193,13 @@ impl Tables {
         })
     }
 
+    /// Whether frames of input `i` can reach the userspace tier.
+    pub fn input_needs_userspace(&self, i: usize) -> bool {
+        self.inputs.get(i).is_some_and(|t| {
+            t.all_userspace || t.actions.iter().any(|(_, a)| *a == Action::Userspace)
+        })
+    }
+
     /// Whether any frame can reach the userspace tier.
     pub fn needs_userspace(&self) -> bool {
         self.inputs
