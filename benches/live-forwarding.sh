@@ -6,6 +6,7 @@
 #     in native and in generic mode;
 #   - vxspan run --datapath xdp (a rule that forwards everything: the kernel tier, counting on),
 #     native and generic;
+#   - vxspan run --datapath afxdp (every group in userspace, fed by an AF_XDP socket), native;
 #   - vxspan run --datapath afpacket.
 # The sender is `vxspan blast` (BPF_PROG_TEST_RUN with live frames, pinned to CPU 0), far faster
 # than tcpreplay. A veth only takes XDP frames if it runs XDP natively or has GRO on: in the
@@ -78,7 +79,7 @@ stop_vxspan() {
 
 gro() { nsx ethtool -K in0 gro "$1" >/dev/null; }
 
-forwarders=(xdp-native vxspan-native xdp-generic vxspan-generic vxspan-afpacket)
+forwarders=(xdp-native vxspan-native xdp-generic vxspan-generic vxspan-afxdp vxspan-afpacket)
 declare -A results
 for r in $(seq 1 "$rounds"); do
   for f in "${forwarders[@]}"; do
@@ -87,6 +88,7 @@ for r in $(seq 1 "$rounds"); do
       xdp-generic) gro on; ip -n "$ns" link set dev in0 xdpgeneric obj "$tmp/redirect.o" sec xdp ;;
       vxspan-native) gro off; start_vxspan --datapath xdp --xdp-mode native ;;
       vxspan-generic) start_vxspan --datapath xdp --xdp-mode generic; gro on ;;
+      vxspan-afxdp) gro off; start_vxspan --datapath afxdp --xdp-mode native ;;
       vxspan-afpacket) start_vxspan --datapath afpacket; gro on ;;
     esac
     read -r s d t < <(blast)
@@ -118,12 +120,13 @@ label = {
     "vxspan-native": "vxspan --datapath xdp, native",
     "xdp-generic": "bare XDP redirect, generic (baseline)",
     "vxspan-generic": "vxspan --datapath xdp, generic",
+    "vxspan-afxdp": "vxspan --datapath afxdp, native",
     "vxspan-afpacket": "vxspan --datapath afpacket",
 }
 base = {"native": mpps(res["xdp-native"]), "generic": mpps(res["xdp-generic"])}
-for k in ["xdp-native", "vxspan-native", "xdp-generic", "vxspan-generic", "vxspan-afpacket"]:
+for k in ["xdp-native", "vxspan-native", "xdp-generic", "vxspan-generic", "vxspan-afxdp", "vxspan-afpacket"]:
     m = mpps(res[k])
-    mode = "native" if "native" in k else "generic"
+    mode = "native" if ("native" in k or k == "vxspan-afxdp") else "generic"
     ratio = f"{m / base[mode]:.2f} of the bare {mode} redirect"
     print(f"{label[k]:<40} median {m:6.2f} Mpps delivered ({pct(res[k]):5.1f}% of sent)  {ratio}")
 EOF

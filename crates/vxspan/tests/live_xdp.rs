@@ -566,3 +566,41 @@ fn xdp_and_afxdp_tiers_share_an_input() {
     assert_eq!(counter(&fin, "fast", "tx_packets"), vlan("10", "packets"));
     assert!(counter(&fin, "slow", "tx_packets") > 0);
 }
+
+/// More than one userspace worker can carry, through AF_XDP: nothing crashes, and what the
+/// socket could not take is counted as `ring_overrun` (from XDP_STATISTICS), exactly.
+#[test]
+fn afxdp_overload_keeps_exact_accounting() {
+    if common::netns::skipped() {
+        return;
+    }
+    let dir = scratch("live-afxdp-overload");
+    let ns = topology_mtu("afo", &dir, true, 1500);
+    let config = dir.join("vxspan.json");
+    std::fs::copy(root().join("examples/vxspan.json"), &config).unwrap();
+    let pcap = mix(&dir, 1000);
+    let vx = Vxspan::start_with(
+        &ns,
+        &config,
+        &dir,
+        &["--datapath", "afxdp", "--xdp-mode", "native"],
+    );
+    let tx0 = ns.stat("p1", "tx_packets");
+    let r = blast_report(blast(&ns, "p1", &pcap, 500_000, 0));
+    assert_eq!(r["tx_dropped"], 0, "{r}");
+    let sent = ns.stat("p1", "tx_packets") - tx0;
+    wait_for(Duration::from_secs(10), || {
+        counter(&vx.stats(), "eth1", "rx_packets") == sent
+    });
+    let fin = vx.stop(&dir);
+    let overruns = fin["interfaces"]["eth1"]["drop_reasons"]["ring_overrun"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(counter(&fin, "eth1", "rx_packets"), sent);
+    assert_eq!(
+        counter(&fin, "eth1", "rx_packets"),
+        counter(&fin, "eth1", "forwarded_packets") + counter(&fin, "eth1", "dropped_packets")
+    );
+    assert!(overruns > 0, "a blast at full speed overruns one worker");
+    eprintln!("afxdp overload: {sent} sent, {overruns} counted as ring_overrun");
+}
