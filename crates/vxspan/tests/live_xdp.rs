@@ -70,6 +70,19 @@ fn topology(tag: &str, dir: &Path, native: bool) -> Netns {
     topology_mtu(tag, dir, native, 9500)
 }
 
+/// The usual start of these tests: a scratch directory, the topology, and VxSPAN's example
+/// configuration copied in; None when live tests are skipped.
+fn example_lab(name: &str, tag: &str, native: bool, mtu: u32) -> Option<(PathBuf, Netns, PathBuf)> {
+    if common::netns::skipped() {
+        return None;
+    }
+    let dir = scratch(name);
+    let ns = topology_mtu(tag, &dir, native, mtu);
+    let config = dir.join("vxspan.json");
+    std::fs::copy(root().join("examples/vxspan.json"), &config).unwrap();
+    Some((dir, ns, config))
+}
+
 fn status(vx: &Vxspan) -> serde_json::Value {
     let o = vx.cli(&["status"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -79,20 +92,16 @@ fn status(vx: &Vxspan) -> serde_json::Value {
 /// VxSPAN's example through `--datapath DATAPATH --xdp-mode MODE`: xdp runs every group in the
 /// kernel, afxdp every group in userspace, fed by AF_XDP sockets.
 fn forward_vxspan_example(datapath: &str, mode: &str) {
-    if common::netns::skipped() {
-        return;
-    }
-    let dir = scratch(&format!("live-{datapath}-{mode}"));
     // AF_XDP frames hold 1,792 bytes: the afxdp datapath refuses jumbo MTUs (tested below).
     let mtu = if datapath == "afxdp" { 1500 } else { 9500 };
-    let ns = topology_mtu(
+    let Some((dir, ns, config)) = example_lab(
+        &format!("live-{datapath}-{mode}"),
         &format!("{}{}", &datapath[..2], &mode[..3]),
-        &dir,
         mode == "native",
         mtu,
-    );
-    let config = dir.join("vxspan.json");
-    std::fs::copy(root().join("examples/vxspan.json"), &config).unwrap();
+    ) else {
+        return;
+    };
     let vx = Vxspan::start_with(
         &ns,
         &config,
@@ -123,20 +132,7 @@ fn forward_vxspan_example(datapath: &str, mode: &str) {
         .map(|p| ns.stat(p, "rx_packets"))
         .collect();
     let golden = root().join("tests/golden/vxspan-example");
-    for (port, file) in [("p0", "eth0.pcap"), ("p1", "eth1.pcap")] {
-        let o = ns.exec(&[
-            "tcpreplay",
-            "-q",
-            "-i",
-            port,
-            golden.join(file).to_str().unwrap(),
-        ]);
-        assert!(
-            o.status.success() || !o.stdout.is_empty(),
-            "tcpreplay: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
+    ns.replay_golden();
     let sent = [
         ns.stat("p0", "tx_packets") - base[0],
         ns.stat("p1", "tx_packets") - base[1],
@@ -307,13 +303,9 @@ fn blast_report(child: std::process::Child) -> serde_json::Value {
 /// lose nothing, and equal the veths' counters exactly.
 #[test]
 fn xdp_counters_are_exact_with_two_cpus_forwarding() {
-    if common::netns::skipped() {
+    let Some((dir, ns, config)) = example_lab("live-xdp-cpus", "xcpu", true, 9500) else {
         return;
-    }
-    let dir = scratch("live-xdp-cpus");
-    let ns = topology("xcpu", &dir, true);
-    let config = dir.join("vxspan.json");
-    std::fs::copy(root().join("examples/vxspan.json"), &config).unwrap();
+    };
     let pcap = mix(&dir, 2000);
     let vx = Vxspan::start_with(
         &ns,
@@ -444,13 +436,9 @@ fn xdp_reloads_during_a_blast_lose_nothing() {
 /// before it takes anything over; `--datapath xdp` takes it.
 #[test]
 fn afxdp_refuses_jumbo_inputs_clearly() {
-    if common::netns::skipped() {
+    let Some((dir, ns, config)) = example_lab("live-afxdp-jumbo", "afj", false, 9500) else {
         return;
-    }
-    let dir = scratch("live-afxdp-jumbo");
-    let ns = topology("afj", &dir, false);
-    let config = dir.join("vxspan.json");
-    std::fs::copy(root().join("examples/vxspan.json"), &config).unwrap();
+    };
     let o = ns.exec(&[
         env!("CARGO_BIN_EXE_vxspan"),
         "run",
@@ -571,13 +559,9 @@ fn xdp_and_afxdp_tiers_share_an_input() {
 /// socket could not take is counted as `ring_overrun` (from XDP_STATISTICS), exactly.
 #[test]
 fn afxdp_overload_keeps_exact_accounting() {
-    if common::netns::skipped() {
+    let Some((dir, ns, config)) = example_lab("live-afxdp-overload", "afo", true, 1500) else {
         return;
-    }
-    let dir = scratch("live-afxdp-overload");
-    let ns = topology_mtu("afo", &dir, true, 1500);
-    let config = dir.join("vxspan.json");
-    std::fs::copy(root().join("examples/vxspan.json"), &config).unwrap();
+    };
     let pcap = mix(&dir, 1000);
     let vx = Vxspan::start_with(
         &ns,

@@ -62,6 +62,27 @@ impl Netns {
         self.cmd(args).output().unwrap()
     }
 
+    /// Sends VxSPAN's golden inputs: tests/golden/vxspan-example/eth0.pcap out of p0 and
+    /// eth1.pcap out of p1 (tcpreplay refuses frames shorter than an Ethernet header and says
+    /// so on stdout; everything else is sent).
+    pub fn replay_golden(&self) {
+        let golden = super::root().join("tests/golden/vxspan-example");
+        for (port, file) in [("p0", "eth0.pcap"), ("p1", "eth1.pcap")] {
+            let o = self.exec(&[
+                "tcpreplay",
+                "-q",
+                "-i",
+                port,
+                golden.join(file).to_str().unwrap(),
+            ]);
+            assert!(
+                o.status.success() || !o.stdout.is_empty(),
+                "tcpreplay: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+
     pub fn exec_ok(&self, args: &[&str]) -> Output {
         let o = self.exec(args);
         assert!(
