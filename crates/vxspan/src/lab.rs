@@ -144,6 +144,14 @@ fn run_lab(exe: &Path, dir: &Path, count: u64) -> Result<ExitCode> {
         std::thread::sleep(Duration::from_millis(20));
     }
     println!("vxspan run is up (control socket {}).", control.display());
+    if let Ok(st) = crate::run::fetch_status(&control) {
+        let kernel = st.groups.iter().filter(|g| g.tier == "xdp").count();
+        println!(
+            "Datapath {}: {kernel} of {} (input, VLAN) groups run in the kernel tier (XDP).",
+            st.datapath,
+            st.groups.len()
+        );
+    }
 
     // The same traffic as `vxspan demo`, with the generator's own bookkeeping of what each
     // output should get.
