@@ -463,7 +463,12 @@ pub(crate) fn run_xdp(
             repeat,
             ..TestRunOptions::new()
         })
-        .map_err(|e| err("BPF_PROG_TEST_RUN", e))?;
+        .map_err(|e| {
+            err(
+                &format!("BPF_PROG_TEST_RUN on a {}-byte frame", frame.len()),
+                std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string()),
+            )
+        })?;
     out.truncate(r.data_size_out as usize);
     Ok((r.return_value, out, r.duration))
 }
