@@ -1,4 +1,6 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
+// (The license section below says "Dual MIT/GPL": the string the kernel asks of programs that use
+// its GPL-only facilities. See packaging/copyright.)
 //
 // `vxspan blast`: run with BPF_PROG_TEST_RUN in live-frames mode, every frame the test run
 // injects (as arriving on lo, ifindex 1) leaves through the interface in `target[0]`. The loader

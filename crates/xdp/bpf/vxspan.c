@@ -1,4 +1,6 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
+// (The license section below says "Dual MIT/GPL": the string the kernel asks of programs that use
+// its GPL-only facilities. See packaging/copyright.)
 //
 // vxspan's kernel tier. One program, attached to every input port:
 //
