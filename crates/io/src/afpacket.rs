@@ -512,6 +512,9 @@ const ETHTOOL_SFLAGS: u32 = 0x26;
 const ETHTOOL_GGRO: u32 = 0x2b;
 const ETHTOOL_SGRO: u32 = 0x2c;
 const ETH_FLAG_LRO: u32 = 1 << 15;
+/// Receive VLAN offload: the NIC strips the outer tag into metadata (vmxnet3, virtio-net and
+/// most physical NICs do by default). An XDP program would then see tagged frames as untagged.
+const ETH_FLAG_RXVLAN: u32 = 1 << 8;
 
 #[repr(C)]
 struct EthtoolValue {
@@ -565,8 +568,8 @@ pub struct Offloads {
 }
 
 impl Offloads {
-    /// Turns off GRO, LRO and GSO on an input, so frames are forwarded as they were on the wire
-    /// instead of merged into super-frames. Settings the driver does not support are left
+    /// Turns off GRO, LRO, GSO and receive VLAN offload on an input, so frames are forwarded as
+    /// they were on the wire instead of merged into super-frames, and XDP sees their tags. Settings the driver does not support are left
     /// alone; the ones changed are restored when the returned value is dropped.
     pub fn disable(interface: &str) -> Offloads {
         let mut changed = Vec::new();
@@ -578,10 +581,16 @@ impl Offloads {
             }
         }
         if let Ok(flags) = ethtool(interface, ETHTOOL_GFLAGS, 0) {
-            if flags & ETH_FLAG_LRO != 0
-                && ethtool(interface, ETHTOOL_SFLAGS, flags & !ETH_FLAG_LRO).is_ok()
-            {
-                changed.push((ETHTOOL_SFLAGS, flags));
+            // Both off in one call where the driver allows it, else LRO alone.
+            for off in [ETH_FLAG_LRO | ETH_FLAG_RXVLAN, ETH_FLAG_LRO] {
+                let new = flags & !off;
+                if new == flags {
+                    continue;
+                }
+                if ethtool(interface, ETHTOOL_SFLAGS, new).is_ok() {
+                    changed.push((ETHTOOL_SFLAGS, flags));
+                    break;
+                }
             }
         }
         Offloads {
@@ -590,16 +599,25 @@ impl Offloads {
         }
     }
 
-    /// The settings that were changed ("gro", "gso", "lro").
+    /// The settings that were changed ("gro", "gso", "lro", "rx-vlan-offload").
     pub fn changed(&self) -> Vec<&'static str> {
-        self.changed
-            .iter()
-            .map(|(c, _)| match *c {
-                ETHTOOL_SGRO => "gro",
-                ETHTOOL_SGSO => "gso",
-                _ => "lro",
-            })
-            .collect()
+        let mut names = Vec::new();
+        for (c, old) in &self.changed {
+            match *c {
+                ETHTOOL_SGRO => names.push("gro"),
+                ETHTOOL_SGSO => names.push("gso"),
+                _ => {
+                    let now = ethtool(&self.interface, ETHTOOL_GFLAGS, 0).unwrap_or(*old);
+                    if old & ETH_FLAG_LRO != 0 && now & ETH_FLAG_LRO == 0 {
+                        names.push("lro");
+                    }
+                    if old & ETH_FLAG_RXVLAN != 0 && now & ETH_FLAG_RXVLAN == 0 {
+                        names.push("rx-vlan-offload");
+                    }
+                }
+            }
+        }
+        names
     }
 }
 

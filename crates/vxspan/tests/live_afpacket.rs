@@ -293,8 +293,9 @@ fn overload_keeps_exact_accounting() {
     );
 }
 
-/// GRO and GSO (and LRO, which veth lacks) are turned off on inputs while vxspan runs (frames are forwarded as they were
-/// on the wire, not merged) and restored when it stops.
+/// GRO, GSO, receive VLAN offload (and LRO, which veth lacks) are turned off on inputs while
+/// vxspan runs (frames are forwarded as they were on the wire, not merged, tags in place for
+/// XDP) and restored when it stops.
 #[test]
 fn offloads_off_while_running_and_restored() {
     let Some((dir, ns)) = lab("live-offloads", "off", &[0, 1, 2, 3]) else {
@@ -309,16 +310,18 @@ fn offloads_off_while_running_and_restored() {
             .map(|l| l.contains(": on"))
             .unwrap()
     };
-    assert!(state("generic-receive-offload") && state("generic-segmentation-offload"));
+    let all = [
+        "generic-receive-offload",
+        "generic-segmentation-offload",
+        "rx-vlan-offload",
+    ];
+    assert!(all.iter().all(|f| state(f)));
     let config = dir.join("vxspan.json");
     std::fs::copy(root().join("examples/vxspan.json"), &config).unwrap();
     let vx = Vxspan::start(&ns, &config, &dir);
-    assert!(!state("generic-receive-offload") && !state("generic-segmentation-offload"));
+    assert!(all.iter().all(|f| !state(f)), "off while running");
     vx.stop(&dir);
-    assert!(
-        state("generic-receive-offload") && state("generic-segmentation-offload"),
-        "restored on exit"
-    );
+    assert!(all.iter().all(|f| state(f)), "restored on exit");
 }
 
 /// With 10 input and 10 output ports, `vxspan run` stays under 48 MB resident (the appliance has
