@@ -89,9 +89,36 @@ pub fn config(data: &[u8]) {
         if let Ok(cfg) = vxspan_config::parse(text, syntax, Path::new("fuzz")) {
             if let Ok(plan) = Plan::compile(&cfg, &NoFilters) {
                 let _ = plan.describe(&cfg);
+                kernel_tables(&plan);
             }
         }
     }
+}
+
+/// The kernel tier's placement of a fuzzed plan: every interface gets an index, and the
+/// tables must stay within what the XDP program can address.
+fn kernel_tables(plan: &Plan) {
+    use vxspan_xdp::tables::{Action, Tables, FANSETS, MAX_FAN, NVID};
+    let Ok(t) = Tables::build(plan, &|name| Some(1 + name.len() as u32), false) else {
+        return;
+    };
+    assert!(t.fansets.len() <= FANSETS);
+    for set in &t.fansets {
+        assert!(set.len() > 1 && set.len() <= MAX_FAN);
+    }
+    for (inp, ti) in plan.inputs.iter().zip(&t.inputs) {
+        assert_eq!(ti.placement.len(), inp.groups.len());
+        assert!(ti.actions.len() <= NVID);
+        for (vid, a) in &ti.actions {
+            match a {
+                Action::Redirect(o) => assert!((*o as usize) < plan.outputs.len()),
+                Action::Broadcast(s) => assert!((*s as usize) < t.fansets.len()),
+                Action::Userspace => {}
+                Action::Drop => panic!("drop entries are not stored (vid {vid})"),
+            }
+        }
+    }
+    let _ = t.counters(plan, &Default::default());
 }
 
 struct NoFilters;
