@@ -481,11 +481,8 @@ fn draw_ports(f: &mut Frame, m: &Model, area: Rect) {
             continue;
         }
         for g in m.status.groups.iter().filter(|g| g.input == p.name) {
-            let tier = if g.tier.eq_ignore_ascii_case("kernel") {
-                "xdp"
-            } else {
-                "user"
-            };
+            // The status says "xdp" or "userspace" (as `vxspan check` and the metrics do).
+            let tier = if g.tier == "xdp" { "xdp" } else { "user" };
             lines.push(Line::from(format!(
                 "    vlan {} -> {} ({tier})",
                 g.vlan,
@@ -876,6 +873,30 @@ mod tests {
         m.key(KeyCode::Char('?'));
         assert!(m.help);
         assert!(!m.key(KeyCode::Char('q')));
+    }
+
+    /// Each group of the selected input is listed with the tier `vxspan status` gives it.
+    #[test]
+    fn groups_show_their_tier() {
+        let mut st = status();
+        st.groups = serde_json::from_value(serde_json::json!([
+            {"input": "in", "vlan": "10", "rules": ["a"], "to": ["out"], "tier": "xdp"},
+            {"input": "in", "vlan": "20", "rules": ["b"], "to": ["out"], "tier": "userspace"}
+        ]))
+        .unwrap();
+        let mut m = Model::new();
+        m.update(0.0, report(0, 0), st);
+        let mut term = ratatui::Terminal::new(ratatui::backend::TestBackend::new(140, 45)).unwrap();
+        term.draw(|f| draw(f, &m)).unwrap();
+        let text: String = term
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol())
+            .collect();
+        assert!(text.contains("vlan 10 -> out (xdp)"), "{text}");
+        assert!(text.contains("vlan 20 -> out (user)"), "{text}");
     }
 
     #[test]
