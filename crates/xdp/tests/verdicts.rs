@@ -160,6 +160,29 @@ fn ifx(name: &str) -> Option<u32> {
     vxspan_xdp::loader::ifindex(name).ok()
 }
 
+/// What every test here starts from, in its own namespace: the ports, the plan of CONFIG, its
+/// kernel tables, in0's index and the program loaded with them (not attached).
+struct Setup {
+    plan: Plan,
+    tables: Tables,
+    in0: u32,
+    dp: Datapath,
+}
+
+fn setup() -> Setup {
+    make_ports();
+    let plan = plan();
+    let tables = Tables::build(&plan, &ifx, false).expect("tables");
+    let in0 = ifx("in0").unwrap();
+    let dp = Datapath::load(tables.clone()).expect("load");
+    Setup {
+        plan,
+        tables,
+        in0,
+        dp,
+    }
+}
+
 fn plan() -> Plan {
     let cfg = vxspan_config::parse(
         CONFIG,
@@ -178,11 +201,12 @@ fn program_agrees_with_the_userspace_classifier() {
     }
     // A thread of its own: the namespace belongs to the calling thread.
     std::thread::spawn(|| {
-        make_ports();
-        let plan = plan();
-        let tables = Tables::build(&plan, &ifx, false).expect("tables");
-        let in0 = ifx("in0").unwrap();
-        let mut dp = Datapath::load(tables.clone()).expect("load");
+        let Setup {
+            plan,
+            tables,
+            in0,
+            mut dp,
+        } = setup();
         let mut engine = Engine::new(Arc::new(plan.clone()));
         let action_of = |f: &[u8]| -> Option<Action> {
             let l2 = vxspan_core::wire::vlan::L2Info::parse(f).ok()?;
@@ -273,11 +297,12 @@ fn reload_swaps_tables_and_keeps_counts() {
         return;
     }
     std::thread::spawn(|| {
-        make_ports();
-        let plan = plan();
-        let tables = Tables::build(&plan, &ifx, false).expect("tables");
-        let in0 = ifx("in0").unwrap();
-        let mut dp = Datapath::load(tables.clone()).expect("load");
+        let Setup {
+            plan: _,
+            tables,
+            in0,
+            mut dp,
+        } = setup();
         let mode = dp
             .attach(None, &["in0".to_string()])
             .expect("attach to a veth");
@@ -333,11 +358,12 @@ fn program_agrees_with_the_engine_on_every_shared_capture() {
     let dir = shared_captures();
     assert!(dir.is_dir(), "{} missing: set VXSPAN_SHARED", dir.display());
     std::thread::spawn(move || {
-        make_ports();
-        let plan = plan();
-        let tables = Tables::build(&plan, &ifx, false).expect("tables");
-        let in0 = ifx("in0").unwrap();
-        let mut dp = Datapath::load(tables.clone()).expect("load");
+        let Setup {
+            plan,
+            tables,
+            in0,
+            mut dp,
+        } = setup();
         let mut engine = Engine::new(Arc::new(plan.clone()));
         let mut files: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
