@@ -599,6 +599,11 @@ impl Offloads {
         }
     }
 
+    /// The interface whose settings these are.
+    pub fn interface(&self) -> &str {
+        &self.interface
+    }
+
     /// The settings that were changed ("gro", "gso", "lro", "rx-vlan-offload").
     pub fn changed(&self) -> Vec<&'static str> {
         let mut names = Vec::new();

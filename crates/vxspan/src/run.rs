@@ -463,24 +463,39 @@ impl State {
     fn reload(&mut self) -> Result<String, String> {
         let (cfg, plan) = load_plan(&self.config)?;
         let same_ports = interfaces_key(&plan) == self.ports.key;
-        // The kernel tier goes first: its swap can still refuse the plan (e.g. an interface
-        // index beyond its tables), and a refusal must leave everything as it was. With the
-        // same input interfaces the program is swapped atomically on its attachments, even if
-        // outputs changed; otherwise it is re-attached to the new inputs.
+        // Everything that can fail comes first, and nothing is changed until all of it has
+        // worked: new ports are opened beside the old ones, then the kernel tier swaps its
+        // tables (atomically on its attachments when the input interfaces stay, even if the
+        // outputs change; otherwise it is re-attached below).
         let same_inputs = plan.inputs.iter().map(|i| &i.interface).eq(self
             .engine
             .plan()
             .inputs
             .iter()
             .map(|i| &i.interface));
+        let new_ports = if same_ports {
+            None
+        } else {
+            Some(open_ports(&plan).map_err(|e| format!("{e:#}"))?)
+        };
         if same_inputs {
             if let Some(k) = &mut self.kernel {
                 let old = k.reload(self.engine.plan(), &plan)?;
                 self.history.add(&old);
             }
         }
-        if !same_ports {
-            let ports = open_ports(&plan).map_err(|e| format!("{e:#}"))?;
+        if let Some(mut ports) = new_ports {
+            // Inputs that stay keep the offload settings saved when vxspan first took them
+            // (the new ports found them already off); the others get theirs back now.
+            let old = std::mem::take(&mut self.ports._offloads);
+            let (keep, restore): (Vec<_>, Vec<_>) = old
+                .into_iter()
+                .partition(|o| ports.key.0.iter().any(|i| i == o.interface()));
+            ports
+                ._offloads
+                .retain(|o| !keep.iter().any(|k| k.interface() == o.interface()));
+            ports._offloads.extend(keep);
+            drop(restore);
             self.ports = ports;
         }
         if !same_inputs {

@@ -320,6 +320,20 @@ fn offloads_off_while_running_and_restored() {
     std::fs::copy(root().join("examples/vxspan.json"), &config).unwrap();
     let vx = Vxspan::start(&ns, &config, &dir);
     assert!(all.iter().all(|f| !state(f)), "off while running");
+    // A reload that reopens the ports (other outputs) keeps eth1, an input in both: its
+    // settings stay off, and the ones saved at the start are still what gets restored.
+    std::fs::write(
+        &config,
+        r#"{"interfaces": {"eth1": {"redirect_map": {"10": "eth2"}}}}"#,
+    )
+    .unwrap();
+    let o = vx.cli(&["reload"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("ports reopened"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(all.iter().all(|f| !state(f)), "still off after the reload");
     vx.stop(&dir);
     assert!(all.iter().all(|f| state(f)), "restored on exit");
 }
