@@ -88,6 +88,8 @@ pub struct XskRx {
     pub zero_copy: bool,
     /// Frames read so far.
     pub received: u64,
+    /// The descriptors of the batch being read (kept to reuse its allocation).
+    descs: Vec<xdpilone::xdp::XdpDesc>,
 }
 
 // SAFETY: the raw pointers inside (the UMEM area, the mapped rings) are owned by this value and
@@ -178,6 +180,7 @@ impl XskRx {
             queue,
             zero_copy,
             received: 0,
+            descs: Vec::with_capacity(FRAMES as usize),
         })
     }
 
@@ -211,8 +214,8 @@ impl XskRx {
 impl RxPort for XskRx {
     fn recv(&mut self, batch: &mut Batch, max: usize) -> io::Result<RecvStatus> {
         let max = max.min(FRAMES as usize) as u32;
-        let mut done: Vec<u64> = Vec::with_capacity(max as usize);
-        let mut descs = Vec::with_capacity(max as usize);
+        let mut descs = std::mem::take(&mut self.descs);
+        descs.clear();
         {
             let mut r = self.rx.receive(max);
             while let Some(d) = r.read() {
@@ -229,14 +232,18 @@ impl RxPort for XskRx {
                 batch.push(f, d.len, ts);
                 self.received += 1;
             }
-            // The frame goes back to the fill ring at its frame boundary.
-            done.push(d.addr - d.addr % u64::from(FRAME_SIZE));
         }
-        if !done.is_empty() {
-            let mut w = self.fq.fill(done.len() as u32);
-            w.insert(done.into_iter());
+        if !descs.is_empty() {
+            // Each frame goes back to the fill ring, at its frame boundary.
+            let mut w = self.fq.fill(descs.len() as u32);
+            w.insert(
+                descs
+                    .iter()
+                    .map(|d| d.addr - d.addr % u64::from(FRAME_SIZE)),
+            );
             w.commit();
         }
+        self.descs = descs;
         Ok(RecvStatus::Ok)
     }
 }

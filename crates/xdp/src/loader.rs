@@ -328,14 +328,18 @@ impl Datapath {
                     self.mode = Some(m);
                     return Ok(m);
                 }
-                Err(e) => last = e,
+                // Another program holds the interface: no other mode will do better.
+                Err((true, e)) => return Err(e),
+                Err((false, e)) => last = e,
             }
         }
         Err(last)
     }
 
-    fn attach_all(&mut self, ifindexes: &[(u32, &str)], mode: Mode) -> Result<(), String> {
-        let prog = self.obj.ingress()?;
+    /// Attaches to every interface in `mode`, or none. The error says whether an interface
+    /// already had another XDP program (EBUSY in this mode, EEXIST in the other one).
+    fn attach_all(&mut self, ifindexes: &[(u32, &str)], mode: Mode) -> Result<(), (bool, String)> {
+        let prog = self.obj.ingress().map_err(|e| (false, e))?;
         let mut links = Vec::new();
         for &(ifindex, name) in ifindexes {
             match prog.attach_to_if_index(ifindex, mode.flags()) {
@@ -344,19 +348,19 @@ impl Datapath {
                     for (_, id) in links {
                         let _ = prog.detach(id);
                     }
-                    let busy = format!("{e:?}").contains("EBUSY")
-                        || std::error::Error::source(&e)
-                            .map(|s| s.to_string().contains("busy"))
-                            .unwrap_or(false);
-                    return Err(if busy {
-                        format!("XDP: {name} already has an XDP program attached by someone else; vxspan does not replace it (detach it first)")
+                    let taken = matches!(errno_of(&e), Some(libc::EBUSY | libc::EEXIST));
+                    return Err(if taken {
+                        (true, format!("XDP: {name} already has an XDP program attached by someone else; vxspan does not replace it (detach it first)"))
                     } else {
-                        format!(
-                            "XDP: attaching to {name} in {} mode: {e}{}",
-                            mode.as_str(),
-                            std::error::Error::source(&e)
-                                .map(|s| format!(": {s}"))
-                                .unwrap_or_default()
+                        (
+                            false,
+                            format!(
+                                "XDP: attaching to {name} in {} mode: {e}{}",
+                                mode.as_str(),
+                                std::error::Error::source(&e)
+                                    .map(|s| format!(": {s}"))
+                                    .unwrap_or_default()
+                            ),
                         )
                     });
                 }
@@ -444,6 +448,18 @@ impl Datapath {
     ) -> Result<(u32, Vec<u8>, Duration), String> {
         run_xdp(self.obj.ingress()?, ifindex, frame, repeat)
     }
+}
+
+/// The OS error at the bottom of an error's chain (aya wraps the system call's io::Error).
+fn errno_of(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return io.raw_os_error();
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// BPF_PROG_TEST_RUN of an XDP program on one frame arriving on `ifindex`.

@@ -314,7 +314,10 @@ fn reload_swaps_tables_and_keeps_counts() {
         // A second program on the same interface is refused with a clear message.
         let mut other = Datapath::load(tables.clone()).expect("load");
         let e = other.attach(None, &["in0".to_string()]).unwrap_err();
-        assert!(e.contains("in0"), "{e}");
+        assert!(
+            e.contains("in0") && e.contains("already has an XDP program"),
+            "{e}"
+        );
         drop(other);
         // VLAN 30 now goes somewhere: the new tables apply, the old counts come back.
         let text =
