@@ -143,7 +143,15 @@ impl KernelTier {
 
     /// The kernel tier's counters for `plan` (the plan its tables were built from).
     pub fn report(&self, plan: &Plan) -> Report {
-        self.report_of(plan, self.dp.tables(), &self.dp.counters())
+        self.snapshot(plan).0
+    }
+
+    /// [`KernelTier::report`], and per input the frames the program handed to the userspace
+    /// tier, from one reading of the maps.
+    pub fn snapshot(&self, plan: &Plan) -> (Report, Vec<u64>) {
+        let raw = self.dp.counters();
+        let handed = raw.userspace.iter().map(|u| u.0).collect();
+        (self.report_of(plan, self.dp.tables(), &raw), handed)
     }
 
     fn report_of(

@@ -408,10 +408,26 @@ struct State {
 
 impl State {
     fn report(&self) -> Report {
+        let (user, kernel) = self.reports();
+        self.merged(&user, kernel.as_ref().map(|k| &k.0))
+    }
+
+    /// The current plan's counters, each tier's apart: the userspace tier's, and the kernel
+    /// tier's with the frames it handed up per input (the maps are read once).
+    fn reports(&self) -> (Report, Option<(Report, Vec<u64>)>) {
+        let plan = self.engine.plan();
+        (
+            self.engine.report(),
+            self.kernel.as_ref().map(|k| k.snapshot(plan)),
+        )
+    }
+
+    /// Every counter since start: the replaced plans' and both tiers' of the current one.
+    fn merged(&self, user: &Report, kernel: Option<&Report>) -> Report {
         let mut r = self.history.clone();
-        r.add(&self.engine.report());
-        if let Some(k) = &self.kernel {
-            r.add(&k.report(self.engine.plan()));
+        r.add(user);
+        if let Some(k) = kernel {
+            r.add(k);
         }
         r
     }
@@ -738,9 +754,9 @@ impl State {
         }
         let process = crate::metrics::Process::read();
         // Frames each tier received, per input: with a VxSPAN-only configuration the userspace
-        // tier (the AF_PACKET rings) sees none.
-        let user = self.engine.report();
-        let kern = self.kernel.as_ref().map(|k| k.report(plan));
+        // tier sees none.
+        let (user, kern) = self.reports();
+        let report = self.merged(&user, kern.as_ref().map(|k| &k.0));
         let tiers: serde_json::Map<String, serde_json::Value> = plan
             .inputs
             .iter()
@@ -750,7 +766,10 @@ impl State {
                 (
                     i.name.clone(),
                     serde_json::json!({
-                        "xdp_rx_packets": kern.as_ref().map_or(0, rx),
+                        "xdp_rx_packets": kern.as_ref().map_or(0, |k| rx(&k.0)),
+                        // Handed up by the program: each is then read by the userspace tier
+                        // or counted as ring_overrun, so this equals userspace_rx_packets.
+                        "xdp_to_userspace_packets": kern.as_ref().and_then(|k| k.1.get(ii).copied()).unwrap_or(0),
                         "userspace_rx_packets": rx(&user),
                         "afxdp_rx_packets": self.xsks.iter().filter(|(x, _, _)| *x == ii).map(|(_, s, _)| s.received).sum::<u64>(),
                         "afxdp_sockets": self.xsks.iter().filter(|(x, _, _)| *x == ii).count(),
@@ -759,7 +778,6 @@ impl State {
             })
             .collect();
         // The tier of each (input, VLAN) the counters list, for labels (Prometheus, top).
-        let report = self.report();
         let placement: Vec<Vec<vxspan_core::Tier>> = match &self.kernel {
             Some(k) => k
                 .tables()

@@ -540,6 +540,11 @@ fn xdp_and_afxdp_tiers_share_an_input() {
         vlan("20", "packets"),
         "{st}"
     );
+    assert_eq!(
+        st["tiers"]["in"]["xdp_to_userspace_packets"],
+        vlan("20", "packets"),
+        "{st}"
+    );
     assert!(vlan("20", "packets") > 0 && vlan("10", "packets") > 0);
     assert_eq!(counter(&s, "in", "rx_packets"), sent);
     assert_eq!(
@@ -584,6 +589,12 @@ fn afxdp_overload_keeps_exact_accounting() {
     wait_for(Duration::from_secs(10), || {
         counter(&vx.stats(), "eth1", "rx_packets") == sent
     });
+    // Every frame the program handed up was read or counted as an overrun.
+    let st = status(&vx);
+    assert_eq!(
+        st["tiers"]["eth1"]["xdp_to_userspace_packets"], sent,
+        "{st}"
+    );
     let fin = vx.stop(&dir);
     let overruns = fin["interfaces"]["eth1"]["drop_reasons"]["ring_overrun"]
         .as_u64()
