@@ -546,27 +546,21 @@ impl State {
     /// Reads every input until it has nothing more, batch by batch, through the engine. Every
     /// input is visited (a readable descriptor only says that one ring block was retired).
     fn drain(&mut self, batch: &mut Batch) -> std::io::Result<()> {
-        for i in 0..self.ports.inputs.len() {
-            loop {
-                batch.clear();
-                self.ports.inputs[i].recv(batch, BATCH)?;
-                if batch.is_empty() {
-                    break;
-                }
-                self.engine
-                    .process_batch(i, batch.iter(), &mut self.ports.outputs);
-            }
+        let State {
+            engine,
+            ports,
+            xsks,
+            ..
+        } = self;
+        for (i, input) in ports.inputs.iter_mut().enumerate() {
+            drain_input(engine, &mut ports.outputs, i, batch, |b| {
+                input.recv(b, BATCH)
+            })?;
         }
-        for (i, x, _) in self.xsks.iter_mut() {
-            loop {
-                batch.clear();
-                x.recv(batch, BATCH)?;
-                if batch.is_empty() {
-                    break;
-                }
-                self.engine
-                    .process_batch(*i, batch.iter(), &mut self.ports.outputs);
-            }
+        for (i, x, _) in xsks.iter_mut() {
+            drain_input(engine, &mut ports.outputs, *i, batch, |b| {
+                x.recv(b, BATCH).map(|_| ())
+            })?;
         }
         Ok(())
     }
@@ -951,6 +945,25 @@ impl State {
         let mut w = &stream;
         let _ = w.write_all(reply.as_bytes());
         let _ = w.write_all(b"\n");
+    }
+}
+
+/// Reads one source of input `input` (`recv` appends a batch) until it has nothing more, each
+/// batch through the engine.
+fn drain_input(
+    engine: &mut Engine,
+    outputs: &mut LiveOutputs,
+    input: usize,
+    batch: &mut Batch,
+    mut recv: impl FnMut(&mut Batch) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    loop {
+        batch.clear();
+        recv(batch)?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        engine.process_batch(input, batch.iter(), outputs);
     }
 }
 

@@ -131,17 +131,7 @@ fn replay_usage_errors() {
 fn replay_json_counters_and_pcapng_round_trip() {
     let dir = scratch("cli-replay");
     let input = dir.join("in.pcapng");
-    assert!(vxspan(&[
-        "gen",
-        "-w",
-        input.to_str().unwrap(),
-        "--count",
-        "3000",
-        "--seed",
-        "9"
-    ])
-    .status
-    .success());
+    common::gen_mix(&input, 3000, 9);
     let out = dir.join("eth3.pcapng");
     let o = vxspan(&[
         "replay",

@@ -219,19 +219,7 @@ fn overload_keeps_exact_accounting() {
     std::fs::copy(root().join("examples/vxspan.json"), &config).unwrap();
     let vx = Vxspan::start(&ns, &config, &dir);
     let input = dir.join("blast.pcap");
-    let o = Command::new(env!("CARGO_BIN_EXE_vxspan"))
-        .args([
-            "gen",
-            "-w",
-            input.to_str().unwrap(),
-            "--count",
-            "100000",
-            "--seed",
-            "11",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success());
+    common::gen_mix(&input, 100000, 11);
     let rx_before = ns.stat("eth1", "rx_packets");
     // Three passes at top speed, 300,000 frames, while vxspan is stopped (SIGSTOP): the ring
     // fills and the kernel drops the rest, which is the overload, made certain rather than hoped
@@ -481,20 +469,7 @@ fn fifty_reloads_during_a_blast() {
     std::fs::write(&config, a).unwrap();
     let vx = Vxspan::start(&ns, &config, &dir);
     let input = dir.join("blast.pcap");
-    assert!(Command::new(env!("CARGO_BIN_EXE_vxspan"))
-        .args([
-            "gen",
-            "-w",
-            input.to_str().unwrap(),
-            "--count",
-            "20000",
-            "--seed",
-            "5"
-        ])
-        .output()
-        .unwrap()
-        .status
-        .success());
+    common::gen_mix(&input, 20000, 5);
     let rx0 = ns.stat("eth1", "rx_packets");
     let (r2, r3) = (ns.stat("p2", "rx_packets"), ns.stat("p3", "rx_packets"));
     // About two seconds of traffic while reloading.
@@ -581,20 +556,7 @@ fn ports_that_come_back_are_picked_up() {
     .unwrap();
     let vx = Vxspan::start(&ns, &config, &dir);
     let input = dir.join("in.pcap");
-    assert!(Command::new(env!("CARGO_BIN_EXE_vxspan"))
-        .args([
-            "gen",
-            "-w",
-            input.to_str().unwrap(),
-            "--count",
-            "100",
-            "--seed",
-            "6"
-        ])
-        .output()
-        .unwrap()
-        .status
-        .success());
+    common::gen_mix(&input, 100, 6);
     let send = || ns.exec_ok(&["tcpreplay", "-q", "-i", "p1", input.to_str().unwrap()]);
     let log = || std::fs::read_to_string(dir.join("run.err")).unwrap_or_default();
 
@@ -907,20 +869,7 @@ fn passthru_ping_and_tcp_while_mirroring() {
 
     // Mirror traffic on the data port while the control traffic flows.
     let input = dir.join("mirror.pcap");
-    assert!(Command::new(env!("CARGO_BIN_EXE_vxspan"))
-        .args([
-            "gen",
-            "-w",
-            input.to_str().unwrap(),
-            "--count",
-            "500",
-            "--seed",
-            "12"
-        ])
-        .output()
-        .unwrap()
-        .status
-        .success());
+    common::gen_mix(&input, 500, 12);
     let mut blast = b
         .cmd(&[
             "tcpreplay",

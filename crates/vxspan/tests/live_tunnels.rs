@@ -182,19 +182,7 @@ to = "tools"
 
     // Frames small enough for the VXLAN device's MTU.
     let input = dir.join("in.pcap");
-    let o = Command::new(env!("CARGO_BIN_EXE_vxspan"))
-        .args([
-            "gen",
-            "-w",
-            input.to_str().unwrap(),
-            "--count",
-            "200",
-            "--seed",
-            "8",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success());
+    common::gen_mix(&input, 200, 8);
     let sent: Vec<Vec<u8>> = read_capture(&input).into_iter().map(|f| f.0).collect();
     let mut want = sent.clone();
     want.sort();
@@ -372,20 +360,7 @@ fn own_tunnel_traffic_is_not_recaptured() {
     );
     wait_for(Duration::from_secs(10), || control.exists());
     let input = dir.join("in.pcap");
-    assert!(Command::new(env!("CARGO_BIN_EXE_vxspan"))
-        .args([
-            "gen",
-            "-w",
-            input.to_str().unwrap(),
-            "--count",
-            "100",
-            "--seed",
-            "2"
-        ])
-        .output()
-        .unwrap()
-        .status
-        .success());
+    common::gen_mix(&input, 100, 2);
     let tx_before = ns.stat("eth1", "tx_packets");
     ns.exec_ok(&["tcpreplay", "-q", "-i", "p1", input.to_str().unwrap()]);
     wait_for(Duration::from_secs(10), || {

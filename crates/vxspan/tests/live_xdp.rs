@@ -258,20 +258,10 @@ fn afxdp_generic_forwards_the_vxspan_example_exactly() {
     forward_vxspan_example("afxdp", "generic");
 }
 
-/// A synthetic mix (vxspan gen) in `dir`.
+/// A synthetic mix (vxspan gen, seed 1) in `dir`.
 fn mix(dir: &Path, count: u64) -> PathBuf {
     let p = dir.join("mix.pcap");
-    let o = Command::new(env!("CARGO_BIN_EXE_vxspan"))
-        .args([
-            "gen",
-            "-w",
-            p.to_str().unwrap(),
-            "--count",
-            &count.to_string(),
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success());
+    common::gen_mix(&p, count, 1);
     p
 }
 

@@ -57,22 +57,12 @@ const OUTPUTS: [&str; 8] = [
     "gre-v6",
 ];
 
-fn setup(name: &str, count: &str) -> (std::path::PathBuf, Vec<(Vec<u8>, u32, u64)>) {
+fn setup(name: &str, count: u64) -> (std::path::PathBuf, Vec<(Vec<u8>, u32, u64)>) {
     let dir = scratch(name);
     std::fs::write(dir.join("encap.toml"), ENCAP).unwrap();
     std::fs::write(dir.join("decap.toml"), DECAP).unwrap();
     let input = dir.join("in.pcap");
-    assert!(vxspan(&[
-        "gen",
-        "-w",
-        input.to_str().unwrap(),
-        "--count",
-        count,
-        "--seed",
-        "3"
-    ])
-    .status
-    .success());
+    common::gen_mix(&input, count, 3);
     let o = vxspan(&[
         "replay",
         dir.join("encap.toml").to_str().unwrap(),
@@ -87,7 +77,7 @@ fn setup(name: &str, count: &str) -> (std::path::PathBuf, Vec<(Vec<u8>, u32, u64
 
 #[test]
 fn encap_then_decap_gives_back_every_frame() {
-    let (dir, original) = setup("tunnels-roundtrip", "400");
+    let (dir, original) = setup("tunnels-roundtrip", 400);
     for out in OUTPUTS {
         let file = dir.join("out").join(format!("{out}.pcap"));
         let encapsulated = read_capture(&file);
@@ -174,7 +164,7 @@ fn mac(b: &[u8]) -> String {
 
 #[test]
 fn tshark_dissects_what_vxspan_sends() {
-    let (dir, original) = setup("tunnels-tshark", "300");
+    let (dir, original) = setup("tunnels-tshark", 300);
     let outer_vid = |f: &[u8]| vxspan_core::wire::L2Info::parse(f).unwrap().outer_vid();
     for out in OUTPUTS {
         let file = dir.join("out").join(format!("{out}.pcap"));
@@ -276,17 +266,7 @@ to = ["cut", "drop"]
     )
     .unwrap();
     let input = dir.join("in.pcap");
-    assert!(vxspan(&[
-        "gen",
-        "-w",
-        input.to_str().unwrap(),
-        "--count",
-        "200",
-        "--seed",
-        "4"
-    ])
-    .status
-    .success());
+    common::gen_mix(&input, 200, 4);
     let o = vxspan(&[
         "replay",
         cfg.to_str().unwrap(),

@@ -183,6 +183,36 @@ fn setup() -> Setup {
     }
 }
 
+/// What the kernel tables say input 0 does with `f` (None: not even an Ethernet header).
+fn action_of(tables: &Tables, f: &[u8]) -> Option<Action> {
+    let vid = vxspan_core::wire::vlan::L2Info::parse(f).ok()?.outer_vid();
+    Some(
+        tables.inputs[0]
+            .actions
+            .iter()
+            .find(|(v, _)| *v == vid)
+            .map_or(Action::Drop, |(_, a)| *a),
+    )
+}
+
+/// Asserts the program's counters equal the engine's, per interface and per VLAN; returns the
+/// program's.
+fn same_counters(plan: &Plan, tables: &Tables, dp: &Datapath, engine: &Engine) -> Report {
+    let kernel = vxspan_core::engine::report(plan, &tables.counters(plan, &dp.counters()));
+    let reference = engine.report();
+    assert_eq!(
+        serde_json::to_value(&kernel.interfaces).unwrap(),
+        serde_json::to_value(&reference.interfaces).unwrap(),
+        "per-interface counters"
+    );
+    assert_eq!(
+        serde_json::to_value(&kernel.vlans).unwrap(),
+        serde_json::to_value(&reference.vlans).unwrap(),
+        "per-VLAN counters"
+    );
+    kernel
+}
+
 fn plan() -> Plan {
     let cfg = vxspan_config::parse(
         CONFIG,
@@ -208,20 +238,9 @@ fn program_agrees_with_the_userspace_classifier() {
             mut dp,
         } = setup();
         let mut engine = Engine::new(Arc::new(plan.clone()));
-        let action_of = |f: &[u8]| -> Option<Action> {
-            let l2 = vxspan_core::wire::vlan::L2Info::parse(f).ok()?;
-            let vid = l2.outer_vid();
-            Some(
-                tables.inputs[0]
-                    .actions
-                    .iter()
-                    .find(|(v, _)| *v == vid)
-                    .map_or(Action::Drop, |(_, a)| *a),
-            )
-        };
         for (name, f) in fixtures() {
             let (verdict, out, _) = dp.run_frame(in0, &f, 1).expect("test run");
-            let action = action_of(&f);
+            let action = action_of(&tables, &f);
             if action == Some(Action::Userspace) {
                 assert_eq!(verdict, XDP_PASS, "{name}: to userspace");
                 continue;
@@ -262,19 +281,7 @@ fn program_agrees_with_the_userspace_classifier() {
                 }
             }
         }
-        let kernel: Report =
-            vxspan_core::engine::report(&plan, &tables.counters(&plan, &dp.counters()));
-        let reference = engine.report();
-        assert_eq!(
-            serde_json::to_value(&kernel.interfaces).unwrap(),
-            serde_json::to_value(&reference.interfaces).unwrap(),
-            "per-interface counters"
-        );
-        assert_eq!(
-            serde_json::to_value(&kernel.vlans).unwrap(),
-            serde_json::to_value(&reference.vlans).unwrap(),
-            "per-VLAN counters"
-        );
+        let kernel = same_counters(&plan, &tables, &dp, &engine);
         let rx = &kernel.interfaces["mirror"];
         assert!(
             rx.rx_packets > 0
@@ -396,14 +403,7 @@ fn program_agrees_with_the_engine_on_every_shared_capture() {
                 let cut = f[..14 + (seed as usize % (f.len() - 13)).min(f.len() - 14)].to_vec();
                 for frame in [f, flipped, cut] {
                     let (verdict, out, _) = dp.run_frame(in0, &frame, 1).expect("test run");
-                    let l2 = vxspan_core::wire::vlan::L2Info::parse(&frame).ok();
-                    let action = l2.map_or(Action::Drop, |l| {
-                        tables.inputs[0]
-                            .actions
-                            .iter()
-                            .find(|(v, _)| *v == l.outer_vid())
-                            .map_or(Action::Drop, |(_, a)| *a)
-                    });
+                    let action = action_of(&tables, &frame).unwrap_or(Action::Drop);
                     if action == Action::Userspace {
                         assert_eq!(verdict, XDP_PASS, "{}", path.display());
                         continue;
@@ -432,17 +432,7 @@ fn program_agrees_with_the_engine_on_every_shared_capture() {
             }
         }
         assert!(checked > 3000, "only {checked} frames checked");
-        let kernel: Report =
-            vxspan_core::engine::report(&plan, &tables.counters(&plan, &dp.counters()));
-        let reference = engine.report();
-        assert_eq!(
-            serde_json::to_value(&kernel.interfaces).unwrap(),
-            serde_json::to_value(&reference.interfaces).unwrap()
-        );
-        assert_eq!(
-            serde_json::to_value(&kernel.vlans).unwrap(),
-            serde_json::to_value(&reference.vlans).unwrap()
-        );
+        same_counters(&plan, &tables, &dp, &engine);
         eprintln!("{checked} frames: verdicts, copies and counters agree");
     })
     .join()

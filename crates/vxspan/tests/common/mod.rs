@@ -36,6 +36,25 @@ pub fn vxspan(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Writes `count` frames of `vxspan gen`'s tagged traffic mix, from generator seed `seed`, to
+/// `path` (pcapng if it ends so).
+pub fn gen_mix(path: &Path, count: u64, seed: u64) {
+    let o = vxspan(&[
+        "gen",
+        "-w",
+        path.to_str().unwrap(),
+        "--count",
+        &count.to_string(),
+        "--seed",
+        &seed.to_string(),
+    ]);
+    assert!(
+        o.status.success(),
+        "vxspan gen: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 /// A fresh, empty directory under the target directory.
 pub fn scratch(name: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
