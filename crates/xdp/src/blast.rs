@@ -133,7 +133,6 @@ impl Blaster {
             return Err(err("frames", "nothing to send"));
         }
         let before = tx_stats(&self.ifname)?;
-        let ctx = crate::loader::xdp_md(0, 1);
         let start = Instant::now();
         let mut sent = 0u64;
         let mut i = 0usize;
@@ -141,8 +140,8 @@ impl Blaster {
             let frame = &frames[i % frames.len()];
             i += 1;
             let n = (count - sent).min(u64::from(BATCH)) as u32;
-            let mut ctx = ctx.clone();
-            ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+            // As if received on lo (ifindex 1): what bpf/blast.c redirects.
+            let ctx = crate::loader::xdp_md(frame.len() as u32, 1);
             self.prog("vxspan_blast")?
                 .test_run(TestRunOptions {
                     data_in: Some(frame),
