@@ -24,13 +24,16 @@ use vxspan_wire::erspan::{ErspanIIIPacket, ErspanIIIRepr, ErspanIIPacket, Erspan
 use vxspan_wire::etherparse::{IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header, UdpHeader};
 use vxspan_wire::gre::{GrePacket, GreRepr};
 use vxspan_wire::vxlan::{VxlanPacket, VxlanRepr};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use vxspan_wire::L2Info;
 
-/// Per-output origination state.
+/// Per-output origination state. A clone shares it: every worker sending on one output numbers
+/// its copies from the same sequence.
 #[derive(Debug, Default, Clone)]
 pub struct TunnelState {
     /// The next GRE sequence number (ERSPAN).
-    pub sequence: u32,
+    pub sequence: Arc<AtomicU32>,
 }
 
 fn tunnel_header_len(e: &Encap) -> usize {
@@ -67,7 +70,7 @@ pub fn encapsulate(
     inner_wire_len: u32,
     ts: u64,
     flow: u64,
-    state: &mut TunnelState,
+    state: &TunnelState,
     out: &mut Vec<u8>,
 ) -> Result<(), TxDrop> {
     let o = e.outer();
@@ -142,8 +145,7 @@ pub fn encapsulate(
         Encap::Erspan {
             version, session, ..
         } => {
-            let seq = state.sequence;
-            state.sequence = state.sequence.wrapping_add(1);
+            let seq = state.sequence.fetch_add(1, Ordering::Relaxed);
             let protocol = if *version == 2 {
                 vxspan_wire::gre::protocol::ERSPAN_I_II
             } else {

@@ -10,7 +10,8 @@ use crate::decap::{Decapped, Decapsulator, TunnelMeta};
 use crate::encap::{encapsulate, TunnelState};
 use crate::plan::{OutSet, OutputPlan, Plan, NO_GROUP};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use vxspan_config::{Oversize, SampleMode, VlanAction};
 use vxspan_wire::vlan::{pop_tag, push_tag, set_outer_vid};
 use vxspan_wire::{EtherType, FlowKey, L2Info, VlanTag};
@@ -58,19 +59,44 @@ pub trait Sink {
 }
 
 /// One worker's engine: a plan, its counters and its sampling state.
+///
+/// Several workers (threads, each reading its share of the inputs' frames) each run an engine
+/// made with [`Engine::worker`]: they count apart (their reports add up) and keep their own
+/// scratch buffers and tunnel reassembly, but share what must be one for the whole instance:
+/// each rule's 1-in-N sampling count and dedup table, each output's token bucket and ERSPAN
+/// sequence numbers. The shared parts are behind atomics and mutexes touched only by rules
+/// and outputs that use those features.
 pub struct Engine {
     plan: Arc<Plan>,
     counters: Counters,
-    sample_seen: Vec<u64>,
+    /// Per rule: frames seen by counter sampling (shared by the workers).
+    sample_seen: Arc<Vec<AtomicU64>>,
     egress: Egress,
     /// Per input: tunnel termination state, for inputs with `decap`.
     decaps: Vec<Option<Decapsulator>>,
-    /// Per rule with `dedup`: its table of recently seen packets.
-    dedups: Vec<Option<DedupTable>>,
+    /// Per rule with `dedup`: its table of recently seen packets (shared by the workers).
+    dedups: Vec<Option<Arc<Mutex<DedupTable>>>>,
     /// Per output: whether its link is up (balancing skips outputs that are down).
     output_up: Vec<bool>,
     /// The rules that forwarded the current frame, when a capture is attached.
     tap_rules: Vec<usize>,
+}
+
+fn new_decaps(plan: &Plan) -> Vec<Option<Decapsulator>> {
+    plan.inputs
+        .iter()
+        .map(|i| {
+            i.decap
+                .clone()
+                .map(|d| Decapsulator::new(d, i.listen.clone()))
+        })
+        .collect()
+}
+
+/// A lock that a panicked worker left poisoned still guards consistent data (every update
+/// under these locks is a single call).
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn flow_hash(key: &FlowKey) -> u64 {
@@ -88,32 +114,54 @@ impl Engine {
             egress: Egress {
                 vlan_buf: Vec::with_capacity(16 * 1024),
                 tunnel_buf: Vec::with_capacity(16 * 1024),
-                tunnels: vec![TunnelState::default(); plan.outputs.len()],
+                tunnels: plan
+                    .outputs
+                    .iter()
+                    .map(|_| TunnelState::default())
+                    .collect(),
                 buckets: plan
                     .outputs
                     .iter()
-                    .map(|o| o.rate_limit.map(TokenBucket::new))
+                    .map(|o| o.rate_limit.map(|r| Arc::new(Mutex::new(TokenBucket::new(r)))))
                     .collect(),
             },
-            sample_seen: vec![0; plan.rules.len()],
+            sample_seen: Arc::new(plan.rules.iter().map(|_| AtomicU64::new(0)).collect()),
             dedups: plan
                 .rules
                 .iter()
-                .map(|r| r.dedup.map(DedupTable::new))
+                .map(|r| r.dedup.map(|d| Arc::new(Mutex::new(DedupTable::new(d)))))
                 .collect(),
             output_up: vec![true; plan.outputs.len()],
             tap_rules: Vec::new(),
-            decaps: plan
-                .inputs
-                .iter()
-                .map(|i| {
-                    i.decap
-                        .clone()
-                        .map(|d| Decapsulator::new(d, i.listen.clone()))
-                })
-                .collect(),
+            decaps: new_decaps(&plan),
             plan,
             counters,
+        }
+    }
+
+    /// Another worker's engine for the same plan: counters from zero, its own scratch space and
+    /// tunnel reassembly, and this engine's sampling counts, dedup tables, token buckets and
+    /// ERSPAN sequences shared.
+    pub fn worker(&self) -> Engine {
+        let plan = self.plan.clone();
+        Engine {
+            counters: Counters::new(
+                plan.ports.len(),
+                plan.inputs.len(),
+                plan.rules.iter().map(|r| r.name.clone()),
+            ),
+            egress: Egress {
+                vlan_buf: Vec::with_capacity(16 * 1024),
+                tunnel_buf: Vec::with_capacity(16 * 1024),
+                tunnels: self.egress.tunnels.clone(),
+                buckets: self.egress.buckets.clone(),
+            },
+            sample_seen: self.sample_seen.clone(),
+            dedups: self.dedups.clone(),
+            output_up: self.output_up.clone(),
+            tap_rules: Vec::new(),
+            decaps: new_decaps(&plan),
+            plan,
         }
     }
 
@@ -276,9 +324,14 @@ impl Engine {
                 let rc = &mut counters.rules[r];
                 rc.matched_packets += 1;
                 rc.matched_bytes += bytes;
-                if let Some(t) = &mut dedups[r] {
-                    let duplicate = t.seen(dedup_key(frame.data, &l2), frame.ts);
-                    rc.dedup_evictions = t.evictions;
+                if let Some(t) = &dedups[r] {
+                    let (duplicate, evicted) = {
+                        let mut t = locked(t);
+                        let before = t.evictions;
+                        let d = t.seen(dedup_key(frame.data, &l2), frame.ts);
+                        (d, t.evictions - before)
+                    };
+                    rc.dedup_evictions += evicted;
                     if duplicate {
                         rc.duplicate_packets += 1;
                         reason = RxDrop::Duplicate;
@@ -289,10 +342,8 @@ impl Engine {
                     None => true,
                     Some(s) => match s.mode {
                         SampleMode::Counter => {
-                            let seen = &mut sample_seen[r];
-                            let keep = (*seen).is_multiple_of(u64::from(s.one_in));
-                            *seen += 1;
-                            keep
+                            let seen = sample_seen[r].fetch_add(1, Ordering::Relaxed);
+                            seen.is_multiple_of(u64::from(s.one_in))
                         }
                         SampleMode::Flow => {
                             let h = *flow.get_or_insert_with(|| {
@@ -376,7 +427,7 @@ impl Engine {
         for (o, st) in self.plan.outputs.iter().zip(&self.egress.tunnels) {
             if let Some(vxspan_config::Encap::Erspan { session, .. }) = &o.encap {
                 let e = m.entry(*session).or_insert(0);
-                *e = (*e).max(st.sequence);
+                *e = (*e).max(st.sequence.load(Ordering::Relaxed));
             }
         }
         m
@@ -388,7 +439,7 @@ impl Engine {
         for (o, st) in self.plan.outputs.iter().zip(self.egress.tunnels.iter_mut()) {
             if let Some(vxspan_config::Encap::Erspan { session, .. }) = &o.encap {
                 if let Some(&next) = from.get(session) {
-                    st.sequence = st.sequence.max(next);
+                    st.sequence.fetch_max(next, Ordering::Relaxed);
                 }
             }
         }
@@ -416,8 +467,8 @@ impl Engine {
 
 /// Scratch space and per-output state for building copies.
 struct Egress {
-    /// Per output with `rate_limit`: its token bucket.
-    buckets: Vec<Option<TokenBucket>>,
+    /// Per output with `rate_limit`: its token bucket (shared by the workers).
+    buckets: Vec<Option<Arc<Mutex<TokenBucket>>>>,
     /// A copy with its VLAN rewritten.
     vlan_buf: Vec<u8>,
     /// A copy with its tunnel headers.
@@ -481,7 +532,7 @@ fn deliver(
             wire_len as u32,
             frame.ts,
             flow,
-            &mut eg.tunnels[o],
+            &eg.tunnels[o],
             &mut eg.tunnel_buf,
         )
         .map_err(|r| (r, data.len()))?;
@@ -500,8 +551,8 @@ fn deliver(
         }
     }
     let n = data.len();
-    if let Some(b) = &mut eg.buckets[o] {
-        if !b.take(n, frame.ts) {
+    if let Some(b) = &eg.buckets[o] {
+        if !locked(b).take(n, frame.ts) {
             return Err((TxDrop::RateLimited, n));
         }
     }

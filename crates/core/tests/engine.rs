@@ -413,3 +413,83 @@ to = "c"
     let seqs: Vec<u32> = s.out.iter().map(|(_, d, _)| seq(d)).collect();
     assert_eq!(seqs, [0, 1, 2]);
 }
+
+/// Two workers' engines (one made from the other) count apart and add up, and share what must
+/// be one per instance: 1-in-N sampling counts, dedup tables, token buckets and ERSPAN
+/// sequence numbers. Each frame goes to one worker, alternately, as a fanout would spread them.
+#[test]
+fn workers_share_sampling_dedup_buckets_and_sequences() {
+    let text = r#"
+[inputs.m]
+interface = "eth1"
+[outputs.a]
+interface = "eth3"
+[outputs.c]
+erspan = { version = 2, remote = "198.18.1.10", session = 9 }
+[outputs.r]
+interface = "eth4"
+rate_limit = 8000
+rate_burst = 600
+[[rules]]
+name = "counter"
+from = "m"
+to = "a"
+sample = 3
+[[rules]]
+name = "dedup"
+from = "m"
+to = "c"
+dedup = { window_ms = 10 }
+[[rules]]
+name = "limited"
+from = "m"
+to = "r"
+"#;
+    let mut w0 = Engine::new(Arc::new(plan(text, true)));
+    let mut w1 = w0.worker();
+    let (mut s0, mut s1) = (Collect::default(), Collect::default());
+    // 100 distinct frames, each seen twice in a row (a second SPAN copy): the copy goes to
+    // the other worker. Timestamps 1 µs apart: no refill worth a frame.
+    for i in 0..100u16 {
+        let f = udp(&[], 2000 + i);
+        for copy in 0..2u64 {
+            let ts = u64::from(i) * 2_000 + copy * 1_000;
+            let rx = RxFrame {
+                data: &f,
+                wire_len: f.len() as u32,
+                ts,
+            };
+            if (u64::from(i) + copy) % 2 == 0 {
+                w0.process(0, rx, &mut s0);
+            } else {
+                w1.process(0, rx, &mut s1);
+            }
+        }
+    }
+    let (r0, r1) = (w0.report(), w1.report());
+    assert_eq!(r0.interfaces["m"].rx_packets, 100);
+    assert_eq!(r1.interfaces["m"].rx_packets, 100);
+    let mut total = r0.clone();
+    total.add(&r1);
+    let rule = |name: &str| total.rules.iter().find(|r| r.name == name).unwrap().clone();
+    // 1 in 3 of 200: the 1st, 4th, ... 199th (67), where two counts of 100 would give 68.
+    assert_eq!(rule("counter").forwarded_packets, 67);
+    // Every second copy is a duplicate, whichever worker saw the first.
+    assert_eq!(rule("dedup").forwarded_packets, 100);
+    assert_eq!(rule("dedup").duplicate_packets, 100);
+    // One bucket of 600 bytes for both: as many 42-byte frames as fit, once.
+    let limited = total.interfaces["r"].tx_packets;
+    assert_eq!(limited, 600 / 42);
+    // ERSPAN sequence numbers: 0..100, each once, across both workers.
+    let seq = |d: &[u8]| u32::from_be_bytes([d[38], d[39], d[40], d[41]]);
+    let mut seqs: Vec<u32> = s0
+        .out
+        .iter()
+        .chain(&s1.out)
+        .filter(|(o, _, _)| *o == 1)
+        .map(|(_, d, _)| seq(d))
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..100).collect::<Vec<u32>>());
+    assert_eq!(w1.erspan_sequences().get(&9), Some(&100));
+}
