@@ -19,13 +19,13 @@
 //! - GRE TEB: protocol 0x6558, the key if configured.
 
 use crate::counters::TxDrop;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use vxspan_config::{Encap, Outer, Oversize};
 use vxspan_wire::erspan::{ErspanIIIPacket, ErspanIIIRepr, ErspanIIPacket, ErspanIIRepr};
 use vxspan_wire::etherparse::{IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header, UdpHeader};
 use vxspan_wire::gre::{GrePacket, GreRepr};
 use vxspan_wire::vxlan::{VxlanPacket, VxlanRepr};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 use vxspan_wire::L2Info;
 
 /// Per-output origination state. A clone shares it: every worker sending on one output numbers

@@ -122,7 +122,10 @@ impl Engine {
                 buckets: plan
                     .outputs
                     .iter()
-                    .map(|o| o.rate_limit.map(|r| Arc::new(Mutex::new(TokenBucket::new(r)))))
+                    .map(|o| {
+                        o.rate_limit
+                            .map(|r| Arc::new(Mutex::new(TokenBucket::new(r))))
+                    })
                     .collect(),
             },
             sample_seen: Arc::new(plan.rules.iter().map(|_| AtomicU64::new(0)).collect()),

@@ -25,7 +25,10 @@ use vxspan_core::{TxDrop, TxFrame};
 
 /// Ring geometry: 8 blocks of 256 KiB (2 MiB per input: ten inputs stay well inside the
 /// appliance's memory budget); a block is handed over when full or
-/// after `RETIRE_MS`, whichever comes first.
+/// after `RETIRE_MS`, whichever comes first. When several workers share an input through a
+/// fanout group, each of their rings has 8 smaller blocks ([`RxRing::open_with`]): at low
+/// rates a block is handed over half empty, so the count of blocks, not their size, sets how
+/// long a ring can wait for its reader.
 pub const BLOCK_SIZE: usize = 256 * 1024;
 pub const BLOCK_NR: usize = 8;
 const FRAME_SIZE: usize = 2048;
@@ -131,6 +134,7 @@ pub struct RxRing {
     map: *mut u8,
     map_len: usize,
     next_block: usize,
+    block_size: usize,
     pub name: String,
     /// The interface index the ring is bound to (a re-created interface gets a new one).
     pub ifindex: u32,
@@ -142,6 +146,17 @@ unsafe impl Send for RxRing {}
 impl RxRing {
     /// Opens a TPACKET_V3 ring on `interface`, promiscuous (the membership ends with the socket).
     pub fn open(interface: &str) -> io::Result<Self> {
+        Self::open_with(interface, BLOCK_SIZE)
+    }
+
+    /// Opens a ring of `BLOCK_NR` blocks of `block_size` bytes (a power of two from 64 KiB to
+    /// `BLOCK_SIZE`) on `interface`.
+    pub fn open_with(interface: &str, block_size: usize) -> io::Result<Self> {
+        let block_size = block_size
+            .clamp(64 * 1024, BLOCK_SIZE)
+            .next_power_of_two()
+            .min(BLOCK_SIZE);
+        let blocks = BLOCK_NR;
         let idx = ifindex(interface)?;
         let fd = packet_socket()?;
         let raw = fd.as_raw_fd();
@@ -161,10 +176,10 @@ impl RxRing {
             "setsockopt(PACKET_IGNORE_OUTGOING)",
         )?;
         let req = libc::tpacket_req3 {
-            tp_block_size: BLOCK_SIZE as u32,
-            tp_block_nr: BLOCK_NR as u32,
+            tp_block_size: block_size as u32,
+            tp_block_nr: blocks as u32,
             tp_frame_size: FRAME_SIZE as u32,
-            tp_frame_nr: (BLOCK_SIZE / FRAME_SIZE * BLOCK_NR) as u32,
+            tp_frame_nr: (block_size / FRAME_SIZE * blocks) as u32,
             tp_retire_blk_tov: RETIRE_MS,
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
@@ -176,7 +191,7 @@ impl RxRing {
             &req,
             "setsockopt(PACKET_RX_RING)",
         )?;
-        let map_len = BLOCK_SIZE * BLOCK_NR;
+        let map_len = block_size * blocks;
         // SAFETY: mapping the ring the kernel just allocated for this socket; checked below.
         let map = unsafe {
             libc::mmap(
@@ -230,6 +245,7 @@ impl RxRing {
             map: map.cast(),
             map_len,
             next_block: 0,
+            block_size,
             name: interface.to_owned(),
             ifindex: idx,
         })
@@ -239,11 +255,44 @@ impl RxRing {
         self.fd.as_raw_fd()
     }
 
+    /// Puts this ring in a fanout group (PACKET_FANOUT_HASH: the kernel spreads frames over
+    /// the group's rings by flow hash, symmetric in source and destination, so a flow's frames
+    /// in both directions, and every fragment of a datagram, reach one ring). `None` creates a
+    /// group with an id the kernel picks unused (PACKET_FANOUT_FLAG_UNIQUEID), so two instances
+    /// never join each other's; `Some(id)` joins it. Returns the group's id.
+    pub fn join_fanout(&self, group: Option<u16>) -> io::Result<u16> {
+        let arg: libc::c_uint = match group {
+            None => (libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_UNIQUEID) << 16,
+            Some(id) => (libc::PACKET_FANOUT_HASH << 16) | libc::c_uint::from(id),
+        };
+        sys::setsockopt(
+            self.fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_FANOUT,
+            &arg,
+            "setsockopt(PACKET_FANOUT)",
+        )?;
+        let mut val: libc::c_uint = 0;
+        let mut len = std::mem::size_of::<libc::c_uint>() as libc::socklen_t;
+        // SAFETY: `val` and `len` are valid for writes of the sizes given.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_FANOUT,
+                (&mut val as *mut libc::c_uint).cast(),
+                &mut len,
+            )
+        };
+        sys::check(r, "getsockopt(PACKET_FANOUT)")?;
+        Ok((val & 0xffff) as u16)
+    }
+
     fn block_status(&self, b: usize) -> &AtomicU32 {
         // SAFETY: block `b` (< BLOCK_NR) lies inside the mapping; its header starts with
         // `version` (u32) and `offset_to_priv` (u32), then `block_status` at offset 8, 4-aligned
         // (blocks are page-aligned). The kernel and this process both access it atomically.
-        unsafe { &*(self.map.add(b * BLOCK_SIZE + 8) as *const AtomicU32) }
+        unsafe { &*(self.map.add(b * self.block_size + 8) as *const AtomicU32) }
     }
 
     /// Frames the kernel received and dropped (ring full) since the last call: reading the
@@ -343,8 +392,9 @@ impl RxPort for RxRing {
             // SAFETY: the block is handed over to userspace (TP_STATUS_USER): the kernel does
             // not write it until its status is set back to TP_STATUS_KERNEL below, after this
             // slice is dropped. It lies inside the mapping.
-            let block =
-                unsafe { std::slice::from_raw_parts(self.map.add(b * BLOCK_SIZE), BLOCK_SIZE) };
+            let block = unsafe {
+                std::slice::from_raw_parts(self.map.add(b * self.block_size), self.block_size)
+            };
             got += read_block(block, batch);
             self.block_status(b)
                 .store(TP_STATUS_KERNEL, Ordering::Release);

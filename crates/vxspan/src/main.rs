@@ -12,7 +12,7 @@ const LONG_VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (git ",
     env!("VXSPAN_GIT_REV"),
-    "; datapaths: xdp, afpacket; offline: replay)"
+    "; datapaths: xdp, afxdp, afpacket; offline: replay)"
 );
 
 #[derive(Parser)]
@@ -62,10 +62,16 @@ enum Cmd {
     /// reloads the configuration; SIGINT / SIGTERM stop and print the counters.
     Run {
         config: PathBuf,
-        /// auto | xdp | afpacket. xdp: the kernel tier runs every (input, VLAN) group it can,
-        /// the others run on AF_PACKET; auto: xdp if the program loads, else afpacket.
+        /// auto | xdp | afxdp | afpacket. xdp: the kernel tier runs every (input, VLAN) group
+        /// it can, the others run in userspace (AF_XDP, else AF_PACKET); afxdp: every group in
+        /// userspace through AF_XDP; auto: xdp if the program loads, else afpacket.
         #[arg(long, default_value = "auto")]
         datapath: String,
+        /// Userspace workers (threads): auto (one per CPU this process may run on, at most 8)
+        /// or a number from 1 to 64. Each AF_PACKET input is shared by the workers through a
+        /// fanout group (by flow hash).
+        #[arg(long, default_value = "auto")]
+        workers: String,
         /// auto | native | generic: where the XDP program runs [default: xdp_mode, else
         /// native, or generic when an output is a veth].
         #[arg(long, default_value = "auto")]
@@ -193,6 +199,7 @@ fn main() -> ExitCode {
         Cmd::Run {
             config,
             datapath,
+            workers,
             xdp_mode,
             control,
             user,
@@ -200,12 +207,15 @@ fn main() -> ExitCode {
             log_format,
         } => run::run(
             &config,
-            &datapath,
-            &xdp_mode,
-            control.as_deref(),
-            user.as_deref(),
-            &log_level,
-            log_format == "json",
+            run::RunOptions {
+                datapath: &datapath,
+                workers: &workers,
+                xdp_mode: &xdp_mode,
+                control: control.as_deref(),
+                user: user.as_deref(),
+                log_level: &log_level,
+                log_json: log_format == "json",
+            },
         ),
         Cmd::Stats { json, control } => run::stats(&control, json),
         Cmd::Status { control } => run::status(&control),

@@ -22,8 +22,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vxspan_core::{Engine, Plan, Report, RxDrop, Sink, TxDrop, TxFrame};
 use vxspan_io::afpacket::{self, RxRing, TxSocket};
@@ -85,8 +85,35 @@ enum LiveOut {
     Packet(usize),
     /// A tunnel through the kernel's routing.
     Tunnel(TunnelSender),
-    /// A rotating pcapng archive.
-    Archive(vxspan_io::archive::ArchiveWriter),
+    /// A rotating pcapng archive (one file for every worker).
+    Archive(Arc<Mutex<vxspan_io::archive::ArchiveWriter>>),
+}
+
+/// A lock whose holder panicked still guards usable data here (sockets, files, counters).
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The live captures, shared by every worker (each writes the frames it forwards).
+#[derive(Default)]
+struct Captures {
+    list: Mutex<Vec<LiveCapture>>,
+    /// How many are attached: read per frame, without the lock.
+    count: AtomicUsize,
+}
+
+impl Captures {
+    fn attach(&self, c: LiveCapture) {
+        let mut l = locked(&self.list);
+        l.push(c);
+        self.count.store(l.len(), Ordering::Relaxed);
+    }
+
+    fn clear(&self) {
+        let mut l = locked(&self.list);
+        l.clear();
+        self.count.store(0, Ordering::Relaxed);
+    }
 }
 
 /// A live capture attached through the control socket: pcapng streamed to the client.
@@ -110,7 +137,7 @@ struct LivePassthru {
 struct LiveOutputs {
     passthru: Vec<LivePassthru>,
     /// Live captures (`vxspan capture`).
-    captures: Vec<LiveCapture>,
+    captures: Arc<Captures>,
     /// Transmit sockets by interface; `None` while the interface is gone (copies for it are
     /// counted as `link_down` until it comes back).
     sockets: Vec<Option<TxSocket>>,
@@ -127,13 +154,13 @@ impl Sink for LiveOutputs {
                 _ => Err(TxDrop::LinkDown),
             },
             Some(LiveOut::Tunnel(t)) => t.send(frame),
-            Some(LiveOut::Archive(a)) => a.send(frame),
+            Some(LiveOut::Archive(a)) => locked(a).send(frame),
             None => Err(TxDrop::LinkDown),
         }
     }
 
     fn tapping(&self) -> bool {
-        !self.captures.is_empty()
+        self.captures.count.load(Ordering::Relaxed) > 0
     }
 
     fn passthru(&mut self, index: usize, f: TxFrame<'_>) {
@@ -145,7 +172,8 @@ impl Sink for LiveOutputs {
     }
 
     fn tap(&mut self, rules: &[usize], f: TxFrame<'_>) {
-        for c in self.captures.iter_mut().filter(|c| c.alive) {
+        let mut list = locked(&self.captures.list);
+        for c in list.iter_mut().filter(|c| c.alive) {
             if c.rule.is_none_or(|r| rules.contains(&r)) {
                 // A client that cannot keep up (the write times out) or went away is dropped.
                 if c.w
@@ -156,7 +184,51 @@ impl Sink for LiveOutputs {
                 }
             }
         }
-        self.captures.retain(|c| c.alive);
+        list.retain(|c| c.alive);
+        self.captures.count.store(list.len(), Ordering::Relaxed);
+    }
+}
+
+impl LiveOutputs {
+    /// The outputs as another worker sees them: its own transmit sockets and tunnel sockets
+    /// (an interface that is gone stays `None`), the archives and captures shared, no
+    /// passthru (inputs with passthru are read by the first worker only).
+    fn for_worker(&self, plan: &Plan) -> Result<LiveOutputs> {
+        let sockets = self
+            .sockets
+            .iter()
+            .zip(&self.socket_names)
+            .map(|(s, name)| match s {
+                Some(_) => TxSocket::open(name)
+                    .map(Some)
+                    .with_context(|| format!("opening {name} for a worker")),
+                None => Ok(None),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let outs = self
+            .outs
+            .iter()
+            .zip(&plan.outputs)
+            .map(|(out, o)| {
+                Ok(match out {
+                    LiveOut::Packet(i) => LiveOut::Packet(*i),
+                    LiveOut::Tunnel(_) => {
+                        let e = o.encap.as_ref().context("a tunnel output has an encap")?;
+                        LiveOut::Tunnel(TunnelSender::open(e).with_context(|| {
+                            format!("output {}: {} to {}", o.name, e.kind(), e.outer().remote)
+                        })?)
+                    }
+                    LiveOut::Archive(a) => LiveOut::Archive(a.clone()),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(LiveOutputs {
+            passthru: Vec::new(),
+            captures: self.captures.clone(),
+            sockets,
+            socket_names: self.socket_names.clone(),
+            outs,
+        })
     }
 }
 
@@ -190,6 +262,10 @@ impl LiveInput {
 /// Open ports for a plan.
 struct Ports {
     inputs: Vec<LiveInput>,
+    /// Per input: the fanout group its ring leads, which the other workers' rings join
+    /// (`None`: read by the first worker alone: a tunnel endpoint, an input with passthru, or
+    /// a single worker).
+    fanout: Vec<Option<u16>>,
     /// Offloads turned off on input interfaces, restored when the ports are closed.
     _offloads: Vec<afpacket::Offloads>,
     outputs: LiveOutputs,
@@ -246,14 +322,46 @@ fn load_plan(path: &Path) -> Result<(vxspan_config::Config, Plan), String> {
     Ok((cfg, plan))
 }
 
-fn open_ports(plan: &Plan) -> Result<Ports> {
+/// The block size of each worker's ring on a shared input: the input's ring memory divided
+/// among them (down to 64 KiB blocks), the count of blocks kept.
+fn ring_block_size(workers: usize) -> usize {
+    afpacket::BLOCK_SIZE / workers.max(1)
+}
+
+/// Opens input `i`'s ring for the first worker: in a new fanout group when `workers` share it.
+fn open_input_ring(
+    plan: &Plan,
+    i: usize,
+    workers: usize,
+) -> std::io::Result<(RxRing, Option<u16>)> {
+    let inp = &plan.inputs[i];
+    let shared = workers > 1 && inp.passthru.is_empty();
+    let ring = RxRing::open_with(
+        &inp.interface,
+        if shared {
+            ring_block_size(workers)
+        } else {
+            afpacket::BLOCK_SIZE
+        },
+    )?;
+    let group = if shared {
+        Some(ring.join_fanout(None)?)
+    } else {
+        None
+    };
+    Ok((ring, group))
+}
+
+fn open_ports(plan: &Plan, workers: usize) -> Result<Ports> {
     let mut inputs = Vec::new();
+    let mut fanout = Vec::new();
     let mut offloads = Vec::new();
-    for i in &plan.inputs {
+    for (ii, i) in plan.inputs.iter().enumerate() {
         if let Some(l) = &i.listen {
             let sock = ListenSocket::open(l.addr, l.port)
                 .with_context(|| format!("input {}: listening on {}", i.name, i.interface))?;
             inputs.push(LiveInput::Listen(sock));
+            fanout.push(None);
             continue;
         }
         if afpacket::set_up(&i.interface)
@@ -270,13 +378,14 @@ fn open_ports(plan: &Plan) -> Result<Ports> {
             ));
         }
         offloads.push(off);
-        let ring = RxRing::open(&i.interface).with_context(|| {
+        let (ring, group) = open_input_ring(plan, ii, workers).with_context(|| {
             format!(
                 "input {}: opening a receive ring on {}",
                 i.name, i.interface
             )
         })?;
         inputs.push(LiveInput::Ring(ring));
+        fanout.push(group);
     }
     let mut sockets: Vec<Option<TxSocket>> = Vec::new();
     let mut socket_names: Vec<String> = Vec::new();
@@ -290,10 +399,9 @@ fn open_ports(plan: &Plan) -> Result<Ports> {
             continue;
         }
         if let Some(a) = &o.archive {
-            outs.push(LiveOut::Archive(vxspan_io::archive::ArchiveWriter::new(
-                a.clone(),
-                plan.input_descriptions(),
-            )));
+            outs.push(LiveOut::Archive(Arc::new(Mutex::new(
+                vxspan_io::archive::ArchiveWriter::new(a.clone(), plan.input_descriptions()),
+            ))));
             continue;
         }
         let ifname = o
@@ -320,10 +428,11 @@ fn open_ports(plan: &Plan) -> Result<Ports> {
     }
     Ok(Ports {
         inputs,
+        fanout,
         _offloads: offloads,
         outputs: LiveOutputs {
             passthru: open_passthru(plan)?,
-            captures: Vec::new(),
+            captures: Arc::default(),
             sockets,
             socket_names,
             outs,
@@ -390,6 +499,140 @@ impl Drop for Control {
     }
 }
 
+/// A worker beyond the first: a ring in each shared input's fanout group, its own engine
+/// (sharing sampling, dedup, buckets and sequences with the first worker's) and its own
+/// transmit sockets.
+struct Worker {
+    engine: Engine,
+    /// (input, ring).
+    rings: Vec<(usize, RxRing)>,
+    /// The fanout group each ring is in.
+    groups: Vec<u16>,
+    outputs: LiveOutputs,
+}
+
+impl Worker {
+    /// A worker for the running plan: `first` is the first worker's engine, `ports` its ports.
+    /// Rings of `old` that are still in one of the ports' fanout groups are kept (so a change
+    /// elsewhere loses none of their frames); `old` is left with the others.
+    fn new(
+        first: &Engine,
+        ports: &Ports,
+        workers: usize,
+        old: Option<&mut Worker>,
+    ) -> Result<Worker> {
+        let plan = first.plan();
+        let mut kept: Vec<(RxRing, u16)> = Vec::new();
+        if let Some(old) = old {
+            let rings = std::mem::take(&mut old.rings);
+            let groups = std::mem::take(&mut old.groups);
+            for ((i, ring), g) in rings.into_iter().zip(groups) {
+                if ports.fanout.contains(&Some(g)) {
+                    kept.push((ring, g));
+                } else {
+                    old.rings.push((i, ring));
+                    old.groups.push(g);
+                }
+            }
+        }
+        let (mut rings, mut groups) = (Vec::new(), Vec::new());
+        for (i, (input, group)) in ports.inputs.iter().zip(&ports.fanout).enumerate() {
+            let (LiveInput::Ring(r), Some(id)) = (input, group) else {
+                continue;
+            };
+            let ring = match kept.iter().position(|k| k.1 == *id) {
+                Some(k) => kept.swap_remove(k).0,
+                None => RxRing::open_with(&r.name, ring_block_size(workers))
+                    .and_then(|ring| ring.join_fanout(Some(*id)).map(|_| ring))
+                    .with_context(|| format!("a worker's ring on {}", r.name))?,
+            };
+            rings.push((i, ring));
+            groups.push(*id);
+        }
+        Ok(Worker {
+            engine: first.worker(),
+            rings,
+            groups,
+            outputs: ports.outputs.for_worker(plan)?,
+        })
+    }
+
+    /// Reads the rings, batch by batch, until they are empty or the control thread wants the
+    /// worker (a reload, a counter read): it waits for at most one batch.
+    fn drain(&mut self, batch: &mut Batch, wanted: &AtomicBool) {
+        for (i, ring) in self.rings.iter_mut() {
+            loop {
+                batch.clear();
+                if ring.recv(batch, BATCH).is_err() || batch.is_empty() {
+                    break;
+                }
+                self.engine
+                    .process_batch(*i, batch.iter(), &mut self.outputs);
+                if wanted.load(Ordering::Relaxed) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Counts what the rings dropped (full) as `ring_overrun`.
+    fn read_ring_stats(&mut self) {
+        for (i, ring) in &self.rings {
+            if let Ok((_, drops)) = ring.take_stats() {
+                if drops > 0 {
+                    self.engine.count_rx_drop(*i, RxDrop::RingOverrun, drops, 0);
+                }
+            }
+        }
+    }
+}
+
+/// Where a worker thread finds its work. The control thread takes the lock between two of the
+/// worker's batches to swap its plan or read its counters; `wanted` keeps the worker from
+/// taking the lock again first.
+#[derive(Default)]
+struct WorkerSlot {
+    worker: Mutex<Option<Worker>>,
+    wanted: AtomicBool,
+}
+
+impl WorkerSlot {
+    /// Runs `f` on the worker (if it has one) between two of its batches.
+    fn with<R>(&self, f: impl FnOnce(&mut Option<Worker>) -> R) -> R {
+        self.wanted.store(true, Ordering::Relaxed);
+        let r = f(&mut locked(&self.worker));
+        self.wanted.store(false, Ordering::Relaxed);
+        r
+    }
+}
+
+/// A worker thread: waits for its rings, drains them, until `stop`.
+fn worker_loop(slot: Arc<WorkerSlot>, stop: Arc<AtomicBool>) {
+    let mut batch = Batch::with_capacity(BATCH, BATCH * 2048);
+    let mut ready = Vec::new();
+    let mut fds = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        // Bounded: the control thread holds the lock for one swap or one counter read.
+        for _ in 0..10_000 {
+            if !slot.wanted.load(Ordering::Relaxed) {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(20));
+        }
+        fds.clear();
+        if let Some(w) = locked(&slot.worker).as_mut() {
+            w.drain(&mut batch, &slot.wanted);
+            fds.extend(w.rings.iter().map(|(_, r)| r.fd()));
+        }
+        if fds.is_empty() {
+            std::thread::sleep(Duration::from_millis(50));
+        } else {
+            // A descriptor closed by a swap meanwhile only ends this wait early.
+            let _ = afpacket::poll_readable(&fds, 100, &mut ready);
+        }
+    }
+}
+
 struct State {
     config: PathBuf,
     cfg: vxspan_config::Config,
@@ -404,6 +647,8 @@ struct State {
     /// Counters of the plans replaced by reloads.
     history: Report,
     reloads: u64,
+    /// The other workers (the first is this thread: `engine` and `ports`).
+    workers: Vec<Arc<WorkerSlot>>,
 }
 
 impl State {
@@ -416,10 +661,62 @@ impl State {
     /// tier's with the frames it handed up per input (the maps are read once).
     fn reports(&self) -> (Report, Option<(Report, Vec<u64>)>) {
         let plan = self.engine.plan();
-        (
-            self.engine.report(),
-            self.kernel.as_ref().map(|k| k.snapshot(plan)),
-        )
+        let mut user = self.engine.report();
+        for w in self.worker_reports() {
+            user.add(&w);
+        }
+        (user, self.kernel.as_ref().map(|k| k.snapshot(plan)))
+    }
+
+    /// The other workers' counters for the current plan.
+    fn worker_reports(&self) -> Vec<Report> {
+        self.workers
+            .iter()
+            .filter_map(|s| s.with(|w| w.as_ref().map(|w| w.engine.report())))
+            .collect()
+    }
+
+    /// Gives every other worker a fresh share of the current ports (rings in the fanout
+    /// groups, transmit sockets) and an engine for the current plan. Rings whose group stays
+    /// are kept; what the others still hold is read one last time, and what the old engines
+    /// counted goes to the history.
+    fn respawn_workers(&mut self) {
+        let n = self.workers.len() + 1;
+        let mut batch = Batch::with_capacity(BATCH, BATCH * 2048);
+        for slot in &self.workers {
+            let old = slot.with(|w| {
+                let mut old = w.take();
+                match Worker::new(&self.engine, &self.ports, n, old.as_mut()) {
+                    Ok(fresh) => *w = Some(fresh),
+                    Err(e) => warn(format!("worker: {e:#}; its share is read by the others")),
+                }
+                old
+            });
+            if let Some(mut old) = old {
+                let never = AtomicBool::new(false);
+                old.drain(&mut batch, &never);
+                old.read_ring_stats();
+                self.history.add(&old.engine.report());
+            }
+        }
+    }
+
+    /// A rules-only reload for the other workers: their rings and sockets stay, each gets an
+    /// engine for the new plan between two of its batches (nothing is lost); the old engines'
+    /// counters go to the history.
+    fn swap_worker_engines(&mut self) {
+        for slot in &self.workers {
+            let old = slot.with(|w| {
+                w.as_mut().map(|w| {
+                    let fresh = self.engine.worker();
+                    w.read_ring_stats();
+                    std::mem::replace(&mut w.engine, fresh).report()
+                })
+            });
+            if let Some(r) = old {
+                self.history.add(&r);
+            }
+        }
     }
 
     /// Every counter since start: the replaced plans' and both tiers' of the current one.
@@ -492,7 +789,7 @@ impl State {
         let new_ports = if same_ports {
             None
         } else {
-            Some(open_ports(&plan).map_err(|e| format!("{e:#}"))?)
+            Some(open_ports(&plan, self.workers.len() + 1).map_err(|e| format!("{e:#}"))?)
         };
         if same_inputs {
             if let Some(k) = &mut self.kernel {
@@ -522,9 +819,16 @@ impl State {
         self.history.add(&self.engine.report());
         // Captures name rules of the old plan: they end with it.
         self.ports.outputs.captures.clear();
+        // The other workers count their frames of the old plan in its engine, until they
+        // get the new one.
         let sequences = self.engine.erspan_sequences();
         self.engine = Engine::new(Arc::new(plan));
         self.engine.continue_erspan_sequences(&sequences);
+        if same_ports {
+            self.swap_worker_engines();
+        } else {
+            self.respawn_workers();
+        }
         self.cfg = cfg;
         self.reloads += 1;
         if self.kernel.is_some() {
@@ -571,7 +875,11 @@ impl State {
     fn check_ports(&mut self) {
         // A port that came back has a new interface index: the kernel tier is re-attached.
         let mut came_back = false;
-        for input in self.ports.inputs.iter_mut() {
+        // The other workers follow any change: new rings, new sockets.
+        let mut changed = false;
+        let plan = self.engine.plan().clone();
+        let workers = self.workers.len() + 1;
+        for (ii, input) in self.ports.inputs.iter_mut().enumerate() {
             let gone = match input {
                 LiveInput::Ring(r) => {
                     (afpacket::ifindex(&r.name).ok() != Some(r.ifindex)).then(|| r.name.clone())
@@ -583,16 +891,19 @@ impl State {
                     "input interface {name} disappeared; waiting for it to come back"
                 ));
                 *input = LiveInput::Gone(name);
+                self.ports.fanout[ii] = None;
+                changed = true;
             }
             if let LiveInput::Gone(name) = input {
                 if afpacket::ifindex(name).is_ok() {
                     let _ = afpacket::set_up(name);
                     let off = afpacket::Offloads::disable(name);
-                    match RxRing::open(name) {
-                        Ok(ring) => {
+                    match open_input_ring(&plan, ii, workers) {
+                        Ok((ring, group)) => {
                             log(format!("input interface {name} is back"));
                             came_back = true;
                             self.ports._offloads.push(off);
+                            self.ports.fanout[ii] = group;
                             *input = LiveInput::Ring(ring);
                         }
                         Err(e) => log(format!(
@@ -609,6 +920,7 @@ impl State {
                 Some(s) if current != Some(s.ifindex) => {
                     warn(format!("output interface {name} disappeared; copies for it are counted as link_down until it comes back"));
                     *sock = None;
+                    changed = true;
                 }
                 None if current.is_some() => {
                     let _ = afpacket::set_up(name);
@@ -638,6 +950,9 @@ impl State {
                     .is_some_and(Option::is_some);
                 self.engine.set_output_up(o, up);
             }
+        }
+        if changed || came_back {
+            self.respawn_workers();
         }
     }
 
@@ -698,7 +1013,7 @@ impl State {
     fn flush_archives(&mut self) {
         for out in self.ports.outputs.outs.iter_mut() {
             if let LiveOut::Archive(a) = out {
-                if let Err(e) = a.flush() {
+                if let Err(e) = locked(a).flush() {
                     warn(format!("archive: {e}"));
                 }
             }
@@ -715,6 +1030,9 @@ impl State {
                     self.engine.count_rx_drop(i, RxDrop::RingOverrun, drops, 0);
                 }
             }
+        }
+        for slot in &self.workers {
+            slot.with(|w| w.as_mut().map(Worker::read_ring_stats));
         }
     }
 
@@ -815,7 +1133,20 @@ impl State {
                 (i.name.clone(), serde_json::Value::Object(m))
             })
             .collect();
+        // Frames each userspace worker received (the first one's include tunnel endpoints,
+        // passthru inputs and AF_XDP sockets).
+        let rx_of = |r: &Report| -> u64 {
+            plan.inputs
+                .iter()
+                .filter_map(|i| r.interfaces.get(&i.name))
+                .map(|p| p.rx_packets)
+                .sum()
+        };
+        let mut worker_rx = vec![rx_of(&self.engine.report())];
+        worker_rx.extend(self.worker_reports().iter().map(rx_of));
         serde_json::json!({
+            "workers": worker_rx.len(),
+            "worker_rx_packets": worker_rx,
             "tiers": tiers,
             "vlan_tiers": vlan_tiers,
             "config": self.config.display().to_string(),
@@ -918,7 +1249,7 @@ impl State {
                         let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
                         if let Ok(w) = vxspan_io::pcap::Writer::pcapng_with_interfaces(stream, &self.engine.plan().input_descriptions()) {
                             log(format!("capture attached ({})", if name.is_empty() { "every forwarded frame" } else { name }));
-                            self.ports.outputs.captures.push(LiveCapture { w, rule, alive: true });
+                            self.ports.outputs.captures.attach(LiveCapture { w, rule, alive: true });
                         }
                         return;
                     }
@@ -1008,17 +1339,29 @@ fn open_xsks(
     Ok(())
 }
 
+/// `vxspan run`'s command-line options, as given.
+pub struct RunOptions<'a> {
+    pub datapath: &'a str,
+    pub workers: &'a str,
+    pub xdp_mode: &'a str,
+    pub control: Option<&'a Path>,
+    pub user: Option<&'a str>,
+    pub log_level: &'a str,
+    pub log_json: bool,
+}
+
 /// `vxspan run`: logging set up, privileges dropped, ports opened, then the worker loop until
 /// SIGINT / SIGTERM.
-pub fn run(
-    config: &Path,
-    datapath: &str,
-    xdp_mode: &str,
-    control: Option<&Path>,
-    user: Option<&str>,
-    log_level: &str,
-    log_json: bool,
-) -> Result<ExitCode> {
+pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
+    let RunOptions {
+        datapath,
+        workers,
+        xdp_mode,
+        control,
+        user,
+        log_level,
+        log_json,
+    } = opts;
     if let Err(e) = init_logging(log_level, log_json) {
         eprintln!("vxspan: {e:#}");
         return Ok(ExitCode::from(crate::EXIT_INVALID));
@@ -1030,6 +1373,13 @@ pub fn run(
             return Ok(ExitCode::from(crate::EXIT_INVALID));
         }
     }
+    let workers = match parse_workers(workers) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("vxspan: {e}");
+            return Ok(ExitCode::from(crate::EXIT_INVALID));
+        }
+    };
     let (cfg, plan) = match load_plan(config) {
         Ok(x) => x,
         Err(e) => {
@@ -1075,7 +1425,7 @@ pub fn run(
         }
         _ => {}
     }
-    let ports = open_ports(&plan)?;
+    let ports = open_ports(&plan, workers)?;
     let mut kernel = match datapath {
         "afpacket" => None,
         _ => match crate::kernel::KernelTier::start(&plan, mode, datapath == "afxdp") {
@@ -1142,7 +1492,25 @@ pub fn run(
         xsks,
         history: Report::default(),
         reloads: 0,
+        workers: (1..workers).map(|_| Arc::default()).collect(),
     };
+    st.respawn_workers();
+    let threads: Vec<std::thread::JoinHandle<()>> = st
+        .workers
+        .iter()
+        .enumerate()
+        .map(|(n, slot)| {
+            let (slot, stop) = (slot.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name(format!("vxspan-worker-{}", n + 1))
+                .spawn(move || worker_loop(slot, stop))
+        })
+        .collect::<std::io::Result<_>>()?;
+    if workers > 1 {
+        log(format!(
+            "{workers} userspace workers (AF_PACKET inputs shared by flow hash)"
+        ));
+    }
     if st.kernel.is_some() {
         let plan = st.engine.plan().clone();
         if let Err(e) = st.open_xsks(&plan) {
@@ -1195,8 +1563,18 @@ pub fn run(
         }
     }
     notifier.notify("STOPPING=1");
+    for t in threads {
+        let _ = t.join();
+    }
     // Frames still in the rings were received: count them before leaving.
     st.drain(&mut batch)?;
+    for slot in &st.workers {
+        slot.with(|w| {
+            if let Some(w) = w.as_mut() {
+                w.drain(&mut batch, &AtomicBool::new(false));
+            }
+        });
+    }
     st.read_ring_stats();
     st.flush_archives();
     let report = st.report();
@@ -1206,6 +1584,21 @@ pub fn run(
     ));
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--workers`: `auto` is one per CPU this process may run on, at most 8.
+fn parse_workers(s: &str) -> Result<usize, String> {
+    match s {
+        "auto" => Ok(std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(8)),
+        n => match n.parse::<usize>() {
+            Ok(n @ 1..=64) => Ok(n),
+            _ => Err(format!(
+                "--workers {n:?}: expected auto or a number from 1 to 64"
+            )),
+        },
+    }
 }
 
 /// Sends one command to a running instance and returns its one-line JSON reply.
