@@ -261,9 +261,13 @@ impl RxRing {
     /// group with an id the kernel picks unused (PACKET_FANOUT_FLAG_UNIQUEID), so two instances
     /// never join each other's; `Some(id)` joins it. Returns the group's id.
     pub fn join_fanout(&self, group: Option<u16>) -> io::Result<u16> {
+        // The group's own hook replaces the socket's: PACKET_IGNORE_OUTGOING must be asked of
+        // the group too, or a port would read what vxspan sends out of it (a tunnel to a
+        // collector behind an input would loop).
+        let mode = libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_IGNORE_OUTGOING;
         let arg: libc::c_uint = match group {
-            None => (libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_UNIQUEID) << 16,
-            Some(id) => (libc::PACKET_FANOUT_HASH << 16) | libc::c_uint::from(id),
+            None => (mode | libc::PACKET_FANOUT_FLAG_UNIQUEID) << 16,
+            Some(id) => (mode << 16) | libc::c_uint::from(id),
         };
         sys::setsockopt(
             self.fd(),
