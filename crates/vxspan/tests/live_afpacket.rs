@@ -1590,3 +1590,126 @@ fn logs_are_structured_and_filtered() {
         assert!(events.iter().all(|e| e["timestamp"].is_string()));
     }
 }
+
+/// Two userspace workers: the input is shared through a fanout group, both workers read part
+/// of it, and what must be one per instance stays one. 1-in-3 counter sampling forwards
+/// exactly a third of the frames whichever worker read them, and the ERSPAN copies (sent by
+/// both workers) carry each sequence number once, 0 to n - 1, on the collector's wire. Every
+/// frame is accounted for against the veths' counters.
+#[test]
+fn two_workers_share_an_input_sampling_and_erspan_sequences() {
+    let Some((dir, ns)) = lab("live-workers", "wrk", &[1, 2, 3]) else {
+        return;
+    };
+    ns.exec_ok(&["ip", "addr", "add", "198.18.0.1/24", "dev", "eth2"]);
+    let mac = String::from_utf8(ns.exec_ok(&["cat", "/sys/class/net/p2/address"]).stdout).unwrap();
+    ns.exec_ok(&[
+        "ip",
+        "neigh",
+        "replace",
+        "198.18.0.2",
+        "lladdr",
+        mac.trim(),
+        "dev",
+        "eth2",
+        "nud",
+        "permanent",
+    ]);
+    let config = dir.join("workers.toml");
+    std::fs::write(
+        &config,
+        r#"
+[inputs.mirror]
+interface = "eth1"
+[outputs.collector]
+erspan = { version = 2, remote = "198.18.0.2", session = 7 }
+[outputs.tool]
+interface = "eth3"
+[[rules]]
+name = "all"
+from = "mirror"
+to = "collector"
+[[rules]]
+name = "sampled"
+from = "mirror"
+to = "tool"
+sample = 3
+"#,
+    )
+    .unwrap();
+    let vx = Vxspan::start_with(
+        &ns,
+        &config,
+        &dir,
+        &["--datapath", "afpacket", "--workers", "2"],
+    );
+    let wire = dir.join("collector.pcap");
+    let cap = ns.capture("p2", &wire);
+    let input = dir.join("mix.pcap");
+    common::gen_mix(&input, 6000, 11);
+    let (tx0, r3) = (ns.stat("p1", "tx_packets"), ns.stat("p3", "rx_packets"));
+    ns.exec_ok(&[
+        "tcpreplay",
+        "-q",
+        "--pps",
+        "6000",
+        "-i",
+        "p1",
+        input.to_str().unwrap(),
+    ]);
+    let sent = ns.stat("p1", "tx_packets") - tx0;
+    wait_for(Duration::from_secs(10), || {
+        counter(&vx.stats(), "mirror", "rx_packets") == sent
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    cap.stop();
+    let s = vx.stats();
+    let status: serde_json::Value = serde_json::from_slice(&vx.cli(&["status"]).stdout).unwrap();
+    let per_worker: Vec<u64> = status["worker_rx_packets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    eprintln!("{sent} frames sent; per worker {per_worker:?}");
+    assert_eq!(per_worker.len(), 2);
+    assert!(
+        per_worker.iter().all(|&n| n > 0),
+        "both workers read frames"
+    );
+    assert_eq!(per_worker.iter().sum::<u64>(), sent);
+    assert_eq!(counter(&s, "mirror", "dropped_packets"), 0);
+    assert_eq!(counter(&s, "mirror", "forwarded_packets"), sent);
+
+    // One sampling count for both workers: the 1st, 4th, 7th ... frame.
+    let tool = counter(&s, "tool", "tx_packets");
+    assert_eq!(tool, sent.div_ceil(3));
+    assert_eq!(ns.stat("p3", "rx_packets") - r3, tool);
+
+    // One ERSPAN sequence for both workers: each number once.
+    assert_eq!(counter(&s, "collector", "tx_packets"), sent);
+    let mut seqs: Vec<u32> = read_capture(&wire)
+        .iter()
+        .filter(|(f, _, _)| f.len() > 42 && f[12..14] == [0x08, 0x00] && f[23] == 47)
+        .map(|(f, _, _)| u32::from_be_bytes([f[38], f[39], f[40], f[41]]))
+        .collect();
+    assert_eq!(
+        seqs.len() as u64,
+        sent,
+        "every ERSPAN copy reached the collector's wire"
+    );
+    seqs.sort_unstable();
+    assert!(
+        seqs.iter().enumerate().all(|(i, &q)| q == i as u32),
+        "sequence numbers 0..{sent}, each once"
+    );
+    vx.stop(&dir);
+}
+
+/// `--workers` takes auto or 1 to 64; anything else is refused before anything is touched.
+#[test]
+fn workers_flag_is_checked() {
+    let o = common::vxspan(&["run", "examples/vxspan.json", "--workers", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--workers \"0\""));
+}
