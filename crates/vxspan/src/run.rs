@@ -4,11 +4,19 @@
 //! ([`crate::kernel`]) runs every (input, VLAN) group it can in the XDP program; the frames of the
 //! other groups pass up to the AF_PACKET rings below. With `afpacket`, everything runs there.
 //!
-//! One worker owns every port: it waits for any input ring to have frames (poll), reads them in
-//! batches, runs them through the engine and sends the copies. Between two batches it answers
-//! the control socket, applies a pending reload (SIGHUP or `vxspan reload`) and, once a second,
-//! reads each ring's kernel statistics (frames dropped because the ring was full are counted as
-//! `ring_overrun` on the input, so `rx_packets` counts every frame that reached the socket).
+//! The first worker (this thread) owns every port: it waits for any input ring to have frames
+//! (poll), reads them in batches, runs them through the engine and sends the copies. Between two
+//! batches it answers the control socket, applies a pending reload (SIGHUP or `vxspan reload`)
+//! and, once a second, reads each ring's kernel statistics (frames dropped because the ring was
+//! full are counted as `ring_overrun` on the input, so `rx_packets` counts every frame that
+//! reached the socket).
+//!
+//! With `--workers N`, each AF_PACKET input (not tunnel endpoints, not inputs with passthru) is
+//! a PACKET_FANOUT_HASH group with one ring per worker; the other N - 1 workers are threads, each
+//! with its own rings, engine ([`Engine::worker`]: counts apart, shares sampling, dedup, buckets
+//! and ERSPAN sequences) and transmit sockets. The first worker reaches into them only between
+//! two of their batches ([`WorkerSlot`]): to read their counters, to swap their engine on a
+//! rules-only reload, or to give them new rings and sockets when ports change.
 //!
 //! A reload validates and compiles the new file first; if it is invalid, the running
 //! configuration stays and the error is logged and returned to `vxspan reload`. If only rules or
