@@ -15,7 +15,7 @@
 //! a PACKET_FANOUT_HASH group with one ring per worker; the other N - 1 workers are threads, each
 //! with its own rings, engine ([`Engine::worker`]: counts apart, shares sampling, dedup, buckets
 //! and ERSPAN sequences) and transmit sockets. The first worker reaches into them only between
-//! two of their batches ([`WorkerSlot`]): to read their counters, to swap their engine on a
+//! two of their batches (`WorkerSlot`): to read their counters, to swap their engine on a
 //! rules-only reload, or to give them new rings and sockets when ports change.
 //!
 //! A reload validates and compiles the new file first; if it is invalid, the running
