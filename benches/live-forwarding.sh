@@ -7,7 +7,8 @@
 #   - vxspan run --datapath xdp (a rule that forwards everything: the kernel tier, counting on),
 #     native and generic;
 #   - vxspan run --datapath afxdp (every group in userspace, fed by an AF_XDP socket), native;
-#   - vxspan run --datapath afpacket.
+#   - vxspan run --datapath afpacket, with one userspace worker and with two (the input shared
+#     by a fanout group; on this 2-vCPU rig the second worker shares a CPU with the sender).
 # The sender is `vxspan blast` (BPF_PROG_TEST_RUN with live frames, pinned to CPU 0), far faster
 # than tcpreplay. A veth only takes XDP frames if it runs XDP natively or has GRO on: in the
 # generic and AF_PACKET rounds GRO is switched on on the input for that reason (each run of the
@@ -79,7 +80,7 @@ stop_vxspan() {
 
 gro() { nsx ethtool -K in0 gro "$1" >/dev/null; }
 
-forwarders=(xdp-native vxspan-native xdp-generic vxspan-generic vxspan-afxdp vxspan-afpacket)
+forwarders=(xdp-native vxspan-native xdp-generic vxspan-generic vxspan-afxdp vxspan-afpacket vxspan-afpacket2)
 declare -A results
 for r in $(seq 1 "$rounds"); do
   for f in "${forwarders[@]}"; do
@@ -89,7 +90,8 @@ for r in $(seq 1 "$rounds"); do
       vxspan-native) gro off; start_vxspan --datapath xdp --xdp-mode native ;;
       vxspan-generic) start_vxspan --datapath xdp --xdp-mode generic; gro on ;;
       vxspan-afxdp) gro off; start_vxspan --datapath afxdp --xdp-mode native ;;
-      vxspan-afpacket) start_vxspan --datapath afpacket; gro on ;;
+      vxspan-afpacket) start_vxspan --datapath afpacket --workers 1; gro on ;;
+      vxspan-afpacket2) start_vxspan --datapath afpacket --workers 2; gro on ;;
     esac
     read -r s d t < <(blast)
     case $f in
@@ -121,10 +123,11 @@ label = {
     "xdp-generic": "bare XDP redirect, generic (baseline)",
     "vxspan-generic": "vxspan --datapath xdp, generic",
     "vxspan-afxdp": "vxspan --datapath afxdp, native",
-    "vxspan-afpacket": "vxspan --datapath afpacket",
+    "vxspan-afpacket": "vxspan --datapath afpacket, 1 worker",
+    "vxspan-afpacket2": "vxspan --datapath afpacket, 2 workers",
 }
 base = {"native": mpps(res["xdp-native"]), "generic": mpps(res["xdp-generic"])}
-for k in ["xdp-native", "vxspan-native", "xdp-generic", "vxspan-generic", "vxspan-afxdp", "vxspan-afpacket"]:
+for k in ["xdp-native", "vxspan-native", "xdp-generic", "vxspan-generic", "vxspan-afxdp", "vxspan-afpacket", "vxspan-afpacket2"]:
     m = mpps(res[k])
     mode = "native" if ("native" in k or k == "vxspan-afxdp") else "generic"
     ratio = f"{m / base[mode]:.2f} of the bare {mode} redirect"

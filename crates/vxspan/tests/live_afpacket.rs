@@ -354,7 +354,29 @@ fn ten_by_ten_ports_fit_in_48_mb() {
     }
     let config = dir.join("ten.toml");
     std::fs::write(&config, text).unwrap();
-    let vx = Vxspan::start(&ns, &config, &dir);
+    // Two workers (each input's ring memory is divided between them), and traffic through
+    // every input first, so every ring and buffer has been touched.
+    let vx = Vxspan::start_with(
+        &ns,
+        &config,
+        &dir,
+        &["--datapath", "afpacket", "--workers", "2"],
+    );
+    let input = dir.join("mix.pcap");
+    common::gen_mix(&input, 2000, 3);
+    for i in 0..10 {
+        ns.exec_ok(&[
+            "tcpreplay",
+            "-q",
+            "-i",
+            &format!("q{i}"),
+            input.to_str().unwrap(),
+        ]);
+    }
+    wait_for(Duration::from_secs(10), || {
+        let s = vx.stats();
+        (0..10).all(|i| counter(&s, &format!("in{i}"), "rx_packets") == 2000)
+    });
     let status = std::fs::read_to_string(format!("/proc/{}/status", vx.child.id())).unwrap();
     let rss_kb: u64 = status
         .lines()
@@ -363,7 +385,7 @@ fn ten_by_ten_ports_fit_in_48_mb() {
         .unwrap()
         .parse()
         .unwrap();
-    eprintln!("vxspan run with 10 + 10 ports: VmRSS {rss_kb} kB");
+    eprintln!("vxspan run with 10 + 10 ports, 2 workers, 20,000 frames in: VmRSS {rss_kb} kB");
     assert!(rss_kb < 48 * 1024, "VmRSS {rss_kb} kB");
     vx.stop(&dir);
 }
@@ -1601,20 +1623,7 @@ fn two_workers_share_an_input_sampling_and_erspan_sequences() {
     let Some((dir, ns)) = lab("live-workers", "wrk", &[1, 2, 3]) else {
         return;
     };
-    ns.exec_ok(&["ip", "addr", "add", "198.18.0.1/24", "dev", "eth2"]);
-    let mac = String::from_utf8(ns.exec_ok(&["cat", "/sys/class/net/p2/address"]).stdout).unwrap();
-    ns.exec_ok(&[
-        "ip",
-        "neigh",
-        "replace",
-        "198.18.0.2",
-        "lladdr",
-        mac.trim(),
-        "dev",
-        "eth2",
-        "nud",
-        "permanent",
-    ]);
+    ns.route_to_peer("eth2", "198.18.0.1/24", "198.18.0.2", "p2");
     let config = dir.join("workers.toml");
     std::fs::write(
         &config,
@@ -1725,22 +1734,7 @@ fn out_of_band_tags_are_selected_by_their_vlan() {
     let Some((dir, ns)) = lab("live-oob-tags", "oob", &[0, 1, 2, 3]) else {
         return;
     };
-    let obj = dir.join("vlan_oob.o");
-    let o = Command::new("clang")
-        .args([
-            "-O2",
-            "-g",
-            "-target",
-            "bpf",
-            "-I/usr/include/x86_64-linux-gnu",
-            "-c",
-        ])
-        .arg(root().join("tests/xdp/vlan_oob.c"))
-        .arg("-o")
-        .arg(&obj)
-        .output()
-        .expect("clang is installed by scripts/install-deps");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let obj = common::bpf_object(&dir, "vlan_oob");
     ns.exec_ok(&["tc", "qdisc", "add", "dev", "p1", "clsact"]);
     ns.exec_ok(&[
         "tc",

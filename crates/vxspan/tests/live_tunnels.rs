@@ -324,22 +324,7 @@ fn own_tunnel_traffic_is_not_recaptured() {
     let dir = scratch("live-tunnel-loop");
     let ns = Netns::new("loop");
     ns.veth("eth1", "p1", 1500);
-    ip(&ns, &["addr", "add", "198.18.0.1/24", "dev", "eth1"]);
-    let mac = String::from_utf8(ns.exec_ok(&["cat", "/sys/class/net/p1/address"]).stdout).unwrap();
-    ip(
-        &ns,
-        &[
-            "neigh",
-            "replace",
-            "198.18.0.2",
-            "lladdr",
-            mac.trim(),
-            "dev",
-            "eth1",
-            "nud",
-            "permanent",
-        ],
-    );
+    ns.route_to_peer("eth1", "198.18.0.1/24", "198.18.0.2", "p1");
     let config = dir.join("loop.toml");
     std::fs::write(&config, "[inputs.mirror]\ninterface = \"eth1\"\n[outputs.collector]\nvxlan = { remote = \"198.18.0.2\", vni = 5 }\n[[rules]]\nfrom = \"mirror\"\nto = \"collector\"\n").unwrap();
     let control = dir.join("control.sock");

@@ -9,28 +9,11 @@ use common::daemon::{counter, frames_in, sorted, Vxspan};
 use common::netns::{wait_for, Netns};
 use common::{read_capture, root, scratch};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 /// tests/xdp/pass.c compiled into `dir`.
 fn pass_object(dir: &Path) -> PathBuf {
-    let obj = dir.join("pass.o");
-    let o = Command::new("clang")
-        .args([
-            "-O2",
-            "-g",
-            "-target",
-            "bpf",
-            "-I/usr/include/x86_64-linux-gnu",
-            "-c",
-        ])
-        .arg(root().join("tests/xdp/pass.c"))
-        .arg("-o")
-        .arg(&obj)
-        .output()
-        .expect("clang is installed by scripts/install-deps");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    obj
+    common::bpf_object(dir, "pass")
 }
 
 /// A native-mode redirect into a veth is delivered only if the veth's peer runs XDP.

@@ -77,3 +77,24 @@ pub fn read_capture(path: &Path) -> Vec<(Vec<u8>, u32, u64)> {
     }
     out
 }
+
+/// A test fixture under tests/xdp (`name`.c) compiled for BPF into `dir`; returns the object.
+pub fn bpf_object(dir: &Path, name: &str) -> PathBuf {
+    let obj = dir.join(format!("{name}.o"));
+    let o = Command::new("clang")
+        .args([
+            "-O2",
+            "-g",
+            "-target",
+            "bpf",
+            "-I/usr/include/x86_64-linux-gnu",
+            "-c",
+        ])
+        .arg(root().join(format!("tests/xdp/{name}.c")))
+        .arg("-o")
+        .arg(&obj)
+        .output()
+        .expect("clang is installed by scripts/install-deps");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    obj
+}

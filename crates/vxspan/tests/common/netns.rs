@@ -103,6 +103,27 @@ impl Netns {
         String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
     }
 
+    /// Gives `dev` the address `local` (with its prefix) and a permanent neighbour entry for
+    /// `remote` with the MAC of `peer` (the other end of the veth): packets routed to `remote`
+    /// leave through `dev` without ARP.
+    pub fn route_to_peer(&self, dev: &str, local: &str, remote: &str, peer: &str) {
+        self.exec_ok(&["ip", "addr", "add", local, "dev", dev]);
+        let out = self.exec_ok(&["cat", &format!("/sys/class/net/{peer}/address")]);
+        let mac = String::from_utf8_lossy(&out.stdout);
+        self.exec_ok(&[
+            "ip",
+            "neigh",
+            "replace",
+            remote,
+            "lladdr",
+            mac.trim(),
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ]);
+    }
+
     /// Starts tcpdump writing `iface`'s frames to `file`; returns once it is capturing.
     pub fn capture(&self, iface: &str, file: &Path) -> Capture {
         let log = file.with_extension("log");
