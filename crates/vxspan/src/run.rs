@@ -12,7 +12,8 @@
 //! reached the socket).
 //!
 //! With `--workers N`, each AF_PACKET input (not tunnel endpoints, not inputs with passthru) is
-//! a PACKET_FANOUT_HASH group with one ring per worker; the other N - 1 workers are threads, each
+//! a PACKET_FANOUT_HASH group with one ring per worker, and an input's AF_XDP sockets (one per
+//! RX queue) are spread over the workers; the other N - 1 workers are threads, each
 //! with its own rings, engine ([`Engine::worker`]: counts apart, shares sampling, dedup, buckets
 //! and ERSPAN sequences) and transmit sockets. The first worker reaches into them only between
 //! two of their batches (`WorkerSlot`): to read their counters, to swap their engine on a
@@ -516,7 +517,26 @@ struct Worker {
     rings: Vec<(usize, RxRing)>,
     /// The fanout group each ring is in.
     groups: Vec<u16>,
+    /// AF_XDP sockets this worker reads (input, socket, drops seen so far): the inputs' RX
+    /// queues are spread over the workers.
+    xsks: Vec<Xsk>,
     outputs: LiveOutputs,
+}
+
+/// An AF_XDP socket feeding the userspace tier: (input, socket, drops counted so far).
+type Xsk = (usize, vxspan_io::afxdp::XskRx, u64);
+
+/// Counts what AF_XDP sockets could not take (no free frame, ring full) as `ring_overrun` on
+/// their input.
+fn count_xsk_drops(engine: &mut Engine, xsks: &mut [Xsk]) {
+    for (i, x, seen) in xsks.iter_mut() {
+        if let Ok(d) = x.dropped() {
+            if d > *seen {
+                engine.count_rx_drop(*i, RxDrop::RingOverrun, d - *seen, 0);
+                *seen = d;
+            }
+        }
+    }
 }
 
 impl Worker {
@@ -531,7 +551,9 @@ impl Worker {
     ) -> Result<Worker> {
         let plan = first.plan();
         let mut kept: Vec<(RxRing, u16)> = Vec::new();
+        let mut xsks = Vec::new();
         if let Some(old) = old {
+            xsks = std::mem::take(&mut old.xsks);
             let rings = std::mem::take(&mut old.rings);
             let groups = std::mem::take(&mut old.groups);
             for ((i, ring), g) in rings.into_iter().zip(groups) {
@@ -561,6 +583,7 @@ impl Worker {
             engine: first.worker(),
             rings,
             groups,
+            xsks,
             outputs: ports.outputs.for_worker(plan)?,
         })
     }
@@ -568,14 +591,23 @@ impl Worker {
     /// Reads the rings, batch by batch, until they are empty or the control thread wants the
     /// worker (a reload, a counter read): it waits for at most one batch.
     fn drain(&mut self, batch: &mut Batch, wanted: &AtomicBool) {
-        for (i, ring) in self.rings.iter_mut() {
+        let sources = self
+            .rings
+            .iter_mut()
+            .map(|(i, r)| (*i, r as &mut dyn RxPort))
+            .chain(
+                self.xsks
+                    .iter_mut()
+                    .map(|(i, x, _)| (*i, x as &mut dyn RxPort)),
+            );
+        for (i, port) in sources {
             loop {
                 batch.clear();
-                if ring.recv(batch, BATCH).is_err() || batch.is_empty() {
+                if port.recv(batch, BATCH).is_err() || batch.is_empty() {
                     break;
                 }
                 self.engine
-                    .process_batch(*i, batch.iter(), &mut self.outputs);
+                    .process_batch(i, batch.iter(), &mut self.outputs);
                 if wanted.load(Ordering::Relaxed) {
                     return;
                 }
@@ -583,7 +615,14 @@ impl Worker {
         }
     }
 
-    /// Counts what the rings dropped (full) as `ring_overrun`.
+    fn fds(&self) -> impl Iterator<Item = i32> + '_ {
+        self.rings
+            .iter()
+            .map(|(_, r)| r.fd())
+            .chain(self.xsks.iter().map(|(_, x, _)| x.fd()))
+    }
+
+    /// Counts what the rings and AF_XDP sockets dropped (full) as `ring_overrun`.
     fn read_ring_stats(&mut self) {
         for (i, ring) in &self.rings {
             if let Ok((_, drops)) = ring.take_stats() {
@@ -592,6 +631,7 @@ impl Worker {
                 }
             }
         }
+        count_xsk_drops(&mut self.engine, &mut self.xsks);
     }
 }
 
@@ -630,7 +670,7 @@ fn worker_loop(slot: Arc<WorkerSlot>, stop: Arc<AtomicBool>) {
         fds.clear();
         if let Some(w) = locked(&slot.worker).as_mut() {
             w.drain(&mut batch, &slot.wanted);
-            fds.extend(w.rings.iter().map(|(_, r)| r.fd()));
+            fds.extend(w.fds());
         }
         if fds.is_empty() {
             std::thread::sleep(Duration::from_millis(50));
@@ -650,8 +690,9 @@ struct State {
     kernel: Option<crate::kernel::KernelTier>,
     /// `--xdp-mode` (None: vxspan picks), for re-attaching after a reload that changes ports.
     xdp_mode: Option<vxspan_xdp::Mode>,
-    /// AF_XDP sockets feeding the userspace tier (input, socket, drops seen so far).
-    xsks: Vec<(usize, vxspan_io::afxdp::XskRx, u64)>,
+    /// AF_XDP sockets feeding the userspace tier that this worker reads (the others' are in
+    /// their `Worker`).
+    xsks: Vec<Xsk>,
     /// Counters of the plans replaced by reloads.
     history: Report,
     reloads: u64,
@@ -1077,6 +1118,7 @@ impl State {
         // tier sees none.
         let (user, kern) = self.reports();
         let report = self.merged(&user, kern.as_ref().map(|k| &k.0));
+        let xsk_counts = self.xsk_counts();
         let tiers: serde_json::Map<String, serde_json::Value> = plan
             .inputs
             .iter()
@@ -1091,8 +1133,8 @@ impl State {
                         // or counted as ring_overrun, so this equals userspace_rx_packets.
                         "xdp_to_userspace_packets": kern.as_ref().and_then(|k| k.1.get(ii).copied()).unwrap_or(0),
                         "userspace_rx_packets": rx(&user),
-                        "afxdp_rx_packets": self.xsks.iter().filter(|(x, _, _)| *x == ii).map(|(_, s, _)| s.received).sum::<u64>(),
-                        "afxdp_sockets": self.xsks.iter().filter(|(x, _, _)| *x == ii).count(),
+                        "afxdp_rx_packets": xsk_counts.iter().filter(|(x, _)| *x == ii).map(|(_, n)| n).sum::<u64>(),
+                        "afxdp_sockets": xsk_counts.iter().filter(|(x, _)| *x == ii).count(),
                     }),
                 )
             })
@@ -1170,6 +1212,7 @@ impl State {
     /// Detaches `old` (its counters go to the history) and attaches a new kernel tier for
     /// `plan`, whose inputs changed. If that fails, every group runs on AF_PACKET.
     fn restart_kernel(&mut self, old: crate::kernel::KernelTier, plan: &Plan) {
+        self.collect_xsks();
         self.read_xsk_stats();
         let userspace_only = old.userspace_only();
         old.detach(self.engine.plan(), &mut self.history);
@@ -1190,36 +1233,86 @@ impl State {
         }
     }
 
-    /// Opens the AF_XDP sockets the kernel tier's placement needs (see [`open_xsks`]).
+    /// Opens the AF_XDP sockets the kernel tier's placement needs (see [`open_xsks`]) and
+    /// spreads them over the workers.
     fn open_xsks(&mut self, plan: &Plan) -> Result<(), String> {
-        match &mut self.kernel {
+        self.collect_xsks();
+        let r = match &mut self.kernel {
             Some(k) => open_xsks(k, plan, &mut self.xsks),
             None => Ok(()),
+        };
+        self.distribute_xsks();
+        r
+    }
+
+    /// Takes every AF_XDP socket back from the other workers (with the drops they counted:
+    /// their counters stay theirs).
+    fn collect_xsks(&mut self) {
+        for slot in &self.workers {
+            let mut w_xsks = slot.with(|w| {
+                w.as_mut().map_or_else(Vec::new, |w| {
+                    count_xsk_drops(&mut w.engine, &mut w.xsks);
+                    std::mem::take(&mut w.xsks)
+                })
+            });
+            self.xsks.append(&mut w_xsks);
         }
     }
 
-    /// Counts what the AF_XDP sockets could not take (no free frame, ring full) as
-    /// `ring_overrun` on their input.
-    fn read_xsk_stats(&mut self) {
-        for (i, x, seen) in self.xsks.iter_mut() {
-            if let Ok(d) = x.dropped() {
-                if d > *seen {
-                    self.engine
-                        .count_rx_drop(*i, RxDrop::RingOverrun, d - *seen, 0);
-                    *seen = d;
-                }
-            }
+    /// Spreads the AF_XDP sockets over the workers: of each input's sockets (one per RX
+    /// queue), the k-th goes to worker k mod N.
+    fn distribute_xsks(&mut self) {
+        let n = self.workers.len() + 1;
+        if n == 1 {
+            return;
         }
+        let mut per_input: std::collections::BTreeMap<usize, usize> = Default::default();
+        let mut shares: Vec<Vec<Xsk>> = (0..n).map(|_| Vec::new()).collect();
+        for x in std::mem::take(&mut self.xsks) {
+            let k = per_input.entry(x.0).or_insert(0);
+            shares[*k % n].push(x);
+            *k += 1;
+        }
+        let mut shares = shares.into_iter();
+        self.xsks = shares.next().unwrap_or_default();
+        for (slot, share) in self.workers.iter().zip(shares) {
+            let back = slot.with(|w| match w.as_mut() {
+                Some(w) => {
+                    w.xsks.extend(share);
+                    Vec::new()
+                }
+                None => share,
+            });
+            self.xsks.extend(back);
+        }
+    }
+
+    /// AF_XDP sockets per input, every worker's: (input, frames read).
+    fn xsk_counts(&self) -> Vec<(usize, u64)> {
+        let mut v: Vec<(usize, u64)> = self.xsks.iter().map(|(i, x, _)| (*i, x.received)).collect();
+        for slot in &self.workers {
+            v.extend(slot.with(|w| {
+                w.as_ref().map_or_else(Vec::new, |w| {
+                    w.xsks.iter().map(|(i, x, _)| (*i, x.received)).collect()
+                })
+            }));
+        }
+        v
+    }
+
+    /// Counts what this worker's AF_XDP sockets could not take (no free frame, ring full) as
+    /// `ring_overrun` on their input (the other workers count theirs).
+    fn read_xsk_stats(&mut self) {
+        count_xsk_drops(&mut self.engine, &mut self.xsks);
     }
 
     /// Logs where each group runs on this machine, and why.
     fn log_placement(&self) {
+        let afxdp = self.xsk_counts().len();
         for g in self.groups() {
             let tier = match g.tier {
                 vxspan_core::Tier::Xdp => "kernel tier (XDP)",
-                vxspan_core::Tier::Userspace if self.xsks.is_empty() => {
-                    "userspace tier (AF_PACKET)"
-                }
+                vxspan_core::Tier::Userspace if afxdp == 0 => "userspace tier (AF_PACKET)",
                 vxspan_core::Tier::Userspace => "userspace tier (AF_XDP)",
             };
             log(format!(
@@ -1503,6 +1596,7 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
         workers: (1..workers).map(|_| Arc::default()).collect(),
     };
     st.respawn_workers();
+    st.distribute_xsks();
     let threads: Vec<std::thread::JoinHandle<()>> = st
         .workers
         .iter()

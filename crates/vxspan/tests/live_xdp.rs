@@ -580,3 +580,97 @@ fn afxdp_overload_keeps_exact_accounting() {
     assert!(overruns > 0, "a blast at full speed overruns one worker");
     eprintln!("afxdp overload: {sent} sent, {overruns} counted as ring_overrun");
 }
+
+/// AF_XDP with two workers: an input with two RX queues gets a socket per queue, one read by
+/// each worker; both read frames, and together they count every frame exactly, which the far
+/// side received.
+#[test]
+fn afxdp_sockets_are_spread_over_the_workers() {
+    if common::netns::skipped() {
+        return;
+    }
+    let dir = scratch("live-afxdp-workers");
+    let ns = Netns::new("axw");
+    ns.exec_ok(&[
+        "ip",
+        "link",
+        "add",
+        "eth1",
+        "numtxqueues",
+        "2",
+        "numrxqueues",
+        "2",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "p1",
+        "numtxqueues",
+        "2",
+        "numrxqueues",
+        "2",
+    ]);
+    ns.veth("eth3", "p3", 1500);
+    for dev in ["eth1", "p1"] {
+        ns.exec_ok(&["ip", "link", "set", dev, "up"]);
+    }
+    let config = dir.join("any.json");
+    std::fs::write(
+        &config,
+        r#"{"interfaces": {"eth1": {"redirect_map": {"any": "eth3"}}}}"#,
+    )
+    .unwrap();
+    let vx = Vxspan::start_with(
+        &ns,
+        &config,
+        &dir,
+        &[
+            "--datapath",
+            "afxdp",
+            "--xdp-mode",
+            "native",
+            "--workers",
+            "2",
+        ],
+    );
+    let input = mix(&dir, 2000);
+    let (tx0, r3) = (ns.stat("p1", "tx_packets"), ns.stat("p3", "rx_packets"));
+    // From each CPU: the veth hands a frame to the RX queue of the sender's TX queue.
+    for cpu in ["0", "1"] {
+        ns.exec_ok(&[
+            "taskset",
+            "-c",
+            cpu,
+            "tcpreplay",
+            "-q",
+            "-i",
+            "p1",
+            input.to_str().unwrap(),
+        ]);
+    }
+    let sent = ns.stat("p1", "tx_packets") - tx0;
+    wait_for(Duration::from_secs(10), || {
+        counter(&vx.stats(), "eth1", "rx_packets") == sent
+    });
+    let st = status(&vx);
+    let per_worker: Vec<u64> = st["worker_rx_packets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    eprintln!("{sent} frames sent; per worker {per_worker:?}");
+    assert_eq!(st["tiers"]["eth1"]["afxdp_sockets"].as_u64(), Some(2));
+    assert_eq!(st["tiers"]["eth1"]["afxdp_rx_packets"].as_u64(), Some(sent));
+    assert!(
+        per_worker.len() == 2 && per_worker.iter().all(|&n| n > 0),
+        "{per_worker:?}"
+    );
+    assert_eq!(per_worker.iter().sum::<u64>(), sent);
+    let s = vx.stats();
+    assert_eq!(counter(&s, "eth3", "tx_packets"), sent);
+    wait_for(Duration::from_secs(5), || {
+        ns.stat("p3", "rx_packets") - r3 == sent
+    });
+    vx.stop(&dir);
+}
