@@ -1597,16 +1597,17 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
     };
     st.respawn_workers();
     st.distribute_xsks();
-    let threads: Vec<std::thread::JoinHandle<()>> = st
+    let spawn = |n: usize, slot: &Arc<WorkerSlot>| {
+        let (slot, stop) = (slot.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name(format!("vxspan-worker-{n}"))
+            .spawn(move || worker_loop(slot, stop))
+    };
+    let mut threads: Vec<std::thread::JoinHandle<()>> = st
         .workers
         .iter()
         .enumerate()
-        .map(|(n, slot)| {
-            let (slot, stop) = (slot.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name(format!("vxspan-worker-{}", n + 1))
-                .spawn(move || worker_loop(slot, stop))
-        })
+        .map(|(n, slot)| spawn(n + 1, slot))
         .collect::<std::io::Result<_>>()?;
     if workers > 1 {
         log(format!(
@@ -1657,6 +1658,20 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
             st.serve(stream);
         }
         if last_stats.elapsed() >= Duration::from_secs(1) {
+            // A worker thread that ended (a bug: it panicked) is started again on its slot;
+            // its rings kept their frames meanwhile, and what overflowed is counted.
+            for (n, t) in threads.iter_mut().enumerate() {
+                if t.is_finished() && !stop.load(Ordering::Relaxed) {
+                    warn(format!(
+                        "worker {} stopped unexpectedly; starting it again",
+                        n + 1
+                    ));
+                    if let Ok(fresh) = spawn(n + 1, &st.workers[n]) {
+                        let old = std::mem::replace(t, fresh);
+                        let _ = old.join();
+                    }
+                }
+            }
             st.read_ring_stats();
             st.read_xsk_stats();
             st.check_ports();

@@ -145,6 +145,9 @@ pub struct Status {
     pub reloads: u64,
     #[serde(default)]
     pub datapath: String,
+    /// Userspace workers (threads).
+    #[serde(default)]
+    pub workers: u64,
     #[serde(default)]
     pub rss_bytes: u64,
     #[serde(default)]
@@ -421,8 +424,8 @@ fn draw(f: &mut Frame, m: &Model) {
     let title = match &m.error {
         Some(e) => format!("vxspan top | {e}"),
         None => format!(
-            "vxspan top | {} | datapath {} | reloads {} | showing {mode} | ? help, q quit",
-            m.status.config, m.status.datapath, m.status.reloads
+            "vxspan top | {} | datapath {}, {} worker(s) | reloads {} | showing {mode} | ? help, q quit",
+            m.status.config, m.status.datapath, m.status.workers, m.status.reloads
         ),
     };
     f.render_widget(

@@ -1219,7 +1219,12 @@ fn top_dashboard_shows_topology_rates_and_reacts_to_keys() {
     };
     let config = dir.join("vxspan.json");
     std::fs::copy(root().join("examples/vxspan.json"), &config).unwrap();
-    let vx = Vxspan::start(&ns, &config, &dir);
+    let vx = Vxspan::start_with(
+        &ns,
+        &config,
+        &dir,
+        &["--datapath", "afpacket", "--workers", "2"],
+    );
     let input = dir.join("mix.pcap");
     vxspan::gen::write(&input, 5000, 3, 20).unwrap();
     // A steady 1,000 frames per second into eth1, until the test ends.
@@ -1274,6 +1279,7 @@ fn top_dashboard_shows_topology_rates_and_reacts_to_keys() {
         "eth1/10",
         "showing bytes",
         "vxspan run RSS",
+        "datapath afpacket, 2 worker(s)",
     ]);
 
     // eth1 in packets: the rate shown is the rate vxspan counts.
