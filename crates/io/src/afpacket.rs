@@ -128,6 +128,13 @@ fn bind(fd: RawFd, ifindex: u32, receive: bool) -> io::Result<()> {
     sys::check(r, "bind(AF_PACKET)").map(|_| ())
 }
 
+/// The block size a ring gets for `requested` bytes: from 64 KiB to `BLOCK_SIZE`, rounded down
+/// to a power of two (the kernel allocates a block as one power-of-two run of pages).
+pub fn ring_block_size(requested: usize) -> usize {
+    let clamped = requested.clamp(64 * 1024, BLOCK_SIZE);
+    1usize << (usize::BITS - 1 - clamped.leading_zeros())
+}
+
 /// A receive ring on one interface.
 pub struct RxRing {
     fd: OwnedFd,
@@ -149,13 +156,10 @@ impl RxRing {
         Self::open_with(interface, BLOCK_SIZE)
     }
 
-    /// Opens a ring of `BLOCK_NR` blocks of `block_size` bytes (a power of two from 64 KiB to
-    /// `BLOCK_SIZE`) on `interface`.
+    /// Opens a ring of `BLOCK_NR` blocks of `block_size` bytes (rounded down to a power of two,
+    /// from 64 KiB to `BLOCK_SIZE`) on `interface`.
     pub fn open_with(interface: &str, block_size: usize) -> io::Result<Self> {
-        let block_size = block_size
-            .clamp(64 * 1024, BLOCK_SIZE)
-            .next_power_of_two()
-            .min(BLOCK_SIZE);
+        let block_size = ring_block_size(block_size);
         let blocks = BLOCK_NR;
         let idx = ifindex(interface)?;
         let fd = packet_socket()?;
@@ -722,6 +726,21 @@ mod tests {
         assert_eq!(&f[1].data[12..16], &[0x81, 0x00, 0x20, 0x0a]);
         assert_eq!(&f[1].data[16..], &plain[12..]);
         assert_eq!(f[1].wire_len, 64);
+    }
+
+    #[test]
+    fn ring_blocks_are_powers_of_two_within_bounds() {
+        let k = 1024;
+        for (asked, got) in [
+            (256 * k, 256 * k),
+            (128 * k, 128 * k),
+            (256 * k / 3, 64 * k),
+            (32 * k, 64 * k),
+            (0, 64 * k),
+            (4096 * k, 256 * k),
+        ] {
+            assert_eq!(ring_block_size(asked), got, "{asked}");
+        }
     }
 
     #[test]

@@ -147,9 +147,10 @@ fn run_lab(exe: &Path, dir: &Path, count: u64) -> Result<ExitCode> {
     if let Ok(st) = crate::run::fetch_status(&control) {
         let kernel = st.groups.iter().filter(|g| g.tier == "xdp").count();
         println!(
-            "Datapath {}: {kernel} of {} (input, VLAN) groups run in the kernel tier (XDP).",
+            "Datapath {}: {kernel} of {} (input, VLAN) groups run in the kernel tier (XDP); {} userspace worker(s) for the others.",
             st.datapath,
-            st.groups.len()
+            st.groups.len(),
+            st.workers
         );
     }
 
