@@ -98,6 +98,17 @@ enum LiveOut {
     Archive(Arc<Mutex<vxspan_io::archive::ArchiveWriter>>),
 }
 
+/// Closes sockets on another thread: closing a packet socket waits for an RCU grace period
+/// (tens of milliseconds), which the worker must not spend while its rings fill.
+fn close_later<T: Send + 'static>(t: T) {
+    if let Err(e) = std::thread::Builder::new()
+        .name("vxspan-close".into())
+        .spawn(move || drop(t))
+    {
+        warn(format!("closing old ports: {e}"));
+    }
+}
+
 /// A lock whose holder panicked still guards usable data here (sockets, files, counters).
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -282,6 +293,27 @@ struct Ports {
     key: (Vec<String>, Vec<String>),
 }
 
+impl Ports {
+    /// Takes over `old`'s rings for the placeholders [`open_ports`] left (same interface), with
+    /// their fanout groups: the frames in them are read by the new plan, none are lost.
+    fn take_rings(&mut self, old: &mut Ports) {
+        for (input, group) in self.inputs.iter_mut().zip(self.fanout.iter_mut()) {
+            let LiveInput::Gone(name) = input else {
+                continue;
+            };
+            let found = old
+                .inputs
+                .iter()
+                .position(|o| matches!(o, LiveInput::Ring(r) if r.name == *name));
+            if let Some(j) = found {
+                let ring = std::mem::replace(&mut old.inputs[j], LiveInput::Gone(name.clone()));
+                *input = ring;
+                *group = old.fanout[j].take();
+            }
+        }
+    }
+}
+
 fn interfaces_key(plan: &Plan) -> (Vec<String>, Vec<String>) {
     let inputs = plan.inputs.iter().map(|i| i.interface.clone()).collect();
     let outputs = plan
@@ -361,7 +393,21 @@ fn open_input_ring(
     Ok((ring, group))
 }
 
-fn open_ports(plan: &Plan, workers: usize) -> Result<Ports> {
+/// Whether input `i` of `plan` can take over `old`'s ring on the same interface: the ring is
+/// kept (with every frame in it) instead of a new one being opened beside it.
+fn reusable_ring(plan: &Plan, i: usize, workers: usize, old: Option<&Ports>) -> bool {
+    let inp = &plan.inputs[i];
+    let shared = workers > 1 && inp.passthru.is_empty();
+    old.is_some_and(|old| {
+        old.inputs.iter().zip(&old.fanout).any(|(o, f)| {
+            matches!(o, LiveInput::Ring(r) if r.name == inp.interface) && f.is_some() == shared
+        })
+    })
+}
+
+/// Opens the ports of `plan`. Inputs whose ring `old` can hand over get a placeholder
+/// (`LiveInput::Gone`), filled by [`Ports::take_rings`] once nothing else can fail.
+fn open_ports(plan: &Plan, workers: usize, old: Option<&Ports>) -> Result<Ports> {
     let mut inputs = Vec::new();
     let mut fanout = Vec::new();
     let mut offloads = Vec::new();
@@ -387,6 +433,11 @@ fn open_ports(plan: &Plan, workers: usize) -> Result<Ports> {
             ));
         }
         offloads.push(off);
+        if reusable_ring(plan, ii, workers, old) {
+            inputs.push(LiveInput::Gone(i.interface.clone()));
+            fanout.push(None);
+            continue;
+        }
         let (ring, group) = open_input_ring(plan, ii, workers).with_context(|| {
             format!(
                 "input {}: opening a receive ring on {}",
@@ -746,6 +797,7 @@ impl State {
                 old.drain(&mut batch, &never);
                 old.read_ring_stats();
                 self.history.add(&old.engine.report());
+                close_later(old);
             }
         }
     }
@@ -838,7 +890,10 @@ impl State {
         let new_ports = if same_ports {
             None
         } else {
-            Some(open_ports(&plan, self.workers.len() + 1).map_err(|e| format!("{e:#}"))?)
+            Some(
+                open_ports(&plan, self.workers.len() + 1, Some(&self.ports))
+                    .map_err(|e| format!("{e:#}"))?,
+            )
         };
         if same_inputs {
             if let Some(k) = &mut self.kernel {
@@ -847,6 +902,13 @@ impl State {
             }
         }
         if let Some(mut ports) = new_ports {
+            // What the old rings hold was received under the old plan: it is read through it
+            // now. Rings of interfaces that stay inputs then go to the new ports as they are.
+            let mut batch = Batch::with_capacity(BATCH, BATCH * 2048);
+            if let Err(e) = self.drain(&mut batch) {
+                warn(format!("reading the inputs before the reload: {e}"));
+            }
+            ports.take_rings(&mut self.ports);
             // Inputs that stay keep the offload settings saved when vxspan first took them
             // (the new ports found them already off); the others get theirs back now.
             let old = std::mem::take(&mut self.ports._offloads);
@@ -858,7 +920,7 @@ impl State {
                 .retain(|o| !keep.iter().any(|k| k.interface() == o.interface()));
             ports._offloads.extend(keep);
             drop(restore);
-            self.ports = ports;
+            close_later(std::mem::replace(&mut self.ports, ports));
         }
         if !same_inputs {
             if let Some(k) = self.kernel.take() {
@@ -1526,7 +1588,7 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
         }
         _ => {}
     }
-    let ports = open_ports(&plan, workers)?;
+    let ports = open_ports(&plan, workers, None)?;
     let mut kernel = match datapath {
         "afpacket" => None,
         _ => match crate::kernel::KernelTier::start(&plan, mode, datapath == "afxdp") {
