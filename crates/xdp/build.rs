@@ -8,12 +8,19 @@ fn main() {
     println!("cargo:rerun-if-env-changed=CLANG");
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
     let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang".into());
-    for name in ["vxspan", "blast"] {
-        let src = format!("bpf/{name}.c");
+    // The device-bound variant (src/hint.rs) is loaded with the system's libbpf.
+    println!("cargo:rustc-link-lib=bpf");
+    for (name, src, defines) in [
+        ("vxspan", "vxspan", &[][..]),
+        ("vxspan_hint", "vxspan", &["-DVX_VLAN_HINT"][..]),
+        ("blast", "blast", &[][..]),
+    ] {
+        let src = format!("bpf/{src}.c");
         println!("cargo:rerun-if-changed={src}");
         let out = out_dir.join(format!("{name}.bpf.o"));
         let status = Command::new(&clang)
             .args(["-O2", "-g", "-Wall", "-Werror", "-target", "bpf"])
+            .args(defines)
             .arg("-I/usr/include/x86_64-linux-gnu")
             .args(["-c", &src, "-o"])
             .arg(&out)

@@ -121,6 +121,18 @@ impl KernelTier {
         if why.is_empty() {
             why = format!("{} mode", m.as_str());
         }
+        let attached = dp.tables().inputs.iter().filter(|i| i.ifindex != 0).count();
+        why += &match (m, dp.vlan_hint_inputs()) {
+            (Mode::Generic, _) => {
+                "; VLAN tags the kernel carries out of band are not seen in generic mode".to_owned()
+            }
+            (Mode::Native, n) if n == attached => {
+                "; the driver's VLAN hint restores out-of-band tags".to_owned()
+            }
+            (Mode::Native, n) => format!(
+                "; the driver's VLAN hint restores out-of-band tags on {n} of {attached} inputs"
+            ),
+        };
         let dev_base = device_baseline(plan, dp.tables());
         Ok((
             KernelTier {
@@ -135,6 +147,11 @@ impl KernelTier {
 
     pub fn mode(&self) -> Option<Mode> {
         self.dp.mode()
+    }
+
+    /// Inputs whose program reads the driver's VLAN hint.
+    pub fn vlan_hint_inputs(&self) -> usize {
+        self.dp.vlan_hint_inputs()
     }
 
     pub fn tables(&self) -> &Tables {

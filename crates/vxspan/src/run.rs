@@ -1258,6 +1258,7 @@ impl State {
         worker_rx.extend(self.worker_reports().iter().map(rx_of));
         serde_json::json!({
             "workers": worker_rx.len(),
+            "vlan_hint_inputs": self.kernel.as_ref().map_or(0, |k| k.vlan_hint_inputs()),
             "worker_rx_packets": worker_rx,
             "tiers": tiers,
             "vlan_tiers": vlan_tiers,

@@ -674,3 +674,23 @@ fn afxdp_sockets_are_spread_over_the_workers() {
     });
     vx.stop(&dir);
 }
+
+/// Out-of-band VLAN tags in native mode: the device-bound program reads the driver's VLAN hint
+/// and puts the tag back in the frame, so the kernel tier counts and forwards it as sent
+/// (common::out_of_band_tags; the AF_PACKET datapath's own test is in live_afpacket.rs).
+#[test]
+fn xdp_native_restores_out_of_band_tags() {
+    let Some((dir, ns, _)) = example_lab("live-xdp-oob", "xob", true, 1500) else {
+        return;
+    };
+    common::out_of_band_tags(&ns, &dir, &["--datapath", "xdp", "--xdp-mode", "native"]);
+}
+
+/// The same through AF_XDP: the frames reach the socket with their tag back in place.
+#[test]
+fn afxdp_native_restores_out_of_band_tags() {
+    let Some((dir, ns, _)) = example_lab("live-afxdp-oob", "aob", true, 1500) else {
+        return;
+    };
+    common::out_of_band_tags(&ns, &dir, &["--datapath", "afxdp", "--xdp-mode", "native"]);
+}

@@ -20,11 +20,23 @@
 // A reload loads a fresh object (new maps) and swaps it in with bpf_link_update, so the tables are
 // written once, before any packet sees them, and the swap is atomic. The layouts below are mirrored
 // by `#[repr(C)]` types in src/maps.rs.
+//
+// Built twice: as is (loaded by aya, every mode), and with VX_VLAN_HINT (loaded by libbpf as a
+// device-bound program per input, native mode only; src/hint.rs). The second asks the driver for
+// a VLAN tag it took out of the frame (bpf_xdp_metadata_rx_vlan_tag: a veth peer sending through
+// a VLAN sub-interface, a NIC stripping tags) and puts it back in front of the frame first, so the
+// frame is classified, counted and forwarded as it was on the wire, as the AF_PACKET back-end does
+// with tp_vlan_tci.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+
+#ifdef VX_VLAN_HINT
+extern int bpf_xdp_metadata_rx_vlan_tag(const struct xdp_md *ctx, __be16 *vlan_proto,
+					__u16 *vlan_tci) __ksym;
+#endif
 
 #define VX_MAX_TAGS 8      /* vxspan_wire::vlan::MAX_TAGS */
 #define VX_NVID 4096
@@ -211,6 +223,25 @@ static __always_inline int parse_l2(void *data, void *data_end, __u32 *vid, int 
 	return -1;
 }
 
+/* Puts a tag (TPID `proto`, network order; TCI `tci`) after the MAC addresses. 0, or -1. */
+static __always_inline int push_tag(struct xdp_md *ctx, __be16 proto, __u16 tci)
+{
+	if (bpf_xdp_adjust_head(ctx, -4))
+		return -1;
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 *w = data;
+	if ((void *)(w + 4) > data_end)
+		return -1;
+	w[0] = w[1];
+	w[1] = w[2];
+	w[2] = w[3];
+	__u16 *t = data + 12;
+	t[0] = proto;
+	t[1] = bpf_htons(tci);
+	return 0;
+}
+
 /* Applies a VLAN action to the frame at ctx. Returns the change in length (+4, 0, -4), or -100 if
  * the frame could not be rewritten (it is then sent unchanged, as the userspace tier does). */
 static __always_inline int vlan_apply(struct xdp_md *ctx, __u32 op, __u32 vid)
@@ -244,20 +275,7 @@ static __always_inline int vlan_apply(struct xdp_md *ctx, __u32 op, __u32 vid)
 		return -4;
 	}
 	/* push (or set on an untagged frame): a new 802.1Q tag after the MAC addresses */
-	if (bpf_xdp_adjust_head(ctx, -4))
-		return -100;
-	data = (void *)(long)ctx->data;
-	data_end = (void *)(long)ctx->data_end;
-	__u32 *w = data;
-	if ((void *)(w + 4) > data_end)
-		return -100;
-	w[0] = w[1];
-	w[1] = w[2];
-	w[2] = w[3];
-	__u16 *t = data + 12;
-	t[0] = bpf_htons(0x8100);
-	t[1] = bpf_htons(vid & 0x0fff);
-	return 4;
+	return push_tag(ctx, bpf_htons(0x8100), vid & 0x0fff) ? -100 : 4;
 }
 
 /* How much a VLAN action changes a frame's length. */
@@ -303,13 +321,23 @@ static __always_inline int to_userspace(struct xdp_md *ctx, __u32 slot, __u64 by
 SEC("xdp.frags")
 int vxspan_ingress(struct xdp_md *ctx)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
 	__u32 ifindex = ctx->ingress_ifindex;
 	struct vx_input *in = bpf_map_lookup_elem(&in_slot, &ifindex);
 	if (!in || !in->slot1)
 		return XDP_PASS;
 	__u32 slot = in->slot1 - 1;
+#ifdef VX_VLAN_HINT
+	{
+		__be16 proto = 0;
+		__u16 tci = 0;
+		/* A tag the driver took out of the frame goes back in front of it. If it cannot
+		 * (no headroom), the frame is treated as it arrived. */
+		if (bpf_xdp_metadata_rx_vlan_tag(ctx, &proto, &tci) == 0)
+			push_tag(ctx, proto ? proto : bpf_htons(0x8100), tci);
+	}
+#endif
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
 	__u64 bytes = bpf_xdp_get_buff_len(ctx);
 	if (in->flags & VX_INPUT_USERSPACE)
 		return to_userspace(ctx, slot, bytes);

@@ -9,6 +9,7 @@
 //! - [`blast`]: a traffic generator on BPF_PROG_TEST_RUN with live frames (`vxspan blast`).
 
 pub mod blast;
+pub mod hint;
 pub mod loader;
 pub mod maps;
 pub mod tables;
@@ -23,6 +24,15 @@ struct Aligned<T: ?Sized>(T);
 pub fn object() -> &'static [u8] {
     static OBJ: &Aligned<[u8]> =
         &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/vxspan.bpf.o")));
+    &OBJ.0
+}
+
+/// The same program built with VX_VLAN_HINT, for device-bound loading ([`hint`]).
+pub fn hint_object() -> &'static [u8] {
+    static OBJ: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(
+        env!("OUT_DIR"),
+        "/vxspan_hint.bpf.o"
+    )));
     &OBJ.0
 }
 

@@ -2,6 +2,10 @@
 //! through bpf_link (so a reload swaps programs atomically with bpf_link_update), and reads its
 //! per-CPU counters.
 //!
+//! In native mode each input gets the program's device-bound variant with the driver's VLAN
+//! hint ([`crate::hint`], loaded with libbpf on this object's maps) where it loads; otherwise,
+//! and in generic mode, aya's copy.
+//!
 //! A reload loads a whole new object with fresh maps, fills them, then swaps each input's link
 //! to the new program: no packet ever sees a half-written table, and the attachment stays. The
 //! old object's counters are read once in-flight runs of the old program are over, and returned
@@ -46,6 +50,8 @@ impl Mode {
 /// One loaded object: programs and the maps read after loading.
 struct Object {
     ebpf: Ebpf,
+    /// Every map's descriptor by name (duplicates), for the VLAN-hint program.
+    map_fds: Vec<(String, std::os::fd::OwnedFd)>,
     xsks: XskMap<MapData>,
     groups: PerCpuArray<MapData, VxGroup>,
     in_stats: PerCpuArray<MapData, VxInputStats>,
@@ -76,6 +82,24 @@ impl Object {
             .map_max_entries("xsks", (n_inputs * MAX_QUEUES) as u32)
             .load(crate::object())
             .map_err(|e| err("loading the object", e))?;
+        let map_fds = ebpf
+            .maps()
+            .filter_map(|(name, m)| {
+                use aya::maps::Map;
+                let data = match m {
+                    Map::Array(d)
+                    | Map::PerCpuArray(d)
+                    | Map::HashMap(d)
+                    | Map::DevMap(d)
+                    | Map::DevMapHash(d)
+                    | Map::XskMap(d) => d,
+                    _ => return None,
+                };
+                use std::os::fd::AsFd;
+                let fd = data.fd().as_fd().try_clone_to_owned().ok()?;
+                Some((name.to_owned(), fd))
+            })
+            .collect();
         for name in ["vxspan_egress", "vxspan_ingress"] {
             let p: &mut Xdp = ebpf
                 .program_mut(name)
@@ -201,12 +225,18 @@ impl Object {
             PerCpuArray::try_from(take(&mut ebpf, "in_stats")?).map_err(|e| err("in_stats", e))?;
         Ok(Object {
             ebpf,
+            map_fds,
             xsks: xsk_map,
             groups,
             in_stats,
             outputs,
             n_inputs: t.inputs.len(),
         })
+    }
+
+    /// The VLAN-hint copy of the ingress program for one input, on this object's maps.
+    fn hint_program(&self, ifindex: u32) -> Result<crate::hint::Program, String> {
+        crate::hint::Program::load(ifindex, &self.map_fds)
     }
 
     fn ingress(&mut self) -> Result<&mut Xdp, String> {
@@ -279,8 +309,19 @@ pub struct Datapath {
     tables: Tables,
     xsks: Vec<Xsk>,
     /// (ifindex, link) per attached input.
-    links: Vec<(u32, XdpLinkId)>,
+    links: Vec<(u32, InputLink)>,
     mode: Option<Mode>,
+}
+
+/// How an input's program is attached.
+enum InputLink {
+    /// aya's copy of the program.
+    Aya(XdpLinkId),
+    /// The device-bound copy with the VLAN hint, through our own bpf_link.
+    Hint {
+        link: std::os::fd::OwnedFd,
+        _prog: crate::hint::Program,
+    },
 }
 
 impl Datapath {
@@ -297,6 +338,14 @@ impl Datapath {
 
     pub fn tables(&self) -> &Tables {
         &self.tables
+    }
+
+    /// How many inputs run the device-bound program that reads the driver's VLAN hint.
+    pub fn vlan_hint_inputs(&self) -> usize {
+        self.links
+            .iter()
+            .filter(|(_, l)| matches!(l, InputLink::Hint { .. }))
+            .count()
     }
 
     /// The mode the program was attached in.
@@ -339,35 +388,60 @@ impl Datapath {
     /// Attaches to every interface in `mode`, or none. The error says whether an interface
     /// already had another XDP program (EBUSY in this mode, EEXIST in the other one).
     fn attach_all(&mut self, ifindexes: &[(u32, &str)], mode: Mode) -> Result<(), (bool, String)> {
-        let prog = self.obj.ingress().map_err(|e| (false, e))?;
-        let mut links = Vec::new();
+        let mut links: Vec<(u32, InputLink)> = Vec::new();
+        let taken_msg = |name: &str| {
+            format!("XDP: {name} already has an XDP program attached by someone else; vxspan does not replace it (detach it first)")
+        };
         for &(ifindex, name) in ifindexes {
-            match prog.attach_to_if_index(ifindex, mode.flags()) {
-                Ok(id) => links.push((ifindex, id)),
-                Err(e) => {
-                    for (_, id) in links {
-                        let _ = prog.detach(id);
+            // Native mode: the device-bound copy with the VLAN hint, where it loads (the
+            // driver implements XDP; the kernel has the kfunc).
+            if mode == Mode::Native {
+                if let Ok(p) = self.obj.hint_program(ifindex) {
+                    match crate::hint::link(&p, ifindex) {
+                        Ok(link) => {
+                            links.push((ifindex, InputLink::Hint { link, _prog: p }));
+                            continue;
+                        }
+                        Err(libc::EBUSY | libc::EEXIST) => {
+                            self.drop_links(links);
+                            return Err((true, taken_msg(name)));
+                        }
+                        Err(_) => {}
                     }
+                }
+            }
+            let prog = self.obj.ingress().map_err(|e| (false, e))?;
+            match prog.attach_to_if_index(ifindex, mode.flags()) {
+                Ok(id) => links.push((ifindex, InputLink::Aya(id))),
+                Err(e) => {
                     let taken = matches!(errno_of(&e), Some(libc::EBUSY | libc::EEXIST));
-                    return Err(if taken {
-                        (true, format!("XDP: {name} already has an XDP program attached by someone else; vxspan does not replace it (detach it first)"))
+                    let e = if taken {
+                        taken_msg(name)
                     } else {
-                        (
-                            false,
-                            format!(
-                                "XDP: attaching to {name} in {} mode: {e}{}",
-                                mode.as_str(),
-                                std::error::Error::source(&e)
-                                    .map(|s| format!(": {s}"))
-                                    .unwrap_or_default()
-                            ),
+                        format!(
+                            "XDP: attaching to {name} in {} mode: {e}{}",
+                            mode.as_str(),
+                            std::error::Error::source(&e)
+                                .map(|s| format!(": {s}"))
+                                .unwrap_or_default()
                         )
-                    });
+                    };
+                    self.drop_links(links);
+                    return Err((taken, e));
                 }
             }
         }
         self.links = links;
         Ok(())
+    }
+
+    /// Detaches `links` (an attach that failed half way).
+    fn drop_links(&mut self, links: Vec<(u32, InputLink)>) {
+        for (_, l) in links {
+            if let (InputLink::Aya(id), Ok(p)) = (l, self.obj.ingress()) {
+                let _ = p.detach(id);
+            }
+        }
     }
 
     /// Swaps in `tables` (a reloaded plan) atomically: a new object is loaded and filled, then
@@ -384,19 +458,39 @@ impl Datapath {
             return Err("XDP: the inputs changed: re-attach instead".into());
         }
         let mut obj = Object::load(&tables, &self.xsks)?;
+        // The VLAN-hint copies of the new program, loaded before any link moves.
+        let mut hints = Vec::new();
+        for (ifindex, l) in &self.links {
+            if matches!(l, InputLink::Hint { .. }) {
+                hints.push(Some(obj.hint_program(*ifindex)?));
+            } else {
+                hints.push(None);
+            }
+        }
         let old_links = std::mem::take(&mut self.links);
         let mut new_links = Vec::with_capacity(old_links.len());
-        for (ifindex, id) in old_links {
-            let link: XdpLink = self
-                .obj
-                .ingress()?
-                .take_link(id)
-                .map_err(|e| err("taking the link", e))?;
-            let new = obj
-                .ingress()?
-                .attach_to_link(link)
-                .map_err(|e| err("bpf_link_update", e))?;
-            new_links.push((ifindex, new));
+        for ((ifindex, l), hint) in old_links.into_iter().zip(hints) {
+            match (l, hint) {
+                (InputLink::Aya(id), _) => {
+                    let link: XdpLink = self
+                        .obj
+                        .ingress()?
+                        .take_link(id)
+                        .map_err(|e| err("taking the link", e))?;
+                    let new = obj
+                        .ingress()?
+                        .attach_to_link(link)
+                        .map_err(|e| err("bpf_link_update", e))?;
+                    new_links.push((ifindex, InputLink::Aya(new)));
+                }
+                (InputLink::Hint { link, .. }, Some(p)) => {
+                    crate::hint::update(&link, &p)?;
+                    new_links.push((ifindex, InputLink::Hint { link, _prog: p }));
+                }
+                (InputLink::Hint { .. }, None) => {
+                    return Err("XDP: no VLAN-hint program for a hint link".into())
+                }
+            }
         }
         self.links = new_links;
         let old = std::mem::replace(&mut self.obj, obj);
@@ -501,11 +595,9 @@ impl Datapath {
     /// Detaches the program from every input (the maps stay readable). Interfaces that are gone
     /// took their attachment with them.
     pub fn detach(&mut self) {
-        if let Ok(p) = self.obj.ingress() {
-            for (_, id) in std::mem::take(&mut self.links) {
-                let _ = p.detach(id);
-            }
-        }
+        // A hint link detaches when its descriptor closes, as the list is dropped.
+        let links = std::mem::take(&mut self.links);
+        self.drop_links(links);
         self.mode = None;
     }
 }

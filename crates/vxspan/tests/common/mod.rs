@@ -98,3 +98,96 @@ pub fn bpf_object(dir: &Path, name: &str) -> PathBuf {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     obj
 }
+
+/// Out-of-band VLAN tags, through `vxspan run` started with `args` in `ns` (eth0..eth3 and
+/// peers p0..p3): tests/xdp/vlan_oob.c, a tc egress program on p1, moves each single 802.1Q tag
+/// of the frames sent into eth1 out of the frame into skb metadata, as a VLAN sub-interface with
+/// tx-vlan-offload on does (this kernel has no 8021q module), and the veth keeps it there. The
+/// per-VLAN counters and the frames out of eth2 / eth3 must equal what `vxspan replay` makes of
+/// the same frames with their tags in band.
+pub fn out_of_band_tags(ns: &netns::Netns, dir: &Path, args: &[&str]) {
+    use daemon::{counter, frames_in, sorted, Vxspan};
+    use std::time::Duration;
+    let obj = bpf_object(dir, "vlan_oob");
+    ns.exec_ok(&["tc", "qdisc", "add", "dev", "p1", "clsact"]);
+    ns.exec_ok(&[
+        "tc",
+        "filter",
+        "add",
+        "dev",
+        "p1",
+        "egress",
+        "bpf",
+        "da",
+        "obj",
+        obj.to_str().unwrap(),
+        "sec",
+        "tc",
+    ]);
+    let config = dir.join("vxspan.json");
+    std::fs::copy(root().join("examples/vxspan.json"), &config).unwrap();
+    let input = dir.join("mix.pcap");
+    gen_mix(&input, 2000, 21);
+    // What the frames should give, offline, with their tags in band.
+    let expected = dir.join("expected");
+    let o = vxspan(&[
+        "replay",
+        config.to_str().unwrap(),
+        "-i",
+        &format!("eth1={}", input.display()),
+        "--out-dir",
+        expected.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+
+    let vx = Vxspan::start_with(ns, &config, dir, args);
+    let cap2 = ns.capture("p2", &dir.join("p2.pcap"));
+    let cap3 = ns.capture("p3", &dir.join("p3.pcap"));
+    ns.exec_ok(&["tcpreplay", "-q", "-i", "p1", input.to_str().unwrap()]);
+    netns::wait_for(Duration::from_secs(10), || {
+        counter(&vx.stats(), "eth1", "rx_packets") == 2000
+    });
+    netns::wait_for(Duration::from_secs(10), || {
+        frames_in(&dir.join("p2.pcap")) == counter(&want, "eth2", "tx_packets")
+            && frames_in(&dir.join("p3.pcap")) == counter(&want, "eth3", "tx_packets")
+    });
+    cap2.stop();
+    cap3.stop();
+    let s = vx.stats();
+    // Some frames did travel out of band (every singly tagged one).
+    let tagged = read_capture(&input)
+        .iter()
+        .filter(|(f, _, _)| {
+            f.len() >= 18
+                && f[12..14] == [0x81, 0]
+                && !matches!(f[16..18], [0x81, 0] | [0x88, 0xa8] | [0x91, 0])
+        })
+        .count();
+    assert!(tagged > 500, "{tagged}");
+    let vlans = |v: &serde_json::Value| -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = v["vlans"]["eth1"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, c)| (k.clone(), c["packets"].as_u64().unwrap()))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        out.sort();
+        out
+    };
+    assert_eq!(vlans(&s), vlans(&want), "per-VLAN counts, live vs offline");
+    for (far, out) in [("p2", "eth2"), ("p3", "eth3")] {
+        let got: Vec<Vec<u8>> = read_capture(&dir.join(format!("{far}.pcap")))
+            .into_iter()
+            .map(|f| f.0)
+            .collect();
+        let exp: Vec<Vec<u8>> = read_capture(&expected.join(format!("{out}.pcap")))
+            .into_iter()
+            .map(|f| f.0)
+            .collect();
+        assert_eq!(sorted(got), sorted(exp), "frames out of {out}");
+    }
+    vx.stop(dir);
+}
