@@ -100,6 +100,9 @@ impl KernelTier {
         let mut why = String::new();
         let mode = match mode {
             Some(m) => Some(m),
+            // Every group in userspace: nothing is redirected into an output, so a veth output
+            // is no reason for generic mode (native reads the driver's VLAN hint).
+            None if userspace_only => None,
             None => {
                 let veth = plan
                     .outputs

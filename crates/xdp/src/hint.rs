@@ -150,6 +150,10 @@ impl Program {
         if r < 0 {
             return Err(os_err("libbpf: loading the VLAN-hint program", r));
         }
+        // libbpf parsed the kernel's BTF (several MB) to resolve the kfunc and freed it; hand
+        // that memory back to the system (the appliance has 128 MB in all).
+        // SAFETY: malloc_trim has no preconditions.
+        unsafe { libc::malloc_trim(0) };
         // SAFETY: `ingress` belongs to the loaded object.
         prog.fd = unsafe { bpf_program__fd(ingress) };
         if prog.fd < 0 {

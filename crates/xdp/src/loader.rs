@@ -375,6 +375,10 @@ impl Datapath {
             match self.attach_all(&ifindexes, m) {
                 Ok(()) => {
                     self.mode = Some(m);
+                    // Loading parsed ELF and BTF data that is freed now; hand it back to the
+                    // system (the appliance has 128 MB in all).
+                    // SAFETY: malloc_trim has no preconditions.
+                    unsafe { libc::malloc_trim(0) };
                     return Ok(m);
                 }
                 // Another program holds the interface: no other mode will do better.
