@@ -130,10 +130,10 @@ impl KernelTier {
                 "; VLAN tags the kernel carries out of band are not seen in generic mode".to_owned()
             }
             (Mode::Native, n) if n == attached => {
-                "; the driver's VLAN hint restores out-of-band tags".to_owned()
+                "; out-of-band VLAN tags are put back from the driver's VLAN hint where the driver has one (veth does)".to_owned()
             }
             (Mode::Native, n) => format!(
-                "; the driver's VLAN hint restores out-of-band tags on {n} of {attached} inputs"
+                "; out-of-band VLAN tags are put back from the driver's VLAN hint on {n} of {attached} inputs, where the driver has one (veth does)"
             ),
         };
         let dev_base = device_baseline(plan, dp.tables());

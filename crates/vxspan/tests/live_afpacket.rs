@@ -490,25 +490,8 @@ fn fifty_reloads_during_a_blast() {
     let b = r#"{"interfaces": {"eth0": {"redirect_map": {"none": "eth2"}}, "eth1": {"redirect_map": {"any": "eth3", "10": "eth2"}}}}"#;
     std::fs::write(&config, a).unwrap();
     let vx = Vxspan::start(&ns, &config, &dir);
-    let input = dir.join("blast.pcap");
-    common::gen_mix(&input, 20000, 5);
-    let rx0 = ns.stat("eth1", "rx_packets");
-    let (r2, r3) = (ns.stat("p2", "rx_packets"), ns.stat("p3", "rx_packets"));
     // About two seconds of traffic while reloading.
-    let mut blast = ns
-        .cmd(&[
-            "tcpreplay",
-            "-q",
-            "--pps",
-            "10000",
-            "-i",
-            "p1",
-            input.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let blast = Blast::start(&ns, &dir, 5);
     let mut refused = 0;
     for i in 0..50 {
         let text = if i % 5 == 4 {
@@ -533,29 +516,7 @@ fn fifty_reloads_during_a_blast() {
         std::thread::sleep(Duration::from_millis(30));
     }
     assert_eq!(refused, 10);
-    let _ = blast.wait();
-    let delivered = ns.stat("eth1", "rx_packets") - rx0;
-    assert!(delivered >= 19_000, "{delivered}");
-    wait_for(Duration::from_secs(10), || {
-        counter(&vx.stats(), "eth1", "rx_packets") == delivered
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    let s = vx.stats();
-    let fwd = counter(&s, "eth1", "forwarded_packets");
-    assert_eq!(delivered, fwd + counter(&s, "eth1", "dropped_packets"));
-    let sent = counter(&s, "eth2", "tx_packets") + counter(&s, "eth3", "tx_packets");
-    let lost =
-        counter(&s, "eth2", "tx_dropped_packets") + counter(&s, "eth3", "tx_dropped_packets");
-    assert_eq!(
-        fwd,
-        sent + lost,
-        "each forwarded frame went to exactly one output or is a counted drop"
-    );
-    assert_eq!(
-        ns.stat("p2", "rx_packets") - r2 + ns.stat("p3", "rx_packets") - r3,
-        sent,
-        "the far ends got what vxspan sent"
-    );
+    let (delivered, fwd) = blast.finish(&ns, &vx);
     assert_eq!(
         fwd, delivered,
         "'any' forwards every frame, whichever plan is running"
@@ -1680,12 +1641,7 @@ sample = 3
     cap.stop();
     let s = vx.stats();
     let status: serde_json::Value = serde_json::from_slice(&vx.cli(&["status"]).stdout).unwrap();
-    let per_worker: Vec<u64> = status["worker_rx_packets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect();
+    let per_worker = common::daemon::worker_rx(&status);
     eprintln!("{sent} frames sent; per worker {per_worker:?}");
     assert_eq!(per_worker.len(), 2);
     assert!(
@@ -1755,24 +1711,7 @@ fn reloads_that_reopen_ports_lose_nothing() {
     let b = r#"{"interfaces": {"eth1": {"redirect_map": {"any": "eth3"}}}}"#;
     std::fs::write(&config, a).unwrap();
     let vx = Vxspan::start(&ns, &config, &dir);
-    let input = dir.join("blast.pcap");
-    common::gen_mix(&input, 20000, 8);
-    let rx0 = ns.stat("eth1", "rx_packets");
-    let (r2, r3) = (ns.stat("p2", "rx_packets"), ns.stat("p3", "rx_packets"));
-    let mut blast = ns
-        .cmd(&[
-            "tcpreplay",
-            "-q",
-            "--pps",
-            "10000",
-            "-i",
-            "p1",
-            input.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let blast = Blast::start(&ns, &dir, 8);
     for i in 0..20 {
         std::fs::write(&config, if i % 2 == 0 { b } else { a }).unwrap();
         let o = vx.cli(&["reload"]);
@@ -1783,26 +1722,71 @@ fn reloads_that_reopen_ports_lose_nothing() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = blast.wait();
-    let delivered = ns.stat("eth1", "rx_packets") - rx0;
-    wait_for(Duration::from_secs(10), || {
-        counter(&vx.stats(), "eth1", "rx_packets") == delivered
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    let s = vx.stats();
-    let fwd = counter(&s, "eth1", "forwarded_packets");
-    let dropped = counter(&s, "eth1", "dropped_packets");
-    eprintln!("{delivered} delivered, {fwd} forwarded, {dropped} dropped (counted)");
-    assert_eq!(counter(&s, "eth1", "rx_packets"), delivered);
-    assert_eq!(delivered, fwd + dropped);
-    let sent = counter(&s, "eth2", "tx_packets") + counter(&s, "eth3", "tx_packets");
-    let lost =
-        counter(&s, "eth2", "tx_dropped_packets") + counter(&s, "eth3", "tx_dropped_packets");
-    assert_eq!(fwd, sent + lost);
-    assert_eq!(
-        ns.stat("p2", "rx_packets") - r2 + ns.stat("p3", "rx_packets") - r3,
-        sent,
-        "the far ends got what vxspan sent"
-    );
+    let (delivered, fwd) = blast.finish(&ns, &vx);
+    eprintln!("{delivered} delivered, {fwd} forwarded");
     vx.stop(&dir);
+}
+
+/// 20,000 frames of the mix at 10,000 a second out of p1 (into eth1), in the background, and
+/// the counters they are checked against.
+struct Blast {
+    child: std::process::Child,
+    rx0: u64,
+    far0: u64,
+}
+
+impl Blast {
+    fn start(ns: &Netns, dir: &std::path::Path, seed: u64) -> Blast {
+        let input = dir.join("blast.pcap");
+        common::gen_mix(&input, 20000, seed);
+        let rx0 = ns.stat("eth1", "rx_packets");
+        let far0 = ns.stat("p2", "rx_packets") + ns.stat("p3", "rx_packets");
+        let child = ns
+            .cmd(&[
+                "tcpreplay",
+                "-q",
+                "--pps",
+                "10000",
+                "-i",
+                "p1",
+                input.to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Blast { child, rx0, far0 }
+    }
+
+    /// Waits for the blast, then checks the accounting against the veths: vxspan counted every
+    /// frame eth1 received, each was forwarded or dropped with a reason, each forwarded frame
+    /// went to eth2 or eth3 or is a counted drop, and the far ends got what vxspan sent.
+    /// Returns (frames delivered to eth1, frames forwarded).
+    fn finish(mut self, ns: &Netns, vx: &Vxspan) -> (u64, u64) {
+        let _ = self.child.wait();
+        let delivered = ns.stat("eth1", "rx_packets") - self.rx0;
+        assert!(delivered >= 19_000, "{delivered}");
+        wait_for(Duration::from_secs(10), || {
+            counter(&vx.stats(), "eth1", "rx_packets") == delivered
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let s = vx.stats();
+        let fwd = counter(&s, "eth1", "forwarded_packets");
+        assert_eq!(counter(&s, "eth1", "rx_packets"), delivered);
+        assert_eq!(delivered, fwd + counter(&s, "eth1", "dropped_packets"));
+        let sent = counter(&s, "eth2", "tx_packets") + counter(&s, "eth3", "tx_packets");
+        let lost =
+            counter(&s, "eth2", "tx_dropped_packets") + counter(&s, "eth3", "tx_dropped_packets");
+        assert_eq!(
+            fwd,
+            sent + lost,
+            "each forwarded frame went to exactly one output or is a counted drop"
+        );
+        assert_eq!(
+            ns.stat("p2", "rx_packets") + ns.stat("p3", "rx_packets") - self.far0,
+            sent,
+            "the far ends got what vxspan sent"
+        );
+        (delivered, fwd)
+    }
 }

@@ -653,12 +653,7 @@ fn afxdp_sockets_are_spread_over_the_workers() {
         counter(&vx.stats(), "eth1", "rx_packets") == sent
     });
     let st = status(&vx);
-    let per_worker: Vec<u64> = st["worker_rx_packets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect();
+    let per_worker = common::daemon::worker_rx(&st);
     eprintln!("{sent} frames sent; per worker {per_worker:?}");
     assert_eq!(st["tiers"]["eth1"]["afxdp_sockets"].as_u64(), Some(2));
     assert_eq!(st["tiers"]["eth1"]["afxdp_rx_packets"].as_u64(), Some(sent));

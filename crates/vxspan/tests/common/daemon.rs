@@ -114,3 +114,13 @@ pub fn sorted(mut frames: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     frames.sort();
     frames
 }
+
+/// Frames each userspace worker read, from a `vxspan status` reply.
+pub fn worker_rx(status: &serde_json::Value) -> Vec<u64> {
+    status["worker_rx_packets"]
+        .as_array()
+        .expect("worker_rx_packets in the status")
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect()
+}
