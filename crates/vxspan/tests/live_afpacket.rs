@@ -853,20 +853,7 @@ fn passthru_ping_and_tcp_while_mirroring() {
     // Mirror traffic on the data port while the control traffic flows.
     let input = dir.join("mirror.pcap");
     common::gen_mix(&input, 500, 12);
-    let mut blast = b
-        .cmd(&[
-            "tcpreplay",
-            "-q",
-            "--pps",
-            "500",
-            "-i",
-            "p1",
-            input.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut blast = b.replay_at("p1", 500, &input);
 
     let o = a.exec(&["ping", "-c", "3", "-W", "2", "198.18.6.2"]);
     assert!(
@@ -1624,15 +1611,7 @@ sample = 3
     let input = dir.join("mix.pcap");
     common::gen_mix(&input, 6000, 11);
     let (tx0, r3) = (ns.stat("p1", "tx_packets"), ns.stat("p3", "rx_packets"));
-    ns.exec_ok(&[
-        "tcpreplay",
-        "-q",
-        "--pps",
-        "6000",
-        "-i",
-        "p1",
-        input.to_str().unwrap(),
-    ]);
+    let _ = ns.replay_at("p1", 6000, &input).wait();
     let sent = ns.stat("p1", "tx_packets") - tx0;
     wait_for(Duration::from_secs(10), || {
         counter(&vx.stats(), "mirror", "rx_packets") == sent
@@ -1741,20 +1720,7 @@ impl Blast {
         common::gen_mix(&input, 20000, seed);
         let rx0 = ns.stat("eth1", "rx_packets");
         let far0 = ns.stat("p2", "rx_packets") + ns.stat("p3", "rx_packets");
-        let child = ns
-            .cmd(&[
-                "tcpreplay",
-                "-q",
-                "--pps",
-                "10000",
-                "-i",
-                "p1",
-                input.to_str().unwrap(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = ns.replay_at("p1", 10_000, &input);
         Blast { child, rx0, far0 }
     }
 

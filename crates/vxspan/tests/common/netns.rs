@@ -103,6 +103,24 @@ impl Netns {
         String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
     }
 
+    /// tcpreplay of `pcap` out of `iface` at `pps` frames a second, in the background (its
+    /// output discarded).
+    pub fn replay_at(&self, iface: &str, pps: u32, pcap: &Path) -> std::process::Child {
+        self.cmd(&[
+            "tcpreplay",
+            "-q",
+            "--pps",
+            &pps.to_string(),
+            "-i",
+            iface,
+            pcap.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+    }
+
     /// Gives `dev` the address `local` (with its prefix) and a permanent neighbour entry for
     /// `remote` with the MAC of `peer` (the other end of the veth): packets routed to `remote`
     /// leave through `dev` without ARP.
