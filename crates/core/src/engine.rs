@@ -82,17 +82,6 @@ pub struct Engine {
     tap_rules: Vec<usize>,
 }
 
-fn new_decaps(plan: &Plan) -> Vec<Option<Decapsulator>> {
-    plan.inputs
-        .iter()
-        .map(|i| {
-            i.decap
-                .clone()
-                .map(|d| Decapsulator::new(d, i.listen.clone()))
-        })
-        .collect()
-}
-
 /// A lock that a panicked worker left poisoned still guards consistent data (every update
 /// under these locks is a single call).
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -103,50 +92,56 @@ fn flow_hash(key: &FlowKey) -> u64 {
     xxhash_rust::xxh3::xxh3_64(&key.symmetric().to_bytes())
 }
 
+/// What the workers running one plan share: cloning it shares it.
+struct Shared {
+    sample_seen: Arc<Vec<AtomicU64>>,
+    dedups: Vec<Option<Arc<Mutex<DedupTable>>>>,
+    buckets: Vec<Option<Arc<Mutex<TokenBucket>>>>,
+    tunnels: Vec<TunnelState>,
+}
+
 impl Engine {
     pub fn new(plan: Arc<Plan>) -> Self {
-        let counters = Counters::new(
-            plan.ports.len(),
-            plan.inputs.len(),
-            plan.rules.iter().map(|r| r.name.clone()),
-        );
-        Engine {
-            egress: Egress {
-                vlan_buf: Vec::with_capacity(16 * 1024),
-                tunnel_buf: Vec::with_capacity(16 * 1024),
-                tunnels: plan
-                    .outputs
-                    .iter()
-                    .map(|_| TunnelState::default())
-                    .collect(),
-                buckets: plan
-                    .outputs
-                    .iter()
-                    .map(|o| {
-                        o.rate_limit
-                            .map(|r| Arc::new(Mutex::new(TokenBucket::new(r))))
-                    })
-                    .collect(),
-            },
+        let shared = Shared {
             sample_seen: Arc::new(plan.rules.iter().map(|_| AtomicU64::new(0)).collect()),
             dedups: plan
                 .rules
                 .iter()
                 .map(|r| r.dedup.map(|d| Arc::new(Mutex::new(DedupTable::new(d)))))
                 .collect(),
-            output_up: vec![true; plan.outputs.len()],
-            tap_rules: Vec::new(),
-            decaps: new_decaps(&plan),
-            plan,
-            counters,
-        }
+            buckets: plan
+                .outputs
+                .iter()
+                .map(|o| {
+                    o.rate_limit
+                        .map(|r| Arc::new(Mutex::new(TokenBucket::new(r))))
+                })
+                .collect(),
+            tunnels: plan
+                .outputs
+                .iter()
+                .map(|_| TunnelState::default())
+                .collect(),
+        };
+        let output_up = vec![true; plan.outputs.len()];
+        Engine::with_shared(plan, shared, output_up)
     }
 
     /// Another worker's engine for the same plan: counters from zero, its own scratch space and
     /// tunnel reassembly, and this engine's sampling counts, dedup tables, token buckets and
     /// ERSPAN sequences shared.
     pub fn worker(&self) -> Engine {
-        let plan = self.plan.clone();
+        let shared = Shared {
+            sample_seen: self.sample_seen.clone(),
+            dedups: self.dedups.clone(),
+            buckets: self.egress.buckets.clone(),
+            tunnels: self.egress.tunnels.clone(),
+        };
+        Engine::with_shared(self.plan.clone(), shared, self.output_up.clone())
+    }
+
+    /// An engine with its own counters, scratch space and tunnel reassembly, on `shared`.
+    fn with_shared(plan: Arc<Plan>, shared: Shared, output_up: Vec<bool>) -> Engine {
         Engine {
             counters: Counters::new(
                 plan.ports.len(),
@@ -156,14 +151,22 @@ impl Engine {
             egress: Egress {
                 vlan_buf: Vec::with_capacity(16 * 1024),
                 tunnel_buf: Vec::with_capacity(16 * 1024),
-                tunnels: self.egress.tunnels.clone(),
-                buckets: self.egress.buckets.clone(),
+                tunnels: shared.tunnels,
+                buckets: shared.buckets,
             },
-            sample_seen: self.sample_seen.clone(),
-            dedups: self.dedups.clone(),
-            output_up: self.output_up.clone(),
+            sample_seen: shared.sample_seen,
+            dedups: shared.dedups,
+            output_up,
             tap_rules: Vec::new(),
-            decaps: new_decaps(&plan),
+            decaps: plan
+                .inputs
+                .iter()
+                .map(|i| {
+                    i.decap
+                        .clone()
+                        .map(|d| Decapsulator::new(d, i.listen.clone()))
+                })
+                .collect(),
             plan,
         }
     }
