@@ -45,6 +45,11 @@ pub const DEFAULT_CONTROL: &str = "/run/vxspan/control.sock";
 /// Frames read from one input before the others get their turn.
 const BATCH: usize = 512;
 
+/// Room for one batch of frames of up to 2 KiB (larger ones grow it).
+fn new_batch() -> Batch {
+    Batch::with_capacity(BATCH, BATCH * 2048)
+}
+
 /// An operational event (never per packet).
 pub(crate) fn log(msg: impl std::fmt::Display) {
     tracing::info!("{msg}");
@@ -294,7 +299,7 @@ struct Ports {
 }
 
 impl Ports {
-    /// Takes over `old`'s rings for the placeholders [`open_ports`] left (same interface), with
+    /// Takes over `old`'s rings for the inputs [`open_ports`] left empty (same interface), with
     /// their fanout groups: the frames in them are read by the new plan, none are lost.
     fn take_rings(&mut self, old: &mut Ports) {
         for (input, group) in self.inputs.iter_mut().zip(self.fanout.iter_mut()) {
@@ -369,6 +374,12 @@ fn ring_block_size(workers: usize) -> usize {
     afpacket::BLOCK_SIZE / workers.max(1)
 }
 
+/// Whether the workers share input `i` of `plan` through a fanout group (an input with
+/// passthru is read by the first worker alone, which holds its TAPs).
+fn shares_input(plan: &Plan, i: usize, workers: usize) -> bool {
+    workers > 1 && plan.inputs[i].passthru.is_empty()
+}
+
 /// Opens input `i`'s ring for the first worker: in a new fanout group when `workers` share it.
 fn open_input_ring(
     plan: &Plan,
@@ -376,7 +387,7 @@ fn open_input_ring(
     workers: usize,
 ) -> std::io::Result<(RxRing, Option<u16>)> {
     let inp = &plan.inputs[i];
-    let shared = workers > 1 && inp.passthru.is_empty();
+    let shared = shares_input(plan, i, workers);
     let ring = RxRing::open_with(
         &inp.interface,
         if shared {
@@ -397,7 +408,7 @@ fn open_input_ring(
 /// kept (with every frame in it) instead of a new one being opened beside it.
 fn reusable_ring(plan: &Plan, i: usize, workers: usize, old: Option<&Ports>) -> bool {
     let inp = &plan.inputs[i];
-    let shared = workers > 1 && inp.passthru.is_empty();
+    let shared = shares_input(plan, i, workers);
     old.is_some_and(|old| {
         old.inputs.iter().zip(&old.fanout).any(|(o, f)| {
             matches!(o, LiveInput::Ring(r) if r.name == inp.interface) && f.is_some() == shared
@@ -405,7 +416,7 @@ fn reusable_ring(plan: &Plan, i: usize, workers: usize, old: Option<&Ports>) -> 
     })
 }
 
-/// Opens the ports of `plan`. Inputs whose ring `old` can hand over get a placeholder
+/// Opens the ports of `plan`. Inputs whose ring `old` can hand over are left empty for now
 /// (`LiveInput::Gone`), filled by [`Ports::take_rings`] once nothing else can fail.
 fn open_ports(plan: &Plan, workers: usize, old: Option<&Ports>) -> Result<Ports> {
     let mut inputs = Vec::new();
@@ -640,8 +651,9 @@ impl Worker {
     }
 
     /// Reads the rings, batch by batch, until they are empty or the control thread wants the
-    /// worker (a reload, a counter read): it waits for at most one batch.
-    fn drain(&mut self, batch: &mut Batch, wanted: &AtomicBool) {
+    /// worker (a reload, a counter read): it waits for at most one batch. A source that fails
+    /// is left until the next call.
+    fn drain(&mut self, batch: &mut Batch, wanted: Option<&AtomicBool>) {
         let sources = self
             .rings
             .iter_mut()
@@ -652,16 +664,11 @@ impl Worker {
                     .map(|(i, x, _)| (*i, x as &mut dyn RxPort)),
             );
         for (i, port) in sources {
-            loop {
-                batch.clear();
-                if port.recv(batch, BATCH).is_err() || batch.is_empty() {
-                    break;
-                }
-                self.engine
-                    .process_batch(i, batch.iter(), &mut self.outputs);
-                if wanted.load(Ordering::Relaxed) {
-                    return;
-                }
+            let recv = |b: &mut Batch| port.recv(b, BATCH).map(|_| ());
+            if let Ok(true) =
+                drain_input(&mut self.engine, &mut self.outputs, i, batch, recv, wanted)
+            {
+                return;
             }
         }
     }
@@ -675,13 +682,7 @@ impl Worker {
 
     /// Counts what the rings and AF_XDP sockets dropped (full) as `ring_overrun`.
     fn read_ring_stats(&mut self) {
-        for (i, ring) in &self.rings {
-            if let Ok((_, drops)) = ring.take_stats() {
-                if drops > 0 {
-                    self.engine.count_rx_drop(*i, RxDrop::RingOverrun, drops, 0);
-                }
-            }
-        }
+        count_ring_drops(&mut self.engine, self.rings.iter().map(|(i, r)| (*i, r)));
         count_xsk_drops(&mut self.engine, &mut self.xsks);
     }
 }
@@ -707,7 +708,7 @@ impl WorkerSlot {
 
 /// A worker thread: waits for its rings, drains them, until `stop`.
 fn worker_loop(slot: Arc<WorkerSlot>, stop: Arc<AtomicBool>) {
-    let mut batch = Batch::with_capacity(BATCH, BATCH * 2048);
+    let mut batch = new_batch();
     let mut ready = Vec::new();
     let mut fds = Vec::new();
     while !stop.load(Ordering::Relaxed) {
@@ -720,7 +721,7 @@ fn worker_loop(slot: Arc<WorkerSlot>, stop: Arc<AtomicBool>) {
         }
         fds.clear();
         if let Some(w) = locked(&slot.worker).as_mut() {
-            w.drain(&mut batch, &slot.wanted);
+            w.drain(&mut batch, Some(&slot.wanted));
             fds.extend(w.fds());
         }
         if fds.is_empty() {
@@ -782,7 +783,7 @@ impl State {
     /// counted goes to the history.
     fn respawn_workers(&mut self) {
         let n = self.workers.len() + 1;
-        let mut batch = Batch::with_capacity(BATCH, BATCH * 2048);
+        let mut batch = new_batch();
         for slot in &self.workers {
             let old = slot.with(|w| {
                 let mut old = w.take();
@@ -793,8 +794,7 @@ impl State {
                 old
             });
             if let Some(mut old) = old {
-                let never = AtomicBool::new(false);
-                old.drain(&mut batch, &never);
+                old.drain(&mut batch, None);
                 old.read_ring_stats();
                 self.history.add(&old.engine.report());
                 close_later(old);
@@ -904,7 +904,7 @@ impl State {
         if let Some(mut ports) = new_ports {
             // What the old rings hold was received under the old plan: it is read through it
             // now. Rings of interfaces that stay inputs then go to the new ports as they are.
-            let mut batch = Batch::with_capacity(BATCH, BATCH * 2048);
+            let mut batch = new_batch();
             if let Err(e) = self.drain(&mut batch) {
                 warn(format!("reading the inputs before the reload: {e}"));
             }
@@ -968,14 +968,24 @@ impl State {
             ..
         } = self;
         for (i, input) in ports.inputs.iter_mut().enumerate() {
-            drain_input(engine, &mut ports.outputs, i, batch, |b| {
-                input.recv(b, BATCH)
-            })?;
+            drain_input(
+                engine,
+                &mut ports.outputs,
+                i,
+                batch,
+                |b| input.recv(b, BATCH),
+                None,
+            )?;
         }
         for (i, x, _) in xsks.iter_mut() {
-            drain_input(engine, &mut ports.outputs, *i, batch, |b| {
-                x.recv(b, BATCH).map(|_| ())
-            })?;
+            drain_input(
+                engine,
+                &mut ports.outputs,
+                *i,
+                batch,
+                |b| x.recv(b, BATCH).map(|_| ()),
+                None,
+            )?;
         }
         Ok(())
     }
@@ -1132,16 +1142,14 @@ impl State {
     }
 
     fn read_ring_stats(&mut self) {
-        for (i, input) in self.ports.inputs.iter().enumerate() {
-            let LiveInput::Ring(ring) = input else {
-                continue;
-            };
-            if let Ok((_, drops)) = ring.take_stats() {
-                if drops > 0 {
-                    self.engine.count_rx_drop(i, RxDrop::RingOverrun, drops, 0);
-                }
-            }
-        }
+        let rings = self.ports.inputs.iter().enumerate();
+        count_ring_drops(
+            &mut self.engine,
+            rings.filter_map(|(i, input)| match input {
+                LiveInput::Ring(r) => Some((i, r)),
+                _ => None,
+            }),
+        );
         for slot in &self.workers {
             slot.with(|w| w.as_mut().map(Worker::read_ring_stats));
         }
@@ -1444,21 +1452,38 @@ impl State {
 }
 
 /// Reads one source of input `input` (`recv` appends a batch) until it has nothing more, each
-/// batch through the engine.
+/// batch through the engine. With `wanted`, it stops after the batch during which the flag was
+/// raised and says so (`Ok(true)`).
 fn drain_input(
     engine: &mut Engine,
     outputs: &mut LiveOutputs,
     input: usize,
     batch: &mut Batch,
     mut recv: impl FnMut(&mut Batch) -> std::io::Result<()>,
-) -> std::io::Result<()> {
+    wanted: Option<&AtomicBool>,
+) -> std::io::Result<bool> {
     loop {
         batch.clear();
         recv(batch)?;
         if batch.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         engine.process_batch(input, batch.iter(), outputs);
+        if wanted.is_some_and(|w| w.load(Ordering::Relaxed)) {
+            return Ok(true);
+        }
+    }
+}
+
+/// Counts what receive rings dropped (full) since the last read as `ring_overrun` on their
+/// input.
+fn count_ring_drops<'a>(engine: &mut Engine, rings: impl Iterator<Item = (usize, &'a RxRing)>) {
+    for (i, ring) in rings {
+        if let Ok((_, drops)) = ring.take_stats() {
+            if drops > 0 {
+                engine.count_rx_drop(i, RxDrop::RingOverrun, drops, 0);
+            }
+        }
     }
 }
 
@@ -1690,7 +1715,7 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
         }
     }
     st.log_placement();
-    let mut batch = Batch::with_capacity(BATCH, BATCH * 2048);
+    let mut batch = new_batch();
     let mut ready = Vec::new();
     let mut last_stats = Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -1751,7 +1776,7 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
     for slot in &st.workers {
         slot.with(|w| {
             if let Some(w) = w.as_mut() {
-                w.drain(&mut batch, &AtomicBool::new(false));
+                w.drain(&mut batch, None);
             }
         });
     }
