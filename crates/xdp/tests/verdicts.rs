@@ -135,6 +135,21 @@ struct Record {
     copies: Vec<(usize, Vec<u8>)>,
 }
 
+/// The copies the userspace engine makes of `frame` received on input 0 (the reference).
+fn reference(engine: &mut Engine, frame: &[u8]) -> Record {
+    let mut rec = Record::default();
+    engine.process(
+        0,
+        RxFrame {
+            data: frame,
+            wire_len: frame.len() as u32,
+            ts: 0,
+        },
+        &mut rec,
+    );
+    rec
+}
+
 impl Sink for Record {
     fn transmit(&mut self, output: usize, f: TxFrame<'_>) -> Result<(), TxDrop> {
         self.copies.push((output, f.data.to_vec()));
@@ -247,16 +262,7 @@ fn program_agrees_with_the_userspace_classifier() {
             }
             // Only frames the kernel handles go through the reference engine: the counters
             // must then be equal.
-            let mut rec = Record::default();
-            engine.process(
-                0,
-                RxFrame {
-                    data: &f,
-                    wire_len: f.len() as u32,
-                    ts: 0,
-                },
-                &mut rec,
-            );
+            let rec = reference(&mut engine, &f);
             match action {
                 None | Some(Action::Drop) | Some(Action::Userspace) => {
                     assert_eq!(verdict, XDP_DROP, "{name}: dropped");
@@ -408,16 +414,7 @@ fn program_agrees_with_the_engine_on_every_shared_capture() {
                         assert_eq!(verdict, XDP_PASS, "{}", path.display());
                         continue;
                     }
-                    let mut rec = Record::default();
-                    engine.process(
-                        0,
-                        RxFrame {
-                            data: &frame,
-                            wire_len: frame.len() as u32,
-                            ts: 0,
-                        },
-                        &mut rec,
-                    );
+                    let rec = reference(&mut engine, &frame);
                     let want = if rec.copies.is_empty() {
                         XDP_DROP
                     } else {
