@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::daemon::{counter, frames_in, sorted, Vxspan};
+use common::daemon::{assert_example_accounting, counter, frames_in, sorted, Vxspan};
 use common::netns::{wait_for, Netns};
 use common::{read_capture, root, scratch};
 use std::path::{Path, PathBuf};
@@ -157,23 +157,7 @@ fn forward_vxspan_example(datapath: &str, mode: &str) {
         }
     }
     // The accounting, to the packet, against the veths' own counters.
-    assert_eq!(counter(&fin, "eth0", "rx_packets"), sent[0]);
-    assert_eq!(counter(&fin, "eth1", "rx_packets"), sent[1]);
-    for p in ["eth0", "eth1"] {
-        assert_eq!(
-            counter(&fin, p, "rx_packets"),
-            counter(&fin, p, "forwarded_packets") + counter(&fin, p, "dropped_packets"),
-            "{p}"
-        );
-    }
-    assert_eq!(
-        counter(&fin, "eth2", "tx_packets"),
-        ns.stat("p2", "rx_packets") - base_rx[0]
-    );
-    assert_eq!(
-        counter(&fin, "eth3", "tx_packets"),
-        ns.stat("p3", "rx_packets") - base_rx[1]
-    );
+    assert_example_accounting(&fin, &ns, sent, [base_rx[0], base_rx[1]]);
 
     // Exactly the golden frames, of those that were sent (tcpreplay skips runts).
     let mut sent_frames: Vec<Vec<u8>> = read_capture(&dir.join("p0.pcap"))
@@ -310,22 +294,7 @@ fn xdp_counters_are_exact_with_two_cpus_forwarding() {
         counter(&s, "eth0", "rx_packets") == sent[0] && counter(&s, "eth1", "rx_packets") == sent[1]
     });
     let fin = vx.stop(&dir);
-    assert_eq!(counter(&fin, "eth0", "rx_packets"), sent[0]);
-    assert_eq!(counter(&fin, "eth1", "rx_packets"), sent[1]);
-    assert_eq!(
-        counter(&fin, "eth2", "tx_packets"),
-        ns.stat("p2", "rx_packets") - rx0[0]
-    );
-    assert_eq!(
-        counter(&fin, "eth3", "tx_packets"),
-        ns.stat("p3", "rx_packets") - rx0[1]
-    );
-    for p in ["eth0", "eth1"] {
-        assert_eq!(
-            counter(&fin, p, "rx_packets"),
-            counter(&fin, p, "forwarded_packets") + counter(&fin, p, "dropped_packets")
-        );
-    }
+    assert_example_accounting(&fin, &ns, sent, [rx0[0], rx0[1]]);
     eprintln!(
         "blast: p0 {:.2} Mpps, p1 {:.2} Mpps",
         ra["mpps"].as_f64().unwrap(),

@@ -124,3 +124,30 @@ pub fn worker_rx(status: &serde_json::Value) -> Vec<u64> {
         .map(|v| v.as_u64().unwrap())
         .collect()
 }
+
+/// The accounting of VxSPAN's example topology (inputs eth0 / eth1, outputs eth2 / eth3 with
+/// peers p2 / p3), to the packet, from final counters `fin`: the inputs received `rx`, each
+/// frame was forwarded or dropped, and each output sent what its peer received since `far0`
+/// (p2's and p3's rx_packets before the traffic).
+pub fn assert_example_accounting(
+    fin: &serde_json::Value,
+    ns: &super::netns::Netns,
+    rx: [u64; 2],
+    far0: [u64; 2],
+) {
+    for (p, n) in ["eth0", "eth1"].into_iter().zip(rx) {
+        assert_eq!(counter(fin, p, "rx_packets"), n, "{p}");
+        assert_eq!(
+            n,
+            counter(fin, p, "forwarded_packets") + counter(fin, p, "dropped_packets"),
+            "{p}"
+        );
+    }
+    for ((out, peer), base) in [("eth2", "p2"), ("eth3", "p3")].into_iter().zip(far0) {
+        assert_eq!(
+            counter(fin, out, "tx_packets"),
+            ns.stat(peer, "rx_packets") - base,
+            "{out}"
+        );
+    }
+}
