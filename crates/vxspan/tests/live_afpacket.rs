@@ -356,16 +356,9 @@ fn ten_by_ten_ports_fit_in_48_mb() {
         let s = vx.stats();
         (0..10).all(|i| counter(&s, &format!("in{i}"), "rx_packets") == 2000)
     });
-    let status = std::fs::read_to_string(format!("/proc/{}/status", vx.child.id())).unwrap();
-    let rss_kb: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap()
-        .parse()
-        .unwrap();
-    eprintln!("vxspan run with 10 + 10 ports, 2 workers, 20,000 frames in: VmRSS {rss_kb} kB");
-    assert!(rss_kb < 48 * 1024, "VmRSS {rss_kb} kB");
+    let rss = rss_kb(vx.child.id());
+    eprintln!("vxspan run with 10 + 10 ports, 2 workers, 20,000 frames in: VmRSS {rss} kB");
+    assert!(rss < 48 * 1024, "VmRSS {rss} kB");
     vx.stop(&dir);
 }
 
