@@ -14,9 +14,13 @@ use std::io;
 use std::num::NonZeroU32;
 use std::ptr::NonNull;
 
-use xdpilone::{DeviceQueue, IfInfo, RingRx, Socket, SocketConfig, Umem, UmemConfig, User};
+use std::collections::BTreeMap;
 
-use crate::{Batch, RecvStatus, RxPort};
+use xdpilone::{
+    DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User,
+};
+
+use crate::{Batch, RecvStatus, RxPort, TxDrop};
 
 /// Frames in the UMEM, and entries in each ring.
 const FRAMES: u32 = 1024;
@@ -73,6 +77,80 @@ impl Drop for Area {
     }
 }
 
+/// Which ring a socket has besides the UMEM's fill and completion rings.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Rx,
+    Tx,
+}
+
+/// A socket with its UMEM and rings set up, not yet bound.
+struct Bound {
+    area: Area,
+    umem: Umem,
+    /// The fill and completion rings.
+    fq: DeviceQueue,
+    user: User,
+}
+
+impl Bound {
+    fn new(interface: &str, queue: u32, zero_copy: bool, dir: Direction) -> io::Result<Bound> {
+        let area = Area::new((FRAMES * FRAME_SIZE) as usize)?;
+        let config = UmemConfig {
+            fill_size: FRAMES,
+            complete_size: FRAMES,
+            frame_size: FRAME_SIZE,
+            headroom: 0,
+            flags: 0,
+        };
+        // SAFETY: `area` is a page-aligned mapping of FRAMES * FRAME_SIZE bytes that outlives
+        // the UMEM (the sockets drop it after it, by field order).
+        let umem =
+            unsafe { Umem::new(config, area.slice()) }.map_err(|e| errno("AF_XDP UMEM", e))?;
+        let mut info = IfInfo::invalid();
+        let name =
+            CString::new(interface).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        info.from_name(&name)
+            .map_err(|e| errno(&format!("AF_XDP: interface {interface}"), e))?;
+        info.set_queue(queue);
+        let sock = Socket::with_shared(&info, &umem).map_err(|e| errno("AF_XDP socket", e))?;
+        let fq = umem
+            .fq_cq(&sock)
+            .map_err(|e| errno("AF_XDP fill / completion rings", e))?;
+        let size = NonZeroU32::new(FRAMES);
+        let user = umem
+            .rx_tx(
+                &sock,
+                &SocketConfig {
+                    rx_size: if dir == Direction::Rx { size } else { None },
+                    tx_size: if dir == Direction::Tx { size } else { None },
+                    bind_flags: if zero_copy {
+                        SocketConfig::XDP_BIND_ZEROCOPY
+                    } else {
+                        SocketConfig::XDP_BIND_COPY
+                    },
+                },
+            )
+            .map_err(|e| errno("AF_XDP ring", e))?;
+        Ok(Bound {
+            area,
+            umem,
+            fq,
+            user,
+        })
+    }
+}
+
+fn bind_error(interface: &str, queue: u32, zero_copy: bool, e: xdpilone::Errno) -> io::Error {
+    errno(
+        &format!(
+            "AF_XDP bind to {interface} queue {queue} ({} mode)",
+            if zero_copy { "zero-copy" } else { "copy" }
+        ),
+        e,
+    )
+}
+
 /// One AF_XDP socket receiving from one queue of one interface.
 pub struct XskRx {
     // Field order is drop order: the rings and the UMEM registration go before the memory.
@@ -118,52 +196,14 @@ impl XskRx {
     }
 
     fn open_mode(interface: &str, queue: u32, zero_copy: bool) -> io::Result<XskRx> {
-        let area = Area::new((FRAMES * FRAME_SIZE) as usize)?;
-        let config = UmemConfig {
-            fill_size: FRAMES,
-            complete_size: FRAMES,
-            frame_size: FRAME_SIZE,
-            headroom: 0,
-            flags: 0,
-        };
-        // SAFETY: `area` is a page-aligned mapping of FRAMES * FRAME_SIZE bytes that outlives
-        // the UMEM (it is dropped after it, by field order).
-        let umem =
-            unsafe { Umem::new(config, area.slice()) }.map_err(|e| errno("AF_XDP UMEM", e))?;
-        let mut info = IfInfo::invalid();
-        let name =
-            CString::new(interface).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        info.from_name(&name)
-            .map_err(|e| errno(&format!("AF_XDP: interface {interface}"), e))?;
-        info.set_queue(queue);
-        let sock = Socket::with_shared(&info, &umem).map_err(|e| errno("AF_XDP socket", e))?;
-        let mut fq = umem
-            .fq_cq(&sock)
-            .map_err(|e| errno("AF_XDP fill / completion rings", e))?;
-        let user = umem
-            .rx_tx(
-                &sock,
-                &SocketConfig {
-                    rx_size: NonZeroU32::new(FRAMES),
-                    tx_size: None,
-                    bind_flags: if zero_copy {
-                        SocketConfig::XDP_BIND_ZEROCOPY
-                    } else {
-                        SocketConfig::XDP_BIND_COPY
-                    },
-                },
-            )
-            .map_err(|e| errno("AF_XDP RX ring", e))?;
+        let Bound {
+            area,
+            umem,
+            mut fq,
+            user,
+        } = Bound::new(interface, queue, zero_copy, Direction::Rx)?;
         let rx = user.map_rx().map_err(|e| errno("AF_XDP RX ring mmap", e))?;
-        umem.bind(&user).map_err(|e| {
-            errno(
-                &format!(
-                    "AF_XDP bind to {interface} queue {queue} ({} mode)",
-                    if zero_copy { "zero-copy" } else { "copy" }
-                ),
-                e,
-            )
-        })?;
+        umem.bind(&user).map_err(|e| bind_error(interface, queue, zero_copy, e))?;
         // Every frame starts in the fill ring.
         {
             let mut w = fq.fill(FRAMES);
@@ -245,5 +285,510 @@ impl RxPort for XskRx {
         }
         self.descs = descs;
         Ok(RecvStatus::Ok)
+    }
+}
+
+/// The number of TX queues of `interface` (from sysfs; 1 if it cannot be read).
+pub fn tx_queues(interface: &str) -> u32 {
+    std::fs::read_dir(format!("/sys/class/net/{interface}/queues"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("tx-"))
+                .count() as u32
+        })
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// Where the descriptors of a TX ring stand, as far as userspace can tell: which the kernel has
+/// taken (sent or dropped) and which it has not yet looked at, with each one's length.
+///
+/// In copy mode a kick (`sendto`) makes the kernel take descriptors one after the other. A copy
+/// the device drops (NET_XMIT_DROP) ends the kick with EBUSY: it is the last descriptor taken.
+/// The kernel publishes how far it got only when it sent at least one frame in that kick, so
+/// the consumer index read from the ring can lag by exactly that dropped one; this ledger
+/// keeps the true position: after an EBUSY kick with nothing published, the kernel took one
+/// descriptor, the first one it had not taken.
+#[derive(Debug)]
+pub struct TxLedger {
+    lens: Vec<u32>,
+    /// Descriptors committed to the ring (wrapping, like the ring's own indices).
+    committed: u32,
+    /// Descriptors the kernel has taken.
+    taken: u32,
+}
+
+impl TxLedger {
+    /// A ledger for a ring of `size` entries (a power of two).
+    pub fn new(size: u32) -> TxLedger {
+        debug_assert!(size.is_power_of_two());
+        TxLedger {
+            lens: vec![0; size as usize],
+            committed: 0,
+            taken: 0,
+        }
+    }
+
+    fn mask(&self) -> u32 {
+        self.lens.len() as u32 - 1
+    }
+
+    /// Records a descriptor of `len` bytes committed to the ring.
+    pub fn push(&mut self, len: u32) {
+        let m = self.mask();
+        self.lens[(self.committed & m) as usize] = len;
+        self.committed = self.committed.wrapping_add(1);
+    }
+
+    /// The ring index the next descriptor gets (the producer index).
+    pub fn committed(&self) -> u32 {
+        self.committed
+    }
+
+    /// Descriptors the kernel has not taken yet.
+    pub fn waiting(&self) -> u32 {
+        self.committed.wrapping_sub(self.taken)
+    }
+
+    /// Takes in the outcome of a kick: `published` is the consumer index read from the ring
+    /// afterwards, `dropped` whether the kick ended with EBUSY. Returns the length of the copy
+    /// the kernel dropped.
+    pub fn after_kick(&mut self, published: u32, dropped: bool) -> Option<u32> {
+        let ahead = published.wrapping_sub(self.taken);
+        // A published index is never behind what we know, nor past what was committed.
+        let moved = ahead != 0 && ahead <= self.waiting();
+        if moved {
+            self.taken = published;
+        }
+        if !dropped {
+            return None;
+        }
+        if moved {
+            // Frames went out before the drop: the published index is exact, the dropped copy
+            // is the last one taken.
+            let m = self.mask();
+            Some(self.lens[(self.taken.wrapping_sub(1) & m) as usize])
+        } else if self.waiting() > 0 {
+            // Nothing went out: the kernel took exactly one descriptor, the dropped one.
+            let m = self.mask();
+            let len = self.lens[(self.taken & m) as usize];
+            self.taken = self.taken.wrapping_add(1);
+            Some(len)
+        } else {
+            None
+        }
+    }
+
+    /// Gives up every descriptor not taken (the socket is closed before the kernel sees them):
+    /// returns their number and bytes.
+    pub fn abandon(&mut self) -> (u64, u64) {
+        let m = self.mask();
+        let mut bytes = 0u64;
+        let n = self.waiting();
+        for k in 0..n {
+            bytes += u64::from(self.lens[(self.taken.wrapping_add(k) & m) as usize]);
+        }
+        self.taken = self.committed;
+        (u64::from(n), bytes)
+    }
+}
+
+/// Copies that AF_XDP transmit sockets accepted, and the engine therefore counted as sent, but
+/// the kernel then dropped or never took: per interface and reason. They move from `tx` to
+/// `tx_dropped` when counters are reported ([`TxLosses::apply`]).
+#[derive(Debug, Default)]
+pub struct TxLosses(std::sync::Mutex<BTreeMap<String, Lost>>);
+
+/// Packets and bytes lost on one interface, per [`TxDrop`] reason.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Lost {
+    pub packets: [u64; TxDrop::ALL.len()],
+    pub bytes: [u64; TxDrop::ALL.len()],
+}
+
+impl TxLosses {
+    fn add(&self, interface: &str, reason: TxDrop, packets: u64, bytes: u64) {
+        if packets == 0 {
+            return;
+        }
+        let mut m = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let l = m.entry(interface.to_owned()).or_default();
+        l.packets[reason as usize] += packets;
+        l.bytes[reason as usize] += bytes;
+    }
+
+    /// What was lost on `interface` so far.
+    pub fn of(&self, interface: &str) -> Lost {
+        let m = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        m.get(interface).cloned().unwrap_or_default()
+    }
+
+    /// Moves the lost copies from each interface's `tx` counters to its `tx_dropped` ones.
+    pub fn apply(&self, report: &mut vxspan_core::Report) {
+        let m = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (name, lost) in m.iter() {
+            let Some(p) = report.interfaces.get_mut(name) else {
+                continue;
+            };
+            for r in TxDrop::ALL {
+                let (n, b) = (lost.packets[r as usize], lost.bytes[r as usize]);
+                if n == 0 {
+                    continue;
+                }
+                // A copy is counted as sent before the kernel can drop it; a report taken
+                // while another worker is between the two may briefly see fewer sends.
+                p.tx_packets = p.tx_packets.saturating_sub(n);
+                p.tx_bytes = p.tx_bytes.saturating_sub(b);
+                p.tx_dropped_packets += n;
+                p.tx_dropped_bytes += b;
+                *p.tx_drop_reasons.entry(r.as_str().to_owned()).or_default() += n;
+            }
+        }
+    }
+}
+
+/// One AF_XDP socket transmitting on one queue of one interface: a UMEM of 1,024 frames of
+/// 2 KiB, a TX ring and its completion ring. [`XskTx::send`] copies a frame into a free UMEM
+/// frame and puts its descriptor on the TX ring; [`XskTx::flush`] kicks the kernel, which sends
+/// them (in copy mode, within the kick; in zero-copy mode, the driver later). Copies the kernel
+/// drops, or that are still waiting when the socket is closed, are recorded in [`TxLosses`].
+pub struct XskTx {
+    // Field order is drop order: the rings and the UMEM registration go before the memory.
+    tx: RingTx,
+    cq: DeviceQueue,
+    /// Kept for the socket it owns, which must outlive the rings.
+    _user: User,
+    _umem: Umem,
+    area: Area,
+    pub name: String,
+    pub queue: u32,
+    pub ifindex: u32,
+    /// Whether the kernel accepted zero-copy (otherwise copy mode).
+    pub zero_copy: bool,
+    /// The largest untagged frame the interface takes (its MTU and an Ethernet header).
+    max_len: usize,
+    /// UMEM frames not in the TX ring nor waiting for completion.
+    free: Vec<u64>,
+    ledger: TxLedger,
+    losses: std::sync::Arc<TxLosses>,
+    /// The kernel refused the socket (interface down or gone): it takes no more frames, and
+    /// what it held was counted as lost.
+    dead: bool,
+}
+
+// SAFETY: as for XskRx: the UMEM area and the mapped rings are owned by this value and only
+// used through &mut self.
+unsafe impl Send for XskTx {}
+
+impl XskTx {
+    /// Opens a socket on TX queue `queue` of `interface`: zero-copy if the driver allows, else
+    /// copy mode. Interfaces whose MTU does not fit a UMEM frame are refused.
+    pub fn open(
+        interface: &str,
+        queue: u32,
+        losses: std::sync::Arc<TxLosses>,
+    ) -> io::Result<XskTx> {
+        let mtu = crate::afpacket::mtu(interface)? as usize;
+        // An Ethernet header and one VLAN tag on top of the MTU.
+        if mtu + 18 > FRAME_SIZE as usize {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "MTU {mtu} of {interface} does not fit an AF_XDP frame ({FRAME_SIZE} bytes)"
+                ),
+            ));
+        }
+        let ifindex = crate::afpacket::ifindex(interface)?;
+        match XskTx::open_mode(interface, queue, true) {
+            Ok(b) => Ok(XskTx::new(b, interface, queue, ifindex, true, mtu + 14, losses)),
+            Err(_) => XskTx::open_mode(interface, queue, false)
+                .map(|b| XskTx::new(b, interface, queue, ifindex, false, mtu + 14, losses)),
+        }
+    }
+
+    fn open_mode(interface: &str, queue: u32, zero_copy: bool) -> io::Result<(Bound, RingTx)> {
+        let b = Bound::new(interface, queue, zero_copy, Direction::Tx)?;
+        let tx = b.user.map_tx().map_err(|e| errno("AF_XDP TX ring mmap", e))?;
+        b.umem
+            .bind(&b.user)
+            .map_err(|e| bind_error(interface, queue, zero_copy, e))?;
+        Ok((b, tx))
+    }
+
+    fn new(
+        (b, tx): (Bound, RingTx),
+        name: &str,
+        queue: u32,
+        ifindex: u32,
+        zero_copy: bool,
+        max_len: usize,
+        losses: std::sync::Arc<TxLosses>,
+    ) -> XskTx {
+        XskTx {
+            tx,
+            cq: b.fq,
+            _user: b.user,
+            _umem: b.umem,
+            area: b.area,
+            name: name.to_owned(),
+            queue,
+            ifindex,
+            zero_copy,
+            max_len,
+            free: (0..FRAMES).rev().map(|i| u64::from(i * FRAME_SIZE)).collect(),
+            ledger: TxLedger::new(FRAMES),
+            losses,
+            dead: false,
+        }
+    }
+
+    /// Whether the kernel refused the socket: it must be closed and opened again.
+    pub fn is_dead(&self) -> bool {
+        self.dead
+    }
+
+    /// Puts a copy of `data` on the TX ring. It leaves at the next [`XskTx::flush`] (which
+    /// this calls itself when the UMEM is full).
+    pub fn send(&mut self, data: &[u8]) -> Result<(), TxDrop> {
+        if self.dead {
+            return Err(TxDrop::LinkDown);
+        }
+        let tagged = matches!(data.get(12..14), Some([0x81, 0x00] | [0x88, 0xa8]));
+        if data.len() > self.max_len + if tagged { 4 } else { 0 } {
+            return Err(TxDrop::MtuExceeded);
+        }
+        if self.free.is_empty() {
+            self.flush();
+        }
+        let Some(addr) = self.free.pop() else {
+            return Err(if self.dead {
+                TxDrop::LinkDown
+            } else {
+                TxDrop::QueueFull
+            });
+        };
+        // SAFETY: the frame at `addr` is free (neither on the TX ring nor waiting for its
+        // completion), so the kernel does not read it; it lies inside the mapping, and `data`
+        // fits it (checked above against max_len, which fits FRAME_SIZE).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.area.ptr.as_ptr().add(addr as usize),
+                data.len(),
+            );
+        }
+        let desc = xdpilone::xdp::XdpDesc {
+            addr,
+            len: data.len() as u32,
+            options: 0,
+        };
+        let mut w = self.tx.transmit(1);
+        let put = w.insert_once(desc);
+        w.commit();
+        if !put {
+            // The ring has as many entries as the UMEM has frames: it cannot be full while a
+            // frame is free. Kept as a counted drop, never a panic.
+            self.free.push(addr);
+            return Err(TxDrop::QueueFull);
+        }
+        self.ledger.push(desc.len);
+        Ok(())
+    }
+
+    /// Frames whose transmission is complete go back to the free list.
+    fn reap(&mut self) {
+        let mut c = self.cq.complete(FRAMES);
+        while let Some(addr) = c.read() {
+            self.free.push(addr - addr % u64::from(FRAME_SIZE));
+        }
+        c.release();
+    }
+
+    fn published(&self) -> u32 {
+        self.ledger.committed().wrapping_sub(self.tx.pending())
+    }
+
+    /// Kicks the kernel until it has taken every descriptor, or it stops making progress
+    /// (then the rest waits for the next flush). Each copy the device drops is recorded as
+    /// `queue_full`; if the kernel refuses the socket (interface down or gone), everything
+    /// waiting is recorded as `link_down` and the socket takes no more.
+    pub fn flush(&mut self) {
+        self.reap();
+        let mut stalls = 0;
+        // Bounded: each round either takes a descriptor or counts a stall.
+        while !self.dead && self.ledger.waiting() > 0 && stalls < 4 {
+            let before = self.ledger.waiting();
+            // SAFETY: a zero-length sendto on the socket's own descriptor, no buffers.
+            let r = unsafe {
+                libc::sendto(
+                    self.tx.as_raw_fd(),
+                    std::ptr::null(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null(),
+                    0,
+                )
+            };
+            let err = if r < 0 {
+                io::Error::last_os_error().raw_os_error()
+            } else {
+                None
+            };
+            match err {
+                None => {
+                    self.ledger.after_kick(self.published(), false);
+                }
+                Some(libc::EBUSY) => {
+                    if let Some(len) = self.ledger.after_kick(self.published(), true) {
+                        self.losses
+                            .add(&self.name, TxDrop::QueueFull, 1, u64::from(len));
+                    }
+                }
+                Some(libc::EAGAIN) | Some(libc::ENOBUFS) => {
+                    self.ledger.after_kick(self.published(), false);
+                    self.reap();
+                }
+                Some(e) => {
+                    let reason = match e {
+                        libc::ENETDOWN | libc::ENXIO | libc::ENODEV => TxDrop::LinkDown,
+                        _ => TxDrop::TxError,
+                    };
+                    self.give_up(reason);
+                }
+            }
+            if self.zero_copy {
+                // The driver sends in the background; the kick only woke it.
+                break;
+            }
+            if self.ledger.waiting() == before {
+                stalls += 1;
+            } else {
+                stalls = 0;
+            }
+        }
+        self.reap();
+    }
+
+    /// Records every waiting copy as lost with `reason` and stops taking frames. The socket
+    /// is never kicked again, so the kernel cannot send them later: it is closed once the
+    /// caller replaces it.
+    fn give_up(&mut self, reason: TxDrop) {
+        self.ledger.after_kick(self.published(), false);
+        let (n, bytes) = self.ledger.abandon();
+        self.losses.add(&self.name, reason, n, bytes);
+        self.dead = true;
+    }
+}
+
+impl Drop for XskTx {
+    fn drop(&mut self) {
+        // What can still go out goes; the rest is closed with the socket and counted.
+        for _ in 0..100 {
+            self.flush();
+            if self.dead || self.ledger.waiting() == 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        if !self.dead {
+            self.give_up(TxDrop::QueueFull);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ledger(lens: &[u32]) -> TxLedger {
+        let mut l = TxLedger::new(8);
+        for &n in lens {
+            l.push(n);
+        }
+        l
+    }
+
+    #[test]
+    fn a_kick_that_sends_everything_leaves_nothing_waiting() {
+        let mut l = ledger(&[60, 70, 80]);
+        assert_eq!(l.after_kick(3, false), None);
+        assert_eq!(l.waiting(), 0);
+    }
+
+    #[test]
+    fn a_drop_after_sent_frames_is_the_last_descriptor_taken() {
+        let mut l = ledger(&[60, 70, 80, 90]);
+        // Two sent, the third dropped: the kernel published 3.
+        assert_eq!(l.after_kick(3, true), Some(80));
+        assert_eq!(l.waiting(), 1);
+        assert_eq!(l.after_kick(4, false), None);
+        assert_eq!(l.waiting(), 0);
+    }
+
+    #[test]
+    fn a_drop_with_nothing_sent_is_the_first_waiting_descriptor() {
+        let mut l = ledger(&[60, 70, 80]);
+        // The first is dropped, nothing published: the ring still reads 0.
+        assert_eq!(l.after_kick(0, true), Some(60));
+        // Again: the published index still lags, the second is dropped.
+        assert_eq!(l.after_kick(0, true), Some(70));
+        assert_eq!(l.waiting(), 1);
+        // The third is sent: the kernel publishes everything it took.
+        assert_eq!(l.after_kick(3, false), None);
+        assert_eq!(l.waiting(), 0);
+    }
+
+    #[test]
+    fn a_lagging_published_index_never_moves_the_ledger_back() {
+        let mut l = ledger(&[60, 70, 80]);
+        assert_eq!(l.after_kick(0, true), Some(60));
+        // EAGAIN with nothing sent: the ring still reads 0, one is known taken.
+        assert_eq!(l.after_kick(0, false), None);
+        assert_eq!(l.waiting(), 2);
+    }
+
+    #[test]
+    fn indices_wrap() {
+        let mut l = TxLedger::new(4);
+        l.committed = u32::MAX - 1;
+        l.taken = u32::MAX - 1;
+        for n in [10, 20, 30] {
+            l.push(n);
+        }
+        assert_eq!(l.waiting(), 3);
+        assert_eq!(l.after_kick(u32::MAX, true), Some(10));
+        assert_eq!(l.after_kick(u32::MAX, true), Some(20));
+        assert_eq!(l.abandon(), (1, 30));
+        assert_eq!(l.waiting(), 0);
+    }
+
+    #[test]
+    fn abandoning_counts_what_was_never_taken() {
+        let mut l = ledger(&[60, 70, 80]);
+        l.after_kick(1, false);
+        assert_eq!(l.abandon(), (2, 150));
+        assert_eq!(l.after_kick(1, true), None);
+    }
+
+    #[test]
+    fn losses_move_copies_from_sent_to_dropped() {
+        let losses = TxLosses::default();
+        losses.add("eth2", TxDrop::QueueFull, 2, 200);
+        losses.add("eth2", TxDrop::LinkDown, 1, 100);
+        let mut r = vxspan_core::Report::default();
+        r.interfaces.insert(
+            "eth2".into(),
+            vxspan_core::counters::PortReport {
+                tx_packets: 10,
+                tx_bytes: 1000,
+                ..Default::default()
+            },
+        );
+        losses.apply(&mut r);
+        let p = &r.interfaces["eth2"];
+        assert_eq!((p.tx_packets, p.tx_bytes), (7, 700));
+        assert_eq!((p.tx_dropped_packets, p.tx_dropped_bytes), (3, 300));
+        assert_eq!(p.tx_drop_reasons["queue_full"], 2);
+        assert_eq!(p.tx_drop_reasons["link_down"], 1);
     }
 }

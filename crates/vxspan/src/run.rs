@@ -36,6 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vxspan_core::{Engine, Plan, Report, RxDrop, Sink, TxDrop, TxFrame};
 use vxspan_io::afpacket::{self, RxRing, TxSocket};
+use vxspan_io::afxdp::{TxLosses, XskTx};
 use vxspan_io::tunnel::{ListenSocket, TunnelSender};
 use vxspan_io::{Batch, RxPort, TxPort};
 
@@ -165,7 +166,7 @@ struct LiveOutputs {
     captures: Arc<Captures>,
     /// Transmit sockets by interface; `None` while the interface is gone (copies for it are
     /// counted as `link_down` until it comes back).
-    sockets: Vec<Option<TxSocket>>,
+    sockets: Vec<Option<OutSocket>>,
     /// The interface of each entry of `sockets`.
     socket_names: Vec<String>,
     outs: Vec<LiveOut>,
@@ -175,7 +176,8 @@ impl Sink for LiveOutputs {
     fn transmit(&mut self, output: usize, frame: TxFrame<'_>) -> Result<(), TxDrop> {
         match self.outs.get_mut(output) {
             Some(LiveOut::Packet(i)) => match self.sockets.get_mut(*i) {
-                Some(Some(s)) => s.send(frame),
+                Some(Some(OutSocket::Packet(s))) => s.send(frame),
+                Some(Some(OutSocket::Xdp(x))) => x.send(frame.data),
                 _ => Err(TxDrop::LinkDown),
             },
             Some(LiveOut::Tunnel(t)) => t.send(frame),
@@ -215,18 +217,29 @@ impl Sink for LiveOutputs {
 }
 
 impl LiveOutputs {
+    /// Kicks the AF_XDP transmit rings this worker sends on: what waits there goes out (after
+    /// each batch, and on every wake-up for what a busy device left waiting).
+    fn flush_tx(&self) {
+        for s in self.sockets.iter().flatten() {
+            if let OutSocket::Xdp(x) = s {
+                x.flush();
+            }
+        }
+    }
+
     /// The outputs as another worker sees them: its own transmit sockets and tunnel sockets
     /// (an interface that is gone stays `None`), the archives and captures shared, no
     /// passthru (inputs with passthru are read by the first worker only).
-    fn for_worker(&self, plan: &Plan) -> Result<LiveOutputs> {
+    fn for_worker(&self, plan: &Plan, worker: usize) -> Result<LiveOutputs> {
         let sockets = self
             .sockets
             .iter()
             .zip(&self.socket_names)
             .map(|(s, name)| match s {
-                Some(_) => TxSocket::open(name)
-                    .map(Some)
+                Some(OutSocket::Packet(_)) => TxSocket::open(name)
+                    .map(|s| Some(OutSocket::Packet(s)))
                     .with_context(|| format!("opening {name} for a worker")),
+                Some(OutSocket::Xdp(x)) => Ok(Some(OutSocket::Xdp(x.for_worker(worker)))),
                 None => Ok(None),
             })
             .collect::<Result<Vec<_>>>()?;
@@ -254,6 +267,80 @@ impl LiveOutputs {
             socket_names: self.socket_names.clone(),
             outs,
         })
+    }
+}
+
+/// A transmit socket on an output interface.
+enum OutSocket {
+    /// AF_PACKET, bypassing the qdisc.
+    Packet(TxSocket),
+    /// AF_XDP TX rings (`--datapath afxdp`).
+    Xdp(XdpOut),
+}
+
+impl OutSocket {
+    fn ifindex(&self) -> u32 {
+        match self {
+            OutSocket::Packet(s) => s.ifindex,
+            OutSocket::Xdp(x) => x.set.ifindex,
+        }
+    }
+}
+
+/// An output interface's AF_XDP transmit sockets, one per TX queue in use, shared by the
+/// workers (a veth has one TX queue; each socket has its own lock).
+struct XdpSet {
+    queues: Vec<Mutex<XskTx>>,
+    ifindex: u32,
+}
+
+impl XdpSet {
+    /// Opens a socket on each of the first `n` TX queues of `interface` (at most as many as
+    /// it has). Copies the kernel drops later are recorded in `losses`.
+    fn open(interface: &str, n: usize, losses: &Arc<TxLosses>) -> std::io::Result<XdpSet> {
+        let n = n.clamp(1, vxspan_io::afxdp::tx_queues(interface) as usize);
+        let queues = (0..n as u32)
+            .map(|q| XskTx::open(interface, q, losses.clone()).map(Mutex::new))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let ifindex = afpacket::ifindex(interface)?;
+        Ok(XdpSet { queues, ifindex })
+    }
+
+    fn is_dead(&self) -> bool {
+        self.queues.iter().any(|q| locked(q).is_dead())
+    }
+
+    fn describe(&self) -> String {
+        let zero_copy = self.queues.iter().all(|q| locked(q).zero_copy);
+        format!(
+            "AF_XDP on {} TX queue(s), {} mode",
+            self.queues.len(),
+            if zero_copy { "zero-copy" } else { "copy" }
+        )
+    }
+}
+
+/// One worker's use of an [`XdpSet`]: the queue it sends on.
+struct XdpOut {
+    set: Arc<XdpSet>,
+    queue: usize,
+}
+
+impl XdpOut {
+    fn for_worker(&self, worker: usize) -> XdpOut {
+        XdpOut {
+            set: self.set.clone(),
+            queue: worker % self.set.queues.len(),
+        }
+    }
+
+    fn send(&mut self, data: &[u8]) -> Result<(), TxDrop> {
+        locked(&self.set.queues[self.queue]).send(data)
+    }
+
+    /// Kicks this worker's queue: what waits on it goes out.
+    fn flush(&self) {
+        locked(&self.set.queues[self.queue]).flush();
     }
 }
 
@@ -418,7 +505,12 @@ fn reusable_ring(plan: &Plan, i: usize, workers: usize, old: Option<&Ports>) -> 
 
 /// Opens the ports of `plan`. Inputs whose ring `old` can hand over are left empty for now
 /// (`LiveInput::Gone`), filled by [`Ports::take_rings`] once nothing else can fail.
-fn open_ports(plan: &Plan, workers: usize, old: Option<&Ports>) -> Result<Ports> {
+fn open_ports(
+    plan: &Plan,
+    workers: usize,
+    old: Option<&Ports>,
+    xdp_tx: Option<&Arc<TxLosses>>,
+) -> Result<Ports> {
     let mut inputs = Vec::new();
     let mut fanout = Vec::new();
     let mut offloads = Vec::new();
@@ -458,7 +550,7 @@ fn open_ports(plan: &Plan, workers: usize, old: Option<&Ports>) -> Result<Ports>
         inputs.push(LiveInput::Ring(ring));
         fanout.push(group);
     }
-    let mut sockets: Vec<Option<TxSocket>> = Vec::new();
+    let mut sockets: Vec<Option<OutSocket>> = Vec::new();
     let mut socket_names: Vec<String> = Vec::new();
     let mut outs = Vec::new();
     for o in &plan.outputs {
@@ -487,10 +579,9 @@ fn open_ports(plan: &Plan, workers: usize, old: Option<&Ports>) -> Result<Ports>
                 {
                     log(format!("brought {ifname} up"));
                 }
-                sockets
-                    .push(Some(TxSocket::open(ifname).with_context(|| {
-                        format!("output {}: opening {ifname}", o.name)
-                    })?));
+                sockets.push(Some(open_output(ifname, workers, old, xdp_tx).with_context(
+                    || format!("output {}: opening {ifname}", o.name),
+                )?));
                 socket_names.push(ifname.to_owned());
                 sockets.len() - 1
             }
@@ -510,6 +601,46 @@ fn open_ports(plan: &Plan, workers: usize, old: Option<&Ports>) -> Result<Ports>
         },
         key: interfaces_key(plan),
     })
+}
+
+/// Opens a transmit socket on output interface `ifname`: AF_XDP TX rings when `xdp_tx` is
+/// given (the set `old` has on the interface is kept: a second socket cannot bind its queues),
+/// AF_PACKET otherwise, or where AF_XDP cannot take the interface (a jumbo MTU, or its queues
+/// already serve AF_XDP input sockets).
+fn open_output(
+    ifname: &str,
+    workers: usize,
+    old: Option<&Ports>,
+    xdp_tx: Option<&Arc<TxLosses>>,
+) -> Result<OutSocket> {
+    if let Some(losses) = xdp_tx {
+        let ifindex = afpacket::ifindex(ifname).ok();
+        let kept = old.and_then(|p| {
+            let o = &p.outputs;
+            o.socket_names.iter().zip(&o.sockets).find_map(|(n, s)| match s {
+                Some(OutSocket::Xdp(x)) if n == ifname && Some(x.set.ifindex) == ifindex => {
+                    Some(x.for_worker(0))
+                }
+                _ => None,
+            })
+        });
+        if let Some(x) = kept {
+            return Ok(OutSocket::Xdp(x));
+        }
+        match XdpSet::open(ifname, workers, losses) {
+            Ok(set) => {
+                log(format!("output interface {ifname}: {}", set.describe()));
+                return Ok(OutSocket::Xdp(XdpOut {
+                    set: Arc::new(set),
+                    queue: 0,
+                }));
+            }
+            Err(e) => warn(format!(
+                "output interface {ifname}: AF_XDP transmit unavailable ({e}); sending through AF_PACKET"
+            )),
+        }
+    }
+    Ok(OutSocket::Packet(TxSocket::open(ifname)?))
 }
 
 /// Opens the TAP devices of the plan's passthru sections, and a socket on each data port.
@@ -609,6 +740,7 @@ impl Worker {
         first: &Engine,
         ports: &Ports,
         workers: usize,
+        index: usize,
         old: Option<&mut Worker>,
     ) -> Result<Worker> {
         let plan = first.plan();
@@ -646,7 +778,7 @@ impl Worker {
             rings,
             groups,
             xsks,
-            outputs: ports.outputs.for_worker(plan)?,
+            outputs: ports.outputs.for_worker(plan, index)?,
         })
     }
 
@@ -671,6 +803,7 @@ impl Worker {
                 return;
             }
         }
+        self.outputs.flush_tx();
     }
 
     fn fds(&self) -> impl Iterator<Item = i32> + '_ {
@@ -750,6 +883,9 @@ struct State {
     reloads: u64,
     /// The other workers (the first is this thread: `engine` and `ports`).
     workers: Vec<Arc<WorkerSlot>>,
+    /// With AF_XDP transmit (`--datapath afxdp`): the copies its sockets accepted that the
+    /// kernel then dropped, taken off `tx` when counters are reported.
+    xdp_tx: Option<Arc<TxLosses>>,
 }
 
 impl State {
@@ -784,10 +920,10 @@ impl State {
     fn respawn_workers(&mut self) {
         let n = self.workers.len() + 1;
         let mut batch = new_batch();
-        for slot in &self.workers {
+        for (k, slot) in self.workers.iter().enumerate() {
             let old = slot.with(|w| {
                 let mut old = w.take();
-                match Worker::new(&self.engine, &self.ports, n, old.as_mut()) {
+                match Worker::new(&self.engine, &self.ports, n, k + 1, old.as_mut()) {
                     Ok(fresh) => *w = Some(fresh),
                     Err(e) => warn(format!("worker: {e:#}; its share is read by the others")),
                 }
@@ -826,6 +962,9 @@ impl State {
         r.add(user);
         if let Some(k) = kernel {
             r.add(k);
+        }
+        if let Some(l) = &self.xdp_tx {
+            l.apply(&mut r);
         }
         r
     }
@@ -891,7 +1030,12 @@ impl State {
             None
         } else {
             Some(
-                open_ports(&plan, self.workers.len() + 1, Some(&self.ports))
+                open_ports(
+                    &plan,
+                    self.workers.len() + 1,
+                    Some(&self.ports),
+                    self.xdp_tx.as_ref(),
+                )
                     .map_err(|e| format!("{e:#}"))?,
             )
         };
@@ -987,6 +1131,7 @@ impl State {
                 None,
             )?;
         }
+        ports.outputs.flush_tx();
         Ok(())
     }
 
@@ -1038,14 +1183,26 @@ impl State {
         for (sock, name) in outs.sockets.iter_mut().zip(&outs.socket_names) {
             let current = afpacket::ifindex(name).ok();
             match sock {
-                Some(s) if current != Some(s.ifindex) => {
+                Some(s) if current != Some(s.ifindex()) => {
                     warn(format!("output interface {name} disappeared; copies for it are counted as link_down until it comes back"));
+                    *sock = None;
+                    changed = true;
+                }
+                // The kernel refused AF_XDP transmit (the interface went down): copies are
+                // counted as link_down; once it is up, the sockets are opened again.
+                Some(OutSocket::Xdp(x))
+                    if x.set.is_dead()
+                        && afpacket::link_state(name).is_ok_and(|(up, _)| up) =>
+                {
+                    warn(format!(
+                        "output interface {name} is up again; reopening its AF_XDP sockets"
+                    ));
                     *sock = None;
                     changed = true;
                 }
                 None if current.is_some() => {
                     let _ = afpacket::set_up(name);
-                    if let Ok(s) = TxSocket::open(name) {
+                    if let Ok(s) = open_output(name, workers, None, self.xdp_tx.as_ref()) {
                         log(format!("output interface {name} is back"));
                         came_back = true;
                         *sock = Some(s);
@@ -1130,6 +1287,18 @@ impl State {
         }
     }
 
+    /// Closes the transmit sockets (the other workers' first, their counters kept): AF_XDP
+    /// sockets send what still waits on their rings, and count what cannot go, before the
+    /// final counters are read.
+    fn close_outputs(&mut self) {
+        for slot in &self.workers {
+            if let Some(w) = slot.with(Option::take) {
+                self.history.add(&w.engine.report());
+            }
+        }
+        self.ports.outputs.sockets.clear();
+    }
+
     /// Pushes archive files to disk, so they are readable while vxspan runs.
     fn flush_archives(&mut self) {
         for out in self.ports.outputs.outs.iter_mut() {
@@ -1181,7 +1350,16 @@ impl State {
                 (None, None, Some(a)) => (a.path.clone(), "file"),
                 _ => (String::new(), "-"),
             };
-            ports.push(serde_json::json!({"name": o.name, "role": "output", "interface": what, "link": state}));
+            let transmit = o.interface.as_ref().and_then(|ifname| {
+                let outs = &self.ports.outputs;
+                let i = outs.socket_names.iter().position(|n| n == ifname)?;
+                Some(match outs.sockets.get(i)? {
+                    Some(OutSocket::Xdp(x)) => x.set.describe(),
+                    Some(OutSocket::Packet(_)) => "AF_PACKET".into(),
+                    None => "none (interface gone)".into(),
+                })
+            });
+            ports.push(serde_json::json!({"name": o.name, "role": "output", "interface": what, "link": state, "transmit": transmit}));
         }
         let process = crate::metrics::Process::read();
         // Frames each tier received, per input: with a VxSPAN-only configuration the userspace
@@ -1469,6 +1647,7 @@ fn drain_input(
             return Ok(false);
         }
         engine.process_batch(input, batch.iter(), outputs);
+        outputs.flush_tx();
         if wanted.is_some_and(|w| w.load(Ordering::Relaxed)) {
             return Ok(true);
         }
@@ -1614,7 +1793,9 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
         }
         _ => {}
     }
-    let ports = open_ports(&plan, workers, None)?;
+    // `--datapath afxdp` sends through AF_XDP TX rings too.
+    let xdp_tx = (datapath == "afxdp").then(Arc::<TxLosses>::default);
+    let ports = open_ports(&plan, workers, None, xdp_tx.as_ref())?;
     let mut kernel = match datapath {
         "afpacket" => None,
         _ => match crate::kernel::KernelTier::start(&plan, mode, datapath == "afxdp") {
@@ -1682,6 +1863,7 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
         history: Report::default(),
         reloads: 0,
         workers: (1..workers).map(|_| Arc::default()).collect(),
+        xdp_tx,
     };
     st.respawn_workers();
     st.distribute_xsks();
@@ -1782,6 +1964,7 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
     }
     st.read_ring_stats();
     st.flush_archives();
+    st.close_outputs();
     let report = st.report();
     log(format!(
         "stopping after {} reload(s); final counters:",

@@ -101,6 +101,18 @@ fn forward_vxspan_example(datapath: &str, mode: &str) {
     for g in st["groups"].as_array().unwrap() {
         assert_eq!(g["tier"], tier, "{g}");
     }
+    // afxdp sends through AF_XDP TX rings too (copy mode: veth has no zero-copy); the
+    // accounting below then holds through them.
+    let want_tx = if datapath == "afxdp" {
+        "AF_XDP on 1 TX queue(s), copy mode"
+    } else {
+        "AF_PACKET"
+    };
+    for p in st["ports"].as_array().unwrap() {
+        if p["role"] == "output" {
+            assert_eq!(p["transmit"], want_tx, "{p}");
+        }
+    }
     // What leaves p0 / p1 is what reaches eth0 / eth1: XDP sees every frame, before the stack.
     let caps: Vec<_> = ["p0", "p1", "p2", "p3"]
         .iter()
