@@ -243,7 +243,7 @@ impl Counters {
 }
 
 /// The JSON form of one port (CONFIG.md section 3; every reason is listed, zero or not).
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct PortReport {
     pub rx_packets: u64,
     pub rx_bytes: u64,

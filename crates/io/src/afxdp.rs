@@ -16,9 +16,7 @@ use std::ptr::NonNull;
 
 use std::collections::BTreeMap;
 
-use xdpilone::{
-    DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User,
-};
+use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User};
 
 use crate::{Batch, RecvStatus, RxPort, TxDrop};
 
@@ -203,7 +201,8 @@ impl XskRx {
             user,
         } = Bound::new(interface, queue, zero_copy, Direction::Rx)?;
         let rx = user.map_rx().map_err(|e| errno("AF_XDP RX ring mmap", e))?;
-        umem.bind(&user).map_err(|e| bind_error(interface, queue, zero_copy, e))?;
+        umem.bind(&user)
+            .map_err(|e| bind_error(interface, queue, zero_copy, e))?;
         // Every frame starts in the fill ring.
         {
             let mut w = fq.fill(FRAMES);
@@ -411,7 +410,10 @@ impl TxLosses {
         if packets == 0 {
             return;
         }
-        let mut m = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut m = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let l = m.entry(interface.to_owned()).or_default();
         l.packets[reason as usize] += packets;
         l.bytes[reason as usize] += bytes;
@@ -419,13 +421,19 @@ impl TxLosses {
 
     /// What was lost on `interface` so far.
     pub fn of(&self, interface: &str) -> Lost {
-        let m = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let m = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         m.get(interface).cloned().unwrap_or_default()
     }
 
     /// Moves the lost copies from each interface's `tx` counters to its `tx_dropped` ones.
     pub fn apply(&self, report: &mut vxspan_core::Report) {
-        let m = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let m = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for (name, lost) in m.iter() {
             let Some(p) = report.interfaces.get_mut(name) else {
                 continue;
@@ -500,7 +508,15 @@ impl XskTx {
         }
         let ifindex = crate::afpacket::ifindex(interface)?;
         match XskTx::open_mode(interface, queue, true) {
-            Ok(b) => Ok(XskTx::new(b, interface, queue, ifindex, true, mtu + 14, losses)),
+            Ok(b) => Ok(XskTx::new(
+                b,
+                interface,
+                queue,
+                ifindex,
+                true,
+                mtu + 14,
+                losses,
+            )),
             Err(_) => XskTx::open_mode(interface, queue, false)
                 .map(|b| XskTx::new(b, interface, queue, ifindex, false, mtu + 14, losses)),
         }
@@ -508,7 +524,10 @@ impl XskTx {
 
     fn open_mode(interface: &str, queue: u32, zero_copy: bool) -> io::Result<(Bound, RingTx)> {
         let b = Bound::new(interface, queue, zero_copy, Direction::Tx)?;
-        let tx = b.user.map_tx().map_err(|e| errno("AF_XDP TX ring mmap", e))?;
+        let tx = b
+            .user
+            .map_tx()
+            .map_err(|e| errno("AF_XDP TX ring mmap", e))?;
         b.umem
             .bind(&b.user)
             .map_err(|e| bind_error(interface, queue, zero_copy, e))?;
@@ -535,7 +554,10 @@ impl XskTx {
             ifindex,
             zero_copy,
             max_len,
-            free: (0..FRAMES).rev().map(|i| u64::from(i * FRAME_SIZE)).collect(),
+            free: (0..FRAMES)
+                .rev()
+                .map(|i| u64::from(i * FRAME_SIZE))
+                .collect(),
             ledger: TxLedger::new(FRAMES),
             losses,
             dead: false,

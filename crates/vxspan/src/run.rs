@@ -288,10 +288,15 @@ impl OutSocket {
 }
 
 /// An output interface's AF_XDP transmit sockets, one per TX queue in use, shared by the
-/// workers (a veth has one TX queue; each socket has its own lock).
+/// workers (a veth has one TX queue; each socket has its own lock). A socket the kernel
+/// refused (the interface went down) is replaced in place once the interface is up again, so
+/// every worker picks up the new one.
 struct XdpSet {
-    queues: Vec<Mutex<XskTx>>,
+    /// `None` while a replacement could not be opened (copies are counted as `link_down`).
+    queues: Vec<Mutex<Option<XskTx>>>,
+    name: String,
     ifindex: u32,
+    losses: Arc<TxLosses>,
 }
 
 impl XdpSet {
@@ -300,18 +305,41 @@ impl XdpSet {
     fn open(interface: &str, n: usize, losses: &Arc<TxLosses>) -> std::io::Result<XdpSet> {
         let n = n.clamp(1, vxspan_io::afxdp::tx_queues(interface) as usize);
         let queues = (0..n as u32)
-            .map(|q| XskTx::open(interface, q, losses.clone()).map(Mutex::new))
+            .map(|q| XskTx::open(interface, q, losses.clone()).map(|x| Mutex::new(Some(x))))
             .collect::<std::io::Result<Vec<_>>>()?;
-        let ifindex = afpacket::ifindex(interface)?;
-        Ok(XdpSet { queues, ifindex })
+        Ok(XdpSet {
+            queues,
+            name: interface.to_owned(),
+            ifindex: afpacket::ifindex(interface)?,
+            losses: losses.clone(),
+        })
     }
 
     fn is_dead(&self) -> bool {
-        self.queues.iter().any(|q| locked(q).is_dead())
+        self.queues
+            .iter()
+            .any(|q| locked(q).as_ref().is_none_or(XskTx::is_dead))
+    }
+
+    /// Replaces the sockets the kernel refused; returns the error of one that could not be
+    /// opened again (it is retried at the next check).
+    fn revive(&self) -> std::io::Result<()> {
+        for (q, slot) in self.queues.iter().enumerate() {
+            let mut x = locked(slot);
+            if x.as_ref().is_none_or(XskTx::is_dead) {
+                // The old socket is closed first: the queue takes one socket at a time.
+                *x = None;
+                *x = Some(XskTx::open(&self.name, q as u32, self.losses.clone())?);
+            }
+        }
+        Ok(())
     }
 
     fn describe(&self) -> String {
-        let zero_copy = self.queues.iter().all(|q| locked(q).zero_copy);
+        let zero_copy = self
+            .queues
+            .iter()
+            .all(|q| locked(q).as_ref().is_some_and(|x| x.zero_copy));
         format!(
             "AF_XDP on {} TX queue(s), {} mode",
             self.queues.len(),
@@ -335,12 +363,17 @@ impl XdpOut {
     }
 
     fn send(&mut self, data: &[u8]) -> Result<(), TxDrop> {
-        locked(&self.set.queues[self.queue]).send(data)
+        match locked(&self.set.queues[self.queue]).as_mut() {
+            Some(x) => x.send(data),
+            None => Err(TxDrop::LinkDown),
+        }
     }
 
     /// Kicks this worker's queue: what waits on it goes out.
     fn flush(&self) {
-        locked(&self.set.queues[self.queue]).flush();
+        if let Some(x) = locked(&self.set.queues[self.queue]).as_mut() {
+            x.flush();
+        }
     }
 }
 
@@ -579,9 +612,10 @@ fn open_ports(
                 {
                     log(format!("brought {ifname} up"));
                 }
-                sockets.push(Some(open_output(ifname, workers, old, xdp_tx).with_context(
-                    || format!("output {}: opening {ifname}", o.name),
-                )?));
+                sockets.push(Some(
+                    open_output(ifname, workers, old, xdp_tx)
+                        .with_context(|| format!("output {}: opening {ifname}", o.name))?,
+                ));
                 socket_names.push(ifname.to_owned());
                 sockets.len() - 1
             }
@@ -617,12 +651,15 @@ fn open_output(
         let ifindex = afpacket::ifindex(ifname).ok();
         let kept = old.and_then(|p| {
             let o = &p.outputs;
-            o.socket_names.iter().zip(&o.sockets).find_map(|(n, s)| match s {
-                Some(OutSocket::Xdp(x)) if n == ifname && Some(x.set.ifindex) == ifindex => {
-                    Some(x.for_worker(0))
-                }
-                _ => None,
-            })
+            o.socket_names
+                .iter()
+                .zip(&o.sockets)
+                .find_map(|(n, s)| match s {
+                    Some(OutSocket::Xdp(x)) if n == ifname && Some(x.set.ifindex) == ifindex => {
+                        Some(x.for_worker(0))
+                    }
+                    _ => None,
+                })
         });
         if let Some(x) = kept {
             return Ok(OutSocket::Xdp(x));
@@ -1036,7 +1073,7 @@ impl State {
                     Some(&self.ports),
                     self.xdp_tx.as_ref(),
                 )
-                    .map_err(|e| format!("{e:#}"))?,
+                .map_err(|e| format!("{e:#}"))?,
             )
         };
         if same_inputs {
@@ -1194,11 +1231,14 @@ impl State {
                     if x.set.is_dead()
                         && afpacket::link_state(name).is_ok_and(|(up, _)| up) =>
                 {
-                    warn(format!(
-                        "output interface {name} is up again; reopening its AF_XDP sockets"
-                    ));
-                    *sock = None;
-                    changed = true;
+                    match x.set.revive() {
+                        Ok(()) => log(format!(
+                            "output interface {name} is up again; its AF_XDP sockets were reopened"
+                        )),
+                        Err(e) => warn(format!(
+                            "output interface {name} is up again but its AF_XDP sockets cannot be reopened yet: {e}"
+                        )),
+                    }
                 }
                 None if current.is_some() => {
                     let _ = afpacket::set_up(name);

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::daemon::{assert_example_accounting, counter, frames_in, sorted, Vxspan};
+use common::daemon::{assert_example_accounting, counter, frames_in, sorted, Blast, Vxspan};
 use common::netns::{wait_for, Netns};
 use common::{read_capture, root, scratch};
 use std::path::{Path, PathBuf};
@@ -669,4 +669,71 @@ fn afxdp_native_restores_out_of_band_tags() {
         return;
     };
     common::out_of_band_tags(&ns, &dir, &["--datapath", "afxdp", "--xdp-mode", "native"]);
+}
+
+/// AF_XDP transmit when an output cannot take the copies, during a blast: first its far end
+/// goes down (no carrier: the device drops each copy, and the kick reports it with EBUSY),
+/// then the output itself is set down (the kernel refuses the socket: what waits on its ring
+/// is counted, and the socket is reopened once the output is up). Every copy is sent or
+/// counted, and the far end's byte count equals what vxspan says it sent there.
+#[test]
+fn afxdp_transmit_counts_what_the_kernel_drops() {
+    let Some((dir, ns, config)) = example_lab("live-afxdp-txdrop", "atd", false, 1500) else {
+        return;
+    };
+    let vx = Vxspan::start_with(
+        &ns,
+        &config,
+        &dir,
+        &["--datapath", "afxdp", "--xdp-mode", "generic"],
+    );
+    let bytes0 = ns.stat("p2", "rx_bytes");
+    let blast = Blast::start(&ns, &dir, 11);
+    let pause = || std::thread::sleep(Duration::from_millis(300));
+    pause();
+    ns.exec_ok(&["ip", "link", "set", "p2", "down"]);
+    pause();
+    ns.exec_ok(&["ip", "link", "set", "p2", "up"]);
+    pause();
+    ns.exec_ok(&["ip", "link", "set", "eth2", "down"]);
+    pause();
+    ns.exec_ok(&["ip", "link", "set", "eth2", "up"]);
+    let (delivered, fwd) = blast.finish(&ns, &vx);
+    let s = vx.stats();
+    let reason = |r: &str| {
+        s["interfaces"]["eth2"]["tx_drop_reasons"][r]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    eprintln!(
+        "{delivered} delivered, {fwd} forwarded; eth2: {} sent, {} queue_full, {} link_down",
+        counter(&s, "eth2", "tx_packets"),
+        reason("queue_full"),
+        reason("link_down")
+    );
+    assert!(reason("queue_full") > 0, "{s}");
+    assert!(reason("link_down") > 0, "{s}");
+    assert_eq!(
+        counter(&s, "eth2", "tx_bytes"),
+        ns.stat("p2", "rx_bytes") - bytes0,
+        "bytes of the copies the kernel dropped were taken off what was sent"
+    );
+    // The output works again, through new AF_XDP sockets.
+    wait_for(Duration::from_secs(5), || {
+        status(&vx)["ports"].as_array().unwrap().iter().any(|p| {
+            p["interface"] == "eth2" && p["transmit"] == "AF_XDP on 1 TX queue(s), copy mode"
+        })
+    });
+    let sent0 = counter(&vx.stats(), "eth2", "tx_packets");
+    let rx0 = ns.stat("p2", "rx_packets");
+    ns.replay_golden();
+    wait_for(Duration::from_secs(5), || {
+        counter(&vx.stats(), "eth2", "tx_packets") > sent0
+    });
+    let fin = vx.stop(&dir);
+    assert!(counter(&fin, "eth2", "tx_packets") > sent0);
+    assert_eq!(
+        counter(&fin, "eth2", "tx_packets") - sent0,
+        ns.stat("p2", "rx_packets") - rx0
+    );
 }

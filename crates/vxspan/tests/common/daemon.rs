@@ -151,3 +151,54 @@ pub fn assert_example_accounting(
         );
     }
 }
+
+/// 20,000 frames of the mix at 10,000 a second out of p1 (into eth1), in the background, and
+/// the counters they are checked against.
+pub struct Blast {
+    child: std::process::Child,
+    rx0: u64,
+    far0: u64,
+}
+
+impl Blast {
+    pub fn start(ns: &Netns, dir: &std::path::Path, seed: u64) -> Blast {
+        let input = dir.join("blast.pcap");
+        super::gen_mix(&input, 20000, seed);
+        let rx0 = ns.stat("eth1", "rx_packets");
+        let far0 = ns.stat("p2", "rx_packets") + ns.stat("p3", "rx_packets");
+        let child = ns.replay_at("p1", 10_000, &input);
+        Blast { child, rx0, far0 }
+    }
+
+    /// Waits for the blast, then checks the accounting against the veths: vxspan counted every
+    /// frame eth1 received, each was forwarded or dropped with a reason, each forwarded frame
+    /// went to eth2 or eth3 or is a counted drop, and the far ends got what vxspan sent.
+    /// Returns (frames delivered to eth1, frames forwarded).
+    pub fn finish(mut self, ns: &Netns, vx: &Vxspan) -> (u64, u64) {
+        let _ = self.child.wait();
+        let delivered = ns.stat("eth1", "rx_packets") - self.rx0;
+        assert!(delivered >= 19_000, "{delivered}");
+        wait_for(Duration::from_secs(10), || {
+            counter(&vx.stats(), "eth1", "rx_packets") == delivered
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let s = vx.stats();
+        let fwd = counter(&s, "eth1", "forwarded_packets");
+        assert_eq!(counter(&s, "eth1", "rx_packets"), delivered);
+        assert_eq!(delivered, fwd + counter(&s, "eth1", "dropped_packets"));
+        let sent = counter(&s, "eth2", "tx_packets") + counter(&s, "eth3", "tx_packets");
+        let lost =
+            counter(&s, "eth2", "tx_dropped_packets") + counter(&s, "eth3", "tx_dropped_packets");
+        assert_eq!(
+            fwd,
+            sent + lost,
+            "each forwarded frame went to exactly one output or is a counted drop"
+        );
+        assert_eq!(
+            ns.stat("p2", "rx_packets") + ns.stat("p3", "rx_packets") - self.far0,
+            sent,
+            "the far ends got what vxspan sent"
+        );
+        (delivered, fwd)
+    }
+}
