@@ -20,8 +20,11 @@ use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, 
 
 use crate::{Batch, RecvStatus, RxPort, TxDrop};
 
-/// Frames in the UMEM, and entries in each ring.
+/// Frames in a receive socket's UMEM, and entries in each of its rings.
 const FRAMES: u32 = 1024;
+/// Frames in a transmit socket's UMEM (512 KiB), and entries in its rings: copies wait there
+/// only until the end of the batch, and a full UMEM is flushed on the spot.
+const TX_FRAMES: u32 = 256;
 /// Two frames per page (the smallest size the kernel accepts).
 const FRAME_SIZE: u32 = 2048;
 /// Room the kernel keeps in front of each frame (XDP_PACKET_HEADROOM).
@@ -93,15 +96,19 @@ struct Bound {
 
 impl Bound {
     fn new(interface: &str, queue: u32, zero_copy: bool, dir: Direction) -> io::Result<Bound> {
-        let area = Area::new((FRAMES * FRAME_SIZE) as usize)?;
+        let frames = match dir {
+            Direction::Rx => FRAMES,
+            Direction::Tx => TX_FRAMES,
+        };
+        let area = Area::new((frames * FRAME_SIZE) as usize)?;
         let config = UmemConfig {
-            fill_size: FRAMES,
-            complete_size: FRAMES,
+            fill_size: frames,
+            complete_size: frames,
             frame_size: FRAME_SIZE,
             headroom: 0,
             flags: 0,
         };
-        // SAFETY: `area` is a page-aligned mapping of FRAMES * FRAME_SIZE bytes that outlives
+        // SAFETY: `area` is a page-aligned mapping of `frames` * FRAME_SIZE bytes that outlives
         // the UMEM (the sockets drop it after it, by field order).
         let umem =
             unsafe { Umem::new(config, area.slice()) }.map_err(|e| errno("AF_XDP UMEM", e))?;
@@ -115,7 +122,7 @@ impl Bound {
         let fq = umem
             .fq_cq(&sock)
             .map_err(|e| errno("AF_XDP fill / completion rings", e))?;
-        let size = NonZeroU32::new(FRAMES);
+        let size = NonZeroU32::new(frames);
         let user = umem
             .rx_tx(
                 &sock,
@@ -455,7 +462,7 @@ impl TxLosses {
     }
 }
 
-/// One AF_XDP socket transmitting on one queue of one interface: a UMEM of 1,024 frames of
+/// One AF_XDP socket transmitting on one queue of one interface: a UMEM of 256 frames of
 /// 2 KiB, a TX ring and its completion ring. [`XskTx::send`] copies a frame into a free UMEM
 /// frame and puts its descriptor on the TX ring; [`XskTx::flush`] kicks the kernel, which sends
 /// them (in copy mode, within the kick; in zero-copy mode, the driver later). Copies the kernel
@@ -554,11 +561,11 @@ impl XskTx {
             ifindex,
             zero_copy,
             max_len,
-            free: (0..FRAMES)
+            free: (0..TX_FRAMES)
                 .rev()
                 .map(|i| u64::from(i * FRAME_SIZE))
                 .collect(),
-            ledger: TxLedger::new(FRAMES),
+            ledger: TxLedger::new(TX_FRAMES),
             losses,
             dead: false,
         }
@@ -619,7 +626,7 @@ impl XskTx {
 
     /// Frames whose transmission is complete go back to the free list.
     fn reap(&mut self) {
-        let mut c = self.cq.complete(FRAMES);
+        let mut c = self.cq.complete(TX_FRAMES);
         while let Some(addr) = c.read() {
             self.free.push(addr - addr % u64::from(FRAME_SIZE));
         }
