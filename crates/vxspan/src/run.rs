@@ -664,7 +664,19 @@ fn open_output(
         if let Some(x) = kept {
             return Ok(OutSocket::Xdp(x));
         }
-        match XdpSet::open(ifname, workers, losses) {
+        // A set of the interface that an earlier reload replaced may still be closing (on
+        // another thread): its queues are busy for that long.
+        let mut opened = XdpSet::open(ifname, workers, losses);
+        for _ in 0..25 {
+            match &opened {
+                Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    opened = XdpSet::open(ifname, workers, losses);
+                }
+                _ => break,
+            }
+        }
+        match opened {
             Ok(set) => {
                 log(format!("output interface {ifname}: {}", set.describe()));
                 return Ok(OutSocket::Xdp(XdpOut {
@@ -1549,17 +1561,26 @@ impl State {
     }
 
     /// Spreads the AF_XDP sockets over the workers: of each input's sockets (one per RX
-    /// queue), the k-th goes to worker k mod N.
+    /// queue), the k-th goes to worker (k + 1) mod N. The first worker also serves the control
+    /// socket and runs reloads, which keep it busy for a few hundred milliseconds (loading the
+    /// new program), longer than a socket's ring lasts at a high rate: it gets a socket only
+    /// when an input has more queues than there are other workers. An input with passthru
+    /// stays with the first worker, which has its TAP.
     fn distribute_xsks(&mut self) {
         let n = self.workers.len() + 1;
         if n == 1 {
             return;
         }
+        let plan = self.engine.plan().clone();
         let mut per_input: std::collections::BTreeMap<usize, usize> = Default::default();
         let mut shares: Vec<Vec<Xsk>> = (0..n).map(|_| Vec::new()).collect();
         for x in std::mem::take(&mut self.xsks) {
+            if !shares_input(&plan, x.0, n) {
+                shares[0].push(x);
+                continue;
+            }
             let k = per_input.entry(x.0).or_insert(0);
-            shares[*k % n].push(x);
+            shares[(*k + 1) % n].push(x);
             *k += 1;
         }
         let mut shares = shares.into_iter();
