@@ -13,11 +13,15 @@
 //! else on the host) transmits on it. Frames the kernel dropped because the ring was full are
 //! read from `PACKET_STATISTICS` and counted as `ring_overrun`.
 //!
-//! Transmit: one `send()` per frame on a socket bound to the output interface, with
-//! `PACKET_QDISC_BYPASS` (mirror traffic is not shaped by the host's qdiscs).
+//! Transmit: a socket bound to the output interface, with `PACKET_QDISC_BYPASS` (mirror traffic
+//! is not shaped by the host's qdiscs). Outputs queue their copies ([`TxSocket::queue`]) and
+//! send a batch with one `sendmmsg()` ([`TxSocket::flush`]); a copy the kernel refuses ends the
+//! call at that message with its error, so each refused copy is known and recorded in
+//! [`TxLosses`] with its reason, and the rest of the batch is sent by the next call. Passthru
+//! sends each frame with one `send()` ([`TxPort`]).
 #![allow(unsafe_code)]
 
-use crate::{Batch, RecvStatus, RxPort, TxPort};
+use crate::{Batch, RecvStatus, RxPort, TxLosses, TxPort};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{fence, AtomicU32, Ordering};
@@ -412,12 +416,30 @@ impl RxPort for RxRing {
     }
 }
 
+/// Copies queued on a [`TxSocket`] before a batch goes out.
+const TX_BATCH: usize = 64;
+
 /// A transmit socket on one interface.
 pub struct TxSocket {
     fd: OwnedFd,
     pub name: String,
     /// The interface index the socket is bound to.
     pub ifindex: u32,
+    /// Queued copies, back to back, and each one's (start, length, output id).
+    queued: Vec<u8>,
+    copies: Vec<(usize, u32, u16)>,
+    /// Where refused copies of a batch are recorded (none: [`TxSocket::queue`] sends at once).
+    losses: Option<std::sync::Arc<TxLosses>>,
+}
+
+/// The drop reason of a send that failed with `errno`.
+fn tx_drop(errno: Option<i32>) -> TxDrop {
+    match errno {
+        Some(libc::EAGAIN) | Some(libc::ENOBUFS) => TxDrop::QueueFull,
+        Some(libc::ENETDOWN) | Some(libc::ENXIO) | Some(libc::ENODEV) => TxDrop::LinkDown,
+        Some(libc::EMSGSIZE) => TxDrop::MtuExceeded,
+        _ => TxDrop::TxError,
+    }
 }
 
 impl TxSocket {
@@ -445,7 +467,104 @@ impl TxSocket {
             fd,
             name: interface.to_owned(),
             ifindex: idx,
+            queued: Vec::new(),
+            copies: Vec::new(),
+            losses: None,
         })
+    }
+
+    /// A socket that sends in batches ([`TxSocket::queue`]), recording refused copies in
+    /// `losses`.
+    pub fn open_batched(interface: &str, losses: std::sync::Arc<TxLosses>) -> io::Result<Self> {
+        let mut s = TxSocket::open(interface)?;
+        s.queued = Vec::with_capacity(TX_BATCH * FRAME_SIZE);
+        s.copies = Vec::with_capacity(TX_BATCH);
+        s.losses = Some(losses);
+        Ok(s)
+    }
+
+    /// Queues a copy of `data` for output `owner` ([`TxLosses::id`]); it leaves at the next
+    /// [`TxSocket::flush`], which this calls itself when the batch is full. Without a loss
+    /// record, the copy is sent at once and a refusal returned.
+    pub fn queue(&mut self, data: &[u8], owner: u16) -> Result<(), TxDrop> {
+        if self.losses.is_none() {
+            return self.send(TxFrame {
+                data,
+                wire_len: data.len() as u32,
+                ts: 0,
+                input: 0,
+            });
+        }
+        if self.copies.len() == TX_BATCH {
+            self.flush_batch();
+        }
+        self.copies
+            .push((self.queued.len(), data.len() as u32, owner));
+        self.queued.extend_from_slice(data);
+        Ok(())
+    }
+
+    /// Sends the queued copies, with as few `sendmmsg` calls as the kernel allows: each call
+    /// sends messages until one is refused; that one is recorded as lost, with its reason, and
+    /// the next call starts after it.
+    pub fn flush_batch(&mut self) {
+        let Some(losses) = &self.losses else {
+            return;
+        };
+        let mut iov: Vec<libc::iovec> = self
+            .copies
+            .iter()
+            .map(|&(start, len, _)| libc::iovec {
+                iov_base: self.queued[start..].as_ptr() as *mut libc::c_void,
+                iov_len: len as usize,
+            })
+            .collect();
+        let mut msgs: Vec<libc::mmsghdr> = iov
+            .iter_mut()
+            .map(|v| {
+                // SAFETY: mmsghdr is plain data; all-zero is a valid value (no name, no
+                // control data), and the fields used are set below.
+                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                m.msg_hdr.msg_iov = v;
+                m.msg_hdr.msg_iovlen = 1;
+                m
+            })
+            .collect();
+        let mut i = 0;
+        let mut interrupted = 0;
+        while i < msgs.len() {
+            // SAFETY: `msgs[i..]` are valid mmsghdr structures whose iovecs point into
+            // `self.queued`, which is neither moved nor changed until they are dropped.
+            let r = unsafe {
+                libc::sendmmsg(
+                    self.fd.as_raw_fd(),
+                    msgs[i..].as_mut_ptr(),
+                    (msgs.len() - i) as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if r > 0 {
+                i += r as usize;
+                continue;
+            }
+            let errno = io::Error::last_os_error().raw_os_error();
+            if errno == Some(libc::EINTR) && interrupted < 3 {
+                interrupted += 1;
+                continue;
+            }
+            let (_, len, owner) = self.copies[i];
+            losses.add(owner, tx_drop(errno), 1, u64::from(len));
+            i += 1;
+        }
+        drop(msgs);
+        self.queued.clear();
+        self.copies.clear();
+    }
+}
+
+impl Drop for TxSocket {
+    fn drop(&mut self) {
+        self.flush_batch();
     }
 }
 
@@ -463,15 +582,11 @@ impl TxPort for TxSocket {
         if r >= 0 {
             return Ok(());
         }
-        Err(match io::Error::last_os_error().raw_os_error() {
-            Some(libc::EAGAIN) | Some(libc::ENOBUFS) => TxDrop::QueueFull,
-            Some(libc::ENETDOWN) | Some(libc::ENXIO) | Some(libc::ENODEV) => TxDrop::LinkDown,
-            Some(libc::EMSGSIZE) => TxDrop::MtuExceeded,
-            _ => TxDrop::TxError,
-        })
+        Err(tx_drop(io::Error::last_os_error().raw_os_error()))
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.flush_batch();
         Ok(())
     }
 }

@@ -14,11 +14,9 @@ use std::io;
 use std::num::NonZeroU32;
 use std::ptr::NonNull;
 
-use std::collections::BTreeMap;
-
 use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User};
 
-use crate::{Batch, RecvStatus, RxPort, TxDrop};
+use crate::{Batch, RecvStatus, RxPort, TxDrop, TxLosses};
 
 /// Frames in a receive socket's UMEM, and entries in each of its rings.
 const FRAMES: u32 = 1024;
@@ -306,8 +304,15 @@ pub fn tx_queues(interface: &str) -> u32 {
         .max(1)
 }
 
+/// A copy on a TX ring: its length and the id of its output ([`TxLosses::id`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxCopy {
+    pub len: u32,
+    pub owner: u16,
+}
+
 /// Where the descriptors of a TX ring stand, as far as userspace can tell: which the kernel has
-/// taken (sent or dropped) and which it has not yet looked at, with each one's length.
+/// taken (sent or dropped) and which it has not yet looked at, with each one's copy.
 ///
 /// In copy mode a kick (`sendto`) makes the kernel take descriptors one after the other. A copy
 /// the device drops (NET_XMIT_DROP) ends the kick with EBUSY: it is the last descriptor taken.
@@ -317,7 +322,7 @@ pub fn tx_queues(interface: &str) -> u32 {
 /// descriptor, the first one it had not taken.
 #[derive(Debug)]
 pub struct TxLedger {
-    lens: Vec<u32>,
+    copies: Vec<TxCopy>,
     /// Descriptors committed to the ring (wrapping, like the ring's own indices).
     committed: u32,
     /// Descriptors the kernel has taken.
@@ -329,20 +334,20 @@ impl TxLedger {
     pub fn new(size: u32) -> TxLedger {
         debug_assert!(size.is_power_of_two());
         TxLedger {
-            lens: vec![0; size as usize],
+            copies: vec![TxCopy::default(); size as usize],
             committed: 0,
             taken: 0,
         }
     }
 
-    fn mask(&self) -> u32 {
-        self.lens.len() as u32 - 1
+    fn at(&self, index: u32) -> TxCopy {
+        self.copies[(index & (self.copies.len() as u32 - 1)) as usize]
     }
 
-    /// Records a descriptor of `len` bytes committed to the ring.
-    pub fn push(&mut self, len: u32) {
-        let m = self.mask();
-        self.lens[(self.committed & m) as usize] = len;
+    /// Records a descriptor committed to the ring.
+    pub fn push(&mut self, copy: TxCopy) {
+        let m = self.copies.len() as u32 - 1;
+        self.copies[(self.committed & m) as usize] = copy;
         self.committed = self.committed.wrapping_add(1);
     }
 
@@ -357,9 +362,9 @@ impl TxLedger {
     }
 
     /// Takes in the outcome of a kick: `published` is the consumer index read from the ring
-    /// afterwards, `dropped` whether the kick ended with EBUSY. Returns the length of the copy
-    /// the kernel dropped.
-    pub fn after_kick(&mut self, published: u32, dropped: bool) -> Option<u32> {
+    /// afterwards, `dropped` whether the kick ended with EBUSY. Returns the copy the kernel
+    /// dropped.
+    pub fn after_kick(&mut self, published: u32, dropped: bool) -> Option<TxCopy> {
         let ahead = published.wrapping_sub(self.taken);
         // A published index is never behind what we know, nor past what was committed.
         let moved = ahead != 0 && ahead <= self.waiting();
@@ -372,93 +377,24 @@ impl TxLedger {
         if moved {
             // Frames went out before the drop: the published index is exact, the dropped copy
             // is the last one taken.
-            let m = self.mask();
-            Some(self.lens[(self.taken.wrapping_sub(1) & m) as usize])
+            Some(self.at(self.taken.wrapping_sub(1)))
         } else if self.waiting() > 0 {
             // Nothing went out: the kernel took exactly one descriptor, the dropped one.
-            let m = self.mask();
-            let len = self.lens[(self.taken & m) as usize];
+            let c = self.at(self.taken);
             self.taken = self.taken.wrapping_add(1);
-            Some(len)
+            Some(c)
         } else {
             None
         }
     }
 
-    /// Gives up every descriptor not taken (the socket is closed before the kernel sees them):
-    /// returns their number and bytes.
-    pub fn abandon(&mut self) -> (u64, u64) {
-        let m = self.mask();
-        let mut bytes = 0u64;
-        let n = self.waiting();
-        for k in 0..n {
-            bytes += u64::from(self.lens[(self.taken.wrapping_add(k) & m) as usize]);
+    /// Gives up every descriptor not taken (the socket is closed before the kernel sees them),
+    /// handing each copy to `lost`.
+    pub fn abandon(&mut self, mut lost: impl FnMut(TxCopy)) {
+        for k in 0..self.waiting() {
+            lost(self.at(self.taken.wrapping_add(k)));
         }
         self.taken = self.committed;
-        (u64::from(n), bytes)
-    }
-}
-
-/// Copies that AF_XDP transmit sockets accepted, and the engine therefore counted as sent, but
-/// the kernel then dropped or never took: per interface and reason. They move from `tx` to
-/// `tx_dropped` when counters are reported ([`TxLosses::apply`]).
-#[derive(Debug, Default)]
-pub struct TxLosses(std::sync::Mutex<BTreeMap<String, Lost>>);
-
-/// Packets and bytes lost on one interface, per [`TxDrop`] reason.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Lost {
-    pub packets: [u64; TxDrop::ALL.len()],
-    pub bytes: [u64; TxDrop::ALL.len()],
-}
-
-impl TxLosses {
-    fn add(&self, interface: &str, reason: TxDrop, packets: u64, bytes: u64) {
-        if packets == 0 {
-            return;
-        }
-        let mut m = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let l = m.entry(interface.to_owned()).or_default();
-        l.packets[reason as usize] += packets;
-        l.bytes[reason as usize] += bytes;
-    }
-
-    /// What was lost on `interface` so far.
-    pub fn of(&self, interface: &str) -> Lost {
-        let m = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        m.get(interface).cloned().unwrap_or_default()
-    }
-
-    /// Moves the lost copies from each interface's `tx` counters to its `tx_dropped` ones.
-    pub fn apply(&self, report: &mut vxspan_core::Report) {
-        let m = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (name, lost) in m.iter() {
-            let Some(p) = report.interfaces.get_mut(name) else {
-                continue;
-            };
-            for r in TxDrop::ALL {
-                let (n, b) = (lost.packets[r as usize], lost.bytes[r as usize]);
-                if n == 0 {
-                    continue;
-                }
-                // A copy is counted as sent before the kernel can drop it; a report taken
-                // while another worker is between the two may briefly see fewer sends.
-                p.tx_packets = p.tx_packets.saturating_sub(n);
-                p.tx_bytes = p.tx_bytes.saturating_sub(b);
-                p.tx_dropped_packets += n;
-                p.tx_dropped_bytes += b;
-                *p.tx_drop_reasons.entry(r.as_str().to_owned()).or_default() += n;
-            }
-        }
     }
 }
 
@@ -578,7 +514,7 @@ impl XskTx {
 
     /// Puts a copy of `data` on the TX ring. It leaves at the next [`XskTx::flush`] (which
     /// this calls itself when the UMEM is full).
-    pub fn send(&mut self, data: &[u8]) -> Result<(), TxDrop> {
+    pub fn send(&mut self, data: &[u8], owner: u16) -> Result<(), TxDrop> {
         if self.dead {
             return Err(TxDrop::LinkDown);
         }
@@ -620,7 +556,10 @@ impl XskTx {
             self.free.push(addr);
             return Err(TxDrop::QueueFull);
         }
-        self.ledger.push(desc.len);
+        self.ledger.push(TxCopy {
+            len: desc.len,
+            owner,
+        });
         Ok(())
     }
 
@@ -668,9 +607,9 @@ impl XskTx {
                     self.ledger.after_kick(self.published(), false);
                 }
                 Some(libc::EBUSY) => {
-                    if let Some(len) = self.ledger.after_kick(self.published(), true) {
+                    if let Some(c) = self.ledger.after_kick(self.published(), true) {
                         self.losses
-                            .add(&self.name, TxDrop::QueueFull, 1, u64::from(len));
+                            .add(c.owner, TxDrop::QueueFull, 1, u64::from(c.len));
                     }
                 }
                 Some(libc::EAGAIN) | Some(libc::ENOBUFS) => {
@@ -703,8 +642,9 @@ impl XskTx {
     /// caller replaces it.
     fn give_up(&mut self, reason: TxDrop) {
         self.ledger.after_kick(self.published(), false);
-        let (n, bytes) = self.ledger.abandon();
-        self.losses.add(&self.name, reason, n, bytes);
+        let losses = &self.losses;
+        self.ledger
+            .abandon(|c| losses.add(c.owner, reason, 1, u64::from(c.len)));
         self.dead = true;
     }
 }
@@ -729,12 +669,22 @@ impl Drop for XskTx {
 mod tests {
     use super::*;
 
+    fn copy(len: u32) -> TxCopy {
+        TxCopy { len, owner: 0 }
+    }
+
     fn ledger(lens: &[u32]) -> TxLedger {
         let mut l = TxLedger::new(8);
         for &n in lens {
-            l.push(n);
+            l.push(copy(n));
         }
         l
+    }
+
+    fn abandoned(l: &mut TxLedger) -> Vec<u32> {
+        let mut v = Vec::new();
+        l.abandon(|c| v.push(c.len));
+        v
     }
 
     #[test]
@@ -748,7 +698,7 @@ mod tests {
     fn a_drop_after_sent_frames_is_the_last_descriptor_taken() {
         let mut l = ledger(&[60, 70, 80, 90]);
         // Two sent, the third dropped: the kernel published 3.
-        assert_eq!(l.after_kick(3, true), Some(80));
+        assert_eq!(l.after_kick(3, true), Some(copy(80)));
         assert_eq!(l.waiting(), 1);
         assert_eq!(l.after_kick(4, false), None);
         assert_eq!(l.waiting(), 0);
@@ -758,9 +708,9 @@ mod tests {
     fn a_drop_with_nothing_sent_is_the_first_waiting_descriptor() {
         let mut l = ledger(&[60, 70, 80]);
         // The first is dropped, nothing published: the ring still reads 0.
-        assert_eq!(l.after_kick(0, true), Some(60));
+        assert_eq!(l.after_kick(0, true), Some(copy(60)));
         // Again: the published index still lags, the second is dropped.
-        assert_eq!(l.after_kick(0, true), Some(70));
+        assert_eq!(l.after_kick(0, true), Some(copy(70)));
         assert_eq!(l.waiting(), 1);
         // The third is sent: the kernel publishes everything it took.
         assert_eq!(l.after_kick(3, false), None);
@@ -770,7 +720,7 @@ mod tests {
     #[test]
     fn a_lagging_published_index_never_moves_the_ledger_back() {
         let mut l = ledger(&[60, 70, 80]);
-        assert_eq!(l.after_kick(0, true), Some(60));
+        assert_eq!(l.after_kick(0, true), Some(copy(60)));
         // EAGAIN with nothing sent: the ring still reads 0, one is known taken.
         assert_eq!(l.after_kick(0, false), None);
         assert_eq!(l.waiting(), 2);
@@ -782,42 +732,31 @@ mod tests {
         l.committed = u32::MAX - 1;
         l.taken = u32::MAX - 1;
         for n in [10, 20, 30] {
-            l.push(n);
+            l.push(copy(n));
         }
         assert_eq!(l.waiting(), 3);
-        assert_eq!(l.after_kick(u32::MAX, true), Some(10));
-        assert_eq!(l.after_kick(u32::MAX, true), Some(20));
-        assert_eq!(l.abandon(), (1, 30));
+        assert_eq!(l.after_kick(u32::MAX, true), Some(copy(10)));
+        assert_eq!(l.after_kick(u32::MAX, true), Some(copy(20)));
+        assert_eq!(abandoned(&mut l), [30]);
         assert_eq!(l.waiting(), 0);
     }
 
     #[test]
-    fn abandoning_counts_what_was_never_taken() {
+    fn abandoning_hands_over_what_was_never_taken() {
         let mut l = ledger(&[60, 70, 80]);
         l.after_kick(1, false);
-        assert_eq!(l.abandon(), (2, 150));
+        assert_eq!(abandoned(&mut l), [70, 80]);
         assert_eq!(l.after_kick(1, true), None);
     }
 
     #[test]
-    fn losses_move_copies_from_sent_to_dropped() {
-        let losses = TxLosses::default();
-        losses.add("eth2", TxDrop::QueueFull, 2, 200);
-        losses.add("eth2", TxDrop::LinkDown, 1, 100);
-        let mut r = vxspan_core::Report::default();
-        r.interfaces.insert(
-            "eth2".into(),
-            vxspan_core::counters::PortReport {
-                tx_packets: 10,
-                tx_bytes: 1000,
-                ..Default::default()
-            },
-        );
-        losses.apply(&mut r);
-        let p = &r.interfaces["eth2"];
-        assert_eq!((p.tx_packets, p.tx_bytes), (7, 700));
-        assert_eq!((p.tx_dropped_packets, p.tx_dropped_bytes), (3, 300));
-        assert_eq!(p.tx_drop_reasons["queue_full"], 2);
-        assert_eq!(p.tx_drop_reasons["link_down"], 1);
+    fn each_copy_keeps_its_owner() {
+        let mut l = TxLedger::new(4);
+        l.push(TxCopy { len: 60, owner: 1 });
+        l.push(TxCopy { len: 70, owner: 2 });
+        assert_eq!(l.after_kick(0, true).map(|c| c.owner), Some(1));
+        let mut owners = Vec::new();
+        l.abandon(|c| owners.push(c.owner));
+        assert_eq!(owners, [2]);
     }
 }

@@ -7,12 +7,14 @@ pub mod afpacket;
 pub mod afxdp;
 pub mod archive;
 pub mod filter;
+pub mod losses;
 pub mod mem;
 pub mod netdev;
 pub mod pcap;
 pub mod tap;
 pub mod tunnel;
 
+pub use losses::TxLosses;
 use std::io;
 pub use vxspan_core::{RxFrame, TxDrop, TxFrame};
 

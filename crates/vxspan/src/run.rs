@@ -36,8 +36,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vxspan_core::{Engine, Plan, Report, RxDrop, Sink, TxDrop, TxFrame};
 use vxspan_io::afpacket::{self, RxRing, TxSocket};
-use vxspan_io::afxdp::{TxLosses, XskTx};
+use vxspan_io::afxdp::XskTx;
 use vxspan_io::tunnel::{ListenSocket, TunnelSender};
+use vxspan_io::TxLosses;
 use vxspan_io::{Batch, RxPort, TxPort};
 
 /// Where the control socket lives unless `--control` or `management.control` say otherwise.
@@ -170,16 +171,23 @@ struct LiveOutputs {
     /// The interface of each entry of `sockets`.
     socket_names: Vec<String>,
     outs: Vec<LiveOut>,
+    /// Per output: its id in the loss record.
+    owners: Vec<u16>,
+    /// How interface outputs transmit, and where refused copies are recorded.
+    tx: TxSetup,
 }
 
 impl Sink for LiveOutputs {
     fn transmit(&mut self, output: usize, frame: TxFrame<'_>) -> Result<(), TxDrop> {
         match self.outs.get_mut(output) {
-            Some(LiveOut::Packet(i)) => match self.sockets.get_mut(*i) {
-                Some(Some(OutSocket::Packet(s))) => s.send(frame),
-                Some(Some(OutSocket::Xdp(x))) => x.send(frame.data),
-                _ => Err(TxDrop::LinkDown),
-            },
+            Some(LiveOut::Packet(i)) => {
+                let owner = self.owners.get(output).copied().unwrap_or(u16::MAX);
+                match self.sockets.get_mut(*i) {
+                    Some(Some(OutSocket::Packet(s))) => s.queue(frame.data, owner),
+                    Some(Some(OutSocket::Xdp(x))) => x.send(frame.data, owner),
+                    _ => Err(TxDrop::LinkDown),
+                }
+            }
             Some(LiveOut::Tunnel(t)) => t.send(frame),
             Some(LiveOut::Archive(a)) => locked(a).send(frame),
             None => Err(TxDrop::LinkDown),
@@ -219,10 +227,11 @@ impl Sink for LiveOutputs {
 impl LiveOutputs {
     /// Kicks the AF_XDP transmit rings this worker sends on: what waits there goes out (after
     /// each batch, and on every wake-up for what a busy device left waiting).
-    fn flush_tx(&self) {
-        for s in self.sockets.iter().flatten() {
-            if let OutSocket::Xdp(x) = s {
-                x.flush();
+    fn flush_tx(&mut self) {
+        for s in self.sockets.iter_mut().flatten() {
+            match s {
+                OutSocket::Packet(p) => p.flush_batch(),
+                OutSocket::Xdp(x) => x.flush(),
             }
         }
     }
@@ -236,7 +245,7 @@ impl LiveOutputs {
             .iter()
             .zip(&self.socket_names)
             .map(|(s, name)| match s {
-                Some(OutSocket::Packet(_)) => TxSocket::open(name)
+                Some(OutSocket::Packet(_)) => TxSocket::open_batched(name, self.tx.losses.clone())
                     .map(|s| Some(OutSocket::Packet(s)))
                     .with_context(|| format!("opening {name} for a worker")),
                 Some(OutSocket::Xdp(x)) => Ok(Some(OutSocket::Xdp(x.for_worker(worker)))),
@@ -266,8 +275,18 @@ impl LiveOutputs {
             sockets,
             socket_names: self.socket_names.clone(),
             outs,
+            owners: self.owners.clone(),
+            tx: self.tx.clone(),
         })
     }
+}
+
+/// How output interfaces transmit: AF_PACKET batches, or AF_XDP TX rings (`--datapath
+/// afxdp`), and where copies the kernel refuses after they were queued are recorded.
+#[derive(Clone, Default)]
+struct TxSetup {
+    losses: Arc<TxLosses>,
+    xdp: bool,
 }
 
 /// A transmit socket on an output interface.
@@ -362,9 +381,9 @@ impl XdpOut {
         }
     }
 
-    fn send(&mut self, data: &[u8]) -> Result<(), TxDrop> {
+    fn send(&mut self, data: &[u8], owner: u16) -> Result<(), TxDrop> {
         match locked(&self.set.queues[self.queue]).as_mut() {
-            Some(x) => x.send(data),
+            Some(x) => x.send(data, owner),
             None => Err(TxDrop::LinkDown),
         }
     }
@@ -538,12 +557,7 @@ fn reusable_ring(plan: &Plan, i: usize, workers: usize, old: Option<&Ports>) -> 
 
 /// Opens the ports of `plan`. Inputs whose ring `old` can hand over are left empty for now
 /// (`LiveInput::Gone`), filled by [`Ports::take_rings`] once nothing else can fail.
-fn open_ports(
-    plan: &Plan,
-    workers: usize,
-    old: Option<&Ports>,
-    xdp_tx: Option<&Arc<TxLosses>>,
-) -> Result<Ports> {
+fn open_ports(plan: &Plan, workers: usize, old: Option<&Ports>, tx: &TxSetup) -> Result<Ports> {
     let mut inputs = Vec::new();
     let mut fanout = Vec::new();
     let mut offloads = Vec::new();
@@ -612,10 +626,10 @@ fn open_ports(
                 {
                     log(format!("brought {ifname} up"));
                 }
-                sockets.push(Some(
-                    open_output(ifname, workers, old, xdp_tx)
-                        .with_context(|| format!("output {}: opening {ifname}", o.name))?,
-                ));
+                sockets
+                    .push(Some(open_output(ifname, workers, old, tx).with_context(
+                        || format!("output {}: opening {ifname}", o.name),
+                    )?));
                 socket_names.push(ifname.to_owned());
                 sockets.len() - 1
             }
@@ -632,22 +646,25 @@ fn open_ports(
             sockets,
             socket_names,
             outs,
+            owners: plan.outputs.iter().map(|o| tx.losses.id(&o.name)).collect(),
+            tx: tx.clone(),
         },
         key: interfaces_key(plan),
     })
 }
 
-/// Opens a transmit socket on output interface `ifname`: AF_XDP TX rings when `xdp_tx` is
-/// given (the set `old` has on the interface is kept: a second socket cannot bind its queues),
-/// AF_PACKET otherwise, or where AF_XDP cannot take the interface (a jumbo MTU, or its queues
-/// already serve AF_XDP input sockets).
+/// Opens a transmit socket on output interface `ifname`: AF_XDP TX rings with `tx.xdp` (the
+/// set `old` has on the interface is kept: a second socket cannot bind its queues), AF_PACKET
+/// otherwise, or where AF_XDP cannot take the interface (a jumbo MTU, or its queues already
+/// serve AF_XDP input sockets).
 fn open_output(
     ifname: &str,
     workers: usize,
     old: Option<&Ports>,
-    xdp_tx: Option<&Arc<TxLosses>>,
+    tx: &TxSetup,
 ) -> Result<OutSocket> {
-    if let Some(losses) = xdp_tx {
+    let losses = &tx.losses;
+    if tx.xdp {
         let ifindex = afpacket::ifindex(ifname).ok();
         let kept = old.and_then(|p| {
             let o = &p.outputs;
@@ -689,7 +706,10 @@ fn open_output(
             )),
         }
     }
-    Ok(OutSocket::Packet(TxSocket::open(ifname)?))
+    Ok(OutSocket::Packet(TxSocket::open_batched(
+        ifname,
+        losses.clone(),
+    )?))
 }
 
 /// Opens the TAP devices of the plan's passthru sections, and a socket on each data port.
@@ -932,9 +952,9 @@ struct State {
     reloads: u64,
     /// The other workers (the first is this thread: `engine` and `ports`).
     workers: Vec<Arc<WorkerSlot>>,
-    /// With AF_XDP transmit (`--datapath afxdp`): the copies its sockets accepted that the
-    /// kernel then dropped, taken off `tx` when counters are reported.
-    xdp_tx: Option<Arc<TxLosses>>,
+    /// How outputs transmit, and the copies their sockets accepted that the kernel then
+    /// refused (taken off `tx` when counters are reported).
+    tx: TxSetup,
 }
 
 impl State {
@@ -991,11 +1011,14 @@ impl State {
     /// engine for the new plan between two of its batches (nothing is lost); the old engines'
     /// counters go to the history.
     fn swap_worker_engines(&mut self) {
+        let owners = &self.ports.outputs.owners;
         for slot in &self.workers {
             let old = slot.with(|w| {
                 w.as_mut().map(|w| {
                     let fresh = self.engine.worker();
                     w.read_ring_stats();
+                    w.outputs.flush_tx();
+                    w.outputs.owners.clone_from(owners);
                     std::mem::replace(&mut w.engine, fresh).report()
                 })
             });
@@ -1012,9 +1035,7 @@ impl State {
         if let Some(k) = kernel {
             r.add(k);
         }
-        if let Some(l) = &self.xdp_tx {
-            l.apply(&mut r);
-        }
+        self.tx.losses.apply(&mut r);
         r
     }
 
@@ -1079,13 +1100,8 @@ impl State {
             None
         } else {
             Some(
-                open_ports(
-                    &plan,
-                    self.workers.len() + 1,
-                    Some(&self.ports),
-                    self.xdp_tx.as_ref(),
-                )
-                .map_err(|e| format!("{e:#}"))?,
+                open_ports(&plan, self.workers.len() + 1, Some(&self.ports), &self.tx)
+                    .map_err(|e| format!("{e:#}"))?,
             )
         };
         if same_inputs {
@@ -1126,6 +1142,13 @@ impl State {
         // The other workers count their frames of the old plan in its engine, until they
         // get the new one.
         let sequences = self.engine.erspan_sequences();
+        // Copies still queued were counted for the old plan's outputs: they go now.
+        self.ports.outputs.flush_tx();
+        self.ports.outputs.owners = plan
+            .outputs
+            .iter()
+            .map(|o| self.tx.losses.id(&o.name))
+            .collect();
         self.engine = Engine::new(Arc::new(plan));
         self.engine.continue_erspan_sequences(&sequences);
         if same_ports {
@@ -1254,7 +1277,7 @@ impl State {
                 }
                 None if current.is_some() => {
                     let _ = afpacket::set_up(name);
-                    if let Ok(s) = open_output(name, workers, None, self.xdp_tx.as_ref()) {
+                    if let Ok(s) = open_output(name, workers, None, &self.tx) {
                         log(format!("output interface {name} is back"));
                         came_back = true;
                         *sock = Some(s);
@@ -1855,8 +1878,11 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
         _ => {}
     }
     // `--datapath afxdp` sends through AF_XDP TX rings too.
-    let xdp_tx = (datapath == "afxdp").then(Arc::<TxLosses>::default);
-    let ports = open_ports(&plan, workers, None, xdp_tx.as_ref())?;
+    let tx = TxSetup {
+        losses: Arc::default(),
+        xdp: datapath == "afxdp",
+    };
+    let ports = open_ports(&plan, workers, None, &tx)?;
     let mut kernel = match datapath {
         "afpacket" => None,
         _ => match crate::kernel::KernelTier::start(&plan, mode, datapath == "afxdp") {
@@ -1924,7 +1950,7 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
         history: Report::default(),
         reloads: 0,
         workers: (1..workers).map(|_| Arc::default()).collect(),
-        xdp_tx,
+        tx,
     };
     st.respawn_workers();
     st.distribute_xsks();
