@@ -20,9 +20,11 @@ use crate::{Batch, RecvStatus, RxPort, TxDrop, TxLosses};
 
 /// Frames in a receive socket's UMEM, and entries in each of its rings.
 const FRAMES: u32 = 1024;
-/// Frames in a transmit socket's UMEM (512 KiB), and entries in its rings: copies wait there
-/// only until the end of the batch, and a full UMEM is flushed on the spot.
-const TX_FRAMES: u32 = 256;
+/// Frames in a transmit socket's UMEM (2 MiB), and entries in its rings. In copy mode a frame
+/// stays taken until the kernel frees the copy it made (on veth, once the peer has processed
+/// it), so the UMEM sets how many copies can be in flight: with 256 frames the afxdp
+/// benchmark delivered 0.22 Mpps, with 1,024 0.41.
+const TX_FRAMES: u32 = 1024;
 /// Two frames per page (the smallest size the kernel accepts).
 const FRAME_SIZE: u32 = 2048;
 /// Room the kernel keeps in front of each frame (XDP_PACKET_HEADROOM).
@@ -398,7 +400,7 @@ impl TxLedger {
     }
 }
 
-/// One AF_XDP socket transmitting on one queue of one interface: a UMEM of 256 frames of
+/// One AF_XDP socket transmitting on one queue of one interface: a UMEM of 1,024 frames of
 /// 2 KiB, a TX ring and its completion ring. [`XskTx::send`] copies a frame into a free UMEM
 /// frame and puts its descriptor on the TX ring; [`XskTx::flush`] kicks the kernel, which sends
 /// them (in copy mode, within the kick; in zero-copy mode, the driver later). Copies the kernel
