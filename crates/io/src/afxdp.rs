@@ -435,11 +435,13 @@ unsafe impl Send for XskTx {}
 
 impl XskTx {
     /// Opens a socket on TX queue `queue` of `interface`: zero-copy if the driver allows, else
-    /// copy mode. Interfaces whose MTU does not fit a UMEM frame are refused.
+    /// copy mode if `copy_mode` (otherwise the zero-copy error is returned). Interfaces whose
+    /// MTU does not fit a UMEM frame are refused.
     pub fn open(
         interface: &str,
         queue: u32,
         losses: std::sync::Arc<TxLosses>,
+        copy_mode: bool,
     ) -> io::Result<XskTx> {
         let mtu = crate::afpacket::mtu(interface)? as usize;
         // An Ethernet header and one VLAN tag on top of the MTU.
@@ -462,6 +464,7 @@ impl XskTx {
                 mtu + 14,
                 losses,
             )),
+            Err(e) if !copy_mode => Err(e),
             Err(_) => XskTx::open_mode(interface, queue, false)
                 .map(|b| XskTx::new(b, interface, queue, ifindex, false, mtu + 14, losses)),
         }

@@ -76,6 +76,12 @@ enum Cmd {
         /// native, or generic when an output is a veth].
         #[arg(long, default_value = "auto")]
         xdp_mode: String,
+        /// auto | afpacket | afxdp: how output interfaces send. afpacket: AF_PACKET batches
+        /// (sendmmsg); afxdp: AF_XDP TX rings, zero-copy where the driver allows, else copy
+        /// mode; auto: AF_XDP where the driver does zero-copy and the datapath is afxdp,
+        /// AF_PACKET otherwise.
+        #[arg(long, default_value = "auto")]
+        transmit: String,
         /// The control socket [default: management.control, else /run/vxspan/control.sock].
         #[arg(long)]
         control: Option<PathBuf>,
@@ -201,6 +207,7 @@ fn main() -> ExitCode {
             datapath,
             workers,
             xdp_mode,
+            transmit,
             control,
             user,
             log_level,
@@ -211,6 +218,7 @@ fn main() -> ExitCode {
                 datapath: &datapath,
                 workers: &workers,
                 xdp_mode: &xdp_mode,
+                transmit: &transmit,
                 control: control.as_deref(),
                 user: user.as_deref(),
                 log_level: &log_level,

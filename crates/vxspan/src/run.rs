@@ -281,12 +281,27 @@ impl LiveOutputs {
     }
 }
 
-/// How output interfaces transmit: AF_PACKET batches, or AF_XDP TX rings (`--datapath
-/// afxdp`), and where copies the kernel refuses after they were queued are recorded.
+/// How output interfaces transmit, and where copies the kernel refuses after they were queued
+/// are recorded.
 #[derive(Clone, Default)]
 struct TxSetup {
     losses: Arc<TxLosses>,
-    xdp: bool,
+    xdp: XdpTx,
+}
+
+/// When outputs send through AF_XDP TX rings rather than AF_PACKET (`--transmit`).
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+enum XdpTx {
+    /// AF_PACKET only.
+    #[default]
+    Never,
+    /// Where the driver binds the socket in zero-copy mode (`auto` with `--datapath afxdp`).
+    /// In copy mode AF_XDP gains nothing over an AF_PACKET batch: both make an skb per copy,
+    /// and a copy holds its UMEM frame until that skb is freed; measured on veth, copy-mode
+    /// AF_XDP transmit carried about half of what AF_PACKET did.
+    ZeroCopy,
+    /// Zero-copy where the driver allows, copy mode elsewhere (`--transmit afxdp`).
+    Always,
 }
 
 /// A transmit socket on an output interface.
@@ -316,21 +331,31 @@ struct XdpSet {
     name: String,
     ifindex: u32,
     losses: Arc<TxLosses>,
+    /// Whether copy mode is allowed (else the sockets are zero-copy).
+    copy_mode: bool,
 }
 
 impl XdpSet {
     /// Opens a socket on each of the first `n` TX queues of `interface` (at most as many as
     /// it has). Copies the kernel drops later are recorded in `losses`.
-    fn open(interface: &str, n: usize, losses: &Arc<TxLosses>) -> std::io::Result<XdpSet> {
+    fn open(
+        interface: &str,
+        n: usize,
+        losses: &Arc<TxLosses>,
+        copy_mode: bool,
+    ) -> std::io::Result<XdpSet> {
         let n = n.clamp(1, vxspan_io::afxdp::tx_queues(interface) as usize);
         let queues = (0..n as u32)
-            .map(|q| XskTx::open(interface, q, losses.clone()).map(|x| Mutex::new(Some(x))))
+            .map(|q| {
+                XskTx::open(interface, q, losses.clone(), copy_mode).map(|x| Mutex::new(Some(x)))
+            })
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(XdpSet {
             queues,
             name: interface.to_owned(),
             ifindex: afpacket::ifindex(interface)?,
             losses: losses.clone(),
+            copy_mode,
         })
     }
 
@@ -348,7 +373,12 @@ impl XdpSet {
             if x.as_ref().is_none_or(XskTx::is_dead) {
                 // The old socket is closed first: the queue takes one socket at a time.
                 *x = None;
-                *x = Some(XskTx::open(&self.name, q as u32, self.losses.clone())?);
+                *x = Some(XskTx::open(
+                    &self.name,
+                    q as u32,
+                    self.losses.clone(),
+                    self.copy_mode,
+                )?);
             }
         }
         Ok(())
@@ -664,7 +694,7 @@ fn open_output(
     tx: &TxSetup,
 ) -> Result<OutSocket> {
     let losses = &tx.losses;
-    if tx.xdp {
+    if tx.xdp != XdpTx::Never {
         let ifindex = afpacket::ifindex(ifname).ok();
         let kept = old.and_then(|p| {
             let o = &p.outputs;
@@ -683,12 +713,13 @@ fn open_output(
         }
         // A set of the interface that an earlier reload replaced may still be closing (on
         // another thread): its queues are busy for that long.
-        let mut opened = XdpSet::open(ifname, workers, losses);
+        let copy_mode = tx.xdp == XdpTx::Always;
+        let mut opened = XdpSet::open(ifname, workers, losses, copy_mode);
         for _ in 0..25 {
             match &opened {
                 Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy => {
                     std::thread::sleep(Duration::from_millis(10));
-                    opened = XdpSet::open(ifname, workers, losses);
+                    opened = XdpSet::open(ifname, workers, losses, copy_mode);
                 }
                 _ => break,
             }
@@ -701,8 +732,11 @@ fn open_output(
                     queue: 0,
                 }));
             }
-            Err(e) => warn(format!(
+            Err(e) if copy_mode => warn(format!(
                 "output interface {ifname}: AF_XDP transmit unavailable ({e}); sending through AF_PACKET"
+            )),
+            Err(e) => log(format!(
+                "output interface {ifname}: sending through AF_PACKET (no AF_XDP zero-copy: {e})"
             )),
         }
     }
@@ -891,20 +925,51 @@ impl Worker {
 
 /// Where a worker thread finds its work. The control thread takes the lock between two of the
 /// worker's batches to swap its plan or read its counters; `wanted` keeps the worker from
-/// taking the lock again first.
-#[derive(Default)]
+/// taking the lock again first. Afterwards it wakes the worker through a pipe in the worker's
+/// poll set: the worker may be waiting on the descriptors it had before (a socket it was just
+/// given would otherwise not be read until that wait times out, 100 ms, longer than an AF_XDP
+/// ring lasts at 10,000 frames a second).
 struct WorkerSlot {
     worker: Mutex<Option<Worker>>,
     wanted: AtomicBool,
+    wake: (std::io::PipeReader, std::io::PipeWriter),
+    /// A wake-up byte is in the pipe (at most one is).
+    woken: AtomicBool,
 }
 
 impl WorkerSlot {
-    /// Runs `f` on the worker (if it has one) between two of its batches.
+    fn new() -> std::io::Result<WorkerSlot> {
+        Ok(WorkerSlot {
+            worker: Mutex::new(None),
+            wanted: AtomicBool::new(false),
+            wake: std::io::pipe()?,
+            woken: AtomicBool::new(false),
+        })
+    }
+
+    /// Runs `f` on the worker (if it has one) between two of its batches, then wakes it.
     fn with<R>(&self, f: impl FnOnce(&mut Option<Worker>) -> R) -> R {
         self.wanted.store(true, Ordering::Relaxed);
         let r = f(&mut locked(&self.worker));
         self.wanted.store(false, Ordering::Relaxed);
+        if !self.woken.swap(true, Ordering::AcqRel) {
+            use std::io::Write;
+            let _ = (&self.wake.1).write(&[1]);
+        }
         r
+    }
+
+    fn wake_fd(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        self.wake.0.as_raw_fd()
+    }
+
+    /// Takes the wake-up byte out of the pipe (called when poll found it readable).
+    fn woke(&self) {
+        use std::io::Read;
+        let mut b = [0u8; 8];
+        let _ = (&self.wake.0).read(&mut b);
+        self.woken.store(false, Ordering::Release);
     }
 }
 
@@ -922,15 +987,16 @@ fn worker_loop(slot: Arc<WorkerSlot>, stop: Arc<AtomicBool>) {
             std::thread::sleep(Duration::from_micros(20));
         }
         fds.clear();
+        fds.push(slot.wake_fd());
         if let Some(w) = locked(&slot.worker).as_mut() {
             w.drain(&mut batch, Some(&slot.wanted));
             fds.extend(w.fds());
         }
-        if fds.is_empty() {
-            std::thread::sleep(Duration::from_millis(50));
-        } else {
-            // A descriptor closed by a swap meanwhile only ends this wait early.
-            let _ = afpacket::poll_readable(&fds, 100, &mut ready);
+        // A descriptor closed by a swap meanwhile only ends this wait early; a swap wakes it
+        // through the pipe (index 0).
+        let _ = afpacket::poll_readable(&fds, 100, &mut ready);
+        if ready.first() == Some(&0) {
+            slot.woke();
         }
     }
 }
@@ -1796,6 +1862,7 @@ pub struct RunOptions<'a> {
     pub datapath: &'a str,
     pub workers: &'a str,
     pub xdp_mode: &'a str,
+    pub transmit: &'a str,
     pub control: Option<&'a Path>,
     pub user: Option<&'a str>,
     pub log_level: &'a str,
@@ -1809,6 +1876,7 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
         datapath,
         workers,
         xdp_mode,
+        transmit,
         control,
         user,
         log_level,
@@ -1825,6 +1893,16 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
             return Ok(ExitCode::from(crate::EXIT_INVALID));
         }
     }
+    let xdp_tx = match (transmit, datapath) {
+        ("afpacket", _) => XdpTx::Never,
+        ("afxdp", _) => XdpTx::Always,
+        ("auto", "afxdp") => XdpTx::ZeroCopy,
+        ("auto", _) => XdpTx::Never,
+        (other, _) => {
+            eprintln!("vxspan: unknown --transmit {other:?} (auto, afpacket, afxdp)");
+            return Ok(ExitCode::from(crate::EXIT_INVALID));
+        }
+    };
     let workers = match parse_workers(workers) {
         Ok(n) => n,
         Err(e) => {
@@ -1880,7 +1958,7 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
     // `--datapath afxdp` sends through AF_XDP TX rings too.
     let tx = TxSetup {
         losses: Arc::default(),
-        xdp: datapath == "afxdp",
+        xdp: xdp_tx,
     };
     let ports = open_ports(&plan, workers, None, &tx)?;
     let mut kernel = match datapath {
@@ -1949,7 +2027,9 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
         xsks,
         history: Report::default(),
         reloads: 0,
-        workers: (1..workers).map(|_| Arc::default()).collect(),
+        workers: (1..workers)
+            .map(|_| WorkerSlot::new().map(Arc::new))
+            .collect::<std::io::Result<_>>()?,
         tx,
     };
     st.respawn_workers();

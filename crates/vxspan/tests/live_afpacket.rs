@@ -1661,7 +1661,7 @@ fn reloads_that_reopen_ports_lose_nothing() {
 /// output's sockets and closes the old one's, which first sends what waits on its ring.
 #[test]
 fn afxdp_reloads_that_reopen_ports_lose_nothing() {
-    reopen_ports_during_a_blast("rox", &["--datapath", "afxdp"]);
+    reopen_ports_during_a_blast("rox", &["--datapath", "afxdp", "--transmit", "afxdp"]);
 }
 
 fn reopen_ports_during_a_blast(tag: &str, args: &[&str]) {
@@ -1692,7 +1692,7 @@ fn reopen_ports_during_a_blast(tag: &str, args: &[&str]) {
     assert_eq!(fwd, delivered, "{drops}");
     let o = vx.cli(&["status"]);
     let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let want = if args.contains(&"afxdp") {
+    let want = if args.contains(&"--transmit") {
         "AF_XDP on 1 TX queue(s), copy mode"
     } else {
         "AF_PACKET"

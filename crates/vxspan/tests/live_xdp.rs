@@ -85,12 +85,14 @@ fn forward_vxspan_example(datapath: &str, mode: &str) {
     ) else {
         return;
     };
-    let vx = Vxspan::start_with(
-        &ns,
-        &config,
-        &dir,
-        &["--datapath", datapath, "--xdp-mode", mode],
-    );
+    // afxdp in native mode also sends through AF_XDP TX rings (copy mode: veth has no
+    // zero-copy); by default (`--transmit auto`) outputs without zero-copy use AF_PACKET.
+    let mut args = vec!["--datapath", datapath, "--xdp-mode", mode];
+    let ring_tx = datapath == "afxdp" && mode == "native";
+    if ring_tx {
+        args.extend(["--transmit", "afxdp"]);
+    }
+    let vx = Vxspan::start_with(&ns, &config, &dir, &args);
     let st = status(&vx);
     assert_eq!(st["datapath"], format!("{datapath} ({mode})"), "{st}");
     let tier = if datapath == "xdp" {
@@ -101,9 +103,8 @@ fn forward_vxspan_example(datapath: &str, mode: &str) {
     for g in st["groups"].as_array().unwrap() {
         assert_eq!(g["tier"], tier, "{g}");
     }
-    // afxdp sends through AF_XDP TX rings too (copy mode: veth has no zero-copy); the
-    // accounting below then holds through them.
-    let want_tx = if datapath == "afxdp" {
+    // The accounting below holds through either.
+    let want_tx = if ring_tx {
         "AF_XDP on 1 TX queue(s), copy mode"
     } else {
         "AF_PACKET"
@@ -680,7 +681,14 @@ fn afxdp_native_restores_out_of_band_tags() {
 fn afxdp_transmit_counts_what_the_kernel_drops() {
     transmit_counts_what_the_kernel_drops(
         "atd",
-        &["--datapath", "afxdp", "--xdp-mode", "generic"],
+        &[
+            "--datapath",
+            "afxdp",
+            "--xdp-mode",
+            "generic",
+            "--transmit",
+            "afxdp",
+        ],
         "AF_XDP on 1 TX queue(s), copy mode",
     );
 }
