@@ -6,8 +6,9 @@
 #     in native and in generic mode;
 #   - vxspan run --datapath xdp (a rule that forwards everything: the kernel tier, counting on),
 #     native and generic;
-#   - vxspan run --datapath afxdp (every group in userspace, fed by an AF_XDP socket, sending
-#     through an AF_XDP TX ring), native;
+#   - vxspan run --datapath afxdp (every group in userspace, fed by an AF_XDP socket), native,
+#     sending through AF_PACKET (the default on veth, which has no zero-copy) and, with
+#     --transmit afxdp, through an AF_XDP TX ring in copy mode;
 #   - vxspan run --datapath afpacket, with one userspace worker and with two (the input shared
 #     by a fanout group; on this 2-vCPU rig the second worker shares a CPU with the sender).
 # The sender is `vxspan blast` (BPF_PROG_TEST_RUN with live frames, pinned to CPU 0), far faster
@@ -82,7 +83,7 @@ stop_vxspan() {
 gro() { nsx ethtool -K in0 gro "$1" >/dev/null; }
 
 # VX_FORWARDERS picks a subset (for example "xdp-native vxspan-afxdp").
-read -r -a forwarders <<< "${VX_FORWARDERS:-xdp-native vxspan-native xdp-generic vxspan-generic vxspan-afxdp vxspan-afpacket vxspan-afpacket2}"
+read -r -a forwarders <<< "${VX_FORWARDERS:-xdp-native vxspan-native xdp-generic vxspan-generic vxspan-afxdp vxspan-afxdp-tx vxspan-afpacket vxspan-afpacket2}"
 declare -A results
 for r in $(seq 1 "$rounds"); do
   for f in "${forwarders[@]}"; do
@@ -92,6 +93,7 @@ for r in $(seq 1 "$rounds"); do
       vxspan-native) gro off; start_vxspan --datapath xdp --xdp-mode native ;;
       vxspan-generic) start_vxspan --datapath xdp --xdp-mode generic; gro on ;;
       vxspan-afxdp) gro off; start_vxspan --datapath afxdp --xdp-mode native ;;
+      vxspan-afxdp-tx) gro off; start_vxspan --datapath afxdp --xdp-mode native --transmit afxdp ;;
       vxspan-afpacket) start_vxspan --datapath afpacket --workers 1; gro on ;;
       vxspan-afpacket2) start_vxspan --datapath afpacket --workers 2; gro on ;;
     esac
@@ -125,13 +127,14 @@ label = {
     "xdp-generic": "bare XDP redirect, generic (baseline)",
     "vxspan-generic": "vxspan --datapath xdp, generic",
     "vxspan-afxdp": "vxspan --datapath afxdp, native",
+    "vxspan-afxdp-tx": "  the same, --transmit afxdp",
     "vxspan-afpacket": "vxspan --datapath afpacket, 1 worker",
     "vxspan-afpacket2": "vxspan --datapath afpacket, 2 workers",
 }
 base = {m: mpps(res[k]) for m, k in [("native", "xdp-native"), ("generic", "xdp-generic")] if k in res}
 for k in [k for k in label if k in res]:
     m = mpps(res[k])
-    mode = "native" if ("native" in k or k == "vxspan-afxdp") else "generic"
+    mode = "native" if ("native" in k or k.startswith("vxspan-afxdp")) else "generic"
     ratio = f"{m / base[mode]:.2f} of the bare {mode} redirect" if mode in base else "(no baseline in this run)"
     print(f"{label[k]:<40} median {m:6.2f} Mpps delivered ({pct(res[k]):5.1f}% of sent)  {ratio}")
 EOF

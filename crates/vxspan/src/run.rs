@@ -296,9 +296,10 @@ enum XdpTx {
     #[default]
     Never,
     /// Where the driver binds the socket in zero-copy mode (`auto` with `--datapath afxdp`).
-    /// In copy mode AF_XDP gains nothing over an AF_PACKET batch: both make an skb per copy,
-    /// and a copy holds its UMEM frame until that skb is freed; measured on veth, copy-mode
-    /// AF_XDP transmit carried about half of what AF_PACKET did.
+    /// Copy mode is left to AF_PACKET: both make an skb per copy, an AF_XDP copy also holds
+    /// its UMEM frame (2 MiB per socket) until that skb is freed, and on veth neither was
+    /// measurably faster (the afxdp benchmark's spread from run to run is larger than the
+    /// difference; BENCHMARKS.md).
     ZeroCopy,
     /// Zero-copy where the driver allows, copy mode elsewhere (`--transmit afxdp`).
     Always,
