@@ -1692,15 +1692,6 @@ fn reopen_ports_during_a_blast(tag: &str, args: &[&str]) {
     assert_eq!(fwd, delivered, "{drops}");
     let o = vx.cli(&["status"]);
     let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let want = if args.contains(&"--transmit") {
-        "AF_XDP on 1 TX queue(s), copy mode"
-    } else {
-        "AF_PACKET"
-    };
-    for p in st["ports"].as_array().unwrap() {
-        if p["role"] == "output" {
-            assert_eq!(p["transmit"], want, "{p}");
-        }
-    }
+    common::daemon::assert_outputs_transmit(&st, args.contains(&"--transmit"));
     vx.stop(&dir);
 }

@@ -104,16 +104,7 @@ fn forward_vxspan_example(datapath: &str, mode: &str) {
         assert_eq!(g["tier"], tier, "{g}");
     }
     // The accounting below holds through either.
-    let want_tx = if ring_tx {
-        "AF_XDP on 1 TX queue(s), copy mode"
-    } else {
-        "AF_PACKET"
-    };
-    for p in st["ports"].as_array().unwrap() {
-        if p["role"] == "output" {
-            assert_eq!(p["transmit"], want_tx, "{p}");
-        }
-    }
+    common::daemon::assert_outputs_transmit(&st, ring_tx);
     // What leaves p0 / p1 is what reaches eth0 / eth1: XDP sees every frame, before the stack.
     let caps: Vec<_> = ["p0", "p1", "p2", "p3"]
         .iter()

@@ -202,3 +202,18 @@ impl Blast {
         (delivered, fwd)
     }
 }
+
+/// Checks that every output of `status` (`vxspan status`) sends through AF_XDP TX rings in copy
+/// mode on its one TX queue (`ring`) or else through AF_PACKET.
+pub fn assert_outputs_transmit(status: &serde_json::Value, ring: bool) {
+    let want = if ring {
+        "AF_XDP on 1 TX queue(s), copy mode"
+    } else {
+        "AF_PACKET"
+    };
+    for p in status["ports"].as_array().unwrap() {
+        if p["role"] == "output" {
+            assert_eq!(p["transmit"], want, "{p}");
+        }
+    }
+}
