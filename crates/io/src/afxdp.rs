@@ -754,6 +754,66 @@ mod tests {
         assert_eq!(l.after_kick(1, true), None);
     }
 
+    /// The ledger against a model of the kernel's copy-mode transmit (`__xsk_generic_xmit`):
+    /// each kick takes up to 32 descriptors; each is sent, or dropped by the device (the kick
+    /// ends with EBUSY), or the device is busy (not taken, the kick ends with EAGAIN). The
+    /// consumer index is published at the end of a kick only if a frame was sent, and
+    /// sometimes at its start (when the kernel refreshes its view of the ring). After every
+    /// kick the ledger names exactly the dropped copy and knows what is still waiting.
+    #[test]
+    fn the_ledger_follows_the_kernel_through_random_kicks() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let size = 64u32;
+        let mut l = TxLedger::new(size);
+        // The kernel's own consumer index, and the one userspace can read.
+        let (mut taken, mut published) = (0u32, 0u32);
+        let (mut dropped_total, mut sent_total) = (0u64, 0u64);
+        for _ in 0..20_000 {
+            // Fill part of the free room; each copy's length names its ring index.
+            let room = size - l.waiting();
+            for _ in 0..rand(u64::from(room) + 1) {
+                l.push(copy(l.committed()));
+            }
+            if rand(4) == 0 {
+                published = taken;
+            }
+            let mut sent = false;
+            let mut dropped = None;
+            for _ in 0..32 {
+                if taken == l.committed() {
+                    break;
+                }
+                match rand(10) {
+                    0..=5 => {
+                        taken = taken.wrapping_add(1);
+                        sent = true;
+                        sent_total += 1;
+                    }
+                    6 | 7 => {
+                        dropped = Some(taken);
+                        taken = taken.wrapping_add(1);
+                        break;
+                    }
+                    _ => break,
+                }
+            }
+            if sent {
+                published = taken;
+            }
+            let got = l.after_kick(published, dropped.is_some());
+            assert_eq!(got.map(|c| c.len), dropped, "the dropped copy");
+            dropped_total += u64::from(dropped.is_some());
+            assert_eq!(l.waiting(), l.committed().wrapping_sub(taken), "waiting");
+        }
+        assert!(dropped_total > 1000 && sent_total > 10_000);
+    }
+
     #[test]
     fn each_copy_keeps_its_owner() {
         let mut l = TxLedger::new(4);
