@@ -22,8 +22,8 @@ use crate::{Batch, RecvStatus, RxPort, TxDrop, TxLosses};
 const FRAMES: u32 = 1024;
 /// Frames in a transmit socket's UMEM (2 MiB), and entries in its rings. In copy mode a frame
 /// stays taken until the kernel frees the copy it made (on veth, once the peer has processed
-/// it), so the UMEM sets how many copies can be in flight: with 256 frames the afxdp
-/// benchmark delivered 0.22 Mpps, with 1,024 0.41.
+/// it), so the UMEM sets how many copies can be in flight (256 frames measured slower than
+/// 1,024 in the afxdp benchmark).
 const TX_FRAMES: u32 = 1024;
 /// Two frames per page (the smallest size the kernel accepts).
 const FRAME_SIZE: u32 = 2048;
@@ -456,13 +456,11 @@ unsafe impl Send for XskTx {}
 
 impl XskTx {
     /// Opens a socket on TX queue `queue` of `interface`: zero-copy if the driver allows, else
-    /// copy mode if `copy_mode` (otherwise the zero-copy error is returned). Interfaces whose
-    /// MTU does not fit a UMEM frame are refused.
+    /// copy mode. Interfaces whose MTU does not fit a UMEM frame are refused.
     pub fn open(
         interface: &str,
         queue: u32,
         losses: std::sync::Arc<TxLosses>,
-        copy_mode: bool,
     ) -> io::Result<XskTx> {
         let mtu = crate::afpacket::mtu(interface)? as usize;
         // An Ethernet header and one VLAN tag on top of the MTU.
@@ -485,7 +483,6 @@ impl XskTx {
                 mtu + 14,
                 losses,
             )),
-            Err(e) if !copy_mode => Err(e),
             Err(_) => XskTx::open_mode(interface, queue, false)
                 .map(|b| XskTx::new(b, interface, queue, ifindex, false, mtu + 14, losses)),
         }

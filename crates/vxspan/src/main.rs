@@ -78,8 +78,8 @@ enum Cmd {
         xdp_mode: String,
         /// auto | afpacket | afxdp: how output interfaces send. afpacket: AF_PACKET batches
         /// (sendmmsg); afxdp: AF_XDP TX rings, zero-copy where the driver allows, else copy
-        /// mode; auto: AF_XDP where the driver does zero-copy and the datapath is afxdp,
-        /// AF_PACKET otherwise.
+        /// mode (2 MiB of UMEM per output and TX queue); auto: afxdp with --datapath afxdp,
+        /// afpacket otherwise.
         #[arg(long, default_value = "auto")]
         transmit: String,
         /// The control socket [default: management.control, else /run/vxspan/control.sock].

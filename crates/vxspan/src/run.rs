@@ -286,23 +286,10 @@ impl LiveOutputs {
 #[derive(Clone, Default)]
 struct TxSetup {
     losses: Arc<TxLosses>,
-    xdp: XdpTx,
-}
-
-/// When outputs send through AF_XDP TX rings rather than AF_PACKET (`--transmit`).
-#[derive(Clone, Copy, Default, PartialEq, Eq)]
-enum XdpTx {
-    /// AF_PACKET only.
-    #[default]
-    Never,
-    /// Where the driver binds the socket in zero-copy mode (`auto` with `--datapath afxdp`).
-    /// Copy mode is left to AF_PACKET: both make an skb per copy, an AF_XDP copy also holds
-    /// its UMEM frame (2 MiB per socket) until that skb is freed, and on veth neither was
-    /// measurably faster (the afxdp benchmark's spread from run to run is larger than the
-    /// difference; BENCHMARKS.md).
-    ZeroCopy,
-    /// Zero-copy where the driver allows, copy mode elsewhere (`--transmit afxdp`).
-    Always,
+    /// AF_XDP TX rings (`--transmit afxdp`, the default with `--datapath afxdp`), else
+    /// AF_PACKET. Even in copy mode they carried about a third more than AF_PACKET batches on
+    /// veth (BENCHMARKS.md), for a 2 MiB UMEM per socket.
+    xdp: bool,
 }
 
 /// A transmit socket on an output interface.
@@ -332,31 +319,21 @@ struct XdpSet {
     name: String,
     ifindex: u32,
     losses: Arc<TxLosses>,
-    /// Whether copy mode is allowed (else the sockets are zero-copy).
-    copy_mode: bool,
 }
 
 impl XdpSet {
     /// Opens a socket on each of the first `n` TX queues of `interface` (at most as many as
     /// it has). Copies the kernel drops later are recorded in `losses`.
-    fn open(
-        interface: &str,
-        n: usize,
-        losses: &Arc<TxLosses>,
-        copy_mode: bool,
-    ) -> std::io::Result<XdpSet> {
+    fn open(interface: &str, n: usize, losses: &Arc<TxLosses>) -> std::io::Result<XdpSet> {
         let n = n.clamp(1, vxspan_io::afxdp::tx_queues(interface) as usize);
         let queues = (0..n as u32)
-            .map(|q| {
-                XskTx::open(interface, q, losses.clone(), copy_mode).map(|x| Mutex::new(Some(x)))
-            })
+            .map(|q| XskTx::open(interface, q, losses.clone()).map(|x| Mutex::new(Some(x))))
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(XdpSet {
             queues,
             name: interface.to_owned(),
             ifindex: afpacket::ifindex(interface)?,
             losses: losses.clone(),
-            copy_mode,
         })
     }
 
@@ -374,12 +351,7 @@ impl XdpSet {
             if x.as_ref().is_none_or(XskTx::is_dead) {
                 // The old socket is closed first: the queue takes one socket at a time.
                 *x = None;
-                *x = Some(XskTx::open(
-                    &self.name,
-                    q as u32,
-                    self.losses.clone(),
-                    self.copy_mode,
-                )?);
+                *x = Some(XskTx::open(&self.name, q as u32, self.losses.clone())?);
             }
         }
         Ok(())
@@ -695,7 +667,7 @@ fn open_output(
     tx: &TxSetup,
 ) -> Result<OutSocket> {
     let losses = &tx.losses;
-    if tx.xdp != XdpTx::Never {
+    if tx.xdp {
         let ifindex = afpacket::ifindex(ifname).ok();
         let kept = old.and_then(|p| {
             let o = &p.outputs;
@@ -714,13 +686,12 @@ fn open_output(
         }
         // A set of the interface that an earlier reload replaced may still be closing (on
         // another thread): its queues are busy for that long.
-        let copy_mode = tx.xdp == XdpTx::Always;
-        let mut opened = XdpSet::open(ifname, workers, losses, copy_mode);
+        let mut opened = XdpSet::open(ifname, workers, losses);
         for _ in 0..25 {
             match &opened {
                 Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy => {
                     std::thread::sleep(Duration::from_millis(10));
-                    opened = XdpSet::open(ifname, workers, losses, copy_mode);
+                    opened = XdpSet::open(ifname, workers, losses);
                 }
                 _ => break,
             }
@@ -733,11 +704,8 @@ fn open_output(
                     queue: 0,
                 }));
             }
-            Err(e) if copy_mode => warn(format!(
+            Err(e) => warn(format!(
                 "output interface {ifname}: AF_XDP transmit unavailable ({e}); sending through AF_PACKET"
-            )),
-            Err(e) => log(format!(
-                "output interface {ifname}: sending through AF_PACKET (no AF_XDP zero-copy: {e})"
             )),
         }
     }
@@ -1895,10 +1863,9 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
         }
     }
     let xdp_tx = match (transmit, datapath) {
-        ("afpacket", _) => XdpTx::Never,
-        ("afxdp", _) => XdpTx::Always,
-        ("auto", "afxdp") => XdpTx::ZeroCopy,
-        ("auto", _) => XdpTx::Never,
+        ("afpacket", _) => false,
+        ("afxdp", _) | ("auto", "afxdp") => true,
+        ("auto", _) => false,
         (other, _) => {
             eprintln!("vxspan: unknown --transmit {other:?} (auto, afpacket, afxdp)");
             return Ok(ExitCode::from(crate::EXIT_INVALID));
