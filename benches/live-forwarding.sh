@@ -7,8 +7,8 @@
 #   - vxspan run --datapath xdp (a rule that forwards everything: the kernel tier, counting on),
 #     native and generic;
 #   - vxspan run --datapath afxdp (every group in userspace, fed by an AF_XDP socket), native,
-#     sending through AF_PACKET (the default on veth, which has no zero-copy) and, with
-#     --transmit afxdp, through an AF_XDP TX ring in copy mode;
+#     sending through an AF_XDP TX ring (copy mode on veth) and, with --transmit afpacket,
+#     through AF_PACKET batches;
 #   - vxspan run --datapath afpacket, with one userspace worker and with two (the input shared
 #     by a fanout group; on this 2-vCPU rig the second worker shares a CPU with the sender).
 # The sender is `vxspan blast` (BPF_PROG_TEST_RUN with live frames, pinned to CPU 0), far faster
@@ -92,8 +92,8 @@ for r in $(seq 1 "$rounds"); do
       xdp-generic) gro on; ip -n "$ns" link set dev in0 xdpgeneric obj "$tmp/redirect.o" sec xdp ;;
       vxspan-native) gro off; start_vxspan --datapath xdp --xdp-mode native ;;
       vxspan-generic) start_vxspan --datapath xdp --xdp-mode generic; gro on ;;
-      vxspan-afxdp) gro off; start_vxspan --datapath afxdp --xdp-mode native ;;
-      vxspan-afxdp-tx) gro off; start_vxspan --datapath afxdp --xdp-mode native --transmit afxdp ;;
+      vxspan-afxdp) gro off; start_vxspan --datapath afxdp --xdp-mode native --transmit afpacket ;;
+      vxspan-afxdp-tx) gro off; start_vxspan --datapath afxdp --xdp-mode native ;;
       vxspan-afpacket) start_vxspan --datapath afpacket --workers 1; gro on ;;
       vxspan-afpacket2) start_vxspan --datapath afpacket --workers 2; gro on ;;
     esac
@@ -126,8 +126,8 @@ label = {
     "vxspan-native": "vxspan --datapath xdp, native",
     "xdp-generic": "bare XDP redirect, generic (baseline)",
     "vxspan-generic": "vxspan --datapath xdp, generic",
-    "vxspan-afxdp": "vxspan --datapath afxdp, native",
-    "vxspan-afxdp-tx": "  the same, --transmit afxdp",
+    "vxspan-afxdp": "vxspan --datapath afxdp, AF_PACKET tx",
+    "vxspan-afxdp-tx": "vxspan --datapath afxdp, AF_XDP tx",
     "vxspan-afpacket": "vxspan --datapath afpacket, 1 worker",
     "vxspan-afpacket2": "vxspan --datapath afpacket, 2 workers",
 }
