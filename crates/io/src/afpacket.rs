@@ -14,8 +14,8 @@
 //! read from `PACKET_STATISTICS` and counted as `ring_overrun`.
 //!
 //! Transmit: a socket bound to the output interface, with `PACKET_QDISC_BYPASS` (mirror traffic
-//! is not shaped by the host's qdiscs). Outputs queue their copies ([`TxSocket::queue`]) and
-//! send a batch with one `sendmmsg()` ([`TxSocket::flush`]); a copy the kernel refuses ends the
+//! is not shaped by the host's qdiscs). Outputs queue their copies ([`TxBatch::queue`]) and
+//! send a batch with one `sendmmsg()` ([`TxBatch::flush`]); a copy the kernel refuses ends the
 //! call at that message with its error, so each refused copy is known and recorded in
 //! [`TxLosses`] with its reason, and the rest of the batch is sent by the next call. Passthru
 //! sends each frame with one `send()` ([`TxPort`]).
@@ -75,6 +75,25 @@ mod sys {
                 std::mem::size_of::<T>() as libc::socklen_t,
             )
         };
+        check(r, call).map(|_| ())
+    }
+
+    /// Reads socket option `name` into `value`.
+    ///
+    /// # Safety
+    ///
+    /// Every bit pattern of the size of `T` must be a valid `T` (plain integers, C structs of
+    /// integers): the kernel writes what it has.
+    pub unsafe fn getsockopt<T>(
+        fd: libc::c_int,
+        level: libc::c_int,
+        name: libc::c_int,
+        value: &mut T,
+        call: &'static str,
+    ) -> io::Result<()> {
+        let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+        // SAFETY: `value` is valid for writes of `len` bytes, `len` for a write of its own.
+        let r = unsafe { libc::getsockopt(fd, level, name, (value as *mut T).cast(), &mut len) };
         check(r, call).map(|_| ())
     }
 }
@@ -285,18 +304,16 @@ impl RxRing {
             "setsockopt(PACKET_FANOUT)",
         )?;
         let mut val: libc::c_uint = 0;
-        let mut len = std::mem::size_of::<libc::c_uint>() as libc::socklen_t;
-        // SAFETY: `val` and `len` are valid for writes of the sizes given.
-        let r = unsafe {
-            libc::getsockopt(
+        // SAFETY: any bit pattern is a valid c_uint.
+        unsafe {
+            sys::getsockopt(
                 self.fd(),
                 libc::SOL_PACKET,
                 libc::PACKET_FANOUT,
-                (&mut val as *mut libc::c_uint).cast(),
-                &mut len,
-            )
-        };
-        sys::check(r, "getsockopt(PACKET_FANOUT)")?;
+                &mut val,
+                "getsockopt(PACKET_FANOUT)",
+            )?;
+        }
         Ok((val & 0xffff) as u16)
     }
 
@@ -312,18 +329,16 @@ impl RxRing {
     pub fn take_stats(&self) -> io::Result<(u64, u64)> {
         // SAFETY: tpacket_stats_v3 is plain data.
         let mut st: libc::tpacket_stats_v3 = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
-        // SAFETY: `st` and `len` are valid for writes of the sizes given.
-        let r = unsafe {
-            libc::getsockopt(
+        // SAFETY: tpacket_stats_v3 holds only integers: any bit pattern is valid.
+        unsafe {
+            sys::getsockopt(
                 self.fd(),
                 libc::SOL_PACKET,
                 libc::PACKET_STATISTICS,
-                (&mut st as *mut libc::tpacket_stats_v3).cast(),
-                &mut len,
-            )
-        };
-        sys::check(r, "getsockopt(PACKET_STATISTICS)")?;
+                &mut st,
+                "getsockopt(PACKET_STATISTICS)",
+            )?;
+        }
         Ok((u64::from(st.tp_packets), u64::from(st.tp_drops)))
     }
 }
@@ -416,20 +431,12 @@ impl RxPort for RxRing {
     }
 }
 
-/// Copies queued on a [`TxSocket`] before a batch goes out.
-const TX_BATCH: usize = 64;
-
 /// A transmit socket on one interface.
 pub struct TxSocket {
     fd: OwnedFd,
     pub name: String,
     /// The interface index the socket is bound to.
     pub ifindex: u32,
-    /// Queued copies, back to back, and each one's (start, length, output id).
-    queued: Vec<u8>,
-    copies: Vec<(usize, u32, u16)>,
-    /// Where refused copies of a batch are recorded (none: [`TxSocket::queue`] sends at once).
-    losses: Option<std::sync::Arc<TxLosses>>,
 }
 
 /// The drop reason of a send that failed with `errno`.
@@ -467,50 +474,75 @@ impl TxSocket {
             fd,
             name: interface.to_owned(),
             ifindex: idx,
-            queued: Vec::new(),
-            copies: Vec::new(),
-            losses: None,
+        })
+    }
+}
+
+impl TxPort for TxSocket {
+    fn send(&mut self, f: TxFrame<'_>) -> Result<(), TxDrop> {
+        // SAFETY: `f.data` is valid for reads of its length for the duration of the call.
+        let r = unsafe {
+            libc::send(
+                self.fd.as_raw_fd(),
+                f.data.as_ptr().cast(),
+                f.data.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if r >= 0 {
+            return Ok(());
+        }
+        Err(tx_drop(io::Error::last_os_error().raw_os_error()))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Copies queued on a [`TxBatch`] before a batch goes out.
+const TX_BATCH: usize = 64;
+
+/// A [`TxSocket`] that sends in batches: copies are queued ([`TxBatch::queue`]) and go out
+/// with `sendmmsg` ([`TxBatch::flush`]); a copy the kernel refuses is recorded in `losses`.
+pub struct TxBatch {
+    socket: TxSocket,
+    /// Queued copies, back to back, and each one's (start, length, output id).
+    queued: Vec<u8>,
+    copies: Vec<(usize, u32, u16)>,
+    losses: std::sync::Arc<TxLosses>,
+}
+
+impl TxBatch {
+    pub fn open(interface: &str, losses: std::sync::Arc<TxLosses>) -> io::Result<Self> {
+        Ok(TxBatch {
+            socket: TxSocket::open(interface)?,
+            queued: Vec::with_capacity(TX_BATCH * FRAME_SIZE),
+            copies: Vec::with_capacity(TX_BATCH),
+            losses,
         })
     }
 
-    /// A socket that sends in batches ([`TxSocket::queue`]), recording refused copies in
-    /// `losses`.
-    pub fn open_batched(interface: &str, losses: std::sync::Arc<TxLosses>) -> io::Result<Self> {
-        let mut s = TxSocket::open(interface)?;
-        s.queued = Vec::with_capacity(TX_BATCH * FRAME_SIZE);
-        s.copies = Vec::with_capacity(TX_BATCH);
-        s.losses = Some(losses);
-        Ok(s)
+    /// The interface index the socket is bound to.
+    pub fn ifindex(&self) -> u32 {
+        self.socket.ifindex
     }
 
     /// Queues a copy of `data` for output `owner` ([`TxLosses::id`]); it leaves at the next
-    /// [`TxSocket::flush`], which this calls itself when the batch is full. Without a loss
-    /// record, the copy is sent at once and a refusal returned.
-    pub fn queue(&mut self, data: &[u8], owner: u16) -> Result<(), TxDrop> {
-        if self.losses.is_none() {
-            return self.send(TxFrame {
-                data,
-                wire_len: data.len() as u32,
-                ts: 0,
-                input: 0,
-            });
-        }
+    /// [`TxBatch::flush`], which this calls itself when the batch is full.
+    pub fn queue(&mut self, data: &[u8], owner: u16) {
         if self.copies.len() == TX_BATCH {
-            self.flush_batch();
+            self.flush();
         }
         self.copies
             .push((self.queued.len(), data.len() as u32, owner));
         self.queued.extend_from_slice(data);
-        Ok(())
     }
 
     /// Sends the queued copies, with as few `sendmmsg` calls as the kernel allows: each call
     /// sends messages until one is refused; that one is recorded as lost, with its reason, and
     /// the next call starts after it.
-    pub fn flush_batch(&mut self) {
-        let Some(losses) = &self.losses else {
-            return;
-        };
+    pub fn flush(&mut self) {
         let mut iov: Vec<libc::iovec> = self
             .copies
             .iter()
@@ -537,7 +569,7 @@ impl TxSocket {
             // `self.queued`, which is neither moved nor changed until they are dropped.
             let r = unsafe {
                 libc::sendmmsg(
-                    self.fd.as_raw_fd(),
+                    self.socket.fd.as_raw_fd(),
                     msgs[i..].as_mut_ptr(),
                     (msgs.len() - i) as libc::c_uint,
                     libc::MSG_DONTWAIT,
@@ -553,7 +585,7 @@ impl TxSocket {
                 continue;
             }
             let (_, len, owner) = self.copies[i];
-            losses.add(owner, tx_drop(errno), 1, u64::from(len));
+            self.losses.add(owner, tx_drop(errno), 1, u64::from(len));
             i += 1;
         }
         drop(msgs);
@@ -562,32 +594,9 @@ impl TxSocket {
     }
 }
 
-impl Drop for TxSocket {
+impl Drop for TxBatch {
     fn drop(&mut self) {
-        self.flush_batch();
-    }
-}
-
-impl TxPort for TxSocket {
-    fn send(&mut self, f: TxFrame<'_>) -> Result<(), TxDrop> {
-        // SAFETY: `f.data` is valid for reads of its length for the duration of the call.
-        let r = unsafe {
-            libc::send(
-                self.fd.as_raw_fd(),
-                f.data.as_ptr().cast(),
-                f.data.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if r >= 0 {
-            return Ok(());
-        }
-        Err(tx_drop(io::Error::last_os_error().raw_os_error()))
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.flush_batch();
-        Ok(())
+        self.flush();
     }
 }
 

@@ -183,10 +183,20 @@ unsafe impl Send for XskRx {}
 
 /// The number of RX queues of `interface` (from sysfs; 1 if it cannot be read).
 pub fn rx_queues(interface: &str) -> u32 {
+    queues(interface, "rx-")
+}
+
+/// The number of TX queues of `interface` (from sysfs; 1 if it cannot be read).
+pub fn tx_queues(interface: &str) -> u32 {
+    queues(interface, "tx-")
+}
+
+/// The entries of `interface`'s sysfs queue directory named `prefix`N (at least 1).
+fn queues(interface: &str, prefix: &str) -> u32 {
     std::fs::read_dir(format!("/sys/class/net/{interface}/queues"))
         .map(|d| {
             d.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
                 .count() as u32
         })
         .unwrap_or(1)
@@ -315,18 +325,6 @@ impl RxPort for XskRx {
     }
 }
 
-/// The number of TX queues of `interface` (from sysfs; 1 if it cannot be read).
-pub fn tx_queues(interface: &str) -> u32 {
-    std::fs::read_dir(format!("/sys/class/net/{interface}/queues"))
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().starts_with("tx-"))
-                .count() as u32
-        })
-        .unwrap_or(1)
-        .max(1)
-}
-
 /// A copy on a TX ring: its length and the id of its output ([`TxLosses::id`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TxCopy {
@@ -434,9 +432,6 @@ pub struct XskTx {
     _user: User,
     _umem: Umem,
     area: Area,
-    pub name: String,
-    pub queue: u32,
-    pub ifindex: u32,
     /// Whether the kernel accepted zero-copy (otherwise copy mode).
     pub zero_copy: bool,
     /// The largest untagged frame the interface takes (its MTU and an Ethernet header).
@@ -472,20 +467,11 @@ impl XskTx {
                 ),
             ));
         }
-        let ifindex = crate::afpacket::ifindex(interface)?;
-        match XskTx::open_mode(interface, queue, true) {
-            Ok(b) => Ok(XskTx::new(
-                b,
-                interface,
-                queue,
-                ifindex,
-                true,
-                mtu + 14,
-                losses,
-            )),
-            Err(_) => XskTx::open_mode(interface, queue, false)
-                .map(|b| XskTx::new(b, interface, queue, ifindex, false, mtu + 14, losses)),
-        }
+        let (opened, zero_copy) = match XskTx::open_mode(interface, queue, true) {
+            Ok(o) => (o, true),
+            Err(_) => (XskTx::open_mode(interface, queue, false)?, false),
+        };
+        Ok(XskTx::new(opened, zero_copy, mtu + 14, losses))
     }
 
     fn open_mode(interface: &str, queue: u32, zero_copy: bool) -> io::Result<(Bound, RingTx)> {
@@ -502,9 +488,6 @@ impl XskTx {
 
     fn new(
         (b, tx): (Bound, RingTx),
-        name: &str,
-        queue: u32,
-        ifindex: u32,
         zero_copy: bool,
         max_len: usize,
         losses: std::sync::Arc<TxLosses>,
@@ -515,9 +498,6 @@ impl XskTx {
             _user: b.user,
             _umem: b.umem,
             area: b.area,
-            name: name.to_owned(),
-            queue,
-            ifindex,
             zero_copy,
             max_len,
             free: (0..TX_FRAMES)

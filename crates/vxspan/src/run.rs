@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vxspan_core::{Engine, Plan, Report, RxDrop, Sink, TxDrop, TxFrame};
-use vxspan_io::afpacket::{self, RxRing, TxSocket};
+use vxspan_io::afpacket::{self, RxRing, TxBatch, TxSocket};
 use vxspan_io::afxdp::XskTx;
 use vxspan_io::tunnel::{ListenSocket, TunnelSender};
 use vxspan_io::TxLosses;
@@ -183,7 +183,10 @@ impl Sink for LiveOutputs {
             Some(LiveOut::Packet(i)) => {
                 let owner = self.owners.get(output).copied().unwrap_or(u16::MAX);
                 match self.sockets.get_mut(*i) {
-                    Some(Some(OutSocket::Packet(s))) => s.queue(frame.data, owner),
+                    Some(Some(OutSocket::Packet(s))) => {
+                        s.queue(frame.data, owner);
+                        Ok(())
+                    }
                     Some(Some(OutSocket::Xdp(x))) => x.send(frame.data, owner),
                     _ => Err(TxDrop::LinkDown),
                 }
@@ -230,7 +233,7 @@ impl LiveOutputs {
     fn flush_tx(&mut self) {
         for s in self.sockets.iter_mut().flatten() {
             match s {
-                OutSocket::Packet(p) => p.flush_batch(),
+                OutSocket::Packet(p) => p.flush(),
                 OutSocket::Xdp(x) => x.flush(),
             }
         }
@@ -245,7 +248,7 @@ impl LiveOutputs {
             .iter()
             .zip(&self.socket_names)
             .map(|(s, name)| match s {
-                Some(OutSocket::Packet(_)) => TxSocket::open_batched(name, self.tx.losses.clone())
+                Some(OutSocket::Packet(_)) => TxBatch::open(name, self.tx.losses.clone())
                     .map(|s| Some(OutSocket::Packet(s)))
                     .with_context(|| format!("opening {name} for a worker")),
                 Some(OutSocket::Xdp(x)) => Ok(Some(OutSocket::Xdp(x.for_worker(worker)))),
@@ -295,7 +298,7 @@ struct TxSetup {
 /// A transmit socket on an output interface.
 enum OutSocket {
     /// AF_PACKET, bypassing the qdisc.
-    Packet(TxSocket),
+    Packet(TxBatch),
     /// AF_XDP TX rings (`--datapath afxdp`).
     Xdp(XdpOut),
 }
@@ -303,7 +306,7 @@ enum OutSocket {
 impl OutSocket {
     fn ifindex(&self) -> u32 {
         match self {
-            OutSocket::Packet(s) => s.ifindex,
+            OutSocket::Packet(s) => s.ifindex(),
             OutSocket::Xdp(x) => x.set.ifindex,
         }
     }
@@ -709,10 +712,7 @@ fn open_output(
             )),
         }
     }
-    Ok(OutSocket::Packet(TxSocket::open_batched(
-        ifname,
-        losses.clone(),
-    )?))
+    Ok(OutSocket::Packet(TxBatch::open(ifname, losses.clone())?))
 }
 
 /// Opens the TAP devices of the plan's passthru sections, and a socket on each data port.
@@ -1052,7 +1052,6 @@ impl State {
                 w.as_mut().map(|w| {
                     let fresh = self.engine.worker();
                     w.read_ring_stats();
-                    w.outputs.flush_tx();
                     w.outputs.owners.clone_from(owners);
                     std::mem::replace(&mut w.engine, fresh).report()
                 })
@@ -1177,8 +1176,7 @@ impl State {
         // The other workers count their frames of the old plan in its engine, until they
         // get the new one.
         let sequences = self.engine.erspan_sequences();
-        // Copies still queued were counted for the old plan's outputs: they go now.
-        self.ports.outputs.flush_tx();
+        // Copies are recorded under their output's name: a rules-only reload may rename one.
         self.ports.outputs.owners = plan
             .outputs
             .iter()
