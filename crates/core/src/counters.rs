@@ -339,12 +339,7 @@ impl Report {
             }
         }
         for (name, r) in &other.reassembly {
-            let e = self.reassembly.entry(name.clone()).or_default();
-            e.completed += r.completed;
-            e.timeouts += r.timeouts;
-            e.evictions += r.evictions;
-            e.overlaps += r.overlaps;
-            e.too_big += r.too_big;
+            self.reassembly.entry(name.clone()).or_default().add(r);
         }
     }
 }

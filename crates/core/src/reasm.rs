@@ -1,17 +1,40 @@
 //! Outer IP reassembly for fragmented tunnel packets (IPv4, RFC 791; IPv6, RFC 8200 section 4.5).
 //!
-//! Bounded in memory (bytes and datagrams held) and in time (a datagram whose fragments do not
-//! all arrive within the timeout, measured with the packets' own timestamps, is dropped). When a
-//! bound is hit, the oldest incomplete datagram is evicted. Overlapping fragments that disagree
-//! drop the whole datagram (RFC 5722 for IPv6; the same policy for IPv4, against overlap
-//! attacks); an exact duplicate of a fragment already held is ignored.
+//! Written for hostile input: every fragment comes from whoever can put frames on a mirrored port.
 //!
-//! The reassembled frame is the first fragment's layer 2 header, the IP header with the
+//! - **Key.** A datagram is identified by everything that must agree between its fragments:
+//!   the outer tag stack (TPID and VID of every tag, up to [`vxspan_wire::vlan::MAX_TAGS`]), the
+//!   IP version, source, destination, protocol and identification. The input is implied: each
+//!   input has its own reassembler. Fragments that differ in any of these belong to different
+//!   datagrams (an untagged and a priority-tagged fragment never meet).
+//! - **One set of offsets.** The reassembled frame is built from the first fragment's own bytes
+//!   and patched at the offsets read from that same fragment (its layer 3 offset, its IPv6 next
+//!   header byte), never from the fragment that happens to complete the datagram.
+//! - **Duplicates.** A fragment whose bytes lie wholly inside ranges already received and agree
+//!   with them (the same frame mirrored at two SPAN points) is counted in `duplicates` and
+//!   ignored. One that overlaps and disagrees, or overlaps only in part, drops the datagram
+//!   (RFC 5722 for IPv6; the same policy for IPv4, against overlap attacks), counted in
+//!   `overlaps`. A datagram whose reassembled length would pass 65,535 is dropped as `too_big`.
+//! - **Memory.** A fragment's bytes are held in a buffer of its own size rounded up to a power of
+//!   two (at least 64 bytes), taken from a pool of freed buffers; `max_bytes` bounds the
+//!   buffers held by incomplete datagrams and, separately, the pool. At most
+//!   [`MAX_FRAGMENTS`] fragments per datagram. After warming up, reassembly allocates nothing.
+//! - **Time.** Datagrams sit in a list in arrival order. A datagram whose first fragment is older
+//!   than the timeout (the packets' own timestamps) is dropped from the head of that list
+//!   (`timeouts`); when `max_datagrams` or `max_bytes` is reached, the oldest datagram is evicted
+//!   (`evictions`). Both are O(1) per datagram: no scan of the table.
+//!
+//! The reassembled frame is the first fragment's layer 2 header, its IP header with the
 //! fragmentation fields cleared (IPv4: MF and offset zero, length and checksum fixed; IPv6: the
 //! Fragment header removed, payload length fixed), and the whole payload.
 
 use std::collections::HashMap;
 use vxspan_config::Reassembly;
+
+/// Fragments held per datagram at most (a 64 KiB datagram cut at a 1,280-byte MTU has 52; a
+/// tunnel packet over a 1,500-byte path has 2). The fragment past it drops its datagram, counted
+/// as `too_big`. It bounds the per-datagram bookkeeping a slot keeps for reuse (64 x 32 bytes).
+pub const MAX_FRAGMENTS: usize = 64;
 
 /// Reassembly counters (per input).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -21,42 +44,117 @@ pub struct ReasmStats {
     pub evictions: u64,
     pub overlaps: u64,
     pub too_big: u64,
+    /// Fragments whose bytes had all been received already (and agreed): ignored.
+    #[serde(default)]
+    pub duplicates: u64,
 }
+
+impl ReasmStats {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &ReasmStats) {
+        self.completed += other.completed;
+        self.timeouts += other.timeouts;
+        self.evictions += other.evictions;
+        self.overlaps += other.overlaps;
+        self.too_big += other.too_big;
+        self.duplicates += other.duplicates;
+    }
+}
+
+/// The outer tag stack as keyed: `TPID << 16 | VID` per tag, outermost first.
+type Tags = [u32; vxspan_wire::vlan::MAX_TAGS];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Key {
+    tags: Tags,
+    n_tags: u8,
+    v6: bool,
+    proto: u8,
+    id: u32,
     src: [u8; 16],
     dst: [u8; 16],
-    id: u32,
-    proto: u8,
-    v6: bool,
 }
 
+/// One fragment's bytes, at `start..start + data.len()` of the payload.
 #[derive(Debug)]
-struct Set {
+struct Piece {
+    start: u32,
+    data: Vec<u8>,
+}
+
+impl Piece {
+    fn end(&self) -> u32 {
+        self.start + self.data.len() as u32
+    }
+}
+
+const NIL: u32 = u32::MAX;
+
+/// One incomplete datagram. Slots are reused: their vectors keep their capacity.
+#[derive(Debug)]
+struct Slot {
+    key: Key,
     first_ts: u64,
-    /// Layer 2 + unfragmentable IP part of the fragment with offset 0, once seen.
-    head: Option<Vec<u8>>,
-    /// For IPv6: offset in `head` of the "next header" byte that named the Fragment header.
+    /// Arrival-order list (older: `prev`, newer: `next`).
+    prev: u32,
+    next: u32,
+    /// Layer 2 + unfragmentable IP part of the fragment with offset 0 (empty until it came).
+    head: Vec<u8>,
+    /// In `head`: where the IP header starts, and (IPv6) the byte that names the Fragment header.
+    l3: usize,
     next_header_at: usize,
-    /// The protocol of the fragmentable part (IPv6: the Fragment header's next header).
-    proto: u8,
-    payload: Vec<u8>,
-    /// Received byte ranges of the payload, sorted, non-overlapping.
-    ranges: Vec<(u32, u32)>,
+    /// Received fragments, sorted by offset, not overlapping.
+    pieces: Vec<Piece>,
     /// Payload length, once the last fragment (MF = 0) was seen.
     total: Option<u32>,
+    /// Bytes of the payload received.
+    have: u32,
+    /// Buffer bytes held (pool classes), as counted against `max_bytes`.
+    held: usize,
 }
 
-impl Set {
-    fn held(&self) -> usize {
-        self.payload.len() + self.head.as_ref().map_or(0, Vec::len)
+/// Buffers by size class (64 bytes to 128 KiB, powers of two), kept for reuse.
+#[derive(Debug, Default)]
+struct Pool {
+    classes: [Vec<Vec<u8>>; POOL_CLASSES],
+    bytes: usize,
+}
+
+const POOL_CLASSES: usize = 12;
+const MIN_BUF: usize = 64;
+
+/// The capacity a buffer for `len` bytes gets.
+fn class_size(len: usize) -> usize {
+    len.max(MIN_BUF).next_power_of_two()
+}
+
+fn class_of(cap: usize) -> Option<usize> {
+    let c = cap.trailing_zeros() as usize;
+    (cap.is_power_of_two() && (6..6 + POOL_CLASSES).contains(&c)).then(|| c - 6)
+}
+
+impl Pool {
+    fn take(&mut self, data: &[u8]) -> Vec<u8> {
+        let size = class_size(data.len());
+        let mut v = match class_of(size).and_then(|c| self.classes[c].pop()) {
+            Some(v) => {
+                self.bytes -= v.capacity();
+                v
+            }
+            None => Vec::with_capacity(size),
+        };
+        v.extend_from_slice(data);
+        v
     }
 
-    fn complete(&self) -> bool {
-        match (self.total, &self.head) {
-            (Some(t), Some(_)) => self.ranges.len() == 1 && self.ranges[0] == (0, t),
-            _ => false,
+    fn give(&mut self, mut v: Vec<u8>, limit: usize) {
+        let cap = v.capacity();
+        if let Some(c) = class_of(cap) {
+            if self.bytes + cap <= limit {
+                v.clear();
+                self.bytes += cap;
+                self.classes[c].push(v);
+            }
         }
     }
 }
@@ -66,7 +164,7 @@ impl Set {
 pub enum Outcome {
     /// Not an IP fragment (or not of a protocol this reassembler takes): process as is.
     NotFragment,
-    /// Held, waiting for the rest.
+    /// Held, waiting for the rest (or a duplicate of bytes already held).
     Held,
     /// This frame completed a datagram: [`Reassembler::frame`] holds the whole frame.
     Complete,
@@ -93,7 +191,22 @@ fn wanted(proto: u8) -> bool {
     matches!(proto, 47 | 17 | 4 | 41 | 137)
 }
 
-fn parse_v4(frame: &[u8], l3: usize) -> Option<Frag> {
+/// The tag stack between the MAC addresses and `l3` (None if it is not a whole number of tags
+/// or deeper than the key holds).
+fn tag_stack(frame: &[u8], l3: usize) -> Option<(Tags, u8)> {
+    let tags = frame.get(12..l3.checked_sub(2)?)?;
+    if tags.len() % 4 != 0 || tags.len() / 4 > vxspan_wire::vlan::MAX_TAGS {
+        return None;
+    }
+    let mut out = [0u32; vxspan_wire::vlan::MAX_TAGS];
+    for (o, t) in out.iter_mut().zip(tags.chunks_exact(4)) {
+        *o = u32::from(u16::from_be_bytes([t[0], t[1]])) << 16
+            | u32::from(u16::from_be_bytes([t[2], t[3]]) & 0x0fff);
+    }
+    Some((out, (tags.len() / 4) as u8))
+}
+
+fn parse_v4(frame: &[u8], l3: usize, tags: (Tags, u8)) -> Option<Frag> {
     let ip = frame.get(l3..)?;
     let ihl = usize::from(*ip.first()? & 0x0f) * 4;
     if ip[0] >> 4 != 4 || ihl < 20 || ip.len() < ihl {
@@ -114,11 +227,13 @@ fn parse_v4(frame: &[u8], l3: usize) -> Option<Frag> {
     src[..4].copy_from_slice(&ip[12..16]);
     dst[..4].copy_from_slice(&ip[16..20]);
     let key = Key {
+        tags: tags.0,
+        n_tags: tags.1,
+        v6: false,
+        proto: ip[9],
+        id: u32::from(u16::from_be_bytes([ip[4], ip[5]])),
         src,
         dst,
-        id: u32::from(u16::from_be_bytes([ip[4], ip[5]])),
-        proto: ip[9],
-        v6: false,
     };
     Some(Frag {
         key,
@@ -131,7 +246,7 @@ fn parse_v4(frame: &[u8], l3: usize) -> Option<Frag> {
     })
 }
 
-fn parse_v6(frame: &[u8], l3: usize) -> Option<Frag> {
+fn parse_v6(frame: &[u8], l3: usize, tags: (Tags, u8)) -> Option<Frag> {
     let ip = frame.get(l3..)?;
     if ip.len() < 40 || ip[0] >> 4 != 6 {
         return None;
@@ -158,11 +273,13 @@ fn parse_v6(frame: &[u8], l3: usize) -> Option<Frag> {
                 src.copy_from_slice(&ip[8..24]);
                 dst.copy_from_slice(&ip[24..40]);
                 let key = Key {
+                    tags: tags.0,
+                    n_tags: tags.1,
+                    v6: true,
+                    proto: f[0],
+                    id: u32::from_be_bytes([f[4], f[5], f[6], f[7]]),
                     src,
                     dst,
-                    id: u32::from_be_bytes([f[4], f[5], f[6], f[7]]),
-                    proto: f[0],
-                    v6: true,
                 };
                 let more = off_flags & 1 != 0;
                 let offset = u32::from(off_flags >> 3) * 8;
@@ -193,12 +310,56 @@ fn parse_v6(frame: &[u8], l3: usize) -> Option<Frag> {
     None
 }
 
+/// How a new fragment relates to what its datagram holds.
+enum Fit {
+    /// No overlap: insert at this index of `pieces`.
+    New(usize),
+    /// Wholly inside received bytes, and equal to them.
+    Duplicate,
+    /// Overlaps and disagrees, or overlaps in part.
+    Conflict,
+}
+
+fn fit(pieces: &[Piece], start: u32, data: &[u8]) -> Fit {
+    let end = start + data.len() as u32;
+    // The first piece that ends after `start`.
+    let first = pieces.partition_point(|p| p.end() <= start);
+    let mut at = start;
+    let mut i = first;
+    while let Some(p) = pieces.get(i) {
+        if p.start >= end {
+            break;
+        }
+        if p.start > at {
+            return Fit::Conflict; // a gap inside the new fragment: a partial overlap
+        }
+        let to = p.end().min(end);
+        let theirs = &p.data[(at - p.start) as usize..(to - p.start) as usize];
+        if theirs != &data[(at - start) as usize..(to - start) as usize] {
+            return Fit::Conflict;
+        }
+        at = to;
+        i += 1;
+    }
+    match (i == first, at >= end) {
+        (true, _) => Fit::New(first),
+        (false, true) => Fit::Duplicate,
+        (false, false) => Fit::Conflict,
+    }
+}
+
 /// One input's reassembly state.
 pub struct Reassembler {
     cfg: Reassembly,
-    sets: HashMap<Key, Set>,
+    index: HashMap<Key, u32>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// Oldest and newest datagram of the arrival-order list.
+    oldest: u32,
+    newest: u32,
+    /// Buffer bytes held by incomplete datagrams.
     held: usize,
-    last_expiry: u64,
+    pool: Pool,
     out: Vec<u8>,
     pub stats: ReasmStats,
 }
@@ -207,9 +368,13 @@ impl Reassembler {
     pub fn new(cfg: Reassembly) -> Self {
         Reassembler {
             cfg,
-            sets: HashMap::new(),
+            index: HashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            oldest: NIL,
+            newest: NIL,
             held: 0,
-            last_expiry: 0,
+            pool: Pool::default(),
             out: Vec::new(),
             stats: ReasmStats::default(),
         }
@@ -222,59 +387,128 @@ impl Reassembler {
 
     /// Incomplete datagrams held.
     pub fn pending(&self) -> usize {
-        self.sets.len()
+        self.index.len()
     }
 
-    fn timeout_ns(&self) -> u64 {
-        u64::from(self.cfg.timeout_ms) * 1_000_000
+    /// Buffer bytes held by incomplete datagrams (at most `max_bytes`).
+    pub fn held_bytes(&self) -> usize {
+        self.held
+    }
+
+    fn max_bytes(&self) -> usize {
+        self.cfg.max_bytes as usize
+    }
+
+    fn unlink(&mut self, s: u32) {
+        let (prev, next) = (self.slots[s as usize].prev, self.slots[s as usize].next);
+        match prev {
+            NIL => self.oldest = next,
+            p => self.slots[p as usize].next = next,
+        }
+        match next {
+            NIL => self.newest = prev,
+            n => self.slots[n as usize].prev = prev,
+        }
+    }
+
+    /// Forgets datagram `s`: its buffers go back to the pool, its slot to the free list.
+    fn release(&mut self, s: u32) {
+        self.unlink(s);
+        let limit = self.max_bytes();
+        let slot = &mut self.slots[s as usize];
+        self.index.remove(&slot.key);
+        self.held -= slot.held;
+        slot.held = 0;
+        for p in slot.pieces.drain(..) {
+            self.pool.give(p.data, limit);
+        }
+        self.pool.give(std::mem::take(&mut slot.head), limit);
+        self.free.push(s);
     }
 
     fn expire(&mut self, now: u64) {
-        let t = self.timeout_ns();
-        if now.saturating_sub(self.last_expiry) < t / 4 && self.last_expiry != 0 {
-            return;
-        }
-        self.last_expiry = now;
-        let before = self.sets.len();
-        let mut freed = 0;
-        self.sets.retain(|_, s| {
-            let keep = now.saturating_sub(s.first_ts) <= t;
-            if !keep {
-                freed += s.held();
-            }
-            keep
-        });
-        self.held -= freed;
-        self.stats.timeouts += (before - self.sets.len()) as u64;
-    }
-
-    fn evict_oldest(&mut self) {
-        if let Some(k) = self
-            .sets
-            .iter()
-            .min_by_key(|(_, s)| s.first_ts)
-            .map(|(k, _)| *k)
+        let t = u64::from(self.cfg.timeout_ms) * 1_000_000;
+        while self.oldest != NIL
+            && now.saturating_sub(self.slots[self.oldest as usize].first_ts) > t
         {
-            if let Some(s) = self.sets.remove(&k) {
-                self.held -= s.held();
-                self.stats.evictions += 1;
-            }
+            self.release(self.oldest);
+            self.stats.timeouts += 1;
         }
     }
 
-    fn drop_set(&mut self, key: &Key) {
-        if let Some(s) = self.sets.remove(key) {
-            self.held -= s.held();
+    /// Evicts the oldest datagram other than `keep`; false if there is none.
+    fn evict(&mut self, keep: u32) -> bool {
+        let victim = match self.oldest {
+            NIL => return false,
+            o if o == keep => self.slots[o as usize].next,
+            o => o,
+        };
+        if victim == NIL {
+            return false;
         }
+        self.release(victim);
+        self.stats.evictions += 1;
+        true
+    }
+
+    /// The slot of `key`, made (at the newest end of the list) if it is new.
+    fn slot_for(&mut self, key: Key, now: u64) -> u32 {
+        if let Some(&s) = self.index.get(&key) {
+            return s;
+        }
+        while self.index.len() >= self.cfg.max_datagrams.max(1) as usize && self.evict(NIL) {}
+        let s = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(Slot {
+                    key,
+                    first_ts: now,
+                    prev: NIL,
+                    next: NIL,
+                    head: Vec::new(),
+                    l3: 0,
+                    next_header_at: 0,
+                    pieces: Vec::new(),
+                    total: None,
+                    have: 0,
+                    held: 0,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let newest = self.newest;
+        let slot = &mut self.slots[s as usize];
+        slot.key = key;
+        slot.first_ts = now;
+        slot.prev = newest;
+        slot.next = NIL;
+        slot.total = None;
+        slot.have = 0;
+        match newest {
+            NIL => self.oldest = s,
+            n => self.slots[n as usize].next = s,
+        }
+        self.newest = s;
+        self.index.insert(key, s);
+        s
+    }
+
+    /// Drops datagram `s` for a reason already counted.
+    fn refuse(&mut self, s: u32) -> Outcome {
+        self.release(s);
+        Outcome::Dropped
     }
 
     /// Offers a frame whose IP header starts at `l3` (IPv4 if `v6` is false). `now` is the
     /// frame's timestamp.
     pub fn push(&mut self, frame: &[u8], l3: usize, v6: bool, now: u64) -> Outcome {
+        let Some(tags) = tag_stack(frame, l3) else {
+            return Outcome::NotFragment;
+        };
         let parsed = if v6 {
-            parse_v6(frame, l3)
+            parse_v6(frame, l3, tags)
         } else {
-            parse_v4(frame, l3)
+            parse_v4(frame, l3, tags)
         };
         let Some(f) = parsed else {
             return Outcome::NotFragment;
@@ -286,129 +520,118 @@ impl Reassembler {
         let data = &frame[f.payload_at..f.payload_end];
         let start = f.offset;
         let end = start + data.len() as u32;
-        // Non-final fragments carry multiples of 8 bytes; nothing may end past 65535.
+        // Non-final fragments carry multiples of 8 bytes; nothing may end past 65535. Such a
+        // fragment drops its datagram if one is held, and never makes one.
         if (f.more && !data.len().is_multiple_of(8)) || end > 65_535 || data.is_empty() {
             self.stats.too_big += u64::from(end > 65_535);
-            self.drop_set(&f.key);
+            if let Some(&s) = self.index.get(&f.key) {
+                self.release(s);
+            }
             return Outcome::Dropped;
         }
-        if !self.sets.contains_key(&f.key) {
-            while self.sets.len() >= self.cfg.max_datagrams as usize
-                || (self.held + data.len() > self.cfg.max_bytes as usize && !self.sets.is_empty())
-            {
-                self.evict_oldest();
+        let s = self.slot_for(f.key, now);
+        let slot = &self.slots[s as usize];
+        let at = match fit(&slot.pieces, start, data) {
+            Fit::Duplicate => {
+                self.stats.duplicates += 1;
+                return Outcome::Held;
             }
-            self.sets.insert(
-                f.key,
-                Set {
-                    first_ts: now,
-                    head: None,
-                    next_header_at: 0,
-                    proto: f.key.proto,
-                    payload: Vec::new(),
-                    ranges: Vec::new(),
-                    total: None,
-                },
-            );
-        } else {
-            while self.held + data.len() > self.cfg.max_bytes as usize && self.sets.len() > 1 {
-                // Evict others first; never the set being filled.
-                let k = self
-                    .sets
-                    .iter()
-                    .filter(|(k, _)| **k != f.key)
-                    .min_by_key(|(_, s)| s.first_ts)
-                    .map(|(k, _)| *k);
-                match k {
-                    Some(k) => {
-                        let s = self.sets.remove(&k).expect("present");
-                        self.held -= s.held();
-                        self.stats.evictions += 1;
-                    }
-                    None => break,
-                }
-            }
-        }
-        if self.held + data.len() > self.cfg.max_bytes as usize {
-            self.stats.too_big += 1;
-            self.drop_set(&f.key);
-            return Outcome::Dropped;
-        }
-        let set = self.sets.get_mut(&f.key).expect("inserted above");
-        // Overlaps: an exact duplicate is ignored, anything else drops the datagram.
-        for &(a, b) in &set.ranges {
-            if start < b && a < end {
-                let same = (a, b) == (start, end)
-                    && set.payload.get(start as usize..end as usize) == Some(data);
-                if same {
-                    return Outcome::Held;
-                }
+            Fit::Conflict => {
                 self.stats.overlaps += 1;
-                self.drop_set(&f.key);
-                return Outcome::Dropped;
+                return self.refuse(s);
             }
-        }
-        if !f.more {
-            if set.total.is_some_and(|t| t != end) || set.ranges.iter().any(|&(_, b)| b > end) {
-                self.stats.overlaps += 1;
-                self.drop_set(&f.key);
-                return Outcome::Dropped;
-            }
-            set.total = Some(end);
-        } else if set.total.is_some_and(|t| end > t) {
+            Fit::New(at) => at,
+        };
+        // The last fragment fixes the length: nothing may lie past it, before or after.
+        let past_end = match (f.more, slot.total) {
+            (false, Some(t)) => t != end,
+            (false, None) => slot.pieces.last().is_some_and(|p| p.end() > end),
+            (true, Some(t)) => end > t,
+            (true, None) => false,
+        };
+        if past_end {
             self.stats.overlaps += 1;
-            self.drop_set(&f.key);
-            return Outcome::Dropped;
+            return self.refuse(s);
         }
-        let before = set.held();
-        if set.payload.len() < end as usize {
-            set.payload.resize(end as usize, 0);
+        // The reassembled IP datagram must fit its 16-bit length field: IPv4 counts its header,
+        // IPv6 the extension headers before the Fragment header.
+        let unfrag = f.head_end - l3 - if v6 { 40 } else { 0 };
+        let head_unfrag = if slot.head.is_empty() {
+            None
+        } else {
+            Some(slot.head.len() - slot.l3 - if v6 { 40 } else { 0 })
+        };
+        let longest = slot.total.unwrap_or(end).max(end) as usize;
+        if longest + head_unfrag.unwrap_or(unfrag) > 65_535 || slot.pieces.len() >= MAX_FRAGMENTS {
+            self.stats.too_big += 1;
+            return self.refuse(s);
         }
-        set.payload[start as usize..end as usize].copy_from_slice(data);
-        if start == 0 {
-            set.head = Some(frame[..f.head_end].to_vec());
-            set.next_header_at = f.next_header_at;
-        }
-        let pos = set.ranges.partition_point(|&(a, _)| a < start);
-        set.ranges.insert(pos, (start, end));
-        // Merge touching ranges.
-        let mut merged: Vec<(u32, u32)> = Vec::with_capacity(set.ranges.len());
-        for &(a, b) in &set.ranges {
-            match merged.last_mut() {
-                Some(last) if last.1 == a => last.1 = b,
-                _ => merged.push((a, b)),
+        let cost = class_size(data.len())
+            + if start == 0 {
+                class_size(f.head_end)
+            } else {
+                0
+            };
+        while self.held + cost > self.max_bytes() {
+            if !self.evict(s) {
+                self.stats.too_big += 1;
+                return self.refuse(s);
             }
         }
-        set.ranges = merged;
-        let grown = set.held() - before;
-        self.held += grown;
-        if !set.complete() {
+        let piece = Piece {
+            start,
+            data: self.pool.take(data),
+        };
+        let head = (start == 0).then(|| self.pool.take(&frame[..f.head_end]));
+        let slot = &mut self.slots[s as usize];
+        slot.pieces.insert(at, piece);
+        slot.have += data.len() as u32;
+        if !f.more {
+            slot.total = Some(end);
+        }
+        if let Some(head) = head {
+            slot.head = head;
+            slot.l3 = l3;
+            slot.next_header_at = f.next_header_at;
+        }
+        slot.held += cost;
+        self.held += cost;
+        if slot.head.is_empty() || slot.total != Some(slot.have) {
             return Outcome::Held;
         }
-        let set = self.sets.remove(&f.key).expect("present");
-        self.held -= set.held();
+        self.assemble(s);
+        self.release(s);
         self.stats.completed += 1;
-        let head = set.head.expect("complete sets have a head");
-        self.out.clear();
-        self.out.extend_from_slice(&head);
-        self.out.extend_from_slice(&set.payload);
-        let ip = l3;
-        if v6 {
-            // The byte that named the Fragment header now names what the Fragment header named.
-            self.out[set.next_header_at] = set.proto;
-            let plen = (self.out.len() - ip - 40) as u16;
-            self.out[ip + 4..ip + 6].copy_from_slice(&plen.to_be_bytes());
-        } else {
-            let ihl = usize::from(self.out[ip] & 0x0f) * 4;
-            let total = (self.out.len() - ip) as u16;
-            self.out[ip + 2..ip + 4].copy_from_slice(&total.to_be_bytes());
-            self.out[ip + 6] &= 0x40; // keep DF, clear MF and the offset
-            self.out[ip + 7] = 0;
-            self.out[ip + 10..ip + 12].copy_from_slice(&[0, 0]);
-            let sum = checksum(&self.out[ip..ip + ihl]);
-            self.out[ip + 10..ip + 12].copy_from_slice(&sum.to_be_bytes());
-        }
         Outcome::Complete
+    }
+
+    /// Builds the whole frame of complete datagram `s` in `out`, from its first fragment's bytes
+    /// and offsets alone.
+    fn assemble(&mut self, s: u32) {
+        let slot = &self.slots[s as usize];
+        let out = &mut self.out;
+        out.clear();
+        out.extend_from_slice(&slot.head);
+        for p in &slot.pieces {
+            out.extend_from_slice(&p.data);
+        }
+        let ip = slot.l3;
+        // Both lengths were checked against 65,535 when the fragments were taken.
+        if slot.key.v6 {
+            // The byte that named the Fragment header now names what the Fragment header named.
+            out[slot.next_header_at] = slot.key.proto;
+            let plen = (out.len() - ip - 40) as u16;
+            out[ip + 4..ip + 6].copy_from_slice(&plen.to_be_bytes());
+        } else {
+            let ihl = usize::from(out[ip] & 0x0f) * 4;
+            let total = (out.len() - ip) as u16;
+            out[ip + 2..ip + 4].copy_from_slice(&total.to_be_bytes());
+            out[ip + 6] &= 0x40; // keep DF, clear MF and the offset
+            out[ip + 7] = 0;
+            out[ip + 10..ip + 12].copy_from_slice(&[0, 0]);
+            let sum = checksum(&out[ip..ip + ihl]);
+            out[ip + 10..ip + 12].copy_from_slice(&sum.to_be_bytes());
+        }
     }
 }
 
@@ -429,201 +652,4 @@ pub fn checksum(data: &[u8]) -> u16 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use vxspan_wire::etherparse::PacketBuilder;
-
-    fn udp_frame(payload_len: usize) -> Vec<u8> {
-        let payload: Vec<u8> = (0..payload_len).map(|i| i as u8).collect();
-        let mut f = Vec::new();
-        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-            .ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
-            .udp(1000, 4789)
-            .write(&mut f, &payload)
-            .unwrap();
-        f
-    }
-
-    /// Splits an IPv4 frame into fragments of `size` payload bytes (a multiple of 8).
-    fn fragment_v4(frame: &[u8], size: usize) -> Vec<Vec<u8>> {
-        let l3 = 14;
-        let ihl = usize::from(frame[l3] & 0xf) * 4;
-        let payload = &frame[l3 + ihl..];
-        payload
-            .chunks(size)
-            .enumerate()
-            .map(|(i, chunk)| {
-                let mut f = frame[..l3 + ihl].to_vec();
-                f.extend_from_slice(chunk);
-                let total = (ihl + chunk.len()) as u16;
-                f[l3 + 2..l3 + 4].copy_from_slice(&total.to_be_bytes());
-                let more = (i + 1) * size < payload.len();
-                let off = ((i * size / 8) as u16) | if more { 0x2000 } else { 0 };
-                f[l3 + 6..l3 + 8].copy_from_slice(&off.to_be_bytes());
-                f[l3 + 4..l3 + 6].copy_from_slice(&0x4242u16.to_be_bytes());
-                f[l3 + 10..l3 + 12].copy_from_slice(&[0, 0]);
-                let sum = checksum(&f[l3..l3 + ihl]);
-                f[l3 + 10..l3 + 12].copy_from_slice(&sum.to_be_bytes());
-                f
-            })
-            .collect()
-    }
-
-    fn cfg() -> Reassembly {
-        Reassembly {
-            timeout_ms: 100,
-            max_bytes: 1 << 20,
-            max_datagrams: 4,
-        }
-    }
-
-    fn expected(orig: &[u8]) -> Vec<u8> {
-        // The original with id 0x4242 and the checksum recomputed.
-        let mut e = orig.to_vec();
-        e[18..20].copy_from_slice(&0x4242u16.to_be_bytes());
-        e[20] = 0; // the fragments were sent without DF
-        e[24..26].copy_from_slice(&[0, 0]);
-        let sum = checksum(&e[14..34]);
-        e[24..26].copy_from_slice(&sum.to_be_bytes());
-        e
-    }
-
-    #[test]
-    fn v4_in_order_and_reversed() {
-        let orig = udp_frame(3000);
-        let frags = fragment_v4(&orig, 1200);
-        assert_eq!(frags.len(), 3);
-        for order in [vec![0, 1, 2], vec![2, 1, 0], vec![1, 2, 0]] {
-            let mut r = Reassembler::new(cfg());
-            for (n, &i) in order.iter().enumerate() {
-                let o = r.push(&frags[i], 14, false, 10);
-                if n < 2 {
-                    assert_eq!(o, Outcome::Held);
-                } else {
-                    assert_eq!(o, Outcome::Complete);
-                }
-            }
-            assert!(r.frame() == expected(&orig), "reassembled frame differs");
-            assert_eq!(r.pending(), 0);
-            assert_eq!(r.stats.completed, 1);
-        }
-    }
-
-    /// Found by the decap fuzz target: a Fragment header inside the frame but past the IPv6
-    /// payload length (trailing bytes after the packet) is not a fragment, and no panic.
-    #[test]
-    fn v6_fragment_header_past_payload_length() {
-        let mut f = vec![0u8; 14];
-        f[12..14].copy_from_slice(&[0x86, 0xdd]);
-        let mut ip = vec![0u8; 40];
-        ip[0] = 0x60;
-        ip[4..6].copy_from_slice(&4u16.to_be_bytes()); // payload length 4 < the 8-byte header
-        ip[6] = 44; // next header: Fragment
-        f.extend_from_slice(&ip);
-        // A Fragment header (UDP, offset 8, more fragments) and trailing bytes after it.
-        f.extend_from_slice(&[17, 0, 0, 9, 0, 0, 0, 1]);
-        f.extend_from_slice(&[0u8; 32]);
-        let mut r = Reassembler::new(cfg());
-        assert_eq!(r.push(&f, 14, true, 0), Outcome::NotFragment);
-    }
-
-    #[test]
-    fn not_fragments_pass() {
-        let mut r = Reassembler::new(cfg());
-        assert_eq!(r.push(&udp_frame(100), 14, false, 0), Outcome::NotFragment);
-    }
-
-    #[test]
-    fn duplicates_overlaps_timeouts_and_bounds() {
-        let orig = udp_frame(3000);
-        let frags = fragment_v4(&orig, 1200);
-        let mut r = Reassembler::new(cfg());
-        assert_eq!(r.push(&frags[0], 14, false, 0), Outcome::Held);
-        assert_eq!(
-            r.push(&frags[0], 14, false, 1),
-            Outcome::Held,
-            "exact duplicate ignored"
-        );
-        let mut bad = frags[1].clone();
-        let n = bad.len();
-        bad[n - 1] ^= 0xff;
-        assert_eq!(r.push(&bad, 14, false, 2), Outcome::Held);
-        assert_eq!(
-            r.push(&frags[1], 14, false, 3),
-            Outcome::Dropped,
-            "disagreeing overlap"
-        );
-        assert_eq!(r.stats.overlaps, 1);
-        assert_eq!(r.pending(), 0);
-
-        // Timeout by packet time.
-        assert_eq!(r.push(&frags[0], 14, false, 1_000_000_000), Outcome::Held);
-        assert_eq!(r.push(&frags[1], 14, false, 1_200_000_000), Outcome::Held);
-        assert_eq!(r.stats.timeouts, 1);
-        assert_eq!(r.pending(), 1);
-
-        // More datagrams than allowed: the oldest is evicted.
-        let mut r = Reassembler::new(cfg());
-        for id in 0..6u16 {
-            let mut f = frags[0].clone();
-            f[18..20].copy_from_slice(&id.to_be_bytes());
-            assert_eq!(r.push(&f, 14, false, u64::from(id)), Outcome::Held);
-        }
-        assert_eq!(r.pending(), 4);
-        assert_eq!(r.stats.evictions, 2);
-    }
-
-    #[test]
-    fn v6_fragment_header_removed() {
-        let payload: Vec<u8> = (0..2000).map(|i| (i * 7) as u8).collect();
-        let mut whole = Vec::new();
-        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-            .ipv6(
-                [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
-                [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
-                64,
-            )
-            .udp(1000, 6081)
-            .write(&mut whole, &payload)
-            .unwrap();
-        let body = &whole[54..]; // UDP header + payload
-        let mut frags = Vec::new();
-        for (i, chunk) in body.chunks(1000).enumerate() {
-            let mut f = whole[..54].to_vec();
-            f[20] = 44; // next header: Fragment
-            let more = (i + 1) * 1000 < body.len();
-            let off = ((i * 1000 / 8) as u16) << 3 | u16::from(more);
-            f.extend_from_slice(&[17, 0]);
-            f.extend_from_slice(&off.to_be_bytes());
-            f.extend_from_slice(&7u32.to_be_bytes());
-            f.extend_from_slice(chunk);
-            let plen = (8 + chunk.len()) as u16;
-            f[18..20].copy_from_slice(&plen.to_be_bytes());
-            frags.push(f);
-        }
-        let mut r = Reassembler::new(cfg());
-        let n = frags.len();
-        for (i, f) in frags.iter().enumerate().rev() {
-            let o = r.push(f, 14, true, 5);
-            assert_eq!(
-                o,
-                if i == 0 {
-                    Outcome::Complete
-                } else {
-                    Outcome::Held
-                },
-                "{i} of {n}"
-            );
-        }
-        assert!(r.frame() == &whole[..], "reassembled frame differs");
-    }
-
-    #[test]
-    fn checksum_matches_rfc1071_example() {
-        // RFC 1071 section 3 example bytes.
-        assert_eq!(
-            checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
-            !0xddf2
-        );
-    }
-}
+mod tests;
