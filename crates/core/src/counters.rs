@@ -31,10 +31,13 @@ pub enum RxDrop {
     NotAllowed,
     /// A copy of a packet a rule with `dedup` already forwarded within its window.
     Duplicate,
+    /// Processing the frame failed inside vxspan (a bug: the worker caught a panic). The frame
+    /// is counted here and the worker goes on with the next one.
+    InternalError,
 }
 
 impl RxDrop {
-    pub const ALL: [RxDrop; 8] = [
+    pub const ALL: [RxDrop; 9] = [
         RxDrop::NoRule,
         RxDrop::Malformed,
         RxDrop::SampledOut,
@@ -43,6 +46,7 @@ impl RxDrop {
         RxDrop::ReassemblyFailed,
         RxDrop::NotAllowed,
         RxDrop::Duplicate,
+        RxDrop::InternalError,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +59,7 @@ impl RxDrop {
             RxDrop::ReassemblyFailed => "reassembly_failed",
             RxDrop::NotAllowed => "not_allowed",
             RxDrop::Duplicate => "duplicate",
+            RxDrop::InternalError => "internal_error",
         }
     }
 }

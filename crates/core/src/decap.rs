@@ -451,6 +451,15 @@ impl Decapsulator {
         self.reasm.stats
     }
 
+    /// Starts the reassembly table afresh (after a caught panic), keeping its counters; the
+    /// datagrams it held are counted as evicted.
+    pub fn reset(&mut self) {
+        let mut stats = self.reasm.stats;
+        stats.evictions += self.reasm.pending() as u64;
+        self.reasm = Reassembler::new(self.cfg.reassembly);
+        self.reasm.stats = stats;
+    }
+
     /// Strips up to `decap_depth` layers from `frame` (received at `ts`).
     pub fn run<'a>(&'a mut self, frame: &'a [u8], wire_len: u32, ts: u64) -> Decapped<'a> {
         let mut src = Src::Frame;

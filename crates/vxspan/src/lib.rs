@@ -8,6 +8,7 @@ pub mod gen;
 pub mod kernel;
 pub mod lab;
 pub mod metrics;
+pub mod panics;
 pub mod privileges;
 pub mod replay;
 pub mod run;

@@ -190,6 +190,7 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    vxspan::panics::install();
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Check { config, json } => check::run(&config, json),
