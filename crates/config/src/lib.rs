@@ -14,8 +14,8 @@ mod tunnel;
 pub use model::*;
 pub use path::KeyPath;
 pub use tunnel::{
-    prefixes_contain, Decap, DecapPorts, Encap, Listen, Outer, Oversize, Reassembly, TunnelKind,
-    TUNNEL_TYPES,
+    prefixes_contain, Decap, DecapPorts, Encap, Listen, Mpls, MplsPayloadKind, Outer, Oversize,
+    Reassembly, TunnelKind, TUNNEL_TYPES,
 };
 
 use std::path::{Path, PathBuf};

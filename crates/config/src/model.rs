@@ -676,6 +676,7 @@ fn build_input(p: &KeyPath, name: &str, raw: &RawInput) -> VResult<Input> {
             ("decap_depth", &raw.decap_depth),
             ("decap_ports", &raw.decap_ports),
             ("reassembly", &raw.reassembly),
+            ("mpls", &raw.mpls),
         ]
         .iter()
         .find(|(_, v)| v.is_some()),
@@ -686,6 +687,7 @@ fn build_input(p: &KeyPath, name: &str, raw: &RawInput) -> VResult<Input> {
             raw.decap_depth.as_ref(),
             raw.decap_ports.as_ref(),
             raw.reassembly.as_ref(),
+            raw.mpls.as_ref(),
         )?),
         (None, Some((k, _))) => return err(p.key(k), format!("{k} has no effect without decap")),
         (None, None) => None,

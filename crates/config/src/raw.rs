@@ -99,6 +99,7 @@ pub struct RawInput {
     pub decap_depth: Option<Value>,
     pub decap_ports: Option<Value>,
     pub reassembly: Option<Value>,
+    pub mpls: Option<Value>,
     pub allow_uplink: Option<bool>,
 }
 

@@ -89,6 +89,26 @@ impl Default for Reassembly {
     }
 }
 
+/// What follows an MPLS label stack. MPLS does not say: the label's binding does, and a broker
+/// does not know it, so the input's configuration decides (`mpls = { payload, control_word }`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MplsPayloadKind {
+    /// IPv4 or IPv6, told apart by the version nibble; anything else is not stripped (the
+    /// frame passes unchanged, counted as `mpls_undecided`).
+    #[default]
+    Ip,
+    /// An Ethernet pseudowire (RFC 4448).
+    Ethernet,
+}
+
+/// The input's `mpls` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Mpls {
+    pub payload: MplsPayloadKind,
+    /// The payload starts with a 4-byte pseudowire control word (RFC 4385), skipped.
+    pub control_word: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decap {
     pub kinds: Vec<TunnelKind>,
@@ -96,6 +116,7 @@ pub struct Decap {
     pub depth: u8,
     pub ports: DecapPorts,
     pub reassembly: Reassembly,
+    pub mpls: Mpls,
 }
 
 impl Decap {
@@ -219,6 +240,7 @@ pub(crate) fn parse_decap(
     depth: Option<&Value>,
     ports: Option<&Value>,
     reasm: Option<&Value>,
+    mpls: Option<&Value>,
 ) -> VResult<Decap> {
     let p = path.key("decap");
     let mut out = Vec::new();
@@ -305,11 +327,36 @@ pub(crate) fn parse_decap(
             }
         }
     }
+    let mut m = Mpls::default();
+    if let Some(v) = mpls {
+        let mp = path.key("mpls");
+        for (k, val) in table(&mp, v, "mpls")? {
+            let kp = mp.key(k);
+            match (k.as_str(), val) {
+                ("payload", Value::String(s)) if s == "ip" => m.payload = MplsPayloadKind::Ip,
+                ("payload", Value::String(s)) if s == "ethernet" => {
+                    m.payload = MplsPayloadKind::Ethernet
+                }
+                ("payload", _) => {
+                    return err(kp, format!("{val} is not \"ip\" or \"ethernet\""));
+                }
+                ("control_word", Value::Bool(b)) => m.control_word = *b,
+                ("control_word", _) => return err(kp, format!("{val} is not true or false")),
+                _ => {
+                    return err(
+                        kp,
+                        format!("unknown key {k:?} (expected payload, control_word)"),
+                    )
+                }
+            }
+        }
+    }
     Ok(Decap {
         kinds: out,
         depth,
         ports: dp,
         reassembly: r,
+        mpls: m,
     })
 }
 

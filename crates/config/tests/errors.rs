@@ -407,6 +407,18 @@ fn tunnel_options_load() {
     assert_eq!(d.depth, 2);
     assert_eq!(d.ports.vxlan, [4789, 8472]);
     assert_eq!(d.reassembly.timeout_ms, 500);
+    assert_eq!(d.mpls, vxspan_config::Mpls::default());
+    assert_eq!(d.mpls.payload, vxspan_config::MplsPayloadKind::Ip);
+    let pw = toml(&TUNNELS.replace(
+        "decap_depth = 2",
+        "decap_depth = 2\nmpls = { payload = \"ethernet\", control_word = true }",
+    ))
+    .unwrap();
+    let m = pw.inputs[0].decap.as_ref().unwrap().mpls;
+    assert_eq!(
+        (m.payload, m.control_word),
+        (vxspan_config::MplsPayloadKind::Ethernet, true)
+    );
     match c.outputs[0].encap.as_ref().unwrap() {
         Encap::Erspan {
             version: 3,
@@ -468,6 +480,24 @@ fn tunnel_option_errors() {
             "reassembly = { timeout_ms = 0 }",
             "inputs.cloud.reassembly.timeout_ms",
             "1 to 60000",
+        ),
+        (
+            "reassembly = { timeout_ms = 500 }",
+            "reassembly = { timeout_ms = 500 }\nmpls = { payload = \"guess\" }",
+            "inputs.cloud.mpls.payload",
+            "is not \"ip\" or \"ethernet\"",
+        ),
+        (
+            "reassembly = { timeout_ms = 500 }",
+            "reassembly = { timeout_ms = 500 }\nmpls = { control_word = 1 }",
+            "inputs.cloud.mpls.control_word",
+            "not true or false",
+        ),
+        (
+            "reassembly = { timeout_ms = 500 }",
+            "reassembly = { timeout_ms = 500 }\nmpls = { cw = true }",
+            "inputs.cloud.mpls.cw",
+            "unknown key",
         ),
         (
             "version = 3, remote",

@@ -280,6 +280,9 @@ pub struct Report {
     /// Per input that strips tunnels: outer IP reassembly.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub reassembly: BTreeMap<String, crate::reasm::ReasmStats>,
+    /// Per input that strips tunnels: what decapsulation left undone (`mpls_undecided`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub decap: BTreeMap<String, crate::decap::DecapStats>,
 }
 
 impl Report {
@@ -345,6 +348,9 @@ impl Report {
         }
         for (name, r) in &other.reassembly {
             self.reassembly.entry(name.clone()).or_default().add(r);
+        }
+        for (name, d) in &other.decap {
+            self.decap.entry(name.clone()).or_default().add(d);
         }
     }
 }

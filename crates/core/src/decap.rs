@@ -21,13 +21,13 @@
 
 use crate::reasm::{Outcome, Reassembler};
 use serde::Serialize;
-use vxspan_config::{Decap, TunnelKind};
+use vxspan_config::{Decap, MplsPayloadKind, TunnelKind};
 use vxspan_wire::erspan::{ErspanIIIPacket, ErspanIIPacket};
 use vxspan_wire::ethernet::{SYNTHETIC_DST, SYNTHETIC_SRC};
 use vxspan_wire::etherparse::LaxIpSlice;
 use vxspan_wire::geneve::GenevePacket;
 use vxspan_wire::gre::GrePacket;
-use vxspan_wire::mpls::{MplsPayload, MplsStack};
+use vxspan_wire::mpls::{MplsInner, MplsPayload, MplsStack};
 use vxspan_wire::vxlan::{VxlanGpePacket, VxlanGpeProtocol, VxlanPacket};
 use vxspan_wire::{EtherType, L2Info};
 
@@ -169,6 +169,8 @@ enum Step {
     NotTunnel,
     /// It is a tunnel this input strips, but its headers are cut short or invalid.
     Malformed,
+    /// An MPLS stack whose payload is not what the input's `mpls` table says: not stripped.
+    Undecided,
     Inner(Layer),
 }
 
@@ -189,19 +191,24 @@ fn layer(kind: TunnelType, start: usize, end: usize, payload: Payload) -> Layer 
     }
 }
 
-/// The payload of an MPLS stack starting at `at`.
-fn mpls(frame: &[u8], at: usize, end: usize, kind: TunnelType) -> Step {
+/// The payload of an MPLS stack starting at `at`, as the input's `mpls` table says.
+fn mpls(frame: &[u8], at: usize, end: usize, kind: TunnelType, cfg: &Decap) -> Step {
     let Some(buf) = frame.get(at..end) else {
         return Step::Malformed;
     };
-    match MplsStack::parse(buf) {
-        Ok(s) => {
-            let payload = match s.payload {
-                MplsPayload::Ipv4 | MplsPayload::Ipv6 => Payload::Ip,
-                MplsPayload::Ethernet | MplsPayload::EthernetControlWord => Payload::Ethernet,
-            };
-            Step::Inner(layer(kind, at + s.inner_offset(), end, payload))
+    let Ok(s) = MplsStack::parse(buf) else {
+        return Step::Malformed;
+    };
+    let payload = match cfg.mpls.payload {
+        MplsPayloadKind::Ip => MplsPayload::Ip,
+        MplsPayloadKind::Ethernet => MplsPayload::Ethernet,
+    };
+    match s.inner(buf, payload, cfg.mpls.control_word) {
+        Ok(MplsInner::Ipv4(i) | MplsInner::Ipv6(i)) => {
+            Step::Inner(layer(kind, at + i, end, Payload::Ip))
         }
+        Ok(MplsInner::Ethernet(i)) => Step::Inner(layer(kind, at + i, end, Payload::Ethernet)),
+        Ok(MplsInner::Undecided) => Step::Undecided,
         Err(_) => Step::Malformed,
     }
 }
@@ -229,7 +236,10 @@ fn gre(frame: &[u8], at: usize, end: usize, cfg: &Decap, in_udp: bool) -> Step {
         (0x0800, true, _) => layer(gre_kind(TunnelType::GreIpv4), inner, end, Payload::Ip),
         (0x86dd, true, _) => layer(gre_kind(TunnelType::GreIpv6), inner, end, Payload::Ip),
         (0x8847 | 0x8848, true, _) if cfg.allows(TunnelKind::Mpls) || !in_udp => {
-            return with_key(mpls(frame, inner, end, gre_kind(TunnelType::GreMpls)), key)
+            return with_key(
+                mpls(frame, inner, end, gre_kind(TunnelType::GreMpls), cfg),
+                key,
+            )
         }
         (0x88be, _, true) if !g.sequence_present() => {
             layer(TunnelType::ErspanI, inner, end, Payload::Ethernet)
@@ -299,7 +309,7 @@ fn step(frame: &[u8], cfg: &Decap) -> Step {
     let l3 = l2.l3_offset;
     match l2.ethertype {
         EtherType::Mpls | EtherType::Unknown(0x8848) if cfg.allows(TunnelKind::Mpls) => {
-            return mpls(frame, l3, frame.len(), TunnelType::Mpls)
+            return mpls(frame, l3, frame.len(), TunnelType::Mpls, cfg)
         }
         EtherType::Ipv4 | EtherType::Ipv6 => {}
         _ => return Step::NotTunnel,
@@ -365,10 +375,12 @@ fn step(frame: &[u8], cfg: &Decap) -> Step {
                     VxlanGpeProtocol::Ipv4 | VxlanGpeProtocol::Ipv6 => {
                         layer(TunnelType::VxlanGpe, inner, end, Payload::Ip)
                     }
-                    VxlanGpeProtocol::Mpls => match mpls(frame, inner, end, TunnelType::VxlanGpe) {
-                        Step::Inner(l) => l,
-                        other => return other,
-                    },
+                    VxlanGpeProtocol::Mpls => {
+                        match mpls(frame, inner, end, TunnelType::VxlanGpe, cfg) {
+                            Step::Inner(l) => l,
+                            other => return other,
+                        }
+                    }
                     _ => return Step::NotTunnel,
                 };
                 l.vni = Some(v.vni());
@@ -393,7 +405,7 @@ fn step(frame: &[u8], cfg: &Decap) -> Step {
             } else if cfg.allows(TunnelKind::Gre) && p.gre_udp.contains(&dport) {
                 gre(frame, body, end, cfg, true)
             } else if cfg.allows(TunnelKind::Mpls) && p.mpls_udp.contains(&dport) {
-                mpls(frame, body, end, TunnelType::MplsInUdp)
+                mpls(frame, body, end, TunnelType::MplsInUdp, cfg)
             } else {
                 Step::NotTunnel
             }
@@ -426,9 +438,25 @@ pub enum Decapped<'a> {
     NotAllowed,
 }
 
+/// Per-input decapsulation counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct DecapStats {
+    /// Frames with an MPLS label stack whose payload was not what the input's `mpls` table
+    /// says (not IPv4 / IPv6 with `payload = "ip"`, or a control word not starting with 0):
+    /// passed on with the stack in place.
+    pub mpls_undecided: u64,
+}
+
+impl DecapStats {
+    pub fn add(&mut self, o: &DecapStats) {
+        self.mpls_undecided += o.mpls_undecided;
+    }
+}
+
 /// One input's tunnel termination state: reassembly and two scratch buffers.
 pub struct Decapsulator {
     cfg: Decap,
+    pub stats: DecapStats,
     /// For a `listen` input: the accepted outer sources.
     listen: Option<vxspan_config::Listen>,
     reasm: Reassembler,
@@ -440,6 +468,7 @@ impl Decapsulator {
     pub fn new(cfg: Decap, listen: Option<vxspan_config::Listen>) -> Self {
         Decapsulator {
             reasm: Reassembler::new(cfg.reassembly),
+            stats: DecapStats::default(),
             cfg,
             listen,
             buf_a: Vec::new(),
@@ -499,6 +528,10 @@ impl Decapsulator {
             };
             let l = match step(cur, &self.cfg) {
                 Step::NotTunnel => break,
+                Step::Undecided => {
+                    self.stats.mpls_undecided += 1;
+                    break;
+                }
                 Step::Malformed => return Decapped::Malformed,
                 Step::Inner(l) => l,
             };
@@ -557,5 +590,73 @@ mod tests {
     fn config_names_match() {
         let ours: Vec<&str> = TunnelType::ALL.iter().map(|t| t.as_str()).collect();
         assert_eq!(ours, vxspan_config::TUNNEL_TYPES);
+    }
+
+    fn cfg(mpls: vxspan_config::Mpls) -> Decap {
+        Decap {
+            kinds: vec![TunnelKind::Mpls],
+            depth: 1,
+            ports: vxspan_config::DecapPorts::default(),
+            reassembly: vxspan_config::Reassembly::default(),
+            mpls,
+        }
+    }
+
+    /// An MPLS frame (one label) carrying `payload`.
+    fn mpls_frame(payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x88, 0x47];
+        f.extend_from_slice(&[0x00, 0x01, 0x01, 0x40]); // label 16, S, TTL 64
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// Issue #15: an Ethernet pseudowire whose inner destination MAC starts with nibble 0, 4 or
+    /// 6 was taken for a control word or an IP packet and corrupted. Now the input says.
+    #[test]
+    fn mpls_payload_is_configured_not_guessed() {
+        use vxspan_config::{Mpls, MplsPayloadKind};
+        let mut inner = vec![0u8; 60];
+        for mac0 in [0x02u8, 0x00, 0x40, 0x60] {
+            inner[0] = mac0;
+            inner[12..14].copy_from_slice(&[0x08, 0x06]);
+            let f = mpls_frame(&inner);
+            // Default (payload = "ip"): nibble 0 is not IP, so the frame passes unchanged,
+            // counted (nibbles 4 and 6 are taken as IP, as configured).
+            let mut d = Decapsulator::new(cfg(Mpls::default()), None);
+            if mac0 >> 4 == 0 {
+                match d.run(&f, f.len() as u32, 0) {
+                    Decapped::Frame(out, _, m) => {
+                        assert!(out == &f[..] && m.depth == 0, "{mac0:#x}");
+                    }
+                    o => panic!("{mac0:#x}: {o:?}"),
+                }
+                assert_eq!(d.stats.mpls_undecided, 1);
+            }
+            // payload = "ethernet": the inner frame, whatever its first nibble.
+            let eth = Mpls {
+                payload: MplsPayloadKind::Ethernet,
+                control_word: false,
+            };
+            let mut d = Decapsulator::new(cfg(eth), None);
+            match d.run(&f, f.len() as u32, 0) {
+                Decapped::Frame(out, _, m) => assert!(out == &inner[..] && m.depth == 1),
+                o => panic!("{mac0:#x}: {o:?}"),
+            }
+            // With a control word.
+            let mut cw = vec![0, 0, 0, 0];
+            cw.extend_from_slice(&inner);
+            let f = mpls_frame(&cw);
+            let mut d = Decapsulator::new(
+                cfg(Mpls {
+                    control_word: true,
+                    ..eth
+                }),
+                None,
+            );
+            match d.run(&f, f.len() as u32, 0) {
+                Decapped::Frame(out, _, _) => assert!(out == &inner[..]),
+                o => panic!("{mac0:#x}: {o:?}"),
+            }
+        }
     }
 }

@@ -496,6 +496,7 @@ impl Engine {
         for (inp, d) in self.plan.inputs.iter().zip(&self.decaps) {
             if let Some(d) = d {
                 r.reassembly.insert(inp.name.clone(), d.reassembly_stats());
+                r.decap.insert(inp.name.clone(), d.stats);
             }
         }
         r
@@ -647,6 +648,7 @@ pub fn report(plan: &Plan, counters: &Counters) -> Report {
         rules: counters.rules.clone(),
         tunnels,
         reassembly: BTreeMap::new(),
+        decap: BTreeMap::new(),
     }
 }
 

@@ -175,6 +175,7 @@ fn effective_decap(input: &vxspan_config::Input) -> Option<vxspan_config::Decap>
         depth: 1,
         ports: vxspan_config::DecapPorts::default(),
         reassembly: vxspan_config::Reassembly::default(),
+        mpls: vxspan_config::Mpls::default(),
     });
     if !d.kinds.contains(&l.kind) {
         d.kinds.push(l.kind);

@@ -31,7 +31,7 @@ pub use etherparse;
 pub use flow::FlowKey;
 pub use geneve::{GeneveOption, GenevePacket, GeneveRepr};
 pub use gre::{GrePacket, GreProtocol, GreRepr};
-pub use mpls::{MplsLabel, MplsPayload, MplsStack};
+pub use mpls::{MplsInner, MplsLabel, MplsPayload, MplsStack};
 pub use vlan::{L2Info, VlanTag};
 pub use vxlan::{VxlanGpePacket, VxlanGpeProtocol, VxlanGpeRepr, VxlanPacket, VxlanRepr};
 

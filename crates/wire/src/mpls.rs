@@ -1,14 +1,16 @@
-//! MPLS label stacks (RFC 3032 section 2.1), and a guess at what the bottom of the stack carries.
+//! MPLS label stacks (RFC 3032 section 2.1), and what the bottom of the stack carries, as the
+//! caller says.
 //!
 //! ```text
 //! |                Label                  | TC  |S|       TTL     |
 //! ```
 //!
 //! MPLS does not say what follows the stack: the label's binding does, and a broker does not
-//! know it. [`MplsStack`] guesses from the first nibble as LSRs do for load balancing (RFC 4928
-//! section 2): 4 is IPv4, 6 is IPv6, 0 is the pseudowire control word of RFC 4385 section 3
-//! (assumed to carry Ethernet), and anything else is taken as a bare Ethernet frame, including
-//! nibble 1, which is really the pseudowire associated channel (RFC 4385 section 5).
+//! know it. Guessing from the first nibble, as LSRs do for load balancing (RFC 4928 section 2),
+//! takes every Ethernet pseudowire whose inner destination MAC starts with 0, 4 or 6 (02:..,
+//! 00:1b:21:.., 40:..) for a control word or an IP packet, so [`MplsStack::inner`] does not
+//! guess: the caller names the payload ([`MplsPayload`], from configuration) and whether a
+//! control word (RFC 4385 section 3) comes first; what does not fit is [`MplsInner::Undecided`].
 
 use crate::{Error, Result};
 
@@ -71,27 +73,25 @@ impl MplsLabel {
     }
 }
 
-/// What the bottom of the stack is guessed to carry (see the module documentation).
+/// What the bottom of the stack carries, as configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MplsPayload {
-    Ipv4,
-    Ipv6,
-    /// A pseudowire control word, then an Ethernet frame (RFC 4448).
-    EthernetControlWord,
-    /// An Ethernet frame without control word.
+    /// IPv4 or IPv6, told apart by the version nibble.
+    Ip,
+    /// An Ethernet frame (an Ethernet pseudowire, RFC 4448).
     Ethernet,
 }
 
-impl MplsPayload {
-    /// The guess for a payload starting with `first_byte`.
-    pub fn guess(first_byte: u8) -> Self {
-        match first_byte >> 4 {
-            4 => MplsPayload::Ipv4,
-            6 => MplsPayload::Ipv6,
-            0 => MplsPayload::EthernetControlWord,
-            _ => MplsPayload::Ethernet,
-        }
-    }
+/// The inner packet after a stack, and its offset in the buffer the stack was parsed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MplsInner {
+    Ipv4(usize),
+    Ipv6(usize),
+    Ethernet(usize),
+    /// Not what the configuration says: an IP payload whose version nibble is neither 4 nor 6,
+    /// or a control word whose first nibble is not 0 (such as the pseudowire associated channel,
+    /// nibble 1).
+    Undecided,
 }
 
 /// A walked label stack.
@@ -105,14 +105,12 @@ pub struct MplsStack {
     pub bottom: MplsLabel,
     /// Offset of the first byte after the stack.
     pub payload_offset: usize,
-    pub payload: MplsPayload,
 }
 
 impl MplsStack {
     /// Walks the stack at the start of `buf` to the entry with S set. [`Error::Truncated`] if the
-    /// buffer ends before that entry, or before the first byte after it (and, for a control
-    /// word, before the end of the word); [`Error::Malformed`] if no entry among the first
-    /// [`MAX_LABELS`] has S set.
+    /// buffer ends before that entry, or before the first byte after it; [`Error::Malformed`] if
+    /// no entry among the first [`MAX_LABELS`] has S set.
     pub fn parse(buf: &[u8]) -> Result<Self> {
         let top = MplsLabel::parse(buf)?;
         let mut entry = top;
@@ -125,11 +123,7 @@ impl MplsStack {
             depth += 1;
         }
         let payload_offset = depth * ENTRY_LEN;
-        let first = *buf.get(payload_offset).ok_or(Error::Truncated)?;
-        let payload = MplsPayload::guess(first);
-        if payload == MplsPayload::EthernetControlWord
-            && buf.len() < payload_offset + CONTROL_WORD_LEN
-        {
+        if buf.len() <= payload_offset {
             return Err(Error::Truncated);
         }
         Ok(MplsStack {
@@ -137,16 +131,28 @@ impl MplsStack {
             top,
             bottom: entry,
             payload_offset,
-            payload,
         })
     }
 
-    /// Offset of the guessed inner packet: after the control word if there is one.
-    pub fn inner_offset(&self) -> usize {
-        match self.payload {
-            MplsPayload::EthernetControlWord => self.payload_offset + CONTROL_WORD_LEN,
-            _ => self.payload_offset,
+    /// The inner packet of `buf` (the buffer this stack was parsed from) when the stack carries
+    /// `payload`, after a control word if `control_word`. [`Error::Truncated`] if `buf` ends
+    /// before the control word does or before the first byte after it.
+    pub fn inner(&self, buf: &[u8], payload: MplsPayload, control_word: bool) -> Result<MplsInner> {
+        let mut at = self.payload_offset;
+        if control_word {
+            let cw = buf.get(at..at + CONTROL_WORD_LEN).ok_or(Error::Truncated)?;
+            if cw[0] >> 4 != 0 {
+                return Ok(MplsInner::Undecided);
+            }
+            at += CONTROL_WORD_LEN;
         }
+        let first = *buf.get(at).ok_or(Error::Truncated)?;
+        Ok(match (payload, first >> 4) {
+            (MplsPayload::Ethernet, _) => MplsInner::Ethernet(at),
+            (MplsPayload::Ip, 4) => MplsInner::Ipv4(at),
+            (MplsPayload::Ip, 6) => MplsInner::Ipv6(at),
+            (MplsPayload::Ip, _) => MplsInner::Undecided,
+        })
     }
 }
 
@@ -202,22 +208,21 @@ mod tests {
                 top: l,
                 bottom: l,
                 payload_offset: 4,
-                payload: MplsPayload::Ipv4,
             }
         );
-        assert_eq!(14 + s.inner_offset(), 18);
+        let ip = |s: &MplsStack, b: &[u8]| s.inner(b, MplsPayload::Ip, false).unwrap();
+        assert_eq!(ip(&s, &ARKIME_F9), MplsInner::Ipv4(4)); // frame offset 18
 
         let s = MplsStack::parse(&OVER_UDP).unwrap();
-        assert_eq!(
-            (s.top.label, s.top.ttl, s.payload),
-            (21, 63, MplsPayload::Ipv4)
-        );
-        assert_eq!(42 + s.inner_offset(), 46);
+        assert_eq!((s.top.label, s.top.ttl), (21, 63));
+        assert_eq!(ip(&s, &OVER_UDP), MplsInner::Ipv4(4)); // frame offset 46
 
         let s = MplsStack::parse(&PSEUDOWIRE).unwrap();
         assert_eq!((s.depth, s.bottom.label, s.bottom.ttl), (1, 16, 0));
-        assert_eq!(s.payload, MplsPayload::EthernetControlWord);
-        assert_eq!((s.payload_offset, s.inner_offset()), (4, 8));
+        assert_eq!(
+            s.inner(&PSEUDOWIRE, MplsPayload::Ethernet, true),
+            Ok(MplsInner::Ethernet(8))
+        );
     }
 
     #[test]
@@ -233,9 +238,10 @@ mod tests {
                 (s.depth, s.top.label, s.bottom.label),
                 (depth, 1000, 999 + depth as u32)
             );
+            assert_eq!(s.payload_offset, depth * 4);
             assert_eq!(
-                (s.payload_offset, s.payload),
-                (depth * 4, MplsPayload::Ipv6)
+                s.inner(&b, MplsPayload::Ip, false),
+                Ok(MplsInner::Ipv6(depth * 4))
             );
             assert_eq!(s.bottom.tc, ((depth - 1) % 8) as u8);
         }
@@ -258,28 +264,41 @@ mod tests {
         );
     }
 
+    /// The configuration decides, never the first nibble: an Ethernet pseudowire whose inner
+    /// destination MAC starts with nibble 0, 4 or 6 stays Ethernet (the bug of guessing).
     #[test]
-    fn test_payload_guess() {
-        for (nibble, guess) in [
-            (0x4, MplsPayload::Ipv4),
-            (0x6, MplsPayload::Ipv6),
-            (0x0, MplsPayload::EthernetControlWord),
-            (0x1, MplsPayload::Ethernet),
-            (0x5, MplsPayload::Ethernet),
-            (0xf, MplsPayload::Ethernet),
-        ] {
-            assert_eq!(MplsPayload::guess((nibble << 4) | 0x5), guess);
+    fn test_payload_as_configured() {
+        for mac0 in [0x02, 0x00, 0x40, 0x60, 0xa0] {
+            let b = stack(&[(3, true)], &[mac0, 0x1b, 0x21, 0x3c]);
+            let s = MplsStack::parse(&b).unwrap();
+            assert_eq!(
+                s.inner(&b, MplsPayload::Ethernet, false),
+                Ok(MplsInner::Ethernet(4))
+            );
+            let want = match mac0 >> 4 {
+                4 => MplsInner::Ipv4(4),
+                6 => MplsInner::Ipv6(4),
+                _ => MplsInner::Undecided,
+            };
+            assert_eq!(s.inner(&b, MplsPayload::Ip, false), Ok(want), "{mac0:#x}");
         }
-        // Without a control word, an Ethernet frame whose destination MAC starts with nibble 0
-        // is taken for one (the ambiguity of RFC 4928 section 2); another nibble is Ethernet.
-        let b = stack(&[(3, true)], &[0x00, 0x1b, 0x21, 0x3c]);
-        assert_eq!(
-            MplsStack::parse(&b).unwrap().payload,
-            MplsPayload::EthernetControlWord
-        );
-        let b = stack(&[(3, true)], &[0xa0, 0x1b, 0x21]);
+        // A control word with first nibble 1 (the associated channel) is not a pseudowire frame.
+        let b = stack(&[(3, true)], &[0x10, 0, 0, 0, 0x02, 0]);
         let s = MplsStack::parse(&b).unwrap();
-        assert_eq!((s.payload, s.inner_offset()), (MplsPayload::Ethernet, 4));
+        assert_eq!(
+            s.inner(&b, MplsPayload::Ethernet, true),
+            Ok(MplsInner::Undecided)
+        );
+        // A control word cut short, or nothing after it.
+        let b = stack(&[(3, true)], &[0, 0, 0]);
+        let s = MplsStack::parse(&b).unwrap();
+        assert_eq!(
+            s.inner(&b, MplsPayload::Ethernet, true),
+            Err(Error::Truncated)
+        );
+        let b = stack(&[(3, true)], &[0, 0, 0, 0]);
+        let s = MplsStack::parse(&b).unwrap();
+        assert_eq!(s.inner(&b, MplsPayload::Ip, true), Err(Error::Truncated));
     }
 
     #[test]
@@ -318,8 +337,7 @@ mod tests {
 
     #[test]
     fn test_truncated() {
-        // Every prefix that ends before the first byte after the stack (or inside the control
-        // word) is an error.
+        // Every prefix that ends before the first byte after the stack is an error.
         for n in 0..5 {
             assert_eq!(
                 MplsStack::parse(&ARKIME_F9[..n]),
@@ -332,14 +350,14 @@ mod tests {
                 "{n}"
             );
         }
-        for n in 0..8 {
+        for n in 0..5 {
             assert_eq!(
                 MplsStack::parse(&PSEUDOWIRE[..n]),
                 Err(Error::Truncated),
                 "{n}"
             );
         }
-        assert!(MplsStack::parse(&PSEUDOWIRE[..8]).is_ok());
+        assert!(MplsStack::parse(&PSEUDOWIRE[..5]).is_ok());
         let labels: Vec<(u32, bool)> = (0..4).map(|i| (i, i == 3)).collect();
         let b = stack(&labels, &[0x45]);
         for n in 0..b.len() {
@@ -362,7 +380,16 @@ mod tests {
                 parsed += 1;
                 assert!(s.depth <= MAX_LABELS && s.payload_offset < len);
                 assert!(s.bottom.bottom);
-                assert!(s.inner_offset() <= len);
+                for p in [MplsPayload::Ip, MplsPayload::Ethernet] {
+                    for cw in [false, true] {
+                        if let Ok(
+                            MplsInner::Ipv4(at) | MplsInner::Ipv6(at) | MplsInner::Ethernet(at),
+                        ) = s.inner(&buf[..len], p, cw)
+                        {
+                            assert!(at < len);
+                        }
+                    }
+                }
             }
         }
         assert!(parsed > 1000, "{parsed}");
