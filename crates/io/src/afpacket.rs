@@ -11,7 +11,9 @@
 //! band (`tp_vlan_tci`, `tp_vlan_tpid`): it is put back so rules and outputs see the frame as it
 //! was on the wire. `PACKET_IGNORE_OUTGOING` keeps a port from seeing what vxspan (or anything
 //! else on the host) transmits on it. Frames the kernel dropped because the ring was full are
-//! read from `PACKET_STATISTICS` and counted as `ring_overrun`.
+//! read from `PACKET_STATISTICS` and counted as `ring_overrun`. Every offset and length in a
+//! block is checked before it is used ([`block`]); a block header or frame header that fails is
+//! counted ([`RxRing::invalid_ring_entries`]) and its frames are not read.
 //!
 //! Transmit: a socket bound to the output interface, with `PACKET_QDISC_BYPASS` (mirror traffic
 //! is not shaped by the host's qdiscs). Outputs queue their copies ([`TxBatch::queue`]) and
@@ -21,7 +23,10 @@
 //! sends each frame with one `send()` ([`TxPort`]).
 #![allow(unsafe_code)]
 
+pub mod block;
+
 use crate::{Batch, RecvStatus, RxPort, TxLosses, TxPort};
+use block::TP_STATUS_USER;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{fence, AtomicU32, Ordering};
@@ -41,7 +46,6 @@ const RETIRE_MS: u32 = 10;
 /// `enum tpacket_versions` value of TPACKET_V3 (linux/if_packet.h).
 const TPACKET_V3: libc::c_int = 2;
 const TP_STATUS_KERNEL: u32 = 0;
-const TP_STATUS_USER: u32 = 1;
 const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
 const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
 
@@ -168,6 +172,8 @@ pub struct RxRing {
     pub name: String,
     /// The interface index the ring is bound to (a re-created interface gets a new one).
     pub ifindex: u32,
+    /// Block and frame headers refused so far (see [`block::Invalid`]).
+    invalid: u64,
 }
 
 // SAFETY: the mapping is owned by this value alone and only touched through `&mut self`.
@@ -275,6 +281,7 @@ impl RxRing {
             block_size,
             name: interface.to_owned(),
             ifindex: idx,
+            invalid: 0,
         })
     }
 
@@ -341,6 +348,14 @@ impl RxRing {
         }
         Ok((u64::from(st.tp_packets), u64::from(st.tp_drops)))
     }
+
+    /// Ring entries refused since the ring was opened: block headers (status, `blk_len`,
+    /// `offset_to_first_pkt`, `num_pkts`) and frame headers (`tp_next_offset`, `tp_mac`,
+    /// `tp_snaplen`) out of range or misaligned (see [`block::Invalid`]). One count per header
+    /// refused; the frames it describes, or that cannot be found past it, are not read.
+    pub fn invalid_ring_entries(&self) -> u64 {
+        self.invalid
+    }
 }
 
 impl Drop for RxRing {
@@ -350,61 +365,36 @@ impl Drop for RxRing {
     }
 }
 
-fn u16_at(b: &[u8], o: usize) -> u16 {
-    b.get(o..o + 2)
-        .map_or(0, |x| u16::from_ne_bytes([x[0], x[1]]))
-}
-
-fn u32_at(b: &[u8], o: usize) -> u32 {
-    b.get(o..o + 4)
-        .map_or(0, |x| u32::from_ne_bytes([x[0], x[1], x[2], x[3]]))
-}
-
 /// Appends the frames of one handed-over block to `batch`, restoring out-of-band VLAN tags.
-fn read_block(block: &[u8], batch: &mut Batch) -> usize {
-    let num = u32_at(block, 12) as usize;
-    let mut off = u32_at(block, 16) as usize;
-    let mut n = 0;
-    for _ in 0..num {
-        let Some(h) = block.get(off..off + 40) else {
-            break;
+/// Returns the frames appended and the entries refused ([`block::Tp3Frames`]).
+fn read_block(block: &[u8], batch: &mut Batch) -> (usize, u64) {
+    let (mut n, mut invalid) = (0, 0);
+    for f in block::Tp3Frames::new(block) {
+        let Ok(f) = f else {
+            invalid += 1;
+            continue;
         };
-        let next = u32_at(h, 0) as usize;
-        let (sec, nsec, snaplen, len, status, mac) = (
-            u32_at(h, 4),
-            u32_at(h, 8),
-            u32_at(h, 12) as usize,
-            u32_at(h, 16),
-            u32_at(h, 20),
-            u16_at(h, 24) as usize,
-        );
-        let (tci, tpid) = (u32_at(h, 32), u16_at(h, 36));
-        if let Some(data) = block.get(off + mac..off + mac + snaplen) {
-            let ts = u64::from(sec) * 1_000_000_000 + u64::from(nsec);
-            if status & TP_STATUS_VLAN_VALID != 0 && data.len() >= 12 {
-                let tpid = if status & TP_STATUS_VLAN_TPID_VALID != 0 && tpid != 0 {
-                    tpid
-                } else {
-                    0x8100
-                };
-                let _ = batch.push_with::<()>(len + 4, ts, |v| {
-                    v.extend_from_slice(&data[..12]);
-                    v.extend_from_slice(&tpid.to_be_bytes());
-                    v.extend_from_slice(&(tci as u16).to_be_bytes());
-                    v.extend_from_slice(&data[12..]);
-                    Ok(())
-                });
+        let (data, len) = (f.data, f.len);
+        let ts = u64::from(f.sec) * 1_000_000_000 + u64::from(f.nsec);
+        if f.status & TP_STATUS_VLAN_VALID != 0 && data.len() >= 12 {
+            let tpid = if f.status & TP_STATUS_VLAN_TPID_VALID != 0 && f.vlan_tpid != 0 {
+                f.vlan_tpid
             } else {
-                batch.push(data, len, ts);
-            }
-            n += 1;
+                0x8100
+            };
+            let _ = batch.push_with::<()>(len.saturating_add(4), ts, |v| {
+                v.extend_from_slice(&data[..12]);
+                v.extend_from_slice(&tpid.to_be_bytes());
+                v.extend_from_slice(&(f.vlan_tci as u16).to_be_bytes());
+                v.extend_from_slice(&data[12..]);
+                Ok(())
+            });
+        } else {
+            batch.push(data, len, ts);
         }
-        if next == 0 {
-            break;
-        }
-        off += next;
+        n += 1;
     }
-    n
+    (n, invalid)
 }
 
 impl RxPort for RxRing {
@@ -422,7 +412,9 @@ impl RxPort for RxRing {
             let block = unsafe {
                 std::slice::from_raw_parts(self.map.add(b * self.block_size), self.block_size)
             };
-            got += read_block(block, batch);
+            let (n, invalid) = read_block(block, batch);
+            got += n;
+            self.invalid += invalid;
             self.block_status(b)
                 .store(TP_STATUS_KERNEL, Ordering::Release);
             self.next_block = (b + 1) % BLOCK_NR;
@@ -829,29 +821,19 @@ impl Drop for Offloads {
 mod tests {
     use super::*;
 
+    use block::forge::Block;
+
     /// A block as the kernel lays it out, with two frames, the second with an out-of-band tag.
     #[test]
     fn reads_a_block_and_restores_tags() {
-        let mut block = vec![0u8; 4096];
-        block[12..16].copy_from_slice(&2u32.to_ne_bytes()); // num_pkts
-        block[16..20].copy_from_slice(&48u32.to_ne_bytes()); // offset_to_first_pkt
-        let frame = |b: &mut Vec<u8>, off: usize, next: u32, data: &[u8], status: u32, tci: u32| {
-            let h = &mut b[off..off + 40];
-            h[0..4].copy_from_slice(&next.to_ne_bytes());
-            h[4..8].copy_from_slice(&7u32.to_ne_bytes());
-            h[8..12].copy_from_slice(&9u32.to_ne_bytes());
-            h[12..16].copy_from_slice(&(data.len() as u32).to_ne_bytes());
-            h[16..20].copy_from_slice(&(data.len() as u32).to_ne_bytes());
-            h[20..24].copy_from_slice(&status.to_ne_bytes());
-            h[24..26].copy_from_slice(&64u16.to_ne_bytes());
-            h[32..36].copy_from_slice(&tci.to_ne_bytes());
-            b[off + 64..off + 64 + data.len()].copy_from_slice(data);
-        };
+        let mut b = Block::new(4096, 2, 48);
         let plain: Vec<u8> = (0..60).collect();
-        frame(&mut block, 48, 256, &plain, 1, 0);
-        frame(&mut block, 304, 0, &plain, 1 | TP_STATUS_VLAN_VALID, 0x200a);
+        b.frame(48, 256, 64, &plain, 60);
+        b.frame(304, 0, 64, &plain, 60);
+        b.u32(304 + 20, 1 | TP_STATUS_VLAN_VALID);
+        b.u32(304 + 32, 0x200a);
         let mut batch = Batch::default();
-        assert_eq!(read_block(&block, &mut batch), 2);
+        assert_eq!(read_block(&b.0, &mut batch), (2, 0));
         let f: Vec<_> = batch.iter().collect();
         assert_eq!(f[0].data, &plain[..]);
         assert_eq!(f[0].ts, 7_000_000_009);
@@ -859,6 +841,57 @@ mod tests {
         assert_eq!(&f[1].data[12..16], &[0x81, 0x00, 0x20, 0x0a]);
         assert_eq!(&f[1].data[16..], &plain[12..]);
         assert_eq!(f[1].wire_len, 64);
+    }
+
+    /// Forged blocks through the reader the ring uses: what is refused is counted, what is
+    /// valid around it is still read.
+    #[test]
+    fn forged_blocks_are_counted_and_never_read() {
+        let frames = |b: &mut Block| {
+            b.frame(48, 112, 52, &[1; 60], 60);
+            b.frame(160, 112, 52, &[2; 60], 60);
+            b.frame(272, 0, 52, &[3; 60], 60);
+        };
+        let read = |b: &Block| {
+            let mut batch = Batch::default();
+            let r = read_block(&b.0, &mut batch);
+            let firsts: Vec<u8> = batch.iter().map(|f| f.data[0]).collect();
+            (r, firsts)
+        };
+        let mut b = Block::new(4096, 3, 48);
+        frames(&mut b);
+        assert_eq!(read(&b), ((3, 0), vec![1, 2, 3]));
+        // offset_to_first_pkt past the block.
+        let mut x = Block::new(4096, 3, 8192);
+        frames(&mut x);
+        assert_eq!(read(&x), ((0, 1), vec![]));
+        // num_pkts huge.
+        let mut x = Block::new(4096, u32::MAX, 48);
+        frames(&mut x);
+        assert_eq!(read(&x), ((0, 1), vec![]));
+        // tp_next_offset 0 with frames left.
+        let mut x = Block::new(4096, 3, 48);
+        frames(&mut x);
+        x.u32(160, 0);
+        assert_eq!(read(&x), ((2, 1), vec![1, 2]));
+        // tp_next_offset out of the block.
+        x.u32(160, 0xffff_fff8);
+        assert_eq!(read(&x), ((2, 1), vec![1, 2]));
+        // tp_mac + tp_snaplen past the block, on the last frame.
+        let mut x = Block::new(4096, 3, 48);
+        frames(&mut x);
+        x.u16(272 + 24, 4090);
+        assert_eq!(read(&x), ((2, 1), vec![1, 2]));
+        // ... and on a middle one, past its slot.
+        let mut x = Block::new(4096, 3, 48);
+        frames(&mut x);
+        x.u16(160 + 24, 4000);
+        assert_eq!(read(&x), ((2, 1), vec![1, 3]));
+        // A wire length that would overflow with the restored tag.
+        let mut x = Block::new(4096, 1, 48);
+        x.frame(48, 0, 52, &[1; 60], u32::MAX);
+        x.u32(48 + 20, 1 | TP_STATUS_VLAN_VALID);
+        assert_eq!(read(&x), ((1, 0), vec![1]));
     }
 
     #[test]
@@ -880,9 +913,10 @@ mod tests {
     fn garbage_blocks_never_panic() {
         let mut block = vec![0xffu8; 1024];
         let mut batch = Batch::default();
-        read_block(&block, &mut batch);
+        assert_eq!(read_block(&block, &mut batch), (0, 1));
         block[12..16].copy_from_slice(&1000u32.to_ne_bytes());
         block[16..20].copy_from_slice(&1000u32.to_ne_bytes());
-        read_block(&block, &mut batch);
+        assert_eq!(read_block(&block, &mut batch), (0, 1));
+        assert!(batch.is_empty());
     }
 }

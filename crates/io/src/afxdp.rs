@@ -7,12 +7,21 @@
 //! Copy mode everywhere (every driver, veth included); zero-copy is tried first where the driver
 //! supports it. A frame must fit in one UMEM frame: inputs whose MTU does not (jumbo frames) are
 //! refused with a message, and the userspace tier reads them through AF_PACKET instead.
+//!
+//! Every address and length read from a ring (RX descriptors, completions) is checked by
+//! [`ring`] before the UMEM is touched at it; one that fails is counted
+//! ([`XskRx::invalid_ring_entries`], [`XskTx::invalid_ring_entries`]) and never used.
 #![allow(unsafe_code)]
+
+pub mod ring;
 
 use std::ffi::CString;
 use std::io;
 use std::num::NonZeroU32;
+use std::ops::Range;
 use std::ptr::NonNull;
+
+use ring::{Geometry, RxFrames, TxFrames};
 
 use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User};
 
@@ -67,6 +76,41 @@ impl Area {
 
     fn slice(&self) -> NonNull<[u8]> {
         NonNull::slice_from_raw_parts(self.ptr, self.len)
+    }
+
+    /// The bytes `r` of the mapping; `None` if `r` is not inside it.
+    ///
+    /// # Safety
+    ///
+    /// Nothing may write those bytes while the slice lives: the caller holds the UMEM chunk
+    /// they lie in (the kernel handed it over and has not had it back).
+    unsafe fn bytes(&self, r: Range<usize>) -> Option<&[u8]> {
+        if r.start > r.end || r.end > self.len {
+            return None;
+        }
+        // SAFETY: [r.start, r.end) lies inside the mapping (checked above); the caller
+        // guarantees nothing writes it meanwhile.
+        Some(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(r.start), r.len()) })
+    }
+
+    /// Copies `data` into the bytes `r` of the mapping; false (nothing written) if `r` is not
+    /// inside it or not `data`'s length.
+    ///
+    /// # Safety
+    ///
+    /// Nothing may read or write those bytes meanwhile: the caller holds the UMEM chunk they
+    /// lie in (free: neither on the TX ring nor waiting for its completion).
+    unsafe fn write(&self, r: Range<usize>, data: &[u8]) -> bool {
+        if r.start > r.end || r.end > self.len || r.len() != data.len() {
+            return false;
+        }
+        // SAFETY: [r.start, r.end) lies inside the mapping (checked above), `data` is a
+        // separate borrow of that length, and the caller guarantees nothing else touches
+        // the destination.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.as_ptr().add(r.start), r.len());
+        }
+        true
     }
 }
 
@@ -173,8 +217,8 @@ pub struct XskRx {
     pub received: u64,
     /// The descriptors of the batch being read (kept to reuse its allocation).
     descs: Vec<xdpilone::xdp::XdpDesc>,
-    /// Frames read and not yet back in the fill ring.
-    refill: Vec<u64>,
+    /// Which chunks the kernel holds, and the ones read and not yet back in the fill ring.
+    frames: RxFrames,
 }
 
 // SAFETY: the raw pointers inside (the UMEM area, the mapped rings) are owned by this value and
@@ -216,19 +260,13 @@ impl XskRx {
         let Bound {
             area,
             umem,
-            mut fq,
+            fq,
             user,
         } = Bound::new(interface, queue, zero_copy, Direction::Rx)?;
         let rx = user.map_rx().map_err(|e| errno("AF_XDP RX ring mmap", e))?;
         umem.bind(&user)
             .map_err(|e| bind_error(interface, queue, zero_copy, e))?;
-        // Every frame starts in the fill ring.
-        {
-            let mut w = fq.fill(FRAMES);
-            w.insert((0..FRAMES).map(|i| u64::from(i * FRAME_SIZE)));
-            w.commit();
-        }
-        Ok(XskRx {
+        let mut x = XskRx {
             rx,
             fq,
             user,
@@ -239,8 +277,11 @@ impl XskRx {
             zero_copy,
             received: 0,
             descs: Vec::with_capacity(FRAMES as usize),
-            refill: Vec::with_capacity(FRAMES as usize),
-        })
+            frames: RxFrames::new(Geometry::new(FRAMES, FRAME_SIZE)),
+        };
+        // Every frame starts in the fill ring.
+        x.give_back();
+        Ok(x)
     }
 
     /// The socket's descriptor: for the XSK map and for poll.
@@ -257,6 +298,13 @@ impl XskRx {
         Ok(s.rx_dropped + s.rx_ring_full)
     }
 
+    /// RX descriptors refused since the socket was opened: an address outside the UMEM, a
+    /// frame that does not fit its chunk, or a chunk the kernel did not hold (see
+    /// [`ring::Invalid`]). Their frames were dropped, not read.
+    pub fn invalid_ring_entries(&self) -> u64 {
+        self.frames.invalid()
+    }
+
     /// Puts the frames read back in the fill ring. A reservation may get fewer entries than
     /// asked (it trusts a cached view of the kernel's consumer index while that shows any
     /// room), so this asks again until every frame is back: a frame left out would be lost to
@@ -264,30 +312,22 @@ impl XskRx {
     /// receive into (on veth at 1.8 Mpps that took the afxdp datapath from about 0.5 to below
     /// 0.1 Mpps in some runs). The ring has an entry for every frame, so it always takes them;
     /// a frame it did not take would wait here for the next read.
+    ///
+    /// Only chunk starts inside the UMEM that the kernel does not hold go in (the refill list of
+    /// [`RxFrames`] holds nothing else), each once.
     fn give_back(&mut self) {
+        let refill = self.frames.refill();
         let mut done = 0;
-        while done < self.refill.len() {
-            let mut w = self.fq.fill((self.refill.len() - done) as u32);
-            let n = w.insert(self.refill[done..].iter().copied()) as usize;
+        while done < refill.len() {
+            let mut w = self.fq.fill((refill.len() - done) as u32);
+            let n = w.insert(refill[done..].iter().copied()) as usize;
             w.commit();
             if n == 0 {
                 break;
             }
             done += n;
         }
-        self.refill.drain(..done);
-    }
-
-    fn frame_bytes(&self, addr: u64, len: u32) -> Option<&[u8]> {
-        let start = usize::try_from(addr).ok()?;
-        let end = start.checked_add(len as usize)?;
-        if end > self.area.len {
-            return None;
-        }
-        // SAFETY: [start, end) lies inside the UMEM mapping (checked above), and the kernel
-        // handed this frame to userspace through the RX ring: it does not write it until the
-        // frame is put back in the fill ring, after this slice is dropped.
-        Some(unsafe { std::slice::from_raw_parts(self.area.ptr.as_ptr().add(start), len as usize) })
+        self.frames.refilled(done);
     }
 }
 
@@ -308,17 +348,21 @@ impl RxPort for XskRx {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         for d in &descs {
-            if let Some(f) = self.frame_bytes(d.addr, d.len) {
+            // A refused descriptor is counted there; its chunk goes back to the fill ring only
+            // if the kernel held it.
+            let Ok(r) = self.frames.receive(d.addr, d.len) else {
+                continue;
+            };
+            // SAFETY: the kernel handed this chunk to userspace through the RX ring (RxFrames
+            // checked it held it, and that the frame lies inside it): it does not write the
+            // chunk until it is back in the fill ring, in give_back below, after this slice
+            // is dropped.
+            if let Some(f) = unsafe { self.area.bytes(r) } {
                 batch.push(f, d.len, ts);
                 self.received += 1;
             }
         }
-        // Each frame goes back to the fill ring, at its frame boundary.
-        self.refill.extend(
-            descs
-                .iter()
-                .map(|d| d.addr - d.addr % u64::from(FRAME_SIZE)),
-        );
+        // Each chunk read goes back to the fill ring.
         self.give_back();
         self.descs = descs;
         Ok(RecvStatus::Ok)
@@ -436,8 +480,8 @@ pub struct XskTx {
     pub zero_copy: bool,
     /// The largest untagged frame the interface takes (its MTU and an Ethernet header).
     max_len: usize,
-    /// UMEM frames not in the TX ring nor waiting for completion.
-    free: Vec<u64>,
+    /// UMEM chunks free, and the ones in flight (on the TX ring or waiting for completion).
+    frames: TxFrames,
     ledger: TxLedger,
     losses: std::sync::Arc<TxLosses>,
     /// The kernel refused the socket (interface down or gone): it takes no more frames, and
@@ -500,10 +544,7 @@ impl XskTx {
             area: b.area,
             zero_copy,
             max_len,
-            free: (0..TX_FRAMES)
-                .rev()
-                .map(|i| u64::from(i * FRAME_SIZE))
-                .collect(),
+            frames: TxFrames::new(Geometry::new(TX_FRAMES, FRAME_SIZE)),
             ledger: TxLedger::new(TX_FRAMES),
             losses,
             dead: false,
@@ -513,6 +554,13 @@ impl XskTx {
     /// Whether the kernel refused the socket: it must be closed and opened again.
     pub fn is_dead(&self) -> bool {
         self.dead
+    }
+
+    /// Completion-ring addresses refused since the socket was opened: outside the UMEM, not a
+    /// chunk start, or a chunk not in flight (never sent, or completed already: see
+    /// [`ring::Invalid`]). None of them went back to the free list.
+    pub fn invalid_ring_entries(&self) -> u64 {
+        self.frames.invalid()
     }
 
     /// Puts a copy of `data` on the TX ring. It leaves at the next [`XskTx::flush`] (which
@@ -525,25 +573,24 @@ impl XskTx {
         if data.len() > self.max_len + if tagged { 4 } else { 0 } {
             return Err(TxDrop::MtuExceeded);
         }
-        if self.free.is_empty() {
+        if !self.frames.has_free() {
             self.flush();
         }
-        let Some(addr) = self.free.pop() else {
+        let Some((addr, range)) = self.frames.take(data.len()) else {
             return Err(if self.dead {
                 TxDrop::LinkDown
+            } else if self.frames.has_free() {
+                // Cannot happen: max_len fits FRAME_SIZE.
+                TxDrop::MtuExceeded
             } else {
                 TxDrop::QueueFull
             });
         };
-        // SAFETY: the frame at `addr` is free (neither on the TX ring nor waiting for its
-        // completion), so the kernel does not read it; it lies inside the mapping, and `data`
-        // fits it (checked above against max_len, which fits FRAME_SIZE).
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                data.as_ptr(),
-                self.area.ptr.as_ptr().add(addr as usize),
-                data.len(),
-            );
+        // SAFETY: the chunk at `addr` was free (never sent, or its completion came back), so
+        // the kernel does not read it; TxFrames checked that `range` lies inside it.
+        if !unsafe { self.area.write(range, data) } {
+            self.frames.put_back(addr);
+            return Err(TxDrop::TxError);
         }
         let desc = xdpilone::xdp::XdpDesc {
             addr,
@@ -556,7 +603,7 @@ impl XskTx {
         if !put {
             // The ring has as many entries as the UMEM has frames: it cannot be full while a
             // frame is free. Kept as a counted drop, never a panic.
-            self.free.push(addr);
+            self.frames.put_back(addr);
             return Err(TxDrop::QueueFull);
         }
         self.ledger.push(TxCopy {
@@ -566,11 +613,12 @@ impl XskTx {
         Ok(())
     }
 
-    /// Frames whose transmission is complete go back to the free list.
+    /// Frames whose transmission is complete go back to the free list: only chunks in flight,
+    /// each once (an address that is not one is counted by TxFrames and dropped).
     fn reap(&mut self) {
         let mut c = self.cq.complete(TX_FRAMES);
         while let Some(addr) = c.read() {
-            self.free.push(addr - addr % u64::from(FRAME_SIZE));
+            let _ = self.frames.complete(addr);
         }
         c.release();
     }
