@@ -64,4 +64,6 @@ for name in sorted(os.listdir(d)):
     start = ip + (8 if stem == 'vxlan' else 0)
     open(f'{c}/tunnel_wire/{stem}', 'wb').write(frames[0][start:])
 PY
+# Every outer fragment shape and tunnel type, built with scapy (issue #15).
+/usr/bin/python3 fuzz/make-frag-seeds.py "$c"
 echo "seeds written under $c"

@@ -6,11 +6,13 @@
 //! of range, references to undefined ports, duplicate inputs and loops are all errors.
 #![deny(unsafe_code)]
 
+mod limits;
 mod model;
 mod path;
 mod raw;
 mod tunnel;
 
+pub use limits::CounterLimits;
 pub use model::*;
 pub use path::KeyPath;
 pub use tunnel::{

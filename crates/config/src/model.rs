@@ -91,6 +91,16 @@ impl VlanSet {
         *self == VlanSet::all()
     }
 
+    /// How many selectors (untagged and VIDs) the set holds.
+    pub fn len(&self) -> usize {
+        usize::from(self.untagged)
+            + self
+                .vids
+                .iter()
+                .map(|w| w.count_ones() as usize)
+                .sum::<usize>()
+    }
+
     /// Compact text: `none`, `any`, `10`, `20-29`, comma separated.
     pub fn describe(&self) -> String {
         if self.is_all() {
@@ -272,6 +282,8 @@ pub struct Config {
     pub rules: Vec<Rule>,
     /// Control traffic between a data port and a TAP device (`[passthru.NAME]`).
     pub passthru: Vec<Passthru>,
+    /// `[counters]`: how many packet-chosen ids are listed.
+    pub counters: crate::CounterLimits,
 }
 
 /// `[passthru.NAME]`: frames for `mac` (and `vlan`) on the input bound to `interface`, plus
@@ -740,6 +752,7 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> VResult<Config> {
             Some(m) => parse_snmp(&root.key("management"), m)?,
             None => None,
         },
+        counters: crate::limits::parse_counters(&root.key("counters"), raw.counters.as_ref())?,
     };
     // Where each port name and each input interface was defined, for duplicate errors.
     let mut port_paths: Vec<(String, KeyPath)> = Vec::new();

@@ -61,6 +61,7 @@ pub struct RawConfig {
     pub management: Option<RawManagement>,
     #[serde(default)]
     pub passthru: UniqueMap<RawPassthru>,
+    pub counters: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -188,7 +188,7 @@ fn err<T>(path: KeyPath, msg: impl Into<String>) -> VResult<T> {
     Err((path, msg.into()))
 }
 
-fn table<'a>(
+pub(crate) fn table<'a>(
     path: &KeyPath,
     v: &'a Value,
     what: &str,

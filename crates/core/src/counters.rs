@@ -8,6 +8,7 @@
 //! merges workers' snapshots (so nothing here needs atomics).
 
 use crate::decap::{TunnelMeta, TunnelType};
+use crate::topk::{Count, TopTable};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -124,6 +125,9 @@ pub struct VlanCounters {
     pub bytes: u64,
     pub dropped_packets: u64,
     pub dropped_bytes: u64,
+    /// On the `other` entry: how many VLANs are summed in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlans: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -151,15 +155,25 @@ pub struct Counters {
     /// Per input: 4096 entries, index 0 = untagged ("none"), 1 to 4095 = VID.
     pub vlans: Vec<Vec<VlanCounters>>,
     pub rules: Vec<RuleCounters>,
-    /// Per input: frames decapsulated, by tunnel type and id (VNI, ERSPAN session, GRE key).
-    pub tunnels: Vec<BTreeMap<(TunnelType, Option<u32>), TunnelCounters>>,
+    /// Per input: frames decapsulated, by tunnel type and id (VNI, ERSPAN session, GRE key):
+    /// the ids the rules name and the busiest others, the rest summed (see [`crate::topk`]).
+    pub tunnels: Vec<TopTable<TunnelKey>>,
 }
+
+/// A tunnel counter's key: the layer's type and its id (VNI, ERSPAN session, GRE key), if any.
+pub type TunnelKey = (TunnelType, Option<u32>);
+
+/// The key of the tunnel counter that sums the ids not listed.
+pub const OTHER: &str = "other";
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct TunnelCounters {
     pub packets: u64,
     /// Bytes of the inner frames.
     pub bytes: u64,
+    /// On the `other` entry: the estimated number of distinct ids summed in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ids: Option<u64>,
 }
 
 impl Counters {
@@ -175,25 +189,32 @@ impl Counters {
                 | TunnelType::GreMpls => meta.gre_key,
                 _ => None,
             };
-            let c = self.tunnels[input].entry((*kind, id)).or_default();
-            c.packets += 1;
-            c.bytes += inner_bytes;
+            self.tunnels[input].add(
+                (*kind, id),
+                Count {
+                    packets: 1,
+                    bytes: inner_bytes,
+                },
+            );
         }
     }
 
-    pub fn new(
-        n_ports: usize,
-        n_inputs: usize,
-        rule_names: impl IntoIterator<Item = String>,
-    ) -> Self {
+    /// Zeroed counters in the shape of `plan`.
+    pub fn for_plan(plan: &crate::Plan) -> Self {
+        let cap = plan.counter_limits.tunnel_ids as usize;
         Counters {
-            ports: vec![PortCounters::default(); n_ports],
-            vlans: vec![vec![VlanCounters::default(); 4096]; n_inputs],
-            tunnels: vec![BTreeMap::new(); n_inputs],
-            rules: rule_names
-                .into_iter()
-                .map(|name| RuleCounters {
-                    name,
+            ports: vec![PortCounters::default(); plan.ports.len()],
+            vlans: vec![vec![VlanCounters::default(); 4096]; plan.inputs.len()],
+            tunnels: plan
+                .configured_tunnels
+                .iter()
+                .map(|pinned| TopTable::new(cap, pinned.iter().copied()))
+                .collect(),
+            rules: plan
+                .rules
+                .iter()
+                .map(|r| RuleCounters {
+                    name: r.name.clone(),
                     ..Default::default()
                 })
                 .collect(),
@@ -223,18 +244,11 @@ impl Counters {
         }
         for (va, vb) in self.vlans.iter_mut().zip(&other.vlans) {
             for (a, b) in va.iter_mut().zip(vb) {
-                a.packets += b.packets;
-                a.bytes += b.bytes;
-                a.dropped_packets += b.dropped_packets;
-                a.dropped_bytes += b.dropped_bytes;
+                a.add(b);
             }
         }
         for (a, b) in self.tunnels.iter_mut().zip(&other.tunnels) {
-            for (k, v) in b {
-                let e = a.entry(*k).or_default();
-                e.packets += v.packets;
-                e.bytes += v.bytes;
-            }
+            a.merge(b);
         }
         for (a, b) in self.rules.iter_mut().zip(&other.rules) {
             a.matched_packets += b.matched_packets;
@@ -317,13 +331,19 @@ impl Report {
         }
         for (name, vl) in &other.vlans {
             let m = self.vlans.entry(name.clone()).or_default();
+            let keep = m.len().max(vl.len());
             for (k, v) in vl {
-                let e = m.entry(k.clone()).or_default();
-                e.packets += v.packets;
-                e.bytes += v.bytes;
-                e.dropped_packets += v.dropped_packets;
-                e.dropped_bytes += v.dropped_bytes;
+                m.entry(k.clone()).or_default().add(v);
             }
+            fold_smallest(
+                m,
+                keep,
+                |c| c.packets,
+                |o, c| {
+                    o.add(&c);
+                    o.vlans = Some(o.vlans.unwrap_or(0) + 1);
+                },
+            );
         }
         for r in &other.rules {
             match self.rules.iter_mut().find(|x| x.name == r.name) {
@@ -340,11 +360,19 @@ impl Report {
         }
         for (name, t) in &other.tunnels {
             let m = self.tunnels.entry(name.clone()).or_default();
+            let keep = m.len().max(t.len());
             for (k, v) in t {
-                let e = m.entry(k.clone()).or_default();
-                e.packets += v.packets;
-                e.bytes += v.bytes;
+                m.entry(k.clone()).or_default().add(v);
             }
+            fold_smallest(
+                m,
+                keep,
+                |c| c.packets,
+                |o, c| {
+                    o.add(&c);
+                    o.ids = Some(o.ids.unwrap_or(0) + 1);
+                },
+            );
         }
         for (name, r) in &other.reassembly {
             self.reassembly.entry(name.clone()).or_default().add(r);
@@ -352,6 +380,52 @@ impl Report {
         for (name, d) in &other.decap {
             self.decap.entry(name.clone()).or_default().add(d);
         }
+    }
+}
+
+/// Keeps at most `keep` entries in `m` (the `other` entry included): the smallest by `size` are
+/// folded into `other` with `fold`. Summing reports (across reloads) stays bounded this way.
+fn fold_smallest<C: Default + Clone>(
+    m: &mut BTreeMap<String, C>,
+    keep: usize,
+    size: impl Fn(&C) -> u64,
+    mut fold: impl FnMut(&mut C, C),
+) {
+    while m.len() > keep.max(1) {
+        let Some(k) = m
+            .iter()
+            .filter(|(k, _)| k.as_str() != OTHER)
+            .min_by_key(|(_, c)| size(c))
+            .map(|(k, _)| k.clone())
+        else {
+            break;
+        };
+        let c = m.remove(&k).unwrap_or_default();
+        fold(m.entry(OTHER.to_owned()).or_default(), c);
+    }
+}
+
+impl TunnelCounters {
+    pub fn add(&mut self, o: &TunnelCounters) {
+        self.packets += o.packets;
+        self.bytes += o.bytes;
+        self.ids = match (self.ids, o.ids) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
+    }
+}
+
+impl VlanCounters {
+    pub fn add(&mut self, o: &VlanCounters) {
+        self.packets += o.packets;
+        self.bytes += o.bytes;
+        self.dropped_packets += o.dropped_packets;
+        self.dropped_bytes += o.dropped_bytes;
+        self.vlans = match (self.vlans, o.vlans) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
     }
 }
 

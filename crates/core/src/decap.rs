@@ -191,8 +191,9 @@ fn layer(kind: TunnelType, start: usize, end: usize, payload: Payload) -> Layer 
     }
 }
 
-/// The payload of an MPLS stack starting at `at`, as the input's `mpls` table says.
-fn mpls(frame: &[u8], at: usize, end: usize, kind: TunnelType, cfg: &Decap) -> Step {
+/// The payload of an MPLS stack starting at `at`, as the input's `mpls` table says. `cut`: the
+/// capture ended before the frame did.
+fn mpls(frame: &[u8], at: usize, end: usize, kind: TunnelType, cfg: &Decap, cut: bool) -> Step {
     let Some(buf) = frame.get(at..end) else {
         return Step::Malformed;
     };
@@ -203,7 +204,7 @@ fn mpls(frame: &[u8], at: usize, end: usize, kind: TunnelType, cfg: &Decap) -> S
         MplsPayloadKind::Ip => MplsPayload::Ip,
         MplsPayloadKind::Ethernet => MplsPayload::Ethernet,
     };
-    match s.inner(buf, payload, cfg.mpls.control_word) {
+    match s.inner(buf, payload, cfg.mpls.control_word, cut) {
         Ok(MplsInner::Ipv4(i) | MplsInner::Ipv6(i)) => {
             Step::Inner(layer(kind, at + i, end, Payload::Ip))
         }
@@ -214,7 +215,7 @@ fn mpls(frame: &[u8], at: usize, end: usize, kind: TunnelType, cfg: &Decap) -> S
 }
 
 /// A GRE header at `at`, ending with the IP datagram at `end`. `in_udp`: GRE-in-UDP.
-fn gre(frame: &[u8], at: usize, end: usize, cfg: &Decap, in_udp: bool) -> Step {
+fn gre(frame: &[u8], at: usize, end: usize, cfg: &Decap, in_udp: bool, cut: bool) -> Step {
     let Some(buf) = frame.get(at..end) else {
         return Step::Malformed;
     };
@@ -237,7 +238,7 @@ fn gre(frame: &[u8], at: usize, end: usize, cfg: &Decap, in_udp: bool) -> Step {
         (0x86dd, true, _) => layer(gre_kind(TunnelType::GreIpv6), inner, end, Payload::Ip),
         (0x8847 | 0x8848, true, _) if cfg.allows(TunnelKind::Mpls) || !in_udp => {
             return with_key(
-                mpls(frame, inner, end, gre_kind(TunnelType::GreMpls), cfg),
+                mpls(frame, inner, end, gre_kind(TunnelType::GreMpls), cfg, cut),
                 key,
             )
         }
@@ -301,15 +302,15 @@ fn with_key(s: Step, key: Option<u32>) -> Step {
     }
 }
 
-/// Looks for one tunnel layer at the start of `frame`.
-fn step(frame: &[u8], cfg: &Decap) -> Step {
+/// Looks for one tunnel layer at the start of `frame` (`cut`: the capture ended before it did).
+fn step(frame: &[u8], cfg: &Decap, cut: bool) -> Step {
     let Ok(l2) = L2Info::parse(frame) else {
         return Step::NotTunnel;
     };
     let l3 = l2.l3_offset;
     match l2.ethertype {
         EtherType::Mpls | EtherType::Unknown(0x8848) if cfg.allows(TunnelKind::Mpls) => {
-            return mpls(frame, l3, frame.len(), TunnelType::Mpls, cfg)
+            return mpls(frame, l3, frame.len(), TunnelType::Mpls, cfg, cut)
         }
         EtherType::Ipv4 | EtherType::Ipv6 => {}
         _ => return Step::NotTunnel,
@@ -328,7 +329,7 @@ fn step(frame: &[u8], cfg: &Decap) -> Step {
             || cfg.allows(TunnelKind::Erspan)
             || cfg.allows(TunnelKind::Mpls) =>
         {
-            gre(frame, at, ip_end, cfg, false)
+            gre(frame, at, ip_end, cfg, false, cut)
         }
         17 => {
             let Some(udp) = frame.get(at..at + 8) else {
@@ -376,7 +377,7 @@ fn step(frame: &[u8], cfg: &Decap) -> Step {
                         layer(TunnelType::VxlanGpe, inner, end, Payload::Ip)
                     }
                     VxlanGpeProtocol::Mpls => {
-                        match mpls(frame, inner, end, TunnelType::VxlanGpe, cfg) {
+                        match mpls(frame, inner, end, TunnelType::VxlanGpe, cfg, cut) {
                             Step::Inner(l) => l,
                             other => return other,
                         }
@@ -403,9 +404,9 @@ fn step(frame: &[u8], cfg: &Decap) -> Step {
                 l.vni = Some(g.vni());
                 Step::Inner(l)
             } else if cfg.allows(TunnelKind::Gre) && p.gre_udp.contains(&dport) {
-                gre(frame, body, end, cfg, true)
+                gre(frame, body, end, cfg, true, cut)
             } else if cfg.allows(TunnelKind::Mpls) && p.mpls_udp.contains(&dport) {
-                mpls(frame, body, end, TunnelType::MplsInUdp, cfg)
+                mpls(frame, body, end, TunnelType::MplsInUdp, cfg, cut)
             } else {
                 Step::NotTunnel
             }
@@ -526,7 +527,7 @@ impl Decapsulator {
                 Src::Buf(0) => (&self.buf_a, &mut self.buf_b, Src::Buf(1)),
                 Src::Buf(_) => (&self.buf_b, &mut self.buf_a, Src::Buf(0)),
             };
-            let l = match step(cur, &self.cfg) {
+            let l = match step(cur, &self.cfg, missing > 0) {
                 Step::NotTunnel => break,
                 Step::Undecided => {
                     self.stats.mpls_undecided += 1;
@@ -551,7 +552,9 @@ impl Decapsulator {
                 }
                 Payload::Ethernet => {}
                 Payload::Ip => {
-                    if !vxspan_wire::ethernet::synthesize_for_ip(inner, out) {
+                    if !vxspan_wire::ethernet::ip_header_ok(inner)
+                        || !vxspan_wire::ethernet::synthesize_for_ip(inner, out)
+                    {
                         return Decapped::Malformed;
                     }
                 }

@@ -77,14 +77,18 @@ pub fn encapsulate(
     let ip_len = ip_header_len(o);
     let tun_len = tunnel_header_len(e);
     let mut inner = inner;
-    if let Some(mtu) = mtu {
-        let room = (mtu as usize).saturating_sub(ip_len + tun_len);
-        if inner.len() > room {
-            match oversize {
-                Oversize::Drop => return Err(TxDrop::MtuExceeded),
-                Oversize::Truncate if room >= 14 => inner = &inner[..room],
-                Oversize::Truncate => return Err(TxDrop::MtuExceeded),
-            }
+    // The outer datagram must fit its 16-bit length field (IPv4 counts its header, IPv6 not),
+    // whatever the MTU: a reassembled 64 KiB datagram cannot be carried whole.
+    let ip_room = 65_535 - if o.remote.is_ipv4() { ip_len } else { 0 } - tun_len;
+    let mtu_room = mtu.map_or(usize::MAX, |m| {
+        (m as usize).saturating_sub(ip_len + tun_len)
+    });
+    let room = ip_room.min(mtu_room);
+    if inner.len() > room {
+        match oversize {
+            Oversize::Drop => return Err(TxDrop::MtuExceeded),
+            Oversize::Truncate if room >= 14 => inner = &inner[..room],
+            Oversize::Truncate => return Err(TxDrop::MtuExceeded),
         }
     }
     let truncated = (inner.len() as u32) < inner_wire_len;
@@ -107,7 +111,8 @@ pub fn encapsulate(
                 Some(std::net::IpAddr::V4(s)) => s.octets(),
                 _ => [0; 4],
             };
-            let mut h = Ipv4Header::new(ip_payload as u16, o.ttl, proto, src, dst.octets())
+            let len = u16::try_from(ip_payload).map_err(|_| TxDrop::MtuExceeded)?;
+            let mut h = Ipv4Header::new(len, o.ttl, proto, src, dst.octets())
                 .map_err(|_| TxDrop::MtuExceeded)?;
             h.dscp = o.dscp.try_into().map_err(|_| TxDrop::TxError)?;
             h.dont_fragment = true;

@@ -143,11 +143,7 @@ impl Engine {
     /// An engine with its own counters, scratch space and tunnel reassembly, on `shared`.
     fn with_shared(plan: Arc<Plan>, shared: Shared, output_up: Vec<bool>) -> Engine {
         Engine {
-            counters: Counters::new(
-                plan.ports.len(),
-                plan.inputs.len(),
-                plan.rules.iter().map(|r| r.name.clone()),
-            ),
+            counters: Counters::for_plan(&plan),
             egress: Egress {
                 vlan_buf: Vec::with_capacity(16 * 1024),
                 tunnel_buf: Vec::with_capacity(16 * 1024),
@@ -607,6 +603,73 @@ fn deliver(
     .map_err(|r| (r, n))
 }
 
+/// One input's VLAN counters as reported: every VID the configuration names, the `limit` busiest
+/// others that were seen, and the rest summed under `other` (with their number).
+fn vlan_report(
+    c: &[VlanCounters],
+    configured: &vxspan_config::VlanSet,
+    limit: usize,
+) -> BTreeMap<String, VlanCounters> {
+    let mut m = BTreeMap::new();
+    let mut seen: Vec<(u16, &VlanCounters)> = Vec::new();
+    for (vid, v) in c.iter().enumerate() {
+        let vid = vid as u16;
+        if configured.contains(vid) {
+            m.insert(vlan_key(vid), *v);
+        } else if v.packets > 0 {
+            seen.push((vid, v));
+        }
+    }
+    // Busiest first; equal counts by VID, so the listing is stable.
+    seen.sort_by_key(|(vid, v)| (std::cmp::Reverse(v.packets), *vid));
+    let mut other = VlanCounters::default();
+    for (n, (vid, v)) in seen.into_iter().enumerate() {
+        if n < limit {
+            m.insert(vlan_key(vid), *v);
+        } else {
+            other.add(v);
+            other.vlans = Some(other.vlans.unwrap_or(0) + 1);
+        }
+    }
+    if other.vlans.is_some() {
+        m.insert(crate::counters::OTHER.to_owned(), other);
+    }
+    m
+}
+
+fn tunnel_report(
+    t: &crate::topk::TopTable<crate::counters::TunnelKey>,
+) -> BTreeMap<String, crate::counters::TunnelCounters> {
+    let mut m: BTreeMap<String, crate::counters::TunnelCounters> = t
+        .entries()
+        .map(|((kind, id), c)| {
+            (
+                id.map_or_else(
+                    || kind.as_str().to_owned(),
+                    |id| format!("{}/{id}", kind.as_str()),
+                ),
+                crate::counters::TunnelCounters {
+                    packets: c.packets,
+                    bytes: c.bytes,
+                    ids: None,
+                },
+            )
+        })
+        .collect();
+    let (other, ids) = t.other();
+    if other.packets > 0 {
+        m.insert(
+            crate::counters::OTHER.to_owned(),
+            crate::counters::TunnelCounters {
+                packets: other.packets,
+                bytes: other.bytes,
+                ids: Some(ids),
+            },
+        );
+    }
+    m
+}
+
 /// Builds the report of `counters` (one engine's or several merged) for `plan`.
 pub fn report(plan: &Plan, counters: &Counters) -> Report {
     let mut interfaces: BTreeMap<String, PortReport> = BTreeMap::new();
@@ -615,31 +678,19 @@ pub fn report(plan: &Plan, counters: &Counters) -> Report {
     }
     let mut vlans = BTreeMap::new();
     for (i, inp) in plan.inputs.iter().enumerate() {
-        let mut m: BTreeMap<String, VlanCounters> = BTreeMap::new();
-        for (vid, c) in counters.vlans[i].iter().enumerate() {
-            let vid = vid as u16;
-            if c.packets > 0 || plan.configured_vids[i].contains(vid) {
-                m.insert(vlan_key(vid), *c);
-            }
-        }
-        vlans.insert(inp.name.clone(), m);
+        vlans.insert(
+            inp.name.clone(),
+            vlan_report(
+                &counters.vlans[i],
+                &plan.configured_vids[i],
+                plan.counter_limits.vlans as usize,
+            ),
+        );
     }
     let mut tunnels = BTreeMap::new();
     for (i, inp) in plan.inputs.iter().enumerate() {
         if inp.decap.is_some() {
-            let m: BTreeMap<String, crate::counters::TunnelCounters> = counters.tunnels[i]
-                .iter()
-                .map(|((kind, id), c)| {
-                    (
-                        id.map_or_else(
-                            || kind.as_str().to_owned(),
-                            |id| format!("{}/{id}", kind.as_str()),
-                        ),
-                        *c,
-                    )
-                })
-                .collect();
-            tunnels.insert(inp.name.clone(), m);
+            tunnels.insert(inp.name.clone(), tunnel_report(&counters.tunnels[i]));
         }
     }
     Report {

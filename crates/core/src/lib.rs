@@ -12,6 +12,7 @@ pub mod encap;
 pub mod engine;
 pub mod plan;
 pub mod reasm;
+pub mod topk;
 
 pub use counters::{Counters, Report, RxDrop, TxDrop};
 pub use engine::{Engine, RxFrame, Sink, Timestamp, TxFrame};

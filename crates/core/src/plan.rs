@@ -150,6 +150,10 @@ pub struct InputPlan {
 
 pub const NO_GROUP: u16 = u16::MAX;
 
+/// A rule's VLAN set with this many selectors or more names no VLAN in particular (see
+/// [`Plan::configured_vids`]).
+pub const VLANS_NAMED_MAX: usize = 2048;
+
 /// The compiled configuration.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -160,9 +164,53 @@ pub struct Plan {
     pub inputs: Vec<InputPlan>,
     pub outputs: Vec<OutputPlan>,
     pub rules: Vec<RulePlan>,
-    /// Per input, the VIDs the configuration names (always listed in the VLAN counters).
+    /// Per input, the VIDs the configuration names (always listed in the VLAN counters): those
+    /// of rules whose VLAN set has fewer than [`VLANS_NAMED_MAX`] selectors.
     pub configured_vids: Vec<VlanSet>,
+    /// Per input, the tunnel ids the rules name (always listed in the tunnel counters).
+    pub configured_tunnels: Vec<Vec<crate::counters::TunnelKey>>,
+    /// How many other packet-chosen ids the counters list (`[counters]`).
+    pub counter_limits: vxspan_config::CounterLimits,
     pub passthru: Vec<vxspan_config::Passthru>,
+}
+
+fn rules_of(cfg: &Config, input: usize) -> Vec<&vxspan_config::Rule> {
+    cfg.rules
+        .iter()
+        .filter(|r| r.from.contains(&input))
+        .collect()
+}
+
+/// The (type, id) pairs the rules of an input name with `vni` and `erspan_session`, for the
+/// tunnel types the input strips.
+fn configured_tunnels(
+    input: &InputPlan,
+    rules: &[&vxspan_config::Rule],
+) -> Vec<crate::counters::TunnelKey> {
+    use vxspan_config::TunnelKind;
+    let Some(d) = &input.decap else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for r in rules {
+        for &vni in r.vni.iter().flatten() {
+            if d.allows(TunnelKind::Vxlan) {
+                out.push((TunnelType::Vxlan, Some(vni)));
+            }
+            if d.allows(TunnelKind::Geneve) {
+                out.push((TunnelType::Geneve, Some(vni)));
+            }
+        }
+        for &s in r.erspan_session.iter().flatten() {
+            if d.allows(TunnelKind::Erspan) {
+                out.push((TunnelType::ErspanII, Some(s)));
+                out.push((TunnelType::ErspanIII, Some(s)));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// A `listen` input always strips the tunnel it listens for (on its port), on top of `decap`.
@@ -297,7 +345,10 @@ impl Plan {
                 .collect();
             for r in &candidates {
                 let vl = &cfg.rules[*r].vlans;
-                if !vl.is_all() {
+                // A set of half the VIDs or more names no VLAN in particular: `any`, or VxSPAN's
+                // `any` beside specific VIDs (every VID but those). Its VLANs are listed as seen,
+                // within `[counters] vlans`, not all 4,096 of them.
+                if vl.len() < VLANS_NAMED_MAX {
                     for vid in 0..4096 {
                         if vl.contains(vid) {
                             configured.insert(vid);
@@ -383,7 +434,11 @@ impl Plan {
                 mtu: o.mtu,
             })
             .collect();
+        let configured_tunnels = (0..n_in)
+            .map(|ii| configured_tunnels(&inputs[ii], &rules_of(cfg, ii)))
+            .collect();
         Ok(Plan {
+            configured_tunnels,
             form: cfg.form,
             xdp_mode: cfg.xdp_mode,
             ports,
@@ -391,6 +446,7 @@ impl Plan {
             outputs,
             rules,
             configured_vids,
+            counter_limits: cfg.counters,
             passthru: cfg.passthru.clone(),
         })
     }

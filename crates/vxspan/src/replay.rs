@@ -245,13 +245,19 @@ pub fn render(r: &Report, plan: &Plan, total: u64) -> String {
         "input", "vlan", "packets", "bytes", "dropped"
     );
     for (i, inp) in plan.inputs.iter().enumerate() {
-        // Numeric order, "none" first; VLANs no rule names are summed into one line.
-        let mut rows: Vec<(u16, &vxspan_core::counters::VlanCounters)> = r.vlans[&inp.name]
-            .iter()
-            .map(|(k, c)| (k.parse().unwrap_or(0), c))
-            .collect();
-        rows.sort_by_key(|(v, _)| *v);
+        // Numeric order, "none" first; VLANs no rule names are summed into one line (with the
+        // report's own `other` entry, which sums VLANs past the `[counters]` bound).
+        let mut rows: Vec<(u16, &vxspan_core::counters::VlanCounters)> = Vec::new();
         let mut other = (0usize, vxspan_core::counters::VlanCounters::default());
+        for (k, c) in &r.vlans[&inp.name] {
+            if k == vxspan_core::counters::OTHER {
+                other.0 += c.vlans.unwrap_or(0) as usize;
+                other.1.add(c);
+            } else {
+                rows.push((k.parse().unwrap_or(0), c));
+            }
+        }
+        rows.sort_by_key(|(v, _)| *v);
         for (vid, c) in rows {
             if plan.configured_vids[i].contains(vid) || plan.configured_vids[i].is_empty() {
                 let key = vxspan_core::counters::vlan_key(vid);
@@ -262,9 +268,7 @@ pub fn render(r: &Report, plan: &Plan, total: u64) -> String {
                 );
             } else {
                 other.0 += 1;
-                other.1.packets += c.packets;
-                other.1.bytes += c.bytes;
-                other.1.dropped_packets += c.dropped_packets;
+                other.1.add(c);
             }
         }
         if other.0 > 0 {

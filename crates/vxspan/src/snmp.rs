@@ -88,7 +88,8 @@ impl View {
             put(&[1, 1, 9, idx], Value::Counter64(c.tx_packets));
             put(&[1, 1, 10, idx], Value::Counter64(c.tx_bytes));
             put(&[1, 1, 11, idx], Value::Counter64(c.tx_dropped_packets));
-            // vxspanVlanTable: 1.2.1.<column>.<port>.<vlan>; "none" is VLAN 0.
+            // vxspanVlanTable: 1.2.1.<column>.<port>.<vlan>; "none" is VLAN 0; the "other" sum
+            // of VLANs past the `[counters]` bound has no row (its VLANs have no index).
             if let Some(vlans) = r.vlans.get(&p.name) {
                 for (vlan, v) in vlans {
                     let vid = if vlan == "none" {

@@ -106,8 +106,48 @@ impl EtherType {
 pub const SYNTHETIC_SRC: MacAddr = MacAddr([0x02, 0x76, 0x78, 0x73, 0x70, 0x01]);
 pub const SYNTHETIC_DST: MacAddr = MacAddr([0x02, 0x76, 0x78, 0x73, 0x70, 0x00]);
 
+/// Whether `packet` starts with a whole, plausible IP header: IPv4 with IHL of at least 5, all
+/// of its header present and a total length that covers the header; IPv6 with its 40 bytes
+/// present. (The payload may be cut short by a capture's snap length.)
+pub fn ip_header_ok(packet: &[u8]) -> bool {
+    match packet.first().map(|b| b >> 4) {
+        Some(4) => {
+            let ihl = usize::from(packet[0] & 0x0f) * 4;
+            let total = packet
+                .get(2..4)
+                .map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+            ihl >= 20 && packet.len() >= ihl && total >= ihl
+        }
+        Some(6) => packet.len() >= 40,
+        _ => false,
+    }
+}
+
+/// Whether `packet` is plausibly one whole IP packet, for payloads whose type is inferred from
+/// the version nibble (MPLS): a whole header ([`ip_header_ok`]) whose declared length (IPv4
+/// total length, IPv6 40 + payload length) is the packet's, or shorter where the packet is at
+/// most 46 bytes (Ethernet padding of a minimum-size frame), or longer only if the capture was
+/// `cut` short.
+pub fn ip_plausible(packet: &[u8], cut: bool) -> bool {
+    if !ip_header_ok(packet) {
+        return false;
+    }
+    let declared = if packet[0] >> 4 == 4 {
+        usize::from(u16::from_be_bytes([packet[2], packet[3]]))
+    } else {
+        40 + usize::from(u16::from_be_bytes([packet[4], packet[5]]))
+    };
+    match declared.cmp(&packet.len()) {
+        core::cmp::Ordering::Equal => true,
+        core::cmp::Ordering::Less => packet.len() <= 46,
+        core::cmp::Ordering::Greater => cut,
+    }
+}
+
 /// Appends a synthetic Ethernet header for an IP packet to `out`: EtherType IPv4 or IPv6 from
 /// the version nibble. Returns `false` (appending nothing) if `packet` is not IPv4 or IPv6.
+/// (Tunnel termination also wants [`ip_header_ok`], so that it never builds a frame that is
+/// malformed right behind the header it wrote; a raw-IP capture file keeps what it holds.)
 pub fn synthesize_for_ip(packet: &[u8], out: &mut Vec<u8>) -> bool {
     let ethertype: u16 = match packet.first().map(|b| b >> 4) {
         Some(4) => 0x0800,
@@ -273,17 +313,43 @@ mod tests {
     #[test]
     fn synthetic_header() {
         let mut out = Vec::new();
-        assert!(synthesize_for_ip(&[0x45, 0], &mut out));
+        let mut v4 = [0u8; 20];
+        v4[..4].copy_from_slice(&[0x45, 0, 0, 20]);
+        assert!(synthesize_for_ip(&v4, &mut out));
         assert_eq!(
             EthernetFrame::new_checked(&out[..]).unwrap().ethertype(),
             EtherType::Ipv4
         );
         out.clear();
-        assert!(synthesize_for_ip(&[0x60], &mut out));
+        let mut v6 = [0u8; 40];
+        v6[0] = 0x60;
+        assert!(synthesize_for_ip(&v6, &mut out));
         assert_eq!(&out[12..], &[0x86, 0xdd]);
         out.clear();
         assert!(!synthesize_for_ip(&[0x10], &mut out) && out.is_empty());
         assert!(!synthesize_for_ip(&[], &mut out));
+        // Headers that are not whole.
+        assert!(ip_header_ok(&v4) && ip_header_ok(&v6));
+        assert!(!ip_header_ok(&v4[..19]));
+        assert!(!ip_header_ok(&v6[..39]));
+        let mut bad = v4;
+        bad[0] = 0x40; // IHL 0 ("Bogus IP header length")
+        assert!(!ip_header_ok(&bad));
+        bad[0] = 0x46; // IHL 6: 24 bytes, 20 present
+        assert!(!ip_header_ok(&bad));
+        bad = v4;
+        bad[3] = 19; // total length shorter than the header
+        assert!(!ip_header_ok(&bad));
+        // Plausibly one whole packet (for payloads typed by their first nibble).
+        assert!(ip_plausible(&v4, false) && ip_plausible(&v6, false));
+        let mut padded = v4.to_vec();
+        padded.resize(46, 0); // Ethernet padding of a minimum-size frame
+        assert!(ip_plausible(&padded, false));
+        padded.resize(47, 0);
+        assert!(!ip_plausible(&padded, false));
+        let mut long = v4;
+        long[3] = 200; // declares more than is there
+        assert!(!ip_plausible(&long, false) && ip_plausible(&long, true));
     }
 
     #[test]

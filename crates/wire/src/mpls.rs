@@ -88,8 +88,10 @@ pub enum MplsInner {
     Ipv4(usize),
     Ipv6(usize),
     Ethernet(usize),
-    /// Not what the configuration says: an IP payload whose version nibble is neither 4 nor 6,
-    /// or a control word whose first nibble is not 0 (such as the pseudowire associated channel,
+    /// Not what the configuration says: an IP payload whose version nibble is neither 4 nor 6
+    /// or that is not plausibly one whole packet ([`crate::ethernet::ip_plausible`]), or a
+    /// control word
+    /// whose first nibble is not 0 (such as the pseudowire associated channel,
     /// nibble 1).
     Undecided,
 }
@@ -135,9 +137,17 @@ impl MplsStack {
     }
 
     /// The inner packet of `buf` (the buffer this stack was parsed from) when the stack carries
-    /// `payload`, after a control word if `control_word`. [`Error::Truncated`] if `buf` ends
-    /// before the control word does or before the first byte after it.
-    pub fn inner(&self, buf: &[u8], payload: MplsPayload, control_word: bool) -> Result<MplsInner> {
+    /// `payload`, after a control word if `control_word`; `cut`: the capture ended before the
+    /// packet did. An IP payload must be plausibly one whole packet
+    /// ([`crate::ethernet::ip_plausible`]). [`Error::Truncated`] if `buf` ends before the
+    /// control word does or before the first byte after it.
+    pub fn inner(
+        &self,
+        buf: &[u8],
+        payload: MplsPayload,
+        control_word: bool,
+        cut: bool,
+    ) -> Result<MplsInner> {
         let mut at = self.payload_offset;
         if control_word {
             let cw = buf.get(at..at + CONTROL_WORD_LEN).ok_or(Error::Truncated)?;
@@ -147,10 +157,11 @@ impl MplsStack {
             at += CONTROL_WORD_LEN;
         }
         let first = *buf.get(at).ok_or(Error::Truncated)?;
+        let ip_ok = crate::ethernet::ip_plausible(&buf[at..], cut);
         Ok(match (payload, first >> 4) {
             (MplsPayload::Ethernet, _) => MplsInner::Ethernet(at),
-            (MplsPayload::Ip, 4) => MplsInner::Ipv4(at),
-            (MplsPayload::Ip, 6) => MplsInner::Ipv6(at),
+            (MplsPayload::Ip, 4) if ip_ok => MplsInner::Ipv4(at),
+            (MplsPayload::Ip, 6) if ip_ok => MplsInner::Ipv6(at),
             (MplsPayload::Ip, _) => MplsInner::Undecided,
         })
     }
@@ -210,8 +221,18 @@ mod tests {
                 payload_offset: 4,
             }
         );
-        let ip = |s: &MplsStack, b: &[u8]| s.inner(b, MplsPayload::Ip, false).unwrap();
+        // The fixtures hold the first 4 bytes of the IPv4 header: padded to a whole one.
+        let ip = |s: &MplsStack, b: &[u8]| {
+            let mut b = b.to_vec();
+            b.resize(24, 0);
+            s.inner(&b, MplsPayload::Ip, false, true).unwrap() // a capture cut short
+        };
         assert_eq!(ip(&s, &ARKIME_F9), MplsInner::Ipv4(4)); // frame offset 18
+        assert_eq!(
+            s.inner(&ARKIME_F9, MplsPayload::Ip, false, false),
+            Ok(MplsInner::Undecided),
+            "an IPv4 header cut short is not taken for one"
+        );
 
         let s = MplsStack::parse(&OVER_UDP).unwrap();
         assert_eq!((s.top.label, s.top.ttl), (21, 63));
@@ -220,7 +241,7 @@ mod tests {
         let s = MplsStack::parse(&PSEUDOWIRE).unwrap();
         assert_eq!((s.depth, s.bottom.label, s.bottom.ttl), (1, 16, 0));
         assert_eq!(
-            s.inner(&PSEUDOWIRE, MplsPayload::Ethernet, true),
+            s.inner(&PSEUDOWIRE, MplsPayload::Ethernet, true, false),
             Ok(MplsInner::Ethernet(8))
         );
     }
@@ -232,7 +253,7 @@ mod tests {
             let labels: Vec<(u32, bool)> = (0..depth)
                 .map(|i| (1000 + i as u32, i == depth - 1))
                 .collect();
-            let b = stack(&labels, &[0x60, 0, 0, 0]);
+            let b = stack(&labels, &[0x60; 40]);
             let s = MplsStack::parse(&b).unwrap();
             assert_eq!(
                 (s.depth, s.top.label, s.bottom.label),
@@ -240,7 +261,7 @@ mod tests {
             );
             assert_eq!(s.payload_offset, depth * 4);
             assert_eq!(
-                s.inner(&b, MplsPayload::Ip, false),
+                s.inner(&b, MplsPayload::Ip, false, true),
                 Ok(MplsInner::Ipv6(depth * 4))
             );
             assert_eq!(s.bottom.tc, ((depth - 1) % 8) as u8);
@@ -269,36 +290,42 @@ mod tests {
     #[test]
     fn test_payload_as_configured() {
         for mac0 in [0x02, 0x00, 0x40, 0x60, 0xa0] {
-            let b = stack(&[(3, true)], &[mac0, 0x1b, 0x21, 0x3c]);
+            let mut frame = [0u8; 60];
+            frame[..4].copy_from_slice(&[mac0, 0x1b, 0x21, 0x3c]);
+            let b = stack(&[(3, true)], &frame);
             let s = MplsStack::parse(&b).unwrap();
             assert_eq!(
-                s.inner(&b, MplsPayload::Ethernet, false),
+                s.inner(&b, MplsPayload::Ethernet, false, false),
                 Ok(MplsInner::Ethernet(4))
             );
-            let want = match mac0 >> 4 {
-                4 => MplsInner::Ipv4(4),
-                6 => MplsInner::Ipv6(4),
-                _ => MplsInner::Undecided,
-            };
-            assert_eq!(s.inner(&b, MplsPayload::Ip, false), Ok(want), "{mac0:#x}");
+            // 40:1b:21:3c is no whole IPv4 header (IHL 0); 60:1b:.. is a whole IPv6 header, but
+            // its payload length (0) does not account for the 20 bytes after it.
+            assert_eq!(
+                s.inner(&b, MplsPayload::Ip, false, false),
+                Ok(MplsInner::Undecided),
+                "{mac0:#x}"
+            );
         }
         // A control word with first nibble 1 (the associated channel) is not a pseudowire frame.
         let b = stack(&[(3, true)], &[0x10, 0, 0, 0, 0x02, 0]);
         let s = MplsStack::parse(&b).unwrap();
         assert_eq!(
-            s.inner(&b, MplsPayload::Ethernet, true),
+            s.inner(&b, MplsPayload::Ethernet, true, false),
             Ok(MplsInner::Undecided)
         );
         // A control word cut short, or nothing after it.
         let b = stack(&[(3, true)], &[0, 0, 0]);
         let s = MplsStack::parse(&b).unwrap();
         assert_eq!(
-            s.inner(&b, MplsPayload::Ethernet, true),
+            s.inner(&b, MplsPayload::Ethernet, true, false),
             Err(Error::Truncated)
         );
         let b = stack(&[(3, true)], &[0, 0, 0, 0]);
         let s = MplsStack::parse(&b).unwrap();
-        assert_eq!(s.inner(&b, MplsPayload::Ip, true), Err(Error::Truncated));
+        assert_eq!(
+            s.inner(&b, MplsPayload::Ip, true, false),
+            Err(Error::Truncated)
+        );
     }
 
     #[test]
@@ -384,7 +411,7 @@ mod tests {
                     for cw in [false, true] {
                         if let Ok(
                             MplsInner::Ipv4(at) | MplsInner::Ipv6(at) | MplsInner::Ethernet(at),
-                        ) = s.inner(&buf[..len], p, cw)
+                        ) = s.inner(&buf[..len], p, cw, false)
                         {
                             assert!(at < len);
                         }

@@ -210,11 +210,7 @@ impl Tables {
     /// The kernel tier's counters in the plan's shape, ready to merge with the userspace tier's.
     /// Frames handed to userspace are left out: the userspace tier counts them.
     pub fn counters(&self, plan: &Plan, raw: &RawCounters) -> Counters {
-        let mut c = Counters::new(
-            plan.ports.len(),
-            plan.inputs.len(),
-            plan.rules.iter().map(|r| r.name.clone()),
-        );
+        let mut c = Counters::for_plan(plan);
         for (ii, inp) in plan.inputs.iter().enumerate() {
             let Some(vids) = raw.groups.get(ii) else {
                 continue;
