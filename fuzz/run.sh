@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-120}; shift || true
-targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(wire bpf pcap config engine tunnel_wire decap agentx)
+targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(wire bpf pcap config engine tunnel_wire decap agentx reasm)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then tc=(+nightly); else tc=(); export RUSTC_BOOTSTRAP=1; fi
 for t in "${targets[@]}"; do

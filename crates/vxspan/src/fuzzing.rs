@@ -320,6 +320,147 @@ pub fn decap(data: &[u8]) {
     assert_eq!(p.rx_packets, n);
     assert_eq!(p.rx_packets, p.forwarded_packets + p.dropped_packets);
     assert_eq!(p.dropped_packets, p.drop_reasons.iter().sum::<u64>());
+    assert_eq!(
+        p.drop_reasons[vxspan_core::RxDrop::InternalError as usize],
+        0,
+        "a frame made the engine panic"
+    );
+    // Whatever ids the frames carry, the report stays small: 1 input, its named ids and at most
+    // 64 others of each kind plus `other`.
+    let report = serde_json::to_vec(&e.report()).expect("serialises");
+    assert!(report.len() < 64 << 10, "report of {} bytes", report.len());
+}
+
+/// Outer IP reassembly against the datagram that was cut: the input chooses a UDP datagram
+/// (IPv4 or IPv6, up to 4 KiB), how it is cut (non-overlapping fragments, multiples of 8
+/// bytes), which fragments are sent twice, the order, and unrelated fragments of other
+/// datagrams interleaved. The datagram must complete exactly when its last missing fragment
+/// arrives, equal to the original (fragmentation fields cleared), and nothing may be refused.
+pub fn reasm(data: &[u8]) {
+    use vxspan_core::reasm::{Outcome, Reassembler};
+    let mut bytes = data.iter().copied();
+    let mut next = || bytes.next().unwrap_or(0);
+    let v6 = next() & 1 == 1;
+    let len = (usize::from(next()) << 4 | usize::from(next() >> 4)) + 1; // 1 to 4096
+    let payload: Vec<u8> = (0..len).map(|i| i as u8 ^ 0x5a).collect();
+    let whole = udp_datagram(v6, &payload);
+    let l3 = 14;
+    let hdr = if v6 { 40 } else { 20 };
+    let body = &whole[l3 + hdr..];
+    // Cut points: each fragment 8 to 2,048 bytes (a multiple of 8), the last what is left.
+    let mut cuts = vec![0usize];
+    while *cuts.last().expect("non-empty") < body.len() {
+        let step = 8 * (1 + usize::from(next() % 64)) * (1 + usize::from(next() % 4));
+        cuts.push((cuts.last().expect("non-empty") + step).min(body.len()));
+    }
+    let frags: Vec<Vec<u8>> = cuts
+        .windows(2)
+        .map(|w| fragment(&whole, v6, w[0], w[1], w[1] < body.len()))
+        .collect();
+    if frags.len() > vxspan_core::reasm::MAX_FRAGMENTS || frags.len() < 2 {
+        return;
+    }
+    // Order: a shuffle by the input, with some fragments twice and noise in between.
+    let mut order: Vec<usize> = (0..frags.len()).collect();
+    for i in (1..order.len()).rev() {
+        order.swap(i, usize::from(next()) % (i + 1));
+    }
+    let cfg = vxspan_config::Reassembly {
+        timeout_ms: 1000,
+        max_bytes: 1 << 20,
+        max_datagrams: 16,
+    };
+    let mut r = Reassembler::new(cfg);
+    let mut seen = vec![false; frags.len()];
+    let mut completed = 0;
+    for &i in &order {
+        let copies = if next() % 4 == 0 { 2 } else { 1 };
+        for _ in 0..copies {
+            if next() % 3 == 0 {
+                let mut noise = frags[usize::from(next()) % frags.len()].clone();
+                noise[l3 + if v6 { 44 } else { 5 }] ^= 0x80; // another identification
+                let _ = r.push(&noise, l3, v6, 0);
+            }
+            let o = r.push(&frags[i], l3, v6, 0);
+            let was_new = !seen[i];
+            seen[i] = true;
+            let all = seen.iter().all(|s| *s);
+            match o {
+                Outcome::Complete => {
+                    assert!(was_new && all, "completed early");
+                    assert!(
+                        r.frame() == expected_whole(&whole, v6),
+                        "reassembled differs"
+                    );
+                    completed += 1;
+                }
+                Outcome::Held => assert!(!(was_new && all) || completed > 0, "not completed"),
+                other => panic!("fragment {i} refused: {other:?} ({:?})", r.stats),
+            }
+        }
+        if completed > 0 {
+            break;
+        }
+    }
+    assert_eq!(completed, 1);
+    assert_eq!(r.stats.overlaps + r.stats.too_big, 0);
+}
+
+fn udp_datagram(v6: bool, payload: &[u8]) -> Vec<u8> {
+    use vxspan_core::wire::etherparse::PacketBuilder;
+    let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+    let mut f = Vec::new();
+    let b = if v6 {
+        eth.ipv6(
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            64,
+        )
+    } else {
+        eth.ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
+    };
+    b.udp(1000, 9999).write(&mut f, payload).expect("fits");
+    f
+}
+
+/// The fragment of `whole` carrying bytes `start..end` of its IP payload.
+fn fragment(whole: &[u8], v6: bool, start: usize, end: usize, more: bool) -> Vec<u8> {
+    let l3 = 14;
+    if v6 {
+        let mut f = whole[..l3 + 40].to_vec();
+        f[l3 + 6] = 44;
+        let off = ((start / 8) as u16) << 3 | u16::from(more);
+        f.extend_from_slice(&[17, 0]);
+        f.extend_from_slice(&off.to_be_bytes());
+        f.extend_from_slice(&0x0102_0304u32.to_be_bytes());
+        f.extend_from_slice(&whole[l3 + 40 + start..l3 + 40 + end]);
+        let plen = (8 + end - start) as u16;
+        f[l3 + 4..l3 + 6].copy_from_slice(&plen.to_be_bytes());
+        f
+    } else {
+        let mut f = whole[..l3 + 20].to_vec();
+        f.extend_from_slice(&whole[l3 + 20 + start..l3 + 20 + end]);
+        let total = (20 + end - start) as u16;
+        f[l3 + 2..l3 + 4].copy_from_slice(&total.to_be_bytes());
+        f[l3 + 4..l3 + 6].copy_from_slice(&0x4242u16.to_be_bytes());
+        let off = (start / 8) as u16 | if more { 0x2000 } else { 0 };
+        f[l3 + 6..l3 + 8].copy_from_slice(&off.to_be_bytes());
+        f
+    }
+}
+
+/// What reassembly must give back: the datagram with the identification the fragments carry,
+/// no DF, and the IPv4 checksum recomputed.
+fn expected_whole(whole: &[u8], v6: bool) -> Vec<u8> {
+    let mut e = whole.to_vec();
+    if !v6 {
+        e[18..20].copy_from_slice(&0x4242u16.to_be_bytes());
+        e[20..22].copy_from_slice(&[0, 0]);
+        e[24..26].copy_from_slice(&[0, 0]);
+        let sum = vxspan_core::reasm::checksum(&e[14..34]);
+        e[24..26].copy_from_slice(&sum.to_be_bytes());
+    }
+    e
 }
 
 /// The SNMP sub-agent's answer to a PDU from the master: any bytes give an error, nothing, or
