@@ -141,6 +141,58 @@ impl Sink for Discard {
     }
 }
 
+/// The decap target's sink: like [`Discard`], and every copy for output 0 that is the
+/// reassembled datagram of the fragment just pushed (same IPv4 source, destination, protocol and
+/// identification, no longer a fragment) must have the IP header reassembly rewrote right: its
+/// total length is the datagram's and its checksum verifies.
+struct Reassembled<'a> {
+    input: &'a [u8],
+}
+
+impl Sink for Reassembled<'_> {
+    fn transmit(&mut self, o: usize, f: TxFrame<'_>) -> Result<(), TxDrop> {
+        if o == 0 {
+            check_reassembled(self.input, f.data);
+        }
+        Discard.transmit(o, f)
+    }
+}
+
+/// (source, destination, protocol, identification) of a frame's IPv4 header, whether it is a
+/// fragment, and where it starts.
+fn v4_identity(frame: &[u8]) -> Option<([u8; 11], bool, usize)> {
+    let l2 = L2Info::parse(frame).ok()?;
+    let ip = frame.get(l2.l3_offset..)?;
+    if l2.ethertype != EtherType::Ipv4 || ip.len() < 20 || ip[0] >> 4 != 4 {
+        return None;
+    }
+    let mut id = [0u8; 11];
+    id[..8].copy_from_slice(&ip[12..20]);
+    id[8] = ip[9];
+    id[9..].copy_from_slice(&ip[4..6]);
+    let frag = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
+    Some((id, frag, l2.l3_offset))
+}
+
+fn check_reassembled(input: &[u8], out: &[u8]) {
+    let (Some((a, true, _)), Some((b, false, l3))) = (v4_identity(input), v4_identity(out)) else {
+        return;
+    };
+    if a != b {
+        return;
+    }
+    let ip = &out[l3..];
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    assert_eq!(total, ip.len(), "reassembled datagram's total length");
+    assert!(ihl >= 20 && ihl <= ip.len(), "reassembled header length");
+    assert_eq!(
+        vxspan_core::reasm::checksum(&ip[..ihl]),
+        0,
+        "reassembled checksum"
+    );
+}
+
 const ENGINE_CONFIG: &str = r#"
 [inputs.a]
 interface = "e1"
@@ -311,7 +363,7 @@ pub fn decap(data: &[u8]) {
                 wire_len: frame.len() as u32,
                 ts: n * 1_000_000,
             },
-            &mut Discard,
+            &mut Reassembled { input: frame },
         );
         n += 1;
         rest = tail;
