@@ -32,13 +32,16 @@ pub enum RxDrop {
     NotAllowed,
     /// A copy of a packet a rule with `dedup` already forwarded within its window.
     Duplicate,
+    /// The kernel handed over a ring entry (an AF_XDP descriptor, an AF_PACKET block or frame
+    /// header) whose address, offset or length is out of range: its frame is not read.
+    InvalidRingEntry,
     /// Processing the frame failed inside vxspan (a bug: the worker caught a panic). The frame
     /// is counted here and the worker goes on with the next one.
     InternalError,
 }
 
 impl RxDrop {
-    pub const ALL: [RxDrop; 9] = [
+    pub const ALL: [RxDrop; 10] = [
         RxDrop::NoRule,
         RxDrop::Malformed,
         RxDrop::SampledOut,
@@ -47,6 +50,7 @@ impl RxDrop {
         RxDrop::ReassemblyFailed,
         RxDrop::NotAllowed,
         RxDrop::Duplicate,
+        RxDrop::InvalidRingEntry,
         RxDrop::InternalError,
     ];
 
@@ -60,6 +64,7 @@ impl RxDrop {
             RxDrop::ReassemblyFailed => "reassembly_failed",
             RxDrop::NotAllowed => "not_allowed",
             RxDrop::Duplicate => "duplicate",
+            RxDrop::InvalidRingEntry => "invalid_ring_entry",
             RxDrop::InternalError => "internal_error",
         }
     }

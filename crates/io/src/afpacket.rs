@@ -174,6 +174,8 @@ pub struct RxRing {
     pub ifindex: u32,
     /// Block and frame headers refused so far (see [`block::Invalid`]).
     invalid: u64,
+    /// Of those, how many [`RxRing::take_invalid_ring_entries`] has reported.
+    invalid_reported: std::sync::atomic::AtomicU64,
 }
 
 // SAFETY: the mapping is owned by this value alone and only touched through `&mut self`.
@@ -282,6 +284,7 @@ impl RxRing {
             name: interface.to_owned(),
             ifindex: idx,
             invalid: 0,
+            invalid_reported: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -355,6 +358,14 @@ impl RxRing {
     /// refused; the frames it describes, or that cannot be found past it, are not read.
     pub fn invalid_ring_entries(&self) -> u64 {
         self.invalid
+    }
+
+    /// Ring entries refused since the last call (for counting them as drops once each).
+    pub fn take_invalid_ring_entries(&self) -> u64 {
+        let before = self
+            .invalid_reported
+            .swap(self.invalid, std::sync::atomic::Ordering::Relaxed);
+        self.invalid - before
     }
 }
 

@@ -215,6 +215,8 @@ pub struct XskRx {
     pub zero_copy: bool,
     /// Frames read so far.
     pub received: u64,
+    /// Of the refused RX descriptors, how many [`XskRx::take_invalid_ring_entries`] reported.
+    invalid_reported: u64,
     /// The descriptors of the batch being read (kept to reuse its allocation).
     descs: Vec<xdpilone::xdp::XdpDesc>,
     /// Which chunks the kernel holds, and the ones read and not yet back in the fill ring.
@@ -276,6 +278,7 @@ impl XskRx {
             queue,
             zero_copy,
             received: 0,
+            invalid_reported: 0,
             descs: Vec::with_capacity(FRAMES as usize),
             frames: RxFrames::new(Geometry::new(FRAMES, FRAME_SIZE)),
         };
@@ -303,6 +306,14 @@ impl XskRx {
     /// [`ring::Invalid`]). Their frames were dropped, not read.
     pub fn invalid_ring_entries(&self) -> u64 {
         self.frames.invalid()
+    }
+
+    /// RX descriptors refused since the last call (for counting them as drops once each).
+    pub fn take_invalid_ring_entries(&mut self) -> u64 {
+        let now = self.frames.invalid();
+        let new = now - self.invalid_reported;
+        self.invalid_reported = now;
+        new
     }
 
     /// Puts the frames read back in the fill ring. A reservation may get fewer entries than

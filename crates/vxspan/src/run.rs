@@ -801,6 +801,10 @@ fn count_xsk_drops(engine: &mut Engine, xsks: &mut [Xsk]) {
                 *seen = d;
             }
         }
+        let bad = x.take_invalid_ring_entries();
+        if bad > 0 {
+            engine.count_rx_drop(*i, RxDrop::InvalidRingEntry, bad, 0);
+        }
     }
 }
 
@@ -1779,6 +1783,10 @@ fn count_ring_drops<'a>(engine: &mut Engine, rings: impl Iterator<Item = (usize,
             if drops > 0 {
                 engine.count_rx_drop(i, RxDrop::RingOverrun, drops, 0);
             }
+        }
+        let bad = ring.take_invalid_ring_entries();
+        if bad > 0 {
+            engine.count_rx_drop(i, RxDrop::InvalidRingEntry, bad, 0);
         }
     }
 }
