@@ -12,7 +12,7 @@ mod path;
 mod raw;
 mod tunnel;
 
-pub use limits::CounterLimits;
+pub use limits::{parse_hash_key, CounterLimits, HASH_KEY_LEN};
 pub use model::*;
 pub use path::KeyPath;
 pub use tunnel::{

@@ -1,5 +1,7 @@
-//! `[counters]`: how many packet-chosen ids the counters list (issue #15). Ids a sender picks
-//! (VNIs, GRE keys, ERSPAN sessions, VLAN IDs) would otherwise add a counter each, without bound.
+//! What a hostile sender must not control (issue #15): `[counters]`, how many packet-chosen ids
+//! the counters list (VNIs, GRE keys, ERSPAN sessions, VLAN IDs would otherwise add a counter
+//! each, without bound), and `management.hash_key_file`, the secret key of the flow and dedup
+//! hashes.
 
 use crate::model::as_u64;
 use crate::path::KeyPath;
@@ -48,4 +50,62 @@ pub(crate) fn parse_counters(
         }
     }
     Ok(l)
+}
+
+/// Bytes of a hash key.
+pub const HASH_KEY_LEN: usize = 16;
+
+/// A hash key written as 32 hexadecimal digits (surrounding white space ignored).
+pub fn parse_hash_key(text: &str) -> Result<[u8; HASH_KEY_LEN], String> {
+    let t = text.trim();
+    if t.len() != 2 * HASH_KEY_LEN || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "a hash key is {} hexadecimal digits, not {} characters",
+            2 * HASH_KEY_LEN,
+            t.chars().count()
+        ));
+    }
+    let mut key = [0u8; HASH_KEY_LEN];
+    for (i, k) in key.iter_mut().enumerate() {
+        *k = u8::from_str_radix(&t[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+    }
+    Ok(key)
+}
+
+/// Reads `management.hash_key_file` (relative paths from the configuration file's directory):
+/// a regular file of at most 4 KiB holding the key in hexadecimal, readable by no one but its
+/// owner and group.
+pub(crate) fn load_hash_key(
+    path: &KeyPath,
+    file: &str,
+    config: &std::path::Path,
+) -> Result<[u8; HASH_KEY_LEN], (KeyPath, String)> {
+    let p = config
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join(file);
+    let meta =
+        std::fs::metadata(&p).map_err(|e| (path.clone(), format!("{}: {e}", p.display())))?;
+    if !meta.is_file() || meta.len() > 4096 {
+        return Err((
+            path.clone(),
+            format!("{}: not a regular file of at most 4 KiB", p.display()),
+        ));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o004 != 0 {
+            return Err((
+                path.clone(),
+                format!(
+                    "{}: readable by everyone; the key must stay secret (chmod 0640)",
+                    p.display()
+                ),
+            ));
+        }
+    }
+    let text =
+        std::fs::read_to_string(&p).map_err(|e| (path.clone(), format!("{}: {e}", p.display())))?;
+    parse_hash_key(&text).map_err(|e| (path.clone(), format!("{}: {e}", p.display())))
 }

@@ -284,6 +284,8 @@ pub struct Config {
     pub passthru: Vec<Passthru>,
     /// `[counters]`: how many packet-chosen ids are listed.
     pub counters: crate::CounterLimits,
+    /// The key of the flow and dedup hashes, from `management.hash_key_file`.
+    pub hash_key: Option<[u8; crate::HASH_KEY_LEN]>,
 }
 
 /// `[passthru.NAME]`: frames for `mac` (and `vlan`) on the input bound to `interface`, plus
@@ -753,6 +755,18 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> VResult<Config> {
             None => None,
         },
         counters: crate::limits::parse_counters(&root.key("counters"), raw.counters.as_ref())?,
+        hash_key: match raw
+            .management
+            .as_ref()
+            .and_then(|m| m.hash_key_file.as_deref())
+        {
+            Some(f) => Some(crate::limits::load_hash_key(
+                &root.key("management").key("hash_key_file"),
+                f,
+                file,
+            )?),
+            None => None,
+        },
     };
     // Where each port name and each input interface was defined, for duplicate errors.
     let mut port_paths: Vec<(String, KeyPath)> = Vec::new();

@@ -82,6 +82,7 @@ pub struct RawManagement {
     pub snmp_agentx: Option<String>,
     pub snmp_base_oid: Option<String>,
     pub snmp_drop_rate: Option<u64>,
+    pub hash_key_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -652,3 +652,44 @@ fn management_snmp() {
         "needs management.snmp_agentx",
     );
 }
+
+/// `management.hash_key_file`: 32 hex digits in a file nobody else can read; relative to the
+/// configuration's directory.
+#[test]
+fn hash_key_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("vxspan-hashkey-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("c.toml");
+    let text = "[inputs.a]\ninterface = \"e1\"\n[outputs.b]\ninterface = \"e2\"\n[[rules]]\nfrom = \"a\"\nto = \"b\"\n[management]\nhash_key_file = \"key\"\n";
+    let key = dir.join("key");
+    let load = |content: &str, mode: u32| {
+        std::fs::write(&key, content).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+        parse(text, Syntax::Toml, &cfg)
+    };
+    let c = load("00112233445566778899aabbccddeeff\n", 0o640).unwrap();
+    assert_eq!(c.hash_key.unwrap()[..3], [0x00, 0x11, 0x22]);
+    for (content, mode, msg) in [
+        (
+            "00112233445566778899aabbccddeeff",
+            0o644,
+            "readable by everyone",
+        ),
+        ("0011", 0o600, "32 hexadecimal digits"),
+        (
+            "zz112233445566778899aabbccddeeff",
+            0o600,
+            "32 hexadecimal digits",
+        ),
+    ] {
+        let e = load(content, mode).unwrap_err();
+        assert_eq!(e.path, "management.hash_key_file", "{content}");
+        assert!(e.message.contains(msg), "{}", e.message);
+    }
+    std::fs::remove_file(&key).unwrap();
+    let e = parse(text, Syntax::Toml, &cfg).unwrap_err();
+    assert!(e.message.contains("No such file"), "{}", e.message);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(toml("[management]\nhash_key_file = 5\n").is_err());
+}

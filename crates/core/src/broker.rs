@@ -3,7 +3,7 @@
 
 use vxspan_config::{Dedup, RateLimit};
 use vxspan_wire::{EtherType, L2Info};
-use xxhash_rust::xxh3::{xxh3_64, Xxh3};
+use xxhash_rust::xxh3::xxh3_64;
 
 /// Weighted rendezvous (highest random weight) hashing: the output whose score for this flow is
 /// highest wins. Removing an output only moves the flows it had; adding one only takes flows to
@@ -32,10 +32,10 @@ pub fn rendezvous(flow: u64, choices: &[(usize, u32)], up: impl Fn(usize) -> boo
 /// The de-duplication key of a frame: a hash of the IP packet with TTL / hop limit and the IPv4
 /// header checksum masked (they change hop by hop), so copies taken at two SPAN points, or with
 /// different VLAN tags or tunnel headers, match. A frame that is not IP is keyed on everything
-/// after its VLAN tags.
-pub fn dedup_key(frame: &[u8], l2: &L2Info) -> u64 {
+/// after its VLAN tags. Keyed (see [`crate::hashkey`]).
+pub fn dedup_key(key: &crate::hashkey::HashKey, frame: &[u8], l2: &L2Info) -> u64 {
     let l3 = frame.get(l2.l3_offset..).unwrap_or(&[]);
-    let mut h = Xxh3::new();
+    let mut h = key.dedup_hasher();
     match l2.ethertype {
         EtherType::Ipv4 if l3.len() >= 20 && l3[0] >> 4 == 4 => {
             let total = usize::from(u16::from_be_bytes([l3[2], l3[3]])).clamp(20, l3.len());

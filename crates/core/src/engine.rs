@@ -88,8 +88,8 @@ fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn flow_hash(key: &FlowKey) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(&key.symmetric().to_bytes())
+fn flow_hash(k: &crate::hashkey::HashKey, key: &FlowKey) -> u64 {
+    k.flow(&key.symmetric().to_bytes())
 }
 
 /// What the workers running one plan share: cloning it shares it.
@@ -361,7 +361,7 @@ impl Engine {
                     let (duplicate, evicted) = {
                         let mut t = locked(t);
                         let before = t.evictions;
-                        let d = t.seen(dedup_key(frame.data, &l2), frame.ts);
+                        let d = t.seen(dedup_key(&plan.hash_key, frame.data, &l2), frame.ts);
                         (d, t.evictions - before)
                     };
                     rc.dedup_evictions += evicted;
@@ -380,7 +380,7 @@ impl Engine {
                         }
                         SampleMode::Flow => {
                             let h = *flow.get_or_insert_with(|| {
-                                flow_hash(&FlowKey::extract(frame.data, &l2))
+                                flow_hash(&plan.hash_key, &FlowKey::extract(frame.data, &l2))
                             });
                             h.is_multiple_of(u64::from(s.one_in))
                         }
@@ -395,7 +395,7 @@ impl Engine {
                         None => dest.union(&rule.to),
                         Some(choices) => {
                             let h = *flow.get_or_insert_with(|| {
-                                flow_hash(&FlowKey::extract(frame.data, &l2))
+                                flow_hash(&plan.hash_key, &FlowKey::extract(frame.data, &l2))
                             });
                             dest.insert(rendezvous(h, choices, |o| output_up[o]));
                         }

@@ -10,6 +10,7 @@ pub mod counters;
 pub mod decap;
 pub mod encap;
 pub mod engine;
+pub mod hashkey;
 pub mod plan;
 pub mod reasm;
 pub mod topk;

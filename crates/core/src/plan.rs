@@ -171,6 +171,10 @@ pub struct Plan {
     pub configured_tunnels: Vec<Vec<crate::counters::TunnelKey>>,
     /// How many other packet-chosen ids the counters list (`[counters]`).
     pub counter_limits: vxspan_config::CounterLimits,
+    /// The key of the flow and dedup hashes: [`crate::hashkey::HashKey::replay`] from
+    /// [`Plan::compile`], or the configuration's `management.hash_key_file`; `vxspan run` sets
+    /// its own when the configuration has none.
+    pub hash_key: crate::hashkey::HashKey,
     pub passthru: Vec<vxspan_config::Passthru>,
 }
 
@@ -447,6 +451,10 @@ impl Plan {
             rules,
             configured_vids,
             counter_limits: cfg.counters,
+            hash_key: match cfg.hash_key {
+                Some(k) => crate::hashkey::HashKey::new(k),
+                None => crate::hashkey::HashKey::replay(),
+            },
             passthru: cfg.passthru.clone(),
         })
     }

@@ -57,6 +57,12 @@ enum Cmd {
         /// Print the counters as JSON.
         #[arg(long)]
         json: bool,
+        /// The key of the flow and dedup hashes (balancing, flow sampling, dedup), 32 hex
+        /// digits. Default: the fixed replay key 76787370616e2d7265706c61792d6b31
+        /// ("vxspan-replay-k1"), whatever the configuration's hash_key_file says, so replays
+        /// are reproducible; give the live key to see what the daemon did.
+        #[arg(long, value_name = "HEX")]
+        hash_key: Option<String>,
     },
     /// Run live: forward between Linux interfaces (AF_PACKET). SIGHUP or `vxspan reload`
     /// reloads the configuration; SIGINT / SIGTERM stop and print the counters.
@@ -200,7 +206,15 @@ fn main() -> ExitCode {
             outputs,
             out_dir,
             json,
-        } => replay::run(&config, &inputs, &outputs, out_dir.as_deref(), json),
+            hash_key,
+        } => replay::run(
+            &config,
+            &inputs,
+            &outputs,
+            out_dir.as_deref(),
+            json,
+            hash_key.as_deref(),
+        ),
         Cmd::Demo { count } => replay::demo(count),
         Cmd::Lab { count } => lab::lab(count),
         Cmd::Run {

@@ -103,10 +103,19 @@ pub fn run(
     outputs: &[String],
     out_dir: Option<&Path>,
     json: bool,
+    hash_key: Option<&str>,
 ) -> Result<ExitCode> {
-    let (_cfg, plan) = match check::load(config) {
+    let (_cfg, mut plan) = match check::load(config) {
         Ok(x) => x,
         Err(code) => return Ok(code),
+    };
+    plan.hash_key = match hash_key.map(vxspan_core::hashkey::HashKey::parse_hex) {
+        None => vxspan_core::hashkey::HashKey::replay(),
+        Some(Ok(k)) => k,
+        Some(Err(e)) => {
+            eprintln!("vxspan: --hash-key: {e}");
+            return Ok(ExitCode::from(2));
+        }
     };
     let input_names: Vec<&str> = plan.inputs.iter().map(|i| i.name.as_str()).collect();
     let output_names: Vec<&str> = plan.outputs.iter().map(|o| o.name.as_str()).collect();

@@ -474,12 +474,35 @@ fn interfaces_key(plan: &Plan) -> (Vec<String>, Vec<String>) {
     (inputs, outputs)
 }
 
+/// The hash key of an instance whose configuration names no `hash_key_file`: drawn from the
+/// kernel's random source once, at the first load, and kept across reloads (balancing and
+/// flow sampling stay put until the process restarts).
+fn process_hash_key() -> Result<vxspan_core::hashkey::HashKey, String> {
+    static KEY: std::sync::OnceLock<vxspan_core::hashkey::HashKey> = std::sync::OnceLock::new();
+    if let Some(k) = KEY.get() {
+        return Ok(k.clone());
+    }
+    let mut key = [0u8; vxspan_core::hashkey::KEY_LEN];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").map_err(|e| format!("/dev/urandom: {e}"))?,
+        &mut key,
+    )
+    .map_err(|e| format!("/dev/urandom: {e}"))?;
+    log("no management.hash_key_file: flow and dedup hashes use a key drawn at start (balancing changes at each restart; share a key file between instances that must agree)");
+    Ok(KEY
+        .get_or_init(|| vxspan_core::hashkey::HashKey::new(key))
+        .clone())
+}
+
 /// Loads, validates and compiles `path` for the live datapath; applies each output interface's
 /// MTU where the configuration sets none.
 fn load_plan(path: &Path) -> Result<(vxspan_config::Config, Plan), String> {
     let cfg = vxspan_config::load(path).map_err(|e| e.to_string())?;
     let mut plan = Plan::compile(&cfg, &vxspan_io::filter::Libpcap)
         .map_err(|e| format!("{}: {}: {}", path.display(), e.path, e.message))?;
+    if cfg.hash_key.is_none() {
+        plan.hash_key = process_hash_key()?;
+    }
     let uplink = default_route_interface();
     for inp in &cfg.inputs {
         if Some(&inp.interface) == uplink.as_ref() && !inp.allow_uplink {
