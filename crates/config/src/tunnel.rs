@@ -314,7 +314,7 @@ pub(crate) fn parse_decap(
                     r.max_bytes = as_u64(&kp, val, "max_bytes", 65_535..=1 << 30)? as u32
                 }
                 "max_datagrams" => {
-                    r.max_datagrams = as_u64(&kp, val, "max_datagrams", 1..=1 << 20)? as u32
+                    r.max_datagrams = as_u64(&kp, val, "max_datagrams", 1..=65_536)? as u32
                 }
                 _ => {
                     return err(

@@ -7,99 +7,13 @@
 
 mod common;
 
+use common::floods::{every_vlan, key_flood, write};
 use common::{scratch, vxspan};
 use std::fmt::Write as _;
-use std::path::Path;
-use vxspan_core::wire::etherparse::{IpNumber, Ipv4Header, PacketBuilder};
 
 const INPUTS: usize = 20;
 const KEYS: u32 = 200_000;
 const SESSIONS: u32 = 1024;
-
-fn inner() -> Vec<u8> {
-    let mut f = Vec::new();
-    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 3], [2, 0, 0, 0, 0, 4])
-        .ipv4([198, 18, 9, 1], [198, 18, 9, 2], 64)
-        .udp(1, 2)
-        .write(&mut f, &[0u8; 8])
-        .unwrap();
-    f
-}
-
-/// Ethernet / IPv4 / `ip_payload` with IP protocol `proto`.
-fn over_ip(proto: IpNumber, ip_payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
-    let mut h = Ipv4Header::new(
-        ip_payload.len() as u16,
-        64,
-        proto,
-        [198, 18, 0, 1],
-        [198, 18, 0, 2],
-    )
-    .unwrap();
-    h.header_checksum = h.calc_header_checksum();
-    f.extend_from_slice(&h.to_bytes());
-    f.extend_from_slice(ip_payload);
-    f
-}
-
-fn gre_key(key: u32, inner: &[u8]) -> Vec<u8> {
-    let mut g = vec![0x20, 0x00, 0x65, 0x58]; // K, transparent Ethernet bridging
-    g.extend_from_slice(&key.to_be_bytes());
-    g.extend_from_slice(inner);
-    over_ip(IpNumber::GRE, &g)
-}
-
-fn vxlan(vni: u32, inner: &[u8]) -> Vec<u8> {
-    let mut v = vec![0x08, 0, 0, 0];
-    v.extend_from_slice(&(vni << 8).to_be_bytes());
-    v.extend_from_slice(inner);
-    let mut f = Vec::new();
-    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
-        .udp(5000, 4789)
-        .write(&mut f, &v)
-        .unwrap();
-    f
-}
-
-fn erspan2(session: u32, inner: &[u8]) -> Vec<u8> {
-    let mut g = vec![0x10, 0x00, 0x88, 0xbe, 0, 0, 0, 1]; // S, ERSPAN II, sequence 1
-    g.extend_from_slice(&(0x1000_0000 | session).to_be_bytes()); // version 1, VLAN 0
-    g.extend_from_slice(&[0, 0, 0, 0]);
-    g.extend_from_slice(inner);
-    over_ip(IpNumber::GRE, &g)
-}
-
-/// Every VID once (and an untagged frame).
-fn every_vlan() -> Vec<Vec<u8>> {
-    let base = inner();
-    (0..4096u16)
-        .map(|vid| {
-            if vid == 0 {
-                return base.clone();
-            }
-            let mut f = base[..12].to_vec();
-            f.extend_from_slice(&[0x81, 0x00]);
-            f.extend_from_slice(&vid.to_be_bytes());
-            f.extend_from_slice(&base[12..]);
-            f
-        })
-        .collect()
-}
-
-fn write(path: &Path, frames: &[Vec<u8>]) {
-    let mut w = vxspan_io::pcap::Writer::create(path).unwrap();
-    for (i, f) in frames.iter().enumerate() {
-        w.write(
-            f,
-            f.len() as u32,
-            1_700_000_000_000_000_000 + i as u64 * 1000,
-        )
-        .unwrap();
-    }
-    w.flush().unwrap();
-}
 
 fn config() -> String {
     let mut s = String::from("[outputs.out]\ninterface = \"o1\"\n");
@@ -122,20 +36,8 @@ fn packet_chosen_ids_stay_bounded() {
     std::fs::write(dir.join("c.toml"), config()).unwrap();
     let vlans = every_vlan();
     write(&dir.join("vlans.pcap"), &vlans);
-    let i = inner();
-    let mut flood: Vec<Vec<u8>> = Vec::new();
-    for k in 0..KEYS {
-        flood.push(gre_key(k, &i));
-        flood.push(vxlan(k + 1000, &i));
-    }
-    for s in 0..SESSIONS {
-        flood.push(erspan2(s, &i));
-    }
-    // A heavy hitter among the flood.
-    for _ in 0..5000 {
-        flood.push(gre_key(999_999_999, &i));
-    }
-    write(&dir.join("flood.pcap"), &flood);
+    // With a heavy hitter among the flood.
+    write(&dir.join("flood.pcap"), &key_flood());
     let mut args = vec![
         "replay".to_string(),
         dir.join("c.toml").display().to_string(),

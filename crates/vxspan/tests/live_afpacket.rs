@@ -6,6 +6,7 @@ mod common;
 
 use common::daemon::{counter, frames_in, sorted, Blast, Vxspan};
 use common::netns::{wait_for, Daemon, Netns};
+use common::tmux::{rss_kb, vm_rss_kb, Tmux};
 use common::{read_capture, root, scratch};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -1051,83 +1052,6 @@ fn prometheus_metrics_agree_with_stats() {
     ]);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "404");
     vx.stop(&dir);
-}
-
-/// A tmux session, killed when dropped.
-struct Tmux(String);
-
-impl Tmux {
-    fn screen(&self) -> String {
-        let o = Command::new("tmux")
-            .args(["capture-pane", "-p", "-t", &self.0])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", self.0.as_str()];
-        args.extend(keys);
-        assert!(Command::new("tmux").args(&args).status().unwrap().success());
-    }
-
-    fn alive(&self) -> bool {
-        Command::new("tmux")
-            .args(["has-session", "-t", &self.0])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    }
-
-    /// Waits until the screen contains every needle; returns the screen.
-    fn wait_for(&self, needles: &[&str]) -> String {
-        let mut screen = String::new();
-        wait_for(Duration::from_secs(8), || {
-            screen = self.screen();
-            needles.iter().all(|n| screen.contains(n))
-        });
-        for n in needles {
-            assert!(screen.contains(n), "{n:?} not on screen:\n{screen}");
-        }
-        screen
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["kill-session", "-t", &self.0])
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-/// The resident memory of `pid` or, if it is a shell, of its child, in kB.
-fn rss_kb(pid: u32) -> u64 {
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    let pid = if comm.trim() == "vxspan" {
-        pid
-    } else {
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    vm_rss_kb(pid)
-}
-
-/// VmRSS of a process, in kB.
-fn vm_rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
 }
 
 /// `vxspan top` in tmux against a running instance: the topology, the rate of the traffic

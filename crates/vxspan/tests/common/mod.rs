@@ -6,7 +6,9 @@ use std::process::{Command, Output};
 
 /// The workspace root.
 pub mod daemon;
+pub mod floods;
 pub mod netns;
+pub mod tmux;
 
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
