@@ -1089,27 +1089,7 @@ fn top_dashboard_shows_topology_rates_and_reacts_to_keys() {
         .spawn()
         .unwrap(),
     );
-    let tmux = Tmux(format!("vxs-top-{}", std::process::id()));
-    let cmd = format!(
-        "{} top --control {}",
-        env!("CARGO_BIN_EXE_vxspan"),
-        vx.control.display()
-    );
-    assert!(Command::new("tmux")
-        .args([
-            "new-session",
-            "-d",
-            "-s",
-            &tmux.0,
-            "-x",
-            "160",
-            "-y",
-            "45",
-            &cmd
-        ])
-        .status()
-        .unwrap()
-        .success());
+    let tmux = Tmux::top(format!("vxs-top-{}", std::process::id()), &vx.control);
 
     // The topology: ports with link state, the VLAN mappings, the rules.
     tmux.wait_for(&[
@@ -1165,17 +1145,7 @@ fn top_dashboard_shows_topology_rates_and_reacts_to_keys() {
     tmux.keys(&["Home"]);
     tmux.wait_for(&["eth0: rx up"]);
 
-    let pane: u32 = String::from_utf8(
-        Command::new("tmux")
-            .args(["list-panes", "-t", &tmux.0, "-F", "#{pane_pid}"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .parse()
-    .unwrap();
+    let pane = tmux.pane_pid();
     let rss = rss_kb(pane);
     eprintln!("vxspan top RSS: {rss} kB");
     assert!(rss < 16 * 1024, "vxspan top uses {rss} kB");

@@ -11,7 +11,6 @@ use common::floods::{every_vlan, key_flood, write};
 use common::netns::{wait_for, Netns};
 use common::scratch;
 use common::tmux::{rss_kb, vm_rss_kb, Tmux};
-use std::process::Command;
 use std::time::Duration;
 
 const CONFIG: &str = r#"
@@ -113,47 +112,20 @@ fn a_key_flood_costs_no_memory() {
         .values()
         .map(|c| c["packets"].as_u64().unwrap())
         .sum();
-    assert!(sum >= flood.len() as u64, "tunnel counters hold {sum}");
+    // Every tunnel frame that reached the engine is in them (frames the kernel dropped before
+    // vxspan saw them, under load, are ring_overrun); the 4,096 VLAN frames are not tunnels.
+    let lost = s["interfaces"]["in"]["drop_reasons"]["ring_overrun"].as_u64().unwrap();
+    assert_eq!(sum + 4096 + lost, total, "tunnel counters hold {sum}");
     assert!(s["vlans"]["in"].as_object().unwrap().len() <= 1 + 64 + 1);
 
     let page = ns.exec(&["curl", "-s", "http://127.0.0.1:9464/metrics"]);
     eprintln!("/metrics: {} bytes", page.stdout.len());
     assert!(!page.stdout.is_empty() && page.stdout.len() < 2 << 20);
 
-    let tmux = Tmux(format!("vxs-card-{}", std::process::id()));
-    let cmd = format!(
-        "{} top --control {}",
-        env!("CARGO_BIN_EXE_vxspan"),
-        vx.control.display()
-    );
-    assert!(Command::new("tmux")
-        .args([
-            "new-session",
-            "-d",
-            "-s",
-            &tmux.0,
-            "-x",
-            "160",
-            "-y",
-            "45",
-            &cmd
-        ])
-        .status()
-        .unwrap()
-        .success());
+    let tmux = Tmux::top(format!("vxs-card-{}", std::process::id()), &vx.control);
     tmux.wait_for(&["in [up]"]);
     std::thread::sleep(Duration::from_secs(2));
-    let pane: u32 = String::from_utf8(
-        Command::new("tmux")
-            .args(["list-panes", "-t", &tmux.0, "-F", "#{pane_pid}"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .parse()
-    .unwrap();
+    let pane = tmux.pane_pid();
     let top = rss_kb(pane);
     eprintln!("vxspan top: VmRSS {top} kB");
     assert!(top < 64 * 1024, "vxspan top VmRSS {top} kB");

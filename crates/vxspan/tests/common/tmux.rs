@@ -8,6 +8,41 @@ use std::time::Duration;
 pub struct Tmux(pub String);
 
 impl Tmux {
+    /// `vxspan top --control CONTROL` in a new 160 x 45 session called `name`.
+    pub fn top(name: String, control: &std::path::Path) -> Tmux {
+        let tmux = Tmux(name);
+        let cmd = format!(
+            "{} top --control {}",
+            env!("CARGO_BIN_EXE_vxspan"),
+            control.display()
+        );
+        assert!(Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                &tmux.0,
+                "-x",
+                "160",
+                "-y",
+                "45",
+                &cmd
+            ])
+            .status()
+            .unwrap()
+            .success());
+        tmux
+    }
+
+    /// The process the session's pane runs.
+    pub fn pane_pid(&self) -> u32 {
+        let o = Command::new("tmux")
+            .args(["list-panes", "-t", &self.0, "-F", "#{pane_pid}"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+    }
+
     pub fn screen(&self) -> String {
         let o = Command::new("tmux")
             .args(["capture-pane", "-p", "-t", &self.0])
