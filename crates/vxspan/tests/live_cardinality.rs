@@ -114,7 +114,9 @@ fn a_key_flood_costs_no_memory() {
         .sum();
     // Every tunnel frame that reached the engine is in them (frames the kernel dropped before
     // vxspan saw them, under load, are ring_overrun); the 4,096 VLAN frames are not tunnels.
-    let lost = s["interfaces"]["in"]["drop_reasons"]["ring_overrun"].as_u64().unwrap();
+    let lost = s["interfaces"]["in"]["drop_reasons"]["ring_overrun"]
+        .as_u64()
+        .unwrap();
     assert_eq!(sum + 4096 + lost, total, "tunnel counters hold {sum}");
     assert!(s["vlans"]["in"].as_object().unwrap().len() <= 1 + 64 + 1);
 
