@@ -335,20 +335,7 @@ impl Report {
             }
         }
         for (name, vl) in &other.vlans {
-            let m = self.vlans.entry(name.clone()).or_default();
-            let keep = m.len().max(vl.len());
-            for (k, v) in vl {
-                m.entry(k.clone()).or_default().add(v);
-            }
-            fold_smallest(
-                m,
-                keep,
-                |c| c.packets,
-                |o, c| {
-                    o.add(&c);
-                    o.vlans = Some(o.vlans.unwrap_or(0) + 1);
-                },
-            );
+            add_bounded(self.vlans.entry(name.clone()).or_default(), vl);
         }
         for r in &other.rules {
             match self.rules.iter_mut().find(|x| x.name == r.name) {
@@ -364,20 +351,7 @@ impl Report {
             }
         }
         for (name, t) in &other.tunnels {
-            let m = self.tunnels.entry(name.clone()).or_default();
-            let keep = m.len().max(t.len());
-            for (k, v) in t {
-                m.entry(k.clone()).or_default().add(v);
-            }
-            fold_smallest(
-                m,
-                keep,
-                |c| c.packets,
-                |o, c| {
-                    o.add(&c);
-                    o.ids = Some(o.ids.unwrap_or(0) + 1);
-                },
-            );
+            add_bounded(self.tunnels.entry(name.clone()).or_default(), t);
         }
         for (name, r) in &other.reassembly {
             self.reassembly.entry(name.clone()).or_default().add(r);
@@ -388,49 +362,77 @@ impl Report {
     }
 }
 
-/// Keeps at most `keep` entries in `m` (the `other` entry included): the smallest by `size` are
-/// folded into `other` with `fold`. Summing reports (across reloads) stays bounded this way.
-fn fold_smallest<C: Default + Clone>(
-    m: &mut BTreeMap<String, C>,
-    keep: usize,
-    size: impl Fn(&C) -> u64,
-    mut fold: impl FnMut(&mut C, C),
-) {
-    while m.len() > keep.max(1) {
-        let Some(k) = m
+/// A counter of a table keyed by packet contents, whose entries past its bound are summed
+/// under [`OTHER`], which also counts how many entries it holds.
+pub trait Summed: Default + Clone {
+    fn add(&mut self, o: &Self);
+    fn packets(&self) -> u64;
+    /// Adds `o` as one more entry summed here.
+    fn fold_in(&mut self, o: &Self);
+}
+
+fn add_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+    }
+}
+
+/// Adds `from` into `into` by key and keeps at most as many entries as the larger of the two
+/// had (the `other` entry included): the smallest are folded into `other`. Summing reports
+/// (across reloads) stays bounded this way.
+fn add_bounded<C: Summed>(into: &mut BTreeMap<String, C>, from: &BTreeMap<String, C>) {
+    let keep = into.len().max(from.len()).max(1);
+    for (k, v) in from {
+        into.entry(k.clone()).or_default().add(v);
+    }
+    while into.len() > keep {
+        let Some(k) = into
             .iter()
             .filter(|(k, _)| k.as_str() != OTHER)
-            .min_by_key(|(_, c)| size(c))
+            .min_by_key(|(_, c)| c.packets())
             .map(|(k, _)| k.clone())
         else {
             break;
         };
-        let c = m.remove(&k).unwrap_or_default();
-        fold(m.entry(OTHER.to_owned()).or_default(), c);
+        let c = into.remove(&k).unwrap_or_default();
+        into.entry(OTHER.to_owned()).or_default().fold_in(&c);
     }
 }
 
-impl TunnelCounters {
-    pub fn add(&mut self, o: &TunnelCounters) {
+impl Summed for TunnelCounters {
+    fn add(&mut self, o: &TunnelCounters) {
         self.packets += o.packets;
         self.bytes += o.bytes;
-        self.ids = match (self.ids, o.ids) {
-            (None, None) => None,
-            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
-        };
+        self.ids = add_opt(self.ids, o.ids);
+    }
+
+    fn packets(&self) -> u64 {
+        self.packets
+    }
+
+    fn fold_in(&mut self, o: &TunnelCounters) {
+        self.add(o);
+        self.ids = Some(self.ids.unwrap_or(0) + 1);
     }
 }
 
-impl VlanCounters {
-    pub fn add(&mut self, o: &VlanCounters) {
+impl Summed for VlanCounters {
+    fn add(&mut self, o: &VlanCounters) {
         self.packets += o.packets;
         self.bytes += o.bytes;
         self.dropped_packets += o.dropped_packets;
         self.dropped_bytes += o.dropped_bytes;
-        self.vlans = match (self.vlans, o.vlans) {
-            (None, None) => None,
-            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
-        };
+        self.vlans = add_opt(self.vlans, o.vlans);
+    }
+
+    fn packets(&self) -> u64 {
+        self.packets
+    }
+
+    fn fold_in(&mut self, o: &VlanCounters) {
+        self.add(o);
+        self.vlans = Some(self.vlans.unwrap_or(0) + 1);
     }
 }
 

@@ -5,7 +5,9 @@
 //! per frame: transformed copies are built in one scratch buffer that is reused.
 
 use crate::broker::{dedup_key, rendezvous, DedupTable, TokenBucket};
-use crate::counters::{vlan_key, Counters, PortReport, Report, RxDrop, TxDrop, VlanCounters};
+use crate::counters::{
+    vlan_key, Counters, PortReport, Report, RxDrop, Summed, TxDrop, VlanCounters,
+};
 use crate::decap::{Decapped, Decapsulator, TunnelMeta};
 use crate::encap::{encapsulate, TunnelState};
 use crate::plan::{OutSet, OutputPlan, Plan, NO_GROUP};
@@ -627,8 +629,7 @@ fn vlan_report(
         if n < limit {
             m.insert(vlan_key(vid), *v);
         } else {
-            other.add(v);
-            other.vlans = Some(other.vlans.unwrap_or(0) + 1);
+            other.fold_in(v);
         }
     }
     if other.vlans.is_some() {

@@ -819,13 +819,8 @@ mod tests {
     /// kick the ledger names exactly the dropped copy and knows what is still waiting.
     #[test]
     fn the_ledger_follows_the_kernel_through_random_kicks() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut rand = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rng = vxspan_core::wire::XorShift(0x2545_f491_4f6c_dd1du64);
+        let mut rand = move |n: u64| rng.below(n);
         let size = 64u32;
         let mut l = TxLedger::new(size);
         // The kernel's own consumer index, and the one userspace can read.

@@ -42,15 +42,12 @@ fn udp(payload: usize) -> Vec<u8> {
 
 /// 4,096 frames: 8-byte fragments (MF set, random offsets below 64 KiB) or plain frames.
 fn batch(fragments: bool) -> Vec<Vec<u8>> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rng = vxspan_core::wire::XorShift(0x9e37_79b9_7f4a_7c15);
     (0..4096)
         .map(|i| {
             let mut f = udp(if fragments { 0 } else { 22 });
             if fragments {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let off = (x % 8000) as u16;
+                let off = rng.below(8000) as u16;
                 f[16..18].copy_from_slice(&28u16.to_be_bytes()); // 20 + 8 bytes
                 f[20..22].copy_from_slice(&(0x2000 | off).to_be_bytes());
             }

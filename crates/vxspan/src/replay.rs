@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vxspan_core::counters::Summed as _;
 use vxspan_core::{Engine, Plan, Report, Sink, TxDrop, TxFrame};
 use vxspan_io::mem::MemoryInput;
 use vxspan_io::pcap::{FileInput, Writer};
@@ -257,11 +258,10 @@ pub fn render(r: &Report, plan: &Plan, total: u64) -> String {
         // Numeric order, "none" first; VLANs no rule names are summed into one line (with the
         // report's own `other` entry, which sums VLANs past the `[counters]` bound).
         let mut rows: Vec<(u16, &vxspan_core::counters::VlanCounters)> = Vec::new();
-        let mut other = (0usize, vxspan_core::counters::VlanCounters::default());
+        let mut other = vxspan_core::counters::VlanCounters::default();
         for (k, c) in &r.vlans[&inp.name] {
             if k == vxspan_core::counters::OTHER {
-                other.0 += c.vlans.unwrap_or(0) as usize;
-                other.1.add(c);
+                other.add(c);
             } else {
                 rows.push((k.parse().unwrap_or(0), c));
             }
@@ -276,16 +276,14 @@ pub fn render(r: &Report, plan: &Plan, total: u64) -> String {
                     inp.name, key, c.packets, c.bytes, c.dropped_packets
                 );
             } else {
-                other.0 += 1;
-                other.1.add(c);
+                other.fold_in(c);
             }
         }
-        if other.0 > 0 {
-            let c = other.1;
+        if let Some(n) = other.vlans {
             let _ = writeln!(
                 s,
-                "{:<14} {:>6} {:>10} {:>12} {:>10}   ({} other VLANs)",
-                inp.name, "other", c.packets, c.bytes, c.dropped_packets, other.0
+                "{:<14} {:>6} {:>10} {:>12} {:>10}   ({n} other VLANs)",
+                inp.name, "other", other.packets, other.bytes, other.dropped_packets
             );
         }
     }

@@ -15,6 +15,16 @@ const INPUTS: usize = 20;
 const KEYS: u32 = 200_000;
 const SESSIONS: u32 = 1024;
 
+/// `vxspan replay ARGS`: its JSON counters, which must be under 1 MB.
+fn replay_report(args: &[String]) -> vxspan_core::Report {
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = vxspan(&a);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    eprintln!("stats JSON: {} bytes", o.stdout.len());
+    assert!(o.stdout.len() < 1 << 20, "{} bytes", o.stdout.len());
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 fn config() -> String {
     let mut s = String::from("[outputs.out]\ninterface = \"o1\"\n");
     for i in 0..INPUTS {
@@ -53,12 +63,7 @@ fn packet_chosen_ids_stay_bounded() {
         format!("out={}", dir.join("out.pcap").display()),
     ]);
     args.push("--json".into());
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    let o = vxspan(&a);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    eprintln!("stats JSON: {} bytes", o.stdout.len());
-    assert!(o.stdout.len() < 1 << 20, "{} bytes", o.stdout.len());
-    let r: vxspan_core::Report = serde_json::from_slice(&o.stdout).unwrap();
+    let r = replay_report(&args);
 
     // VLANs: 10 (configured) + 64 busiest + other, on every input fed the VLAN sweep.
     for n in 1..INPUTS {
@@ -129,12 +134,7 @@ fn vxspan_any_beside_a_vid_lists_a_bounded_set() {
         dir.display().to_string(),
         "--json".into(),
     ]);
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    let o = vxspan(&a);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    eprintln!("stats JSON: {} bytes", o.stdout.len());
-    assert!(o.stdout.len() < 1 << 20, "{} bytes", o.stdout.len());
-    let r: vxspan_core::Report = serde_json::from_slice(&o.stdout).unwrap();
+    let r = replay_report(&args);
     for n in 0..INPUTS {
         let v = &r.vlans[&format!("eth{n}")];
         assert_eq!(v.len(), 1 + 64 + 1, "eth{n}: {} VLAN entries", v.len());

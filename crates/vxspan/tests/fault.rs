@@ -158,6 +158,18 @@ fn a_panic_costs_one_frame_offline() {
     );
 }
 
+/// The daemon's counters once the input has counted `n` frames (within 5 s).
+fn counted(vx: &Vxspan, n: u64) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    let done = (0..250).any(|_| {
+        last = vx.stats();
+        std::thread::sleep(Duration::from_millis(20));
+        counter(&last, "in", "rx_packets") >= n
+    });
+    assert!(done, "the daemon counted {last}");
+    last
+}
+
 #[test]
 fn a_panic_costs_one_frame_live_with_one_worker() {
     if common::netns::skipped() {
@@ -178,22 +190,20 @@ fn a_panic_costs_one_frame_live_with_one_worker() {
     );
     let tx = ns.stat("p1", "rx_packets");
     // 2,000 frames a second: well inside what a debug build forwards, so any loss is the panic's.
-    ns.exec_ok(&[
-        "tcpreplay",
-        "-q",
-        "--pps",
-        "2000",
-        "-i",
-        "p0",
-        dir.join("in.pcap").to_str().unwrap(),
-    ]);
-    let mut last = serde_json::Value::Null;
-    let done = (0..250).any(|_| {
-        last = vx.stats();
-        std::thread::sleep(Duration::from_millis(20));
-        counter(&last, "in", "rx_packets") >= 1000
-    });
-    assert!(done, "the daemon counted {last}");
+    let input = dir.join("in.pcap");
+    let send = || {
+        ns.exec_ok(&[
+            "tcpreplay",
+            "-q",
+            "--pps",
+            "2000",
+            "-i",
+            "p0",
+            input.to_str().unwrap(),
+        ]);
+    };
+    send();
+    let mut last = counted(&vx, 1000);
     assert_conserves(&last, "in");
     assert_eq!(counter(&last, "in", "rx_packets"), 1000);
     assert_eq!(
@@ -202,21 +212,8 @@ fn a_panic_costs_one_frame_live_with_one_worker() {
     );
     assert_eq!(counter(&last, "in", "forwarded_packets"), 999, "{last}");
     // Still running, still forwarding: a second pass counts again.
-    ns.exec_ok(&[
-        "tcpreplay",
-        "-q",
-        "--pps",
-        "2000",
-        "-i",
-        "p0",
-        dir.join("in.pcap").to_str().unwrap(),
-    ]);
-    let done = (0..250).any(|_| {
-        last = vx.stats();
-        std::thread::sleep(Duration::from_millis(20));
-        counter(&last, "in", "rx_packets") >= 2000
-    });
-    assert!(done, "the daemon counted {last}");
+    send();
+    last = counted(&vx, 2000);
     assert_eq!(
         last["interfaces"]["in"]["drop_reasons"]["internal_error"],
         2

@@ -58,13 +58,12 @@ impl std::error::Error for Error {}
 
 pub type Result<T> = core::result::Result<T, Error>;
 
-/// A deterministic xorshift64 generator for the never-panics tests (no `rand` dependency).
-#[cfg(test)]
-pub(crate) struct XorShift(pub u64);
+/// A deterministic xorshift64 generator (Marsaglia's 13 / 7 / 17) for the property tests of
+/// every crate (no `rand` dependency). Not for anything a sender could predict against.
+pub struct XorShift(pub u64);
 
-#[cfg(test)]
 impl XorShift {
-    pub(crate) fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x << 13;
         x ^= x >> 7;
@@ -73,8 +72,13 @@ impl XorShift {
         x
     }
 
+    /// The next value modulo `n` (which must not be 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
     /// Fills `buf` with pseudo-random bytes.
-    pub(crate) fn fill(&mut self, buf: &mut [u8]) {
+    pub fn fill(&mut self, buf: &mut [u8]) {
         for b in buf.iter_mut() {
             *b = self.next_u64() as u8;
         }

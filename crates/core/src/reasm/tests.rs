@@ -341,13 +341,8 @@ fn max_bytes_evicts_the_oldest_and_never_the_one_being_filled() {
 /// interleaved: each completes exactly once, equal to the datagram that was cut.
 #[test]
 fn random_fragmentations_match_the_original() {
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut rnd = |n: usize| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed % n as u64) as usize
-    };
+    let mut rng = vxspan_wire::XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut rnd = |n: usize| rng.below(n as u64) as usize;
     for round in 0..200 {
         let mut r = Reassembler::new(Reassembly {
             timeout_ms: 1000,

@@ -379,13 +379,8 @@ mod tests {
     /// the block with its bytes after its header.
     #[test]
     fn corrupted_blocks_never_yield_bytes_outside_the_block() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut rand = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rng = vxspan_core::wire::XorShift(0x2545_f491_4f6c_dd1du64);
+        let mut rand = move |n: u64| rng.below(n);
         let mut refused = 0;
         for _ in 0..20_000 {
             let mut b = three();

@@ -459,13 +459,8 @@ mod tests {
     /// every chunk is free or in flight, never both.
     #[test]
     fn forged_completions_never_let_two_copies_share_a_chunk() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rand = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rng = vxspan_core::wire::XorShift(0x9e37_79b9_7f4a_7c15u64);
+        let mut rand = move |n: u64| rng.below(n);
         let geometry = Geometry::new(64, 2048);
         let mut t = TxFrames::new(geometry);
         let mut owner: Vec<Option<u32>> = vec![None; 64];
