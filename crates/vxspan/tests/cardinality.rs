@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::floods::{every_vlan, key_flood, write};
+use common::floods::{every_vlan, key_flood};
 use common::{scratch, vxspan};
 use std::fmt::Write as _;
 
@@ -45,9 +45,9 @@ fn packet_chosen_ids_stay_bounded() {
     let dir = scratch("cardinality");
     std::fs::write(dir.join("c.toml"), config()).unwrap();
     let vlans = every_vlan();
-    write(&dir.join("vlans.pcap"), &vlans);
+    common::write_pcap(&dir.join("vlans.pcap"), &vlans, 1000);
     // With a heavy hitter among the flood.
-    write(&dir.join("flood.pcap"), &key_flood());
+    common::write_pcap(&dir.join("flood.pcap"), &key_flood(), 1000);
     let mut args = vec![
         "replay".to_string(),
         dir.join("c.toml").display().to_string(),
@@ -120,7 +120,7 @@ fn vxspan_any_beside_a_vid_lists_a_bounded_set() {
         .collect();
     let cfg = format!("{{ \"interfaces\": {{ {} }} }}", ifaces.join(", "));
     std::fs::write(dir.join("c.json"), cfg).unwrap();
-    write(&dir.join("vlans.pcap"), &every_vlan());
+    common::write_pcap(&dir.join("vlans.pcap"), &every_vlan(), 1000);
     let mut args = vec![
         "replay".to_string(),
         dir.join("c.json").display().to_string(),

@@ -81,19 +81,6 @@ fn two_frame_crash() -> Vec<Vec<u8>> {
     vec![first, tagged_last, tagged_first, last]
 }
 
-fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
-    let mut w = vxspan_io::pcap::Writer::create(path).unwrap();
-    for (i, f) in frames.iter().enumerate() {
-        w.write(
-            f,
-            f.len() as u32,
-            1_700_000_000_000_000_000 + i as u64 * 1_000_000,
-        )
-        .unwrap();
-    }
-    w.flush().unwrap();
-}
-
 fn assert_conserves(c: &serde_json::Value, port: &str) {
     let p = &c["interfaces"][port];
     let sum: u64 = p["drop_reasons"]
@@ -116,7 +103,7 @@ fn a_panic_costs_one_frame_offline() {
     std::fs::write(dir.join("c.toml"), CONFIG).unwrap();
     let mut frames = frames_with_fault(&dir);
     frames.extend(two_frame_crash());
-    write_pcap(&dir.join("in.pcap"), &frames);
+    common::write_pcap(&dir.join("in.pcap"), &frames, 1_000_000);
     let o = vxspan(&[
         "replay",
         dir.join("c.toml").to_str().unwrap(),
@@ -181,7 +168,7 @@ fn a_panic_costs_one_frame_live_with_one_worker() {
     ns.veth("eth1", "p1", 1500);
     std::fs::write(dir.join("c.toml"), CONFIG).unwrap();
     let frames = frames_with_fault(&dir);
-    write_pcap(&dir.join("in.pcap"), &frames);
+    common::write_pcap(&dir.join("in.pcap"), &frames, 1_000_000);
     let vx = Vxspan::start_with(
         &ns,
         &dir.join("c.toml"),

@@ -7,7 +7,7 @@
 mod common;
 
 use common::daemon::{counter, Vxspan};
-use common::floods::{every_vlan, key_flood, write};
+use common::floods::{every_vlan, key_flood};
 use common::netns::{wait_for, Netns};
 use common::scratch;
 use common::tmux::{rss_kb, vm_rss_kb, Tmux};
@@ -54,10 +54,10 @@ fn a_key_flood_costs_no_memory() {
     ns.veth("e0", "p0", 1500);
     ns.veth("e1", "p1", 1500);
     std::fs::write(dir.join("c.toml"), CONFIG).unwrap();
-    write(&dir.join("vlans.pcap"), &every_vlan());
+    common::write_pcap(&dir.join("vlans.pcap"), &every_vlan(), 1000);
     let flood = key_flood();
-    write(&dir.join("warm.pcap"), &flood[..20_000]);
-    write(&dir.join("flood.pcap"), &flood);
+    common::write_pcap(&dir.join("warm.pcap"), &flood[..20_000], 1000);
+    common::write_pcap(&dir.join("flood.pcap"), &flood, 1000);
     let vx = Vxspan::start_with(
         &ns,
         &dir.join("c.toml"),

@@ -1,6 +1,5 @@
 //! Frames for key floods: tunnels with many ids, every VLAN (issue #15).
 
-use std::path::Path;
 use vxspan_core::wire::etherparse::{IpNumber, Ipv4Header, PacketBuilder};
 
 /// A small UDP frame to carry inside tunnels.
@@ -74,19 +73,6 @@ pub fn every_vlan() -> Vec<Vec<u8>> {
             f
         })
         .collect()
-}
-
-pub fn write(path: &Path, frames: &[Vec<u8>]) {
-    let mut w = vxspan_io::pcap::Writer::create(path).unwrap();
-    for (i, f) in frames.iter().enumerate() {
-        w.write(
-            f,
-            f.len() as u32,
-            1_700_000_000_000_000_000 + i as u64 * 1000,
-        )
-        .unwrap();
-    }
-    w.flush().unwrap();
 }
 
 /// 200,000 GRE keys, 200,000 VNIs, 1,024 ERSPAN sessions, and one GRE key 5,000 times.

@@ -57,6 +57,20 @@ pub fn gen_mix(path: &Path, count: u64, seed: u64) {
     );
 }
 
+/// Writes `frames` to a pcap file, the first at 1.7e18 ns and each `step_ns` after the last.
+pub fn write_pcap(path: &Path, frames: &[Vec<u8>], step_ns: u64) {
+    let mut w = vxspan_io::pcap::Writer::create(path).unwrap();
+    for (i, f) in frames.iter().enumerate() {
+        w.write(
+            f,
+            f.len() as u32,
+            1_700_000_000_000_000_000 + i as u64 * step_ns,
+        )
+        .unwrap();
+    }
+    w.flush().unwrap();
+}
+
 /// A fresh, empty directory under the target directory.
 pub fn scratch(name: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
