@@ -2,9 +2,10 @@
 """Seeds for the decap and engine fuzz targets: every outer fragment shape and tunnel type
 (issue #15), built with scapy. Deterministic. Usage: make-frag-seeds.py CORPUS_DIR
 
-decap seeds are frames with a two-byte little-endian length prefix each (the decap target's
-framing); the last frame's prefix is 0xffff (it runs to the end of the input, so a mutation that
-grows it needs no prefix change)."""
+decap seeds are frames with a two-byte little-endian prefix each (the decap target's framing,
+`vxspan::fuzzing::FRAME_TO_END`): the low 14 bits are the length, the top two an edit of the outer
+tag stack (0: none; the seeds use none). The last frame's length is 0x3fff (it runs to the end of
+the input, so a mutation that grows it needs no prefix change)."""
 import os
 import struct
 import sys
@@ -24,7 +25,8 @@ def seed(target, name, frames):
     blob = b""
     for i, f in enumerate(frames):
         b = bytes(f)
-        n = 0xFFFF if i == len(frames) - 1 else len(b)
+        assert len(b) < 0x3FFF
+        n = 0x3FFF if i == len(frames) - 1 else len(b)
         blob += struct.pack("<H", n) + b
     with open(f"{out}/{target}/{name}", "wb") as fh:
         fh.write(blob)

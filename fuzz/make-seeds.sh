@@ -57,7 +57,7 @@ for name in sorted(os.listdir(d)):
         caplen = struct.unpack_from('<I', data, off + 8)[0]
         frames.append(data[off + 16: off + 16 + caplen]); off += 16 + caplen
     stem = name.split('.')[0]
-    # decap: two-byte little-endian length prefix per frame
+    # decap: two-byte little-endian prefix per frame (length below 0x3fff, no tag edit)
     open(f'{c}/decap/{stem}', 'wb').write(b''.join(struct.pack('<H', len(f)) + f for f in frames[:8]))
     # tunnel_wire: the bytes after the outer IP header (GRE or UDP), for the first frame
     ip = 14 + (20 if frames[0][12:14] == b'\x08\x00' else 40)

@@ -8,6 +8,8 @@
 //! the evicted rank plus one, so a heavy hitter that arrives late still gets in, but its
 //! *counters* start at zero (an id that was evicted and returns restarts its counter; what it
 //! had is in `other`). Nothing is lost: the entries plus `other` are every frame counted.
+//! The unpinned entries sit in a binary min-heap by rank, so finding the one to evict is O(1)
+//! and a count or a replacement costs O(log capacity): a flood of new ids never scans the table.
 //!
 //! How many distinct ids were folded into `other` is estimated with a HyperLogLog of 1,024
 //! registers (standard error 1.04 / sqrt(1024), about 3.3 %; the small-range correction makes
@@ -99,10 +101,15 @@ pub struct TopTable<K: Copy + Eq + Hash> {
     capacity: usize,
     index: HashMap<K, usize>,
     entries: Vec<Entry<K>>,
-    unpinned: usize,
+    /// Unpinned entries (indices into `entries`) as a min-heap by rank.
+    heap: Vec<usize>,
+    /// Each entry's place in `heap` (`NOT_IN_HEAP` for pinned ones).
+    pos: Vec<usize>,
     other: Count,
     folded: Hll,
 }
+
+const NOT_IN_HEAP: usize = usize::MAX;
 
 fn hash_of<K: Hash>(k: &K) -> u64 {
     use std::hash::Hasher;
@@ -118,7 +125,8 @@ impl<K: Copy + Eq + Hash> TopTable<K> {
             capacity,
             index: HashMap::new(),
             entries: Vec::new(),
-            unpinned: 0,
+            heap: Vec::new(),
+            pos: Vec::new(),
             other: Count::default(),
             folded: Hll::default(),
         };
@@ -131,11 +139,61 @@ impl<K: Copy + Eq + Hash> TopTable<K> {
                     rank: 0,
                     pinned: true,
                 });
+                t.pos.push(NOT_IN_HEAP);
             }
         }
         t.index.reserve(capacity);
         t.entries.reserve(capacity);
+        t.heap.reserve(capacity);
+        t.pos.reserve(capacity);
         t
+    }
+
+    fn rank_at(&self, h: usize) -> u64 {
+        self.entries[self.heap[h]].rank
+    }
+
+    fn swap_heap(&mut self, a: usize, b: usize) {
+        self.heap.swap(a, b);
+        self.pos[self.heap[a]] = a;
+        self.pos[self.heap[b]] = b;
+    }
+
+    /// Restores the heap below place `h` after its rank grew.
+    fn sift_down(&mut self, mut h: usize) {
+        loop {
+            let (l, r) = (2 * h + 1, 2 * h + 2);
+            let mut m = h;
+            if l < self.heap.len() && self.rank_at(l) < self.rank_at(m) {
+                m = l;
+            }
+            if r < self.heap.len() && self.rank_at(r) < self.rank_at(m) {
+                m = r;
+            }
+            if m == h {
+                return;
+            }
+            self.swap_heap(h, m);
+            h = m;
+        }
+    }
+
+    /// Restores the heap above place `h` (a new entry at the end).
+    fn sift_up(&mut self, mut h: usize) {
+        while h > 0 && self.rank_at((h - 1) / 2) > self.rank_at(h) {
+            self.swap_heap(h, (h - 1) / 2);
+            h = (h - 1) / 2;
+        }
+    }
+
+    /// Appends an unpinned entry.
+    fn push_unpinned(&mut self, e: Entry<K>) {
+        let i = self.entries.len();
+        self.index.insert(e.key, i);
+        self.entries.push(e);
+        self.pos.push(self.heap.len());
+        self.heap.push(i);
+        self.sift_up(self.heap.len() - 1);
     }
 
     /// Counts `c` under `key`.
@@ -144,21 +202,22 @@ impl<K: Copy + Eq + Hash> TopTable<K> {
             let e = &mut self.entries[i];
             e.count.add(c);
             e.rank += c.packets;
+            if self.pos[i] != NOT_IN_HEAP {
+                self.sift_down(self.pos[i]);
+            }
             return;
         }
-        if self.unpinned < self.capacity {
-            self.index.insert(key, self.entries.len());
-            self.entries.push(Entry {
+        if self.heap.len() < self.capacity {
+            self.push_unpinned(Entry {
                 key,
                 count: c,
                 rank: c.packets,
                 pinned: false,
             });
-            self.unpinned += 1;
             return;
         }
-        // Full: replace the unpinned entry of the smallest rank.
-        let Some(i) = self.min_unpinned() else {
+        // Full: replace the unpinned entry of the smallest rank (the heap's root).
+        let Some(&i) = self.heap.first() else {
             self.fold(key, c); // capacity 0: everything unnamed is `other`
             return;
         };
@@ -172,15 +231,7 @@ impl<K: Copy + Eq + Hash> TopTable<K> {
             rank: old.rank + c.packets,
             pinned: false,
         };
-    }
-
-    fn min_unpinned(&self) -> Option<usize> {
-        self.entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| !e.pinned)
-            .min_by_key(|(_, e)| e.rank)
-            .map(|(i, _)| i)
+        self.sift_down(0);
     }
 
     fn fold(&mut self, key: K, c: Count) {
@@ -192,28 +243,36 @@ impl<K: Copy + Eq + Hash> TopTable<K> {
     pub fn merge(&mut self, o: &TopTable<K>) {
         self.other.add(o.other);
         self.folded.merge(&o.folded);
+        let mut merged = std::mem::take(&mut self.entries);
         for e in &o.entries {
             match self.index.get(&e.key) {
                 Some(&i) => {
-                    self.entries[i].count.add(e.count);
-                    self.entries[i].rank += e.rank;
+                    merged[i].count.add(e.count);
+                    merged[i].rank += e.rank;
                 }
                 None => {
-                    self.index.insert(e.key, self.entries.len());
-                    self.entries.push(e.clone());
-                    self.unpinned += usize::from(!e.pinned);
+                    self.index.insert(e.key, merged.len());
+                    merged.push(e.clone());
                 }
             }
         }
-        while self.unpinned > self.capacity {
-            let Some(i) = self.min_unpinned() else { break };
-            let e = self.entries.swap_remove(i);
-            self.index.remove(&e.key);
-            if let Some(moved) = self.entries.get(i) {
-                self.index.insert(moved.key, i);
-            }
-            self.unpinned -= 1;
+        // Rebuild: pinned entries as they are, the unpinned ones by rank, the smallest folded
+        // until `capacity` remain.
+        let (pinned, mut rest): (Vec<_>, Vec<_>) = merged.into_iter().partition(|e| e.pinned);
+        rest.sort_by_key(|e| std::cmp::Reverse(e.rank));
+        for e in rest.drain(self.capacity.min(rest.len())..) {
             self.fold(e.key, e.count);
+        }
+        self.index.clear();
+        self.heap.clear();
+        self.pos.clear();
+        for e in pinned {
+            self.index.insert(e.key, self.entries.len());
+            self.entries.push(e);
+            self.pos.push(NOT_IN_HEAP);
+        }
+        for e in rest {
+            self.push_unpinned(e);
         }
     }
 
@@ -293,6 +352,62 @@ mod tests {
         assert_eq!(a.entries().count(), 5);
         assert_eq!(total(&a), 101);
         assert!(a.entries().any(|(k, c)| k == 100 && c.packets == 1));
+    }
+
+    /// The heap invariant, the place map, and that every unpinned entry is in the heap once.
+    fn check(t: &TopTable<u32>) {
+        let unpinned = t.entries.iter().filter(|e| !e.pinned).count();
+        assert_eq!(t.heap.len(), unpinned);
+        assert!(unpinned <= t.capacity);
+        for (h, &i) in t.heap.iter().enumerate() {
+            assert_eq!(t.pos[i], h);
+            assert!(!t.entries[i].pinned);
+            if h > 0 {
+                assert!(t.rank_at((h - 1) / 2) <= t.rank_at(h));
+            }
+        }
+        for (k, &i) in &t.index {
+            assert_eq!(t.entries[i].key, *k);
+        }
+        assert_eq!(t.index.len(), t.entries.len());
+    }
+
+    #[test]
+    fn eviction_takes_a_smallest_rank_and_the_heap_holds() {
+        let mut rng = vxspan_wire::XorShift(0x1234_5678_9abc_def1);
+        for round in 0..40u64 {
+            let cap = (round % 9) as usize;
+            let mut t = TopTable::new(cap, [1000u32, 1001]);
+            let mut want = 0;
+            for _ in 0..500 {
+                let key = (rng.below(if round % 2 == 0 { 12 } else { 400 })) as u32 + 995;
+                let c = Count {
+                    packets: 1 + rng.below(3),
+                    bytes: 1,
+                };
+                want += c.packets;
+                let full = t.heap.len() == cap && !t.index.contains_key(&key);
+                let min = t.heap.first().map(|&i| t.entries[i].rank);
+                t.add(key, c);
+                if let (true, Some(min)) = (full, min) {
+                    let i = t.index[&key];
+                    assert_eq!(
+                        t.entries[i].rank,
+                        min + c.packets,
+                        "the victim had the least rank"
+                    );
+                }
+                check(&t);
+                assert_eq!(total(&t), want);
+            }
+            let mut other = TopTable::new(cap, [1000u32]);
+            for k in 0..50u32 {
+                other.add(k * 7, one());
+            }
+            t.merge(&other);
+            check(&t);
+            assert_eq!(total(&t), want + 50);
+        }
     }
 
     #[test]

@@ -339,9 +339,60 @@ vni = [1, 2, 3]
 to = "plain"
 "#;
 
-/// Tunnel termination, outer IP reassembly and re-encapsulation on arbitrary frames (split on a
-/// two-byte length prefix, each frame one millisecond after the previous): the accounting must
-/// hold and nothing may panic.
+/// How the decap target frames its input: each frame is preceded by a little-endian `u16`
+/// whose low 14 bits are the frame's length ([`FRAME_TO_END`]: the rest of the input) and whose
+/// top two bits edit the frame's outer tag stack before it is offered ([`TagOp`]). The edit is
+/// what makes the target structure-aware: one bit flip turns a seed's untagged fragment into a
+/// priority-tagged one, the shape of the two-frame crash of issue #15, which byte mutations of
+/// the frame itself reach only by luck (an inserted 4-byte tag at offset 12 and nothing else).
+pub const FRAME_TO_END: u16 = 0x3fff;
+
+/// The edit the top two bits of a decap frame's prefix ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagOp {
+    /// The frame as it is.
+    Keep = 0,
+    /// Push an outer 802.1Q tag with VID 0 (priority tagged).
+    PushPriority = 1,
+    /// Push an outer 802.1Q tag with VID 10.
+    PushVlan = 2,
+    /// Pop the outermost tag, if the frame has one.
+    Pop = 3,
+}
+
+/// The prefix of one decap frame: `len` (at most [`FRAME_TO_END`]) and its tag edit.
+pub fn decap_prefix(len: u16, op: TagOp) -> [u8; 2] {
+    (len.min(FRAME_TO_END) | (op as u16) << 14).to_le_bytes()
+}
+
+/// `frame` with its tag stack edited by `op`, into `buf`.
+fn edit_tags<'a>(frame: &'a [u8], op: TagOp, buf: &'a mut Vec<u8>) -> &'a [u8] {
+    let tagged = frame.len() >= 18 && matches!(frame[12..14], [0x81, 0x00] | [0x88, 0xa8]);
+    match op {
+        TagOp::Keep => frame,
+        TagOp::Pop if !tagged => frame,
+        TagOp::Pop => {
+            buf.clear();
+            buf.extend_from_slice(&frame[..12]);
+            buf.extend_from_slice(&frame[16..]);
+            buf
+        }
+        TagOp::PushPriority | TagOp::PushVlan if frame.len() < 12 => frame,
+        TagOp::PushPriority | TagOp::PushVlan => {
+            let vid: u16 = if op == TagOp::PushVlan { 10 } else { 0 };
+            buf.clear();
+            buf.extend_from_slice(&frame[..12]);
+            buf.extend_from_slice(&[0x81, 0x00]);
+            buf.extend_from_slice(&vid.to_be_bytes());
+            buf.extend_from_slice(&frame[12..]);
+            buf
+        }
+    }
+}
+
+/// Tunnel termination, outer IP reassembly and re-encapsulation on arbitrary frames (framed as
+/// [`FRAME_TO_END`] says, each frame one millisecond after the previous): the accounting must
+/// hold, nothing may panic, and every reassembled datagram must have a right IP header.
 pub fn decap(data: &[u8]) {
     static PLAN: OnceLock<Arc<Plan>> = OnceLock::new();
     let plan = PLAN.get_or_init(|| {
@@ -353,9 +404,21 @@ pub fn decap(data: &[u8]) {
     let mut e = Engine::new(plan.clone());
     let mut rest = data;
     let mut n = 0u64;
+    let mut buf = Vec::new();
     while rest.len() >= 2 {
-        let len = usize::from(u16::from_le_bytes([rest[0], rest[1]])).min(rest.len() - 2);
+        let prefix = u16::from_le_bytes([rest[0], rest[1]]);
+        let op = [
+            TagOp::Keep,
+            TagOp::PushPriority,
+            TagOp::PushVlan,
+            TagOp::Pop,
+        ][usize::from(prefix >> 14)];
+        let len = match prefix & FRAME_TO_END {
+            FRAME_TO_END => rest.len() - 2,
+            l => usize::from(l).min(rest.len() - 2),
+        };
         let (frame, tail) = rest[2..].split_at(len);
+        let frame = edit_tags(frame, op, &mut buf);
         e.process(
             0,
             RxFrame {

@@ -82,8 +82,9 @@ fn decap() {
     for path in std::fs::read_dir(common::shared().join("captures/captures")).unwrap() {
         let mut blob = Vec::new();
         for (frame, _, _) in common::read_capture(&path.unwrap().path()) {
-            blob.extend_from_slice(&(frame.len().min(65535) as u16).to_le_bytes());
-            blob.extend_from_slice(&frame[..frame.len().min(65535)]);
+            let len = frame.len().min(usize::from(fuzzing::FRAME_TO_END) - 1);
+            blob.extend_from_slice(&fuzzing::decap_prefix(len as u16, fuzzing::TagOp::Keep));
+            blob.extend_from_slice(&frame[..len]);
             for off in 0..frame.len().min(80) {
                 fuzzing::tunnel_wire(&frame[off..]);
             }
