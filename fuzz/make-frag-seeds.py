@@ -32,7 +32,20 @@ def seed(target, name, frames):
         fh.write(blob)
 
 
-def v4(payload, l2=None, proto_layer=None, ident=0x4242):
+def identifications():
+    """Identification values spread over the 16-bit space (a Weyl sequence): real senders use
+    every value, and the reassembler's output depends on the header bytes around it."""
+    x = 0x4242
+    while True:
+        yield x
+        x = (x + 0x9E37) & 0xFFFF
+
+
+IDS = identifications()
+
+
+def v4(payload, l2=None, proto_layer=None, ident=None):
+    ident = next(IDS) if ident is None else ident
     l2 = l2 if l2 is not None else Ether(**MAC)
     inner = proto_layer if proto_layer is not None else UDP(sport=1000, dport=9999)
     return l2 / IP(src="198.18.0.1", dst="198.18.0.2", id=ident) / inner / Raw(payload)
@@ -44,7 +57,7 @@ def frags4(pkt, size):
 
 def frags6(payload, size, l2=None):
     l2 = l2 if l2 is not None else Ether(**MAC)
-    base = IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrFragment(id=7)
+    ident = next(IDS)
     body = bytes(UDP(sport=1000, dport=9999) / Raw(payload))
     # UDP checksum over the whole body is not needed for reassembly: leave what scapy wrote.
     out = []
@@ -52,7 +65,7 @@ def frags6(payload, size, l2=None):
         chunk = body[off:off + size]
         m = 1 if off + size < len(body) else 0
         out.append(l2 / IPv6(src="2001:db8::1", dst="2001:db8::2", nh=44) /
-                   IPv6ExtHdrFragment(nh=17, offset=off // 8, m=m, id=7) / Raw(chunk))
+                   IPv6ExtHdrFragment(nh=17, offset=off // 8, m=m, id=ident) / Raw(chunk))
     return out
 
 
@@ -71,7 +84,12 @@ seed("decap", "frag-v4-tagged", [tag(f, 10) for f in g])
 seed("decap", "frag-v4-priority-tagged", [tag(f, 0) for f in g])
 seed("decap", "frag-v4-qinq", [tag(tag(f, 20), 30, 0x88a8) for f in g])
 seed("decap", "frag-v4-tiny", frags4(v4(pay[:64]), 8))
-seed("decap", "frag-v4-overlap", [g[0], frags4(v4(pay, ident=0x4242), 520)[1], g[1]])
+seed("decap", "frag-v4-overlap", [g[0], frags4(v4(pay, ident=g[0][IP].id), 520)[1], g[1]])
+# The smallest fragmented datagrams: 8 bytes of UDP header and 8 of payload, cut in two (the
+# reassembled frame is shorter than an IPv4 header with options, an IPv6 header and a tag).
+for i in range(4):
+    seed("decap", f"frag-v4-minimal-{i}", frags4(v4(pay[:8]), 8))
+seed("decap", "frag-v6-minimal", frags6(pay[:8], 8))
 gre_in = Ether(**MAC) / IP(src="198.18.0.1", dst="198.18.0.2", id=7) / GRE(proto=0x6558) / \
     Ether(**MAC) / IP(src="198.18.9.1", dst="198.18.9.2") / UDP() / Raw(pay)
 seed("decap", "frag-v4-gre-teb", frags4(gre_in, 600))

@@ -466,9 +466,14 @@ pub struct Decapsulator {
 }
 
 impl Decapsulator {
-    pub fn new(cfg: Decap, listen: Option<vxspan_config::Listen>) -> Self {
+    /// `key` hashes the reassembly index (the plan's [`crate::hashkey::HashKey`]).
+    pub fn new(
+        cfg: Decap,
+        listen: Option<vxspan_config::Listen>,
+        key: crate::hashkey::HashKey,
+    ) -> Self {
         Decapsulator {
-            reasm: Reassembler::new(cfg.reassembly),
+            reasm: Reassembler::new(cfg.reassembly, key),
             stats: DecapStats::default(),
             cfg,
             listen,
@@ -486,7 +491,7 @@ impl Decapsulator {
     pub fn reset(&mut self) {
         let mut stats = self.reasm.stats;
         stats.evictions += self.reasm.pending() as u64;
-        self.reasm = Reassembler::new(self.cfg.reassembly);
+        self.reasm = Reassembler::new(self.cfg.reassembly, self.reasm.hash_key().clone());
         self.reasm.stats = stats;
     }
 
@@ -587,6 +592,7 @@ impl Decapsulator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hashkey::HashKey;
 
     /// The configuration's list of names a rule's `tunnel` key accepts is this enum's.
     #[test]
@@ -625,7 +631,7 @@ mod tests {
             let f = mpls_frame(&inner);
             // Default (payload = "ip"): nibble 0 is not IP, so the frame passes unchanged,
             // counted (nibbles 4 and 6 are taken as IP, as configured).
-            let mut d = Decapsulator::new(cfg(Mpls::default()), None);
+            let mut d = Decapsulator::new(cfg(Mpls::default()), None, HashKey::replay());
             if mac0 >> 4 == 0 {
                 match d.run(&f, f.len() as u32, 0) {
                     Decapped::Frame(out, _, m) => {
@@ -640,7 +646,7 @@ mod tests {
                 payload: MplsPayloadKind::Ethernet,
                 control_word: false,
             };
-            let mut d = Decapsulator::new(cfg(eth), None);
+            let mut d = Decapsulator::new(cfg(eth), None, HashKey::replay());
             match d.run(&f, f.len() as u32, 0) {
                 Decapped::Frame(out, _, m) => assert!(out == &inner[..] && m.depth == 1),
                 o => panic!("{mac0:#x}: {o:?}"),
@@ -655,6 +661,7 @@ mod tests {
                     ..eth
                 }),
                 None,
+                HashKey::replay(),
             );
             match d.run(&f, f.len() as u32, 0) {
                 Decapped::Frame(out, _, _) => assert!(out == &inner[..]),

@@ -162,7 +162,7 @@ impl Engine {
                 .map(|i| {
                     i.decap
                         .clone()
-                        .map(|d| Decapsulator::new(d, i.listen.clone()))
+                        .map(|d| Decapsulator::new(d, i.listen.clone(), plan.hash_key.clone()))
                 })
                 .collect(),
             plan,

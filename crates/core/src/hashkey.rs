@@ -64,6 +64,12 @@ impl HashKey {
         h.finish()
     }
 
+    /// XXH3 of a short key under the secret (reassembly's datagram index).
+    #[inline]
+    pub fn short(&self, bytes: &[u8]) -> u64 {
+        xxhash_rust::xxh3::xxh3_64_with_secret(bytes, &self.secret)
+    }
+
     /// A streaming hasher for de-duplication keys.
     #[inline]
     pub fn dedup_hasher(&self) -> xxhash_rust::xxh3::Xxh3 {

@@ -28,7 +28,9 @@
 //! fragmentation fields cleared (IPv4: MF and offset zero, length and checksum fixed; IPv6: the
 //! Fragment header removed, payload length fixed), and the whole payload.
 
+use crate::hashkey::HashKey;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use vxspan_config::Reassembly;
 
 /// Fragments held per datagram at most (a 64 KiB datagram cut at a 1,280-byte MTU has 52; a
@@ -64,7 +66,7 @@ impl ReasmStats {
 /// The outer tag stack as keyed: `TPID << 16 | VID` per tag, outermost first.
 type Tags = [u32; vxspan_wire::vlan::MAX_TAGS];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Key {
     tags: Tags,
     n_tags: u8,
@@ -73,6 +75,51 @@ struct Key {
     id: u32,
     src: [u8; 16],
     dst: [u8; 16],
+    /// The keyed hash of the fields above ([`Key::hashed`]); what the index hashes by.
+    hash: u64,
+}
+
+/// Bytes of a key as hashed.
+const KEY_BYTES: usize = 4 * vxspan_wire::vlan::MAX_TAGS + 3 + 4 + 32;
+
+impl Key {
+    /// The key with its hash set: XXH3 under the process's secret ([`HashKey`]) over the fields
+    /// packed into one block, so a sender cannot aim fragments at one bucket, at the cost of one
+    /// short hash per fragment (the derived `Hash`, SipHash field by field, three times per
+    /// fragment, was a third of a fragment's cost).
+    fn hashed(mut self, key: &HashKey) -> Key {
+        let mut b = [0u8; KEY_BYTES];
+        for (o, t) in b.chunks_exact_mut(4).zip(self.tags) {
+            o.copy_from_slice(&t.to_le_bytes());
+        }
+        let at = 4 * vxspan_wire::vlan::MAX_TAGS;
+        b[at] = self.n_tags;
+        b[at + 1] = u8::from(self.v6);
+        b[at + 2] = self.proto;
+        b[at + 3..at + 7].copy_from_slice(&self.id.to_le_bytes());
+        b[at + 7..at + 23].copy_from_slice(&self.src);
+        b[at + 23..].copy_from_slice(&self.dst);
+        self.hash = key.short(&b);
+        self
+    }
+}
+
+/// The index's hasher: it is keyed by the keys' hashes ([`Key::hashed`]), which it passes on.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
 }
 
 /// One fragment's bytes, at `start..start + data.len()` of the payload.
@@ -234,6 +281,7 @@ fn parse_v4(frame: &[u8], l3: usize, tags: (Tags, u8)) -> Option<Frag> {
         id: u32::from(u16::from_be_bytes([ip[4], ip[5]])),
         src,
         dst,
+        hash: 0,
     };
     Some(Frag {
         key,
@@ -280,6 +328,7 @@ fn parse_v6(frame: &[u8], l3: usize, tags: (Tags, u8)) -> Option<Frag> {
                     id: u32::from_be_bytes([f[4], f[5], f[6], f[7]]),
                     src,
                     dst,
+                    hash: 0,
                 };
                 let more = off_flags & 1 != 0;
                 let offset = u32::from(off_flags >> 3) * 8;
@@ -351,7 +400,11 @@ fn fit(pieces: &[Piece], start: u32, data: &[u8]) -> Fit {
 /// One input's reassembly state.
 pub struct Reassembler {
     cfg: Reassembly,
-    index: HashMap<Key, u32>,
+    key: HashKey,
+    /// Slot by key hash: 16 bytes an entry, so a full table of 16,384 datagrams stays in cache
+    /// (the keys themselves are in the slots). Two keys of one hash, a 2^-64 chance per pair
+    /// under a secret key, cannot both be held: the newer evicts the older.
+    index: HashMap<u64, u32, BuildHasherDefault<Prehashed>>,
     slots: Vec<Slot>,
     free: Vec<u32>,
     /// Oldest and newest datagram of the arrival-order list.
@@ -365,10 +418,12 @@ pub struct Reassembler {
 }
 
 impl Reassembler {
-    pub fn new(cfg: Reassembly) -> Self {
+    /// A reassembler hashing its keys under `key` (the plan's [`HashKey`]).
+    pub fn new(cfg: Reassembly, key: HashKey) -> Self {
         Reassembler {
             cfg,
-            index: HashMap::new(),
+            key,
+            index: HashMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
             oldest: NIL,
@@ -378,6 +433,11 @@ impl Reassembler {
             out: Vec::new(),
             stats: ReasmStats::default(),
         }
+    }
+
+    /// The key the index hashes with.
+    pub fn hash_key(&self) -> &HashKey {
+        &self.key
     }
 
     /// The frame completed by the last [`Outcome::Complete`].
@@ -416,7 +476,7 @@ impl Reassembler {
         self.unlink(s);
         let limit = self.max_bytes();
         let slot = &mut self.slots[s as usize];
-        self.index.remove(&slot.key);
+        self.index.remove(&slot.key.hash);
         self.held -= slot.held;
         slot.held = 0;
         for p in slot.pieces.drain(..) {
@@ -452,9 +512,19 @@ impl Reassembler {
     }
 
     /// The slot of `key`, made (at the newest end of the list) if it is new.
+    /// The slot holding `key`'s datagram, if one is held.
+    fn find(&self, key: &Key) -> Option<u32> {
+        let s = *self.index.get(&key.hash)?;
+        (self.slots[s as usize].key == *key).then_some(s)
+    }
+
     fn slot_for(&mut self, key: Key, now: u64) -> u32 {
-        if let Some(&s) = self.index.get(&key) {
-            return s;
+        if let Some(&s) = self.index.get(&key.hash) {
+            if self.slots[s as usize].key == key {
+                return s;
+            }
+            self.release(s); // another key of the same hash
+            self.stats.evictions += 1;
         }
         while self.index.len() >= self.cfg.max_datagrams.max(1) as usize && self.evict(NIL) {}
         let s = match self.free.pop() {
@@ -489,7 +559,7 @@ impl Reassembler {
             n => self.slots[n as usize].next = s,
         }
         self.newest = s;
-        self.index.insert(key, s);
+        self.index.insert(key.hash, s);
         s
     }
 
@@ -510,12 +580,13 @@ impl Reassembler {
         } else {
             parse_v4(frame, l3, tags)
         };
-        let Some(f) = parsed else {
+        let Some(mut f) = parsed else {
             return Outcome::NotFragment;
         };
         if !wanted(f.key.proto) {
             return Outcome::NotFragment;
         }
+        f.key = f.key.hashed(&self.key);
         self.expire(now);
         let data = &frame[f.payload_at..f.payload_end];
         let start = f.offset;
@@ -524,7 +595,7 @@ impl Reassembler {
         // fragment drops its datagram if one is held, and never makes one.
         if (f.more && !data.len().is_multiple_of(8)) || end > 65_535 || data.is_empty() {
             self.stats.too_big += u64::from(end > 65_535);
-            if let Some(&s) = self.index.get(&f.key) {
+            if let Some(s) = self.find(&f.key) {
                 self.release(s);
             }
             return Outcome::Dropped;

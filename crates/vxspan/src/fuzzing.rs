@@ -485,7 +485,7 @@ pub fn reasm(data: &[u8]) {
         max_bytes: 1 << 20,
         max_datagrams: 16,
     };
-    let mut r = Reassembler::new(cfg);
+    let mut r = Reassembler::new(cfg, vxspan_core::hashkey::HashKey::replay());
     let mut seen = vec![false; frags.len()];
     let mut completed = 0;
     for &i in &order {

@@ -64,7 +64,7 @@ fn v4_in_order_and_reversed() {
     let frags = fragment_v4(&orig, 1200);
     assert_eq!(frags.len(), 3);
     for order in [vec![0, 1, 2], vec![2, 1, 0], vec![1, 2, 0]] {
-        let mut r = Reassembler::new(cfg());
+        let mut r = Reassembler::new(cfg(), HashKey::replay());
         for (n, &i) in order.iter().enumerate() {
             let o = r.push(&frags[i], 14, false, 10);
             if n < 2 {
@@ -93,13 +93,13 @@ fn v6_fragment_header_past_payload_length() {
     // A Fragment header (UDP, offset 8, more fragments) and trailing bytes after it.
     f.extend_from_slice(&[17, 0, 0, 9, 0, 0, 0, 1]);
     f.extend_from_slice(&[0u8; 32]);
-    let mut r = Reassembler::new(cfg());
+    let mut r = Reassembler::new(cfg(), HashKey::replay());
     assert_eq!(r.push(&f, 14, true, 0), Outcome::NotFragment);
 }
 
 #[test]
 fn not_fragments_pass() {
-    let mut r = Reassembler::new(cfg());
+    let mut r = Reassembler::new(cfg(), HashKey::replay());
     assert_eq!(r.push(&udp_frame(100), 14, false, 0), Outcome::NotFragment);
 }
 
@@ -107,7 +107,7 @@ fn not_fragments_pass() {
 fn duplicates_overlaps_timeouts_and_bounds() {
     let orig = udp_frame(3000);
     let frags = fragment_v4(&orig, 1200);
-    let mut r = Reassembler::new(cfg());
+    let mut r = Reassembler::new(cfg(), HashKey::replay());
     assert_eq!(r.push(&frags[0], 14, false, 0), Outcome::Held);
     assert_eq!(
         r.push(&frags[0], 14, false, 1),
@@ -133,7 +133,7 @@ fn duplicates_overlaps_timeouts_and_bounds() {
     assert_eq!(r.pending(), 1);
 
     // More datagrams than allowed: the oldest is evicted.
-    let mut r = Reassembler::new(cfg());
+    let mut r = Reassembler::new(cfg(), HashKey::replay());
     for id in 0..6u16 {
         let mut f = frags[0].clone();
         f[18..20].copy_from_slice(&id.to_be_bytes());
@@ -177,7 +177,7 @@ fn v6_fragments() -> (Vec<u8>, Vec<Vec<u8>>) {
 #[test]
 fn v6_fragment_header_removed() {
     let (whole, frags) = v6_fragments();
-    let mut r = Reassembler::new(cfg());
+    let mut r = Reassembler::new(cfg(), HashKey::replay());
     let n = frags.len();
     for (i, f) in frags.iter().enumerate().rev() {
         let o = r.push(f, 14, true, 5);
@@ -225,7 +225,7 @@ fn untagged_and_priority_tagged_fragments_never_meet() {
     let frags = fragment_v4(&orig, 512);
     assert_eq!(frags.len(), 2);
     for reversed in [false, true] {
-        let mut r = Reassembler::new(cfg());
+        let mut r = Reassembler::new(cfg(), HashKey::replay());
         let first = frags[0].clone();
         let last = tagged(&frags[1], 0);
         let order = if reversed {
@@ -250,7 +250,7 @@ fn every_fragment_twice_reassembles() {
     let orig = udp_frame(3000);
     let frags = fragment_v4(&orig, 1200);
     for order in [[0, 0, 1, 1, 2, 2], [2, 1, 2, 0, 1, 0], [1, 1, 0, 0, 2, 2]] {
-        let mut r = Reassembler::new(cfg());
+        let mut r = Reassembler::new(cfg(), HashKey::replay());
         let mut done = 0;
         for &i in &order {
             match r.push(&frags[i], 14, false, 3) {
@@ -271,7 +271,7 @@ fn every_fragment_twice_reassembles() {
 fn partial_overlap_drops_the_datagram() {
     let orig = udp_frame(3000);
     let frags = fragment_v4(&orig, 1200);
-    let mut r = Reassembler::new(cfg());
+    let mut r = Reassembler::new(cfg(), HashKey::replay());
     assert_eq!(r.push(&frags[1], 14, false, 0), Outcome::Held);
     // The first fragment, 8 bytes longer: it overlaps the second in part (same bytes).
     let longer = fragment_v4(&orig, 1208);
@@ -290,7 +290,7 @@ fn reassembled_length_past_65535_is_too_big() {
     let off = ((65_528 - payload) / 8) as u16;
     f[20..22].copy_from_slice(&off.to_be_bytes());
     let first = fragment_v4(&orig, 8).swap_remove(0);
-    let mut r = Reassembler::new(cfg());
+    let mut r = Reassembler::new(cfg(), HashKey::replay());
     assert_eq!(r.push(&first, 14, false, 0), Outcome::Held);
     let o = r.push(&f, 14, false, 0);
     assert_eq!(o, Outcome::Dropped);
@@ -302,7 +302,7 @@ fn memory_follows_the_fragment_not_its_offset() {
     let orig = udp_frame(100);
     let mut f = fragment_v4(&orig, 8).swap_remove(1);
     f[20..22].copy_from_slice(&(0x2000u16 | 8000).to_be_bytes()); // offset 64,000, MF
-    let mut r = Reassembler::new(cfg());
+    let mut r = Reassembler::new(cfg(), HashKey::replay());
     assert_eq!(r.push(&f, 14, false, 0), Outcome::Held);
     assert_eq!(
         r.held_bytes(),
@@ -315,10 +315,13 @@ fn memory_follows_the_fragment_not_its_offset() {
 fn max_bytes_evicts_the_oldest_and_never_the_one_being_filled() {
     let orig = udp_frame(3000);
     let frags = fragment_v4(&orig, 1200);
-    let mut r = Reassembler::new(Reassembly {
-        max_bytes: 4096,
-        ..cfg()
-    });
+    let mut r = Reassembler::new(
+        Reassembly {
+            max_bytes: 4096,
+            ..cfg()
+        },
+        HashKey::replay(),
+    );
     // Each 1,200-byte fragment costs 2,048: two datagrams fit, the third evicts the first.
     for id in 0..3u16 {
         let mut f = frags[1].clone();
@@ -328,10 +331,13 @@ fn max_bytes_evicts_the_oldest_and_never_the_one_being_filled() {
     assert_eq!((r.pending(), r.stats.evictions), (2, 1));
     assert!(r.held_bytes() <= 4096);
     // A datagram larger than max_bytes alone is refused, not grown past the bound.
-    let mut r = Reassembler::new(Reassembly {
-        max_bytes: 4096,
-        ..cfg()
-    });
+    let mut r = Reassembler::new(
+        Reassembly {
+            max_bytes: 4096,
+            ..cfg()
+        },
+        HashKey::replay(),
+    );
     assert_eq!(r.push(&frags[0], 14, false, 0), Outcome::Held);
     assert_eq!(r.push(&frags[1], 14, false, 0), Outcome::Dropped);
     assert_eq!((r.stats.too_big, r.held_bytes()), (1, 0));
@@ -344,11 +350,14 @@ fn random_fragmentations_match_the_original() {
     let mut rng = vxspan_wire::XorShift(0x9e37_79b9_7f4a_7c15);
     let mut rnd = |n: usize| rng.below(n as u64) as usize;
     for round in 0..200 {
-        let mut r = Reassembler::new(Reassembly {
-            timeout_ms: 1000,
-            max_bytes: 1 << 22,
-            max_datagrams: 64,
-        });
+        let mut r = Reassembler::new(
+            Reassembly {
+                timeout_ms: 1000,
+                max_bytes: 1 << 22,
+                max_datagrams: 64,
+            },
+            HashKey::replay(),
+        );
         let mut all = Vec::new();
         let mut want = Vec::new();
         for d in 0..4u16 {
@@ -409,7 +418,7 @@ fn eviction_and_timeouts_in_arrival_order() {
         f[18..20].copy_from_slice(&id.to_be_bytes());
         f
     };
-    let mut r = Reassembler::new(cfg()); // 4 datagrams, 100 ms
+    let mut r = Reassembler::new(cfg(), HashKey::replay()); // 4 datagrams, 100 ms
     for id in 0..4 {
         r.push(&with_id(0, id), 14, false, u64::from(id));
     }
@@ -429,7 +438,7 @@ fn eviction_and_timeouts_in_arrival_order() {
 #[test]
 fn v6_tagged_and_untagged_fragments_never_meet() {
     let (whole, frags) = v6_fragments();
-    let mut r = Reassembler::new(cfg());
+    let mut r = Reassembler::new(cfg(), HashKey::replay());
     let last = tagged(frags.last().unwrap(), 0);
     assert_eq!(r.push(&frags[0], 14, true, 0), Outcome::Held);
     assert_eq!(r.push(&last, 18, true, 0), Outcome::Held);
@@ -438,4 +447,29 @@ fn v6_tagged_and_untagged_fragments_never_meet() {
         r.push(f, 14, true, 0);
     }
     assert_eq!(r.frame(), &whole[..]);
+}
+
+/// Two keys of one hash (forged here; under a secret key nobody can aim one): the newer
+/// datagram evicts the older, counted, and neither is mistaken for the other.
+#[test]
+fn a_hash_collision_evicts_and_never_merges() {
+    let orig = udp_frame(1000);
+    let frags = fragment_v4(&orig, 512);
+    let mut r = Reassembler::new(cfg(), HashKey::replay());
+    assert_eq!(r.push(&frags[0], 14, false, 0), Outcome::Held);
+    let held = r.slots[r.index[&r.slots[r.oldest as usize].key.hash] as usize].key;
+    let other = Key {
+        id: held.id ^ 1,
+        ..held
+    }; // same hash, another datagram
+    let s = r.slot_for(other, 0);
+    assert_eq!((r.pending(), r.stats.evictions), (1, 1));
+    assert_eq!(r.find(&held), None);
+    assert_eq!(r.find(&other), Some(s));
+    // The first datagram's last fragment now starts a datagram of its own.
+    assert_eq!(r.push(&frags[1], 14, false, 0), Outcome::Held);
+    assert_eq!(
+        (r.pending(), r.stats.evictions, r.stats.completed),
+        (1, 2, 0)
+    );
 }
