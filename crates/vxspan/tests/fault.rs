@@ -167,7 +167,8 @@ fn a_panic_costs_one_frame_live_with_one_worker() {
     ns.veth("eth0", "p0", 1500);
     ns.veth("eth1", "p1", 1500);
     std::fs::write(dir.join("c.toml"), CONFIG).unwrap();
-    let frames = frames_with_fault(&dir);
+    let mut frames = frames_with_fault(&dir);
+    frames.extend(two_frame_crash());
     common::write_pcap(&dir.join("in.pcap"), &frames, 1_000_000);
     let vx = Vxspan::start_with(
         &ns,
@@ -190,24 +191,26 @@ fn a_panic_costs_one_frame_live_with_one_worker() {
         ]);
     };
     send();
-    let mut last = counted(&vx, 1000);
+    // 1,000 frames (one the fault), then the two-frame crash's four fragments: two datagrams.
+    let mut last = counted(&vx, 1004);
     assert_conserves(&last, "in");
-    assert_eq!(counter(&last, "in", "rx_packets"), 1000);
-    assert_eq!(
-        last["interfaces"]["in"]["drop_reasons"]["internal_error"],
-        1
-    );
-    assert_eq!(counter(&last, "in", "forwarded_packets"), 999, "{last}");
+    assert_eq!(counter(&last, "in", "rx_packets"), 1004);
+    let reasons = &last["interfaces"]["in"]["drop_reasons"];
+    assert_eq!(reasons["internal_error"], 1, "{last}");
+    assert_eq!(reasons["fragment_held"], 2, "{last}");
+    assert_eq!(last["reassembly"]["in"]["completed"], 2, "{last}");
+    assert_eq!(counter(&last, "in", "forwarded_packets"), 999 + 2, "{last}");
     // Still running, still forwarding: a second pass counts again.
     send();
-    last = counted(&vx, 2000);
+    last = counted(&vx, 2008);
     assert_eq!(
         last["interfaces"]["in"]["drop_reasons"]["internal_error"],
         2
     );
-    assert_eq!(counter(&last, "out", "tx_packets"), 1998);
+    assert_eq!(last["reassembly"]["in"]["completed"], 4, "{last}");
+    assert_eq!(counter(&last, "out", "tx_packets"), 2 * 1001);
     let delivered = ns.stat("p1", "rx_packets") - tx;
-    assert!(delivered >= 1998, "p1 received {delivered}");
+    assert!(delivered >= 2 * 1001, "p1 received {delivered}");
     let end = vx.stop(&dir);
     assert_conserves(&end, "in");
 }
