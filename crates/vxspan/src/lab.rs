@@ -144,7 +144,7 @@ fn run_lab(exe: &Path, dir: &Path, count: u64) -> Result<ExitCode> {
         std::thread::sleep(Duration::from_millis(20));
     }
     println!("vxspan run is up (control socket {}).", control.display());
-    if let Ok(st) = crate::run::fetch_status(&control) {
+    if let Ok(st) = crate::control::client::fetch_status(&control) {
         let kernel = st.groups.iter().filter(|g| g.tier == "xdp").count();
         println!(
             "Datapath {}: {kernel} of {} (input, VLAN) groups run in the kernel tier (XDP); {} userspace worker(s) for the others.",
@@ -213,7 +213,7 @@ fn run_lab(exe: &Path, dir: &Path, count: u64) -> Result<ExitCode> {
         for t in &mut tools {
             t.drain()?;
         }
-        let r = crate::run::fetch_stats(&control)?;
+        let r = crate::control::client::fetch_stats(&control)?;
         let all_in = INPUTS
             .iter()
             .zip(sent)

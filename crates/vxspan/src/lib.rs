@@ -3,15 +3,18 @@
 
 pub mod blast;
 pub mod check;
+pub mod control;
+pub mod daemon;
 pub mod fuzzing;
 pub mod gen;
 pub mod kernel;
 pub mod lab;
+pub mod logging;
 pub mod metrics;
 pub mod panics;
 pub mod privileges;
+pub mod process;
 pub mod replay;
-pub mod run;
 pub mod snmp;
 pub mod top;
 

@@ -1,7 +1,8 @@
 //! The `vxspan` command: a software packet broker. This file is only the command line; the
 //! commands live in the library (`src/lib.rs`).
 
-use vxspan::{blast, check, gen, lab, replay, run, top};
+use vxspan::control::client;
+use vxspan::{blast, check, daemon, gen, lab, replay, top};
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -105,7 +106,7 @@ enum Cmd {
     },
     /// Stream the frames a running instance forwards, as pcapng (e.g. `-w - | tcpdump -r -`).
     Capture {
-        #[arg(long, default_value = run::DEFAULT_CONTROL)]
+        #[arg(long, default_value = daemon::DEFAULT_CONTROL)]
         control: PathBuf,
         /// Only the frames this rule forwards.
         #[arg(long)]
@@ -122,19 +123,19 @@ enum Cmd {
     Stats {
         #[arg(long)]
         json: bool,
-        #[arg(long, default_value = run::DEFAULT_CONTROL)]
+        #[arg(long, default_value = daemon::DEFAULT_CONTROL)]
         control: PathBuf,
     },
     /// The running instance's topology as JSON: datapath, ports and link states, each (input,
     /// VLAN) group with the tier it runs in and why, frames per tier, memory and CPU.
     Status {
-        #[arg(long, default_value = run::DEFAULT_CONTROL)]
+        #[arg(long, default_value = daemon::DEFAULT_CONTROL)]
         control: PathBuf,
     },
     /// A live dashboard of a running instance: ports and their VLAN mappings, an 800-second
     /// chart per port or VLAN, rates, rules, drop reasons, tunnels, CPU and memory.
     Top {
-        #[arg(long, default_value = run::DEFAULT_CONTROL)]
+        #[arg(long, default_value = daemon::DEFAULT_CONTROL)]
         control: PathBuf,
         /// Sampling interval in milliseconds.
         #[arg(long, default_value_t = 1000)]
@@ -142,7 +143,7 @@ enum Cmd {
     },
     /// Validate and apply the configuration file of a running instance again.
     Reload {
-        #[arg(long, default_value = run::DEFAULT_CONTROL)]
+        #[arg(long, default_value = daemon::DEFAULT_CONTROL)]
         control: PathBuf,
     },
     /// Replay the VxSPAN example configuration on a built-in capture and show what went where.
@@ -227,9 +228,9 @@ fn main() -> ExitCode {
             user,
             log_level,
             log_format,
-        } => run::run(
+        } => daemon::run(
             &config,
-            run::RunOptions {
+            daemon::RunOptions {
                 datapath: &datapath,
                 workers: &workers,
                 xdp_mode: &xdp_mode,
@@ -240,9 +241,9 @@ fn main() -> ExitCode {
                 log_json: log_format == "json",
             },
         ),
-        Cmd::Stats { json, control } => run::stats(&control, json),
-        Cmd::Status { control } => run::status(&control),
-        Cmd::Capture { control, rule, out } => run::capture(&control, rule.as_deref(), &out),
+        Cmd::Stats { json, control } => client::stats(&control, json),
+        Cmd::Status { control } => client::status(&control),
+        Cmd::Capture { control, rule, out } => client::capture(&control, rule.as_deref(), &out),
         Cmd::Manpage => {
             use clap::CommandFactory;
             let man = clap_mangen::Man::new(Cli::command()).section("8");
@@ -255,7 +256,7 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "vxspan", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Reload { control } => run::reload(&control),
+        Cmd::Reload { control } => client::reload(&control),
         Cmd::Top {
             control,
             interval_ms,

@@ -11,6 +11,7 @@
 //! objects of its own, which would be a second copy of every counter to keep in step. The
 //! format is checked by `promtool check metrics` in the live test.
 
+use crate::process::Process;
 use anyhow::Result;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
@@ -29,7 +30,7 @@ pub struct Tiers {
 }
 
 impl Tiers {
-    pub fn from_status(st: &crate::top::Status) -> Tiers {
+    pub fn from_status(st: &crate::control::proto::Status) -> Tiers {
         let mut rules: std::collections::BTreeMap<String, String> = Default::default();
         for g in &st.groups {
             for r in &g.rules {
@@ -84,41 +85,6 @@ fn counter(out: &mut String, name: &str, help: &str, samples: &[(String, u64)]) 
         } else {
             let _ = writeln!(out, "{name}{{{labels}}} {v}");
         }
-    }
-}
-
-/// The process's own CPU time (seconds) and resident memory (bytes), from /proc/self.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Process {
-    pub cpu_seconds: f64,
-    pub resident_bytes: u64,
-}
-
-impl Process {
-    pub fn read() -> Process {
-        let mut p = Process::default();
-        // SAFETY: sysconf has no preconditions.
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
-            // Fields after the command name (which may hold spaces), from field 3 on.
-            if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
-                let f: Vec<&str> = rest.split_whitespace().collect();
-                let utime: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-                let stime: f64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-                p.cpu_seconds = (utime + stime) / ticks;
-            }
-        }
-        if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
-            if let Some(kb) = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse::<u64>().ok())
-            {
-                p.resident_bytes = kb * 1024;
-            }
-        }
-        p
     }
 }
 
@@ -351,14 +317,14 @@ fn answer(stream: TcpStream, control: &Path) -> std::io::Result<()> {
             "metrics are at /metrics\n".to_string(),
         )
     } else {
-        match crate::run::fetch_stats(control) {
+        match crate::control::client::fetch_stats(control) {
             Ok(report) => (
                 "200 OK",
                 "text/plain; version=0.0.4; charset=utf-8",
                 render(
                     &report,
                     Process::read(),
-                    &crate::run::fetch_status(control)
+                    &crate::control::client::fetch_status(control)
                         .map(|s| Tiers::from_status(&s))
                         .unwrap_or_default(),
                 ),

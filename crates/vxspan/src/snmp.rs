@@ -9,7 +9,7 @@
 //! drop rate with the previous second and sends vxspanPortUp / vxspanPortDown /
 //! vxspanDropRateHigh notifications. When snmpd goes away, it reconnects every two seconds.
 
-use crate::top::PortStatus;
+use crate::control::proto::PortStatus;
 use agentx::encodings::{SearchRange, Value, VarBind, VarBindList, ID};
 use agentx::pdu::{self, Header, Notify, Open, Register, Response, Type};
 use std::collections::BTreeMap;
@@ -42,7 +42,7 @@ fn parts(i: &ID) -> Vec<u32> {
 /// The port status as VXSPAN-MIB's vxspanPortOperStatus: up(1), down(2), notPresent(6).
 fn oper_status(link: &str) -> i32 {
     match link {
-        _ if crate::top::link_usable(link) => 1,
+        _ if crate::control::proto::link_usable(link) => 1,
         "gone" => 6,
         _ => 2,
     }
@@ -168,7 +168,7 @@ pub fn spawn(cfg: Snmp, control: PathBuf) -> anyhow::Result<()> {
                     Err(e) => format!("{e:#}"),
                 };
                 if !quiet {
-                    crate::run::warn(format!(
+                    crate::logging::warn(format!(
                         "snmp: AgentX master {}: {why}; retrying every 2 s",
                         cfg.master
                     ));
@@ -267,8 +267,8 @@ fn fetch(
     base: &[u32],
     control: &std::path::Path,
 ) -> anyhow::Result<(View, Report, Vec<PortStatus>)> {
-    let report = crate::run::fetch_stats(control)?;
-    let status = crate::run::fetch_status(control)?;
+    let report = crate::control::client::fetch_stats(control)?;
+    let status = crate::control::client::fetch_status(control)?;
     let view = View::build(base, &report, &status.ports);
     Ok((view, report, status.ports))
 }
@@ -295,7 +295,7 @@ fn session(
     wait_response(&mut c, packet_id)
         .map_err(|e| anyhow::anyhow!("registering {}: {e:#}", id(&cfg.base_oid)))?;
     *registered = true;
-    crate::run::log(format!(
+    crate::logging::log(format!(
         "snmp: AgentX sub-agent registered {} with {}",
         id(&cfg.base_oid),
         cfg.master

@@ -10,6 +10,7 @@
 //! Keys: LEFT / RIGHT cycle ports, UP / DOWN walk the selected input's VLANs, HOME / END jump
 //! to the first / last port, B / P / D chart bytes, packets or drops, ? help, Q quits.
 
+use crate::control::proto::{link_usable, Status};
 use anyhow::Result;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind};
 use ratatui::crossterm::{execute, terminal};
@@ -110,53 +111,6 @@ fn totals(r: &Report) -> BTreeMap<String, Sample> {
         }
     }
     m
-}
-
-/// A port as `status` lists it.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-pub struct PortStatus {
-    pub name: String,
-    pub role: String,
-    pub interface: String,
-    pub link: String,
-}
-
-/// Whether a `status` link state means the port can carry traffic: an interface that is up with
-/// a carrier, or a port that has no link (a listening socket, a tunnel, a file).
-pub fn link_usable(link: &str) -> bool {
-    matches!(link, "up" | "listening" | "tunnel" | "file")
-}
-
-/// An (input, VLAN) group as `status` lists it.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-pub struct GroupStatus {
-    pub input: String,
-    pub vlan: String,
-    pub rules: Vec<String>,
-    pub to: Vec<String>,
-    pub tier: String,
-}
-
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-pub struct Status {
-    #[serde(default)]
-    pub config: String,
-    #[serde(default)]
-    pub reloads: u64,
-    #[serde(default)]
-    pub datapath: String,
-    /// Userspace workers (threads).
-    #[serde(default)]
-    pub workers: u64,
-    #[serde(default)]
-    pub rss_bytes: u64,
-    #[serde(default)]
-    pub ports: Vec<PortStatus>,
-    #[serde(default)]
-    pub groups: Vec<GroupStatus>,
-    /// Per input, per VLAN key of the counters: the tier its frames run in now.
-    #[serde(default)]
-    pub vlan_tiers: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// Everything the screen shows, fed with snapshots and the time they were taken.
@@ -745,8 +699,8 @@ fn draw_help(f: &mut Frame, area: Rect) {
 
 fn fetch(control: &Path) -> Result<(Report, Status)> {
     Ok((
-        crate::run::fetch_stats(control)?,
-        crate::run::fetch_status(control)?,
+        crate::control::client::fetch_stats(control)?,
+        crate::control::client::fetch_status(control)?,
     ))
 }
 

@@ -1,0 +1,133 @@
+//! Clients of the control socket: `vxspan stats`, `status`, `reload`, `capture`, and the
+//! fetches `top`, metrics and SNMP use.
+
+use anyhow::{bail, Context, Result};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+use vxspan_core::Report;
+
+/// Sends one command to a running instance and returns its one-line JSON reply.
+pub fn request(control: &Path, command: &str) -> Result<serde_json::Value> {
+    let mut s = UnixStream::connect(control).with_context(|| {
+        format!(
+            "connecting to {} (is vxspan running? is --control right?)",
+            control.display()
+        )
+    })?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.write_all(format!("{command}\n").as_bytes())?;
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line)?;
+    serde_json::from_str(&line)
+        .with_context(|| format!("reply from {}: {line:?}", control.display()))
+}
+
+/// The counters of a running instance: its `stats` reply.
+pub fn fetch_stats(control: &Path) -> Result<Report> {
+    Ok(serde_json::from_value(request(control, "stats")?)?)
+}
+
+/// The ports, groups and process figures of a running instance: its `status` reply.
+pub fn fetch_status(control: &Path) -> Result<crate::control::proto::Status> {
+    Ok(serde_json::from_value(request(control, "status")?)?)
+}
+
+pub fn status(control: &Path) -> Result<ExitCode> {
+    let v = request(control, "status")?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn stats(control: &Path, json: bool) -> Result<ExitCode> {
+    let v = request(control, "stats")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let r: Report = serde_json::from_value(v)?;
+    print!("{}", render(&r));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn reload(control: &Path) -> Result<ExitCode> {
+    let v = request(control, "reload")?;
+    match (v.get("ok"), v.get("error")) {
+        (Some(ok), _) => {
+            println!("{}", ok.as_str().unwrap_or("reloaded"));
+            Ok(ExitCode::SUCCESS)
+        }
+        (_, Some(e)) => {
+            eprintln!(
+                "vxspan: reload refused, the running configuration stays: {}",
+                e.as_str().unwrap_or("?")
+            );
+            Ok(ExitCode::from(crate::EXIT_INVALID))
+        }
+        _ => bail!("unexpected reply {v}"),
+    }
+}
+
+/// A counter table from a report alone (no plan at hand).
+fn render(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut s = crate::replay::port_table(r, r.interfaces.keys().map(String::as_str));
+    let _ = writeln!(s, "\n{:<20} {:>10} {:>10}", "rule", "matched", "forwarded");
+    for rule in &r.rules {
+        let _ = writeln!(
+            s,
+            "{:<20} {:>10} {:>10}",
+            rule.name, rule.matched_packets, rule.forwarded_packets
+        );
+    }
+    s
+}
+
+/// `vxspan capture`: streams, as pcapng, the frames a running instance forwards (all, or those
+/// of one rule) to `out` (`-` for standard output) until interrupted.
+pub fn capture(control: &Path, rule: Option<&str>, out: &Path) -> Result<ExitCode> {
+    let mut s = UnixStream::connect(control).with_context(|| {
+        format!(
+            "connecting to {} (is vxspan running? is --control right?)",
+            control.display()
+        )
+    })?;
+    s.write_all(format!("capture {}\n", rule.unwrap_or("")).as_bytes())?;
+    let mut first = [0u8; 1];
+    if std::io::Read::read(&mut s, &mut first)? == 0 {
+        bail!("{} closed the capture", control.display());
+    }
+    if first[0] == b'{' {
+        let mut line = String::from("{");
+        BufReader::new(&s).read_line(&mut line)?;
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        eprintln!(
+            "vxspan: capture refused: {}",
+            v["error"].as_str().unwrap_or(line.trim())
+        );
+        return Ok(ExitCode::from(crate::EXIT_INVALID));
+    }
+    let mut sink: Box<dyn Write> = if out == Path::new("-") {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?)
+    };
+    sink.write_all(&first)?;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = std::io::Read::read(&mut s, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if sink
+            .write_all(&buf[..n])
+            .and_then(|_| sink.flush())
+            .is_err()
+        {
+            break; // the reader went away (e.g. tcpdump -c N finished)
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

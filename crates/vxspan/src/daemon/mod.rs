@@ -1,0 +1,421 @@
+//! `vxspan run`: the live datapath, the control socket, reload and shutdown.
+//!
+//! With `--datapath xdp` (and `auto` where the XDP program loads), the kernel tier
+//! ([`crate::kernel`]) runs every (input, VLAN) group it can in the XDP program; the frames of the
+//! other groups pass up to the AF_PACKET rings below. With `afpacket`, everything runs there.
+//!
+//! The first worker (this thread) owns every port: it waits for any input ring to have frames
+//! (poll), reads them in batches, runs them through the engine and sends the copies. Between two
+//! batches it answers the control socket, applies a pending reload (SIGHUP or `vxspan reload`)
+//! and, once a second, reads each ring's kernel statistics (frames dropped because the ring was
+//! full are counted as `ring_overrun` on the input, so `rx_packets` counts every frame that
+//! reached the socket).
+//!
+//! With `--workers N`, each AF_PACKET input (not tunnel endpoints, not inputs with passthru) is
+//! a PACKET_FANOUT_HASH group with one ring per worker, and an input's AF_XDP sockets (one per
+//! RX queue) are spread over the workers; the other N - 1 workers are threads, each
+//! with its own rings, engine ([`Engine::worker`]: counts apart, shares sampling, dedup, buckets
+//! and ERSPAN sequences) and transmit sockets. The first worker reaches into them only between
+//! two of their batches (`WorkerSlot`): to read their counters, to swap their engine on a
+//! rules-only reload, or to give them new rings and sockets when ports change.
+//!
+//! A reload validates and compiles the new file first; if it is invalid, the running
+//! configuration stays and the error is logged and returned to `vxspan reload`. If only rules or
+//! outputs' transforms changed (the same input and output interfaces), sockets and rings are kept
+//! and the new plan is swapped in between two batches, so nothing is lost; otherwise the ports
+//! are reopened. Counters continue across reloads (by port, VLAN and rule name).
+
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use vxspan_core::{Engine, Plan, Report};
+use vxspan_io::afpacket;
+use vxspan_io::Batch;
+
+mod outputs;
+mod ports;
+mod serve;
+mod state;
+mod status;
+mod worker;
+
+use crate::control::server::Control;
+use crate::logging::{log, warn};
+use outputs::*;
+use ports::*;
+use state::*;
+use worker::*;
+
+/// Where the control socket lives unless `--control` or `management.control` say otherwise.
+pub const DEFAULT_CONTROL: &str = "/run/vxspan/control.sock";
+
+/// Frames read from one input before the others get their turn.
+const BATCH: usize = 512;
+
+/// Room for one batch of frames of up to 2 KiB (larger ones grow it).
+fn new_batch() -> Batch {
+    Batch::with_capacity(BATCH, BATCH * 2048)
+}
+
+/// The hash key of an instance whose configuration names no `hash_key_file`: drawn from the
+/// kernel's random source once, at the first load, and kept across reloads (balancing and
+/// flow sampling stay put until the process restarts).
+pub(super) fn process_hash_key() -> Result<vxspan_core::hashkey::HashKey, String> {
+    static KEY: std::sync::OnceLock<vxspan_core::hashkey::HashKey> = std::sync::OnceLock::new();
+    if let Some(k) = KEY.get() {
+        return Ok(k.clone());
+    }
+    let mut key = [0u8; vxspan_core::hashkey::KEY_LEN];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").map_err(|e| format!("/dev/urandom: {e}"))?,
+        &mut key,
+    )
+    .map_err(|e| format!("/dev/urandom: {e}"))?;
+    log("no management.hash_key_file: flow and dedup hashes use a key drawn at start (balancing changes at each restart; share a key file between instances that must agree)");
+    Ok(KEY
+        .get_or_init(|| vxspan_core::hashkey::HashKey::new(key))
+        .clone())
+}
+
+/// Loads, validates and compiles `path` for the live datapath; applies each output interface's
+/// MTU where the configuration sets none.
+pub(super) fn load_plan(path: &Path) -> Result<(vxspan_config::Config, Plan), String> {
+    let cfg = vxspan_config::load(path).map_err(|e| e.to_string())?;
+    let mut plan = Plan::compile(&cfg, &vxspan_io::filter::Libpcap)
+        .map_err(|e| format!("{}: {}: {}", path.display(), e.path, e.message))?;
+    if cfg.hash_key.is_none() {
+        plan.hash_key = process_hash_key()?;
+    }
+    let uplink = default_route_interface();
+    for inp in &cfg.inputs {
+        if Some(&inp.interface) == uplink.as_ref() && !inp.allow_uplink {
+            return Err(format!(
+                "{}: inputs.{}: interface {:?} carries this host's default route; taking it over would cut the host off (set allow_uplink = true on the input to do it anyway)",
+                path.display(),
+                inp.name,
+                inp.interface
+            ));
+        }
+    }
+    for o in &mut plan.outputs {
+        // Loop guard: a tunnel sent to one of this instance's own tunnel endpoints.
+        if let Some(e) = &o.encap {
+            if let Some(l) = cfg
+                .inputs
+                .iter()
+                .filter_map(|i| i.listen.as_ref())
+                .find(|l| l.addr == e.outer().remote)
+            {
+                return Err(format!("{}: outputs.{}: loop: the tunnel goes to {}, where this instance listens for {}", path.display(), o.name, e.outer().remote, l.kind.as_str()));
+            }
+            continue;
+        }
+        if o.mtu.is_none() {
+            if let Some(ifname) = &o.interface {
+                o.mtu = afpacket::mtu(ifname).ok();
+            }
+        }
+    }
+    Ok((cfg, plan))
+}
+
+/// `vxspan run`'s command-line options, as given.
+pub struct RunOptions<'a> {
+    pub datapath: &'a str,
+    pub workers: &'a str,
+    pub xdp_mode: &'a str,
+    pub transmit: &'a str,
+    pub control: Option<&'a Path>,
+    pub user: Option<&'a str>,
+    pub log_level: &'a str,
+    pub log_json: bool,
+}
+
+/// `vxspan run`: logging set up, privileges dropped, ports opened, then the worker loop until
+/// SIGINT / SIGTERM.
+pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
+    let RunOptions {
+        datapath,
+        workers,
+        xdp_mode,
+        transmit,
+        control,
+        user,
+        log_level,
+        log_json,
+    } = opts;
+    if let Err(e) = crate::logging::init_logging(log_level, log_json) {
+        eprintln!("vxspan: {e:#}");
+        return Ok(ExitCode::from(crate::EXIT_INVALID));
+    }
+    match datapath {
+        "auto" | "afpacket" | "xdp" | "afxdp" => {}
+        other => {
+            eprintln!("vxspan: unknown datapath {other:?} (auto, afpacket, afxdp, xdp)");
+            return Ok(ExitCode::from(crate::EXIT_INVALID));
+        }
+    }
+    let xdp_tx = match (transmit, datapath) {
+        ("afpacket", _) => false,
+        ("afxdp", _) | ("auto", "afxdp") => true,
+        ("auto", _) => false,
+        (other, _) => {
+            eprintln!("vxspan: unknown --transmit {other:?} (auto, afpacket, afxdp)");
+            return Ok(ExitCode::from(crate::EXIT_INVALID));
+        }
+    };
+    let workers = match parse_workers(workers) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("vxspan: {e}");
+            return Ok(ExitCode::from(crate::EXIT_INVALID));
+        }
+    };
+    let (cfg, plan) = match load_plan(config) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("vxspan: invalid configuration: {e}");
+            return Ok(ExitCode::from(crate::EXIT_INVALID));
+        }
+    };
+    let mode = match crate::kernel::parse_mode(xdp_mode, cfg.xdp_mode) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("vxspan: {e}");
+            return Ok(ExitCode::from(crate::EXIT_INVALID));
+        }
+    };
+    let control_path = control
+        .map(Path::to_owned)
+        .or_else(|| cfg.control.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL));
+    // Least privilege: from root, switch to the configured user keeping only the capabilities
+    // needed; otherwise check this process holds them.
+    let notifier = crate::privileges::Notifier::from_env();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    match user.map(str::to_owned).or_else(|| cfg.user.clone()) {
+        Some(u) if root => {
+            let (uid, gid) = crate::privileges::lookup(&u)?;
+            if let Some(dir) = control_path.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+                    .with_context(|| format!("handing {} to {u}", dir.display()))?;
+            }
+            crate::privileges::drop_to(uid, gid)?;
+            log(format!(
+                "running as {u} (uid {uid}) with CAP_NET_RAW, CAP_NET_ADMIN, CAP_IPC_LOCK and CAP_BPF only"
+            ));
+        }
+        _ if !root => {
+            if let Err(e) = crate::privileges::check() {
+                eprintln!("vxspan: {e:#}");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        _ => {}
+    }
+    // `--datapath afxdp` sends through AF_XDP TX rings too.
+    let tx = TxSetup {
+        losses: Arc::default(),
+        xdp: xdp_tx,
+    };
+    let ports = open_ports(&plan, workers, None, &tx)?;
+    let mut kernel = match datapath {
+        "afpacket" => None,
+        _ => match crate::kernel::KernelTier::start(&plan, mode, datapath == "afxdp") {
+            Ok((k, _, why)) => {
+                log(format!("XDP program attached to the inputs ({why})"));
+                Some(k)
+            }
+            Err(e) if datapath == "xdp" || datapath == "afxdp" => {
+                eprintln!("vxspan: --datapath {datapath}: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+            Err(e) => {
+                warn(format!(
+                    "XDP tier unavailable ({e}); every group runs on AF_PACKET"
+                ));
+                None
+            }
+        },
+    };
+    let mut xsks = Vec::new();
+    if let Some(k) = &mut kernel {
+        if let Err(e) = open_xsks(k, &plan, &mut xsks) {
+            if datapath == "afxdp" {
+                eprintln!("vxspan: --datapath afxdp: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+            warn(format!(
+                "AF_XDP: {e}; the userspace tier reads through AF_PACKET"
+            ));
+        }
+    }
+    // The control socket appears once everything is set up: it is the sign vxspan is running.
+    let ctl = Control::bind(&control_path)?;
+    if let Some(addr) = cfg.metrics {
+        crate::metrics::spawn(addr, control_path.clone())?;
+        log(format!("Prometheus metrics on http://{addr}/metrics"));
+    }
+    if let Some(snmp) = cfg.snmp.clone() {
+        crate::snmp::spawn(snmp, control_path.clone())?;
+    }
+    log(format!(
+        "running {} on {} input(s), {} output interface(s); control socket {}",
+        config.display(),
+        ports.inputs.len(),
+        ports.outputs.sockets.len(),
+        control_path.display()
+    ));
+
+    notifier.notify("READY=1\nSTATUS=forwarding");
+    let mut last_watchdog = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
+
+    let mut st = State {
+        config: config.to_owned(),
+        cfg,
+        engine: Engine::new(Arc::new(plan)),
+        ports,
+        kernel,
+        xdp_mode: mode,
+        xsks,
+        history: Report::default(),
+        reloads: 0,
+        workers: (1..workers)
+            .map(|_| WorkerSlot::new().map(Arc::new))
+            .collect::<std::io::Result<_>>()?,
+        tx,
+    };
+    st.respawn_workers();
+    st.distribute_xsks();
+    let spawn = |n: usize, slot: &Arc<WorkerSlot>| {
+        let (slot, stop) = (slot.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name(format!("vxspan-worker-{n}"))
+            .spawn(move || worker_loop(slot, stop))
+    };
+    let mut threads: Vec<std::thread::JoinHandle<()>> = st
+        .workers
+        .iter()
+        .enumerate()
+        .map(|(n, slot)| spawn(n + 1, slot))
+        .collect::<std::io::Result<_>>()?;
+    if workers > 1 {
+        log(format!(
+            "{workers} userspace workers (AF_PACKET inputs shared by flow hash)"
+        ));
+    }
+    if st.kernel.is_some() {
+        let plan = st.engine.plan().clone();
+        if let Err(e) = st.open_xsks(&plan) {
+            if datapath == "afxdp" {
+                eprintln!("vxspan: --datapath afxdp: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+            warn(format!(
+                "AF_XDP: {e}; the userspace tier reads through AF_PACKET"
+            ));
+        }
+    }
+    st.log_placement();
+    let mut batch = new_batch();
+    let mut ready = Vec::new();
+    let mut last_stats = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        if hup.swap(false, Ordering::Relaxed) {
+            notifier.notify("RELOADING=1");
+            match st.reload() {
+                Ok(msg) => log(msg),
+                Err(e) => warn(format!(
+                    "reload refused, the running configuration stays: {e}"
+                )),
+            }
+            notifier.notify("READY=1");
+        }
+        if notifier
+            .watchdog
+            .is_some_and(|w| last_watchdog.elapsed() >= w)
+        {
+            notifier.notify("WATCHDOG=1");
+            last_watchdog = Instant::now();
+        }
+        let mut fds: Vec<i32> = st.ports.inputs.iter().map(LiveInput::fd).collect();
+        fds.extend(st.xsks.iter().map(|(_, x, _)| x.fd()));
+        fds.extend(st.ports.outputs.passthru.iter().map(|p| p.tap.fd()));
+        afpacket::poll_readable(&fds, 100, &mut ready)?;
+        st.drain(&mut batch)?;
+        st.passthru_out();
+        while let Ok((stream, _)) = ctl.listener.accept() {
+            st.serve(stream);
+        }
+        if last_stats.elapsed() >= Duration::from_secs(1) {
+            // A worker thread that ended (a bug: it panicked) is started again on its slot;
+            // its rings kept their frames meanwhile, and what overflowed is counted.
+            for (n, t) in threads.iter_mut().enumerate() {
+                if t.is_finished() && !stop.load(Ordering::Relaxed) {
+                    warn(format!(
+                        "worker {} stopped unexpectedly; starting it again",
+                        n + 1
+                    ));
+                    if let Ok(fresh) = spawn(n + 1, &st.workers[n]) {
+                        let old = std::mem::replace(t, fresh);
+                        let _ = old.join();
+                    }
+                }
+            }
+            st.read_ring_stats();
+            st.read_xsk_stats();
+            st.check_ports();
+            st.flush_archives();
+            last_stats = Instant::now();
+        }
+    }
+    notifier.notify("STOPPING=1");
+    for t in threads {
+        let _ = t.join();
+    }
+    // Frames still in the rings were received: count them before leaving.
+    st.drain(&mut batch)?;
+    for slot in &st.workers {
+        slot.with(|w| {
+            if let Some(w) = w.as_mut() {
+                w.drain(&mut batch, None);
+            }
+        });
+    }
+    st.read_ring_stats();
+    st.flush_archives();
+    st.close_outputs();
+    let report = st.report();
+    log(format!(
+        "stopping after {} reload(s); final counters:",
+        st.reloads
+    ));
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--workers`: `auto` is one per CPU this process may run on, at most 8.
+fn parse_workers(s: &str) -> Result<usize, String> {
+    match s {
+        "auto" => Ok(std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(8)),
+        n => match n.parse::<usize>() {
+            Ok(n @ 1..=64) => Ok(n),
+            _ => Err(format!(
+                "--workers {n:?}: expected auto or a number from 1 to 64"
+            )),
+        },
+    }
+}

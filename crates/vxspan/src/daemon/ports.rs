@@ -1,0 +1,274 @@
+//! The ports of a plan: input rings (fanout groups when workers share an input), tunnel
+//! endpoints, AF_XDP sockets, and the outputs opened beside them.
+
+use super::*;
+use anyhow::{Context, Result};
+use std::sync::{Arc, Mutex};
+use vxspan_core::Plan;
+use vxspan_io::afpacket::{self, RxRing};
+use vxspan_io::tunnel::{ListenSocket, TunnelSender};
+use vxspan_io::{Batch, RxPort};
+
+/// An input: an interface's receive ring, or a tunnel endpoint's socket.
+pub(super) enum LiveInput {
+    Ring(RxRing),
+    Listen(ListenSocket),
+    /// An interface that disappeared (a VM's vNIC disconnected): picked up again when it returns.
+    Gone(String),
+}
+
+impl LiveInput {
+    pub(super) fn fd(&self) -> i32 {
+        match self {
+            LiveInput::Ring(r) => r.fd(),
+            LiveInput::Listen(l) => l.fd(),
+            // poll(2) ignores negative descriptors.
+            LiveInput::Gone(_) => -1,
+        }
+    }
+
+    pub(super) fn recv(&mut self, batch: &mut Batch, max: usize) -> std::io::Result<()> {
+        match self {
+            LiveInput::Ring(r) => r.recv(batch, max).map(|_| ()),
+            LiveInput::Listen(l) => l.recv(batch, max).map(|_| ()),
+            LiveInput::Gone(_) => Ok(()),
+        }
+    }
+}
+
+/// Open ports for a plan.
+pub(super) struct Ports {
+    pub(super) inputs: Vec<LiveInput>,
+    /// Per input: the fanout group its ring leads, which the other workers' rings join
+    /// (`None`: read by the first worker alone: a tunnel endpoint, an input with passthru, or
+    /// a single worker).
+    pub(super) fanout: Vec<Option<u16>>,
+    /// Offloads turned off on input interfaces, restored when the ports are closed.
+    pub(super) _offloads: Vec<afpacket::Offloads>,
+    pub(super) outputs: LiveOutputs,
+    /// Input and output interface names, to tell whether a new plan can keep these ports.
+    pub(super) key: (Vec<String>, Vec<String>),
+}
+
+impl Ports {
+    /// Takes over `old`'s rings for the inputs [`open_ports`] left empty (same interface), with
+    /// their fanout groups: the frames in them are read by the new plan, none are lost.
+    pub(super) fn take_rings(&mut self, old: &mut Ports) {
+        for (input, group) in self.inputs.iter_mut().zip(self.fanout.iter_mut()) {
+            let LiveInput::Gone(name) = input else {
+                continue;
+            };
+            let found = old
+                .inputs
+                .iter()
+                .position(|o| matches!(o, LiveInput::Ring(r) if r.name == *name));
+            if let Some(j) = found {
+                let ring = std::mem::replace(&mut old.inputs[j], LiveInput::Gone(name.clone()));
+                *input = ring;
+                *group = old.fanout[j].take();
+            }
+        }
+    }
+}
+
+pub(super) fn interfaces_key(plan: &Plan) -> (Vec<String>, Vec<String>) {
+    let inputs = plan.inputs.iter().map(|i| i.interface.clone()).collect();
+    let outputs = plan
+        .outputs
+        .iter()
+        .map(|o| format!("{:?} {:?}", o.interface, o.encap))
+        .collect();
+    (inputs, outputs)
+}
+
+/// The block size of each worker's ring on a shared input: the input's ring memory divided
+/// among them (down to 64 KiB blocks), the count of blocks kept.
+pub(super) fn ring_block_size(workers: usize) -> usize {
+    afpacket::BLOCK_SIZE / workers.max(1)
+}
+
+/// Whether the workers share input `i` of `plan` through a fanout group (an input with
+/// passthru is read by the first worker alone, which holds its TAPs).
+pub(super) fn shares_input(plan: &Plan, i: usize, workers: usize) -> bool {
+    workers > 1 && plan.inputs[i].passthru.is_empty()
+}
+
+/// Opens input `i`'s ring for the first worker: in a new fanout group when `workers` share it.
+pub(super) fn open_input_ring(
+    plan: &Plan,
+    i: usize,
+    workers: usize,
+) -> std::io::Result<(RxRing, Option<u16>)> {
+    let inp = &plan.inputs[i];
+    let shared = shares_input(plan, i, workers);
+    let ring = RxRing::open_with(
+        &inp.interface,
+        if shared {
+            ring_block_size(workers)
+        } else {
+            afpacket::BLOCK_SIZE
+        },
+    )?;
+    let group = if shared {
+        Some(ring.join_fanout(None)?)
+    } else {
+        None
+    };
+    Ok((ring, group))
+}
+
+/// Whether input `i` of `plan` can take over `old`'s ring on the same interface: the ring is
+/// kept (with every frame in it) instead of a new one being opened beside it.
+pub(super) fn reusable_ring(plan: &Plan, i: usize, workers: usize, old: Option<&Ports>) -> bool {
+    let inp = &plan.inputs[i];
+    let shared = shares_input(plan, i, workers);
+    old.is_some_and(|old| {
+        old.inputs.iter().zip(&old.fanout).any(|(o, f)| {
+            matches!(o, LiveInput::Ring(r) if r.name == inp.interface) && f.is_some() == shared
+        })
+    })
+}
+
+/// Opens the ports of `plan`. Inputs whose ring `old` can hand over are left empty for now
+/// (`LiveInput::Gone`), filled by [`Ports::take_rings`] once nothing else can fail.
+pub(super) fn open_ports(
+    plan: &Plan,
+    workers: usize,
+    old: Option<&Ports>,
+    tx: &TxSetup,
+) -> Result<Ports> {
+    let mut inputs = Vec::new();
+    let mut fanout = Vec::new();
+    let mut offloads = Vec::new();
+    for (ii, i) in plan.inputs.iter().enumerate() {
+        if let Some(l) = &i.listen {
+            let sock = ListenSocket::open(l.addr, l.port)
+                .with_context(|| format!("input {}: listening on {}", i.name, i.interface))?;
+            inputs.push(LiveInput::Listen(sock));
+            fanout.push(None);
+            continue;
+        }
+        if afpacket::set_up(&i.interface)
+            .with_context(|| format!("input {}: bringing {} up", i.name, i.interface))?
+        {
+            log(format!("brought {} up", i.interface));
+        }
+        let off = afpacket::Offloads::disable(&i.interface);
+        if !off.changed().is_empty() {
+            log(format!(
+                "{}: turned off {} (restored on exit)",
+                i.interface,
+                off.changed().join(", ")
+            ));
+        }
+        offloads.push(off);
+        if reusable_ring(plan, ii, workers, old) {
+            inputs.push(LiveInput::Gone(i.interface.clone()));
+            fanout.push(None);
+            continue;
+        }
+        let (ring, group) = open_input_ring(plan, ii, workers).with_context(|| {
+            format!(
+                "input {}: opening a receive ring on {}",
+                i.name, i.interface
+            )
+        })?;
+        inputs.push(LiveInput::Ring(ring));
+        fanout.push(group);
+    }
+    let mut sockets: Vec<Option<OutSocket>> = Vec::new();
+    let mut socket_names: Vec<String> = Vec::new();
+    let mut outs = Vec::new();
+    for o in &plan.outputs {
+        if let Some(e) = &o.encap {
+            let t = TunnelSender::open(e).with_context(|| {
+                format!("output {}: {} to {}", o.name, e.kind(), e.outer().remote)
+            })?;
+            outs.push(LiveOut::Tunnel(t));
+            continue;
+        }
+        if let Some(a) = &o.archive {
+            outs.push(LiveOut::Archive(Arc::new(Mutex::new(
+                vxspan_io::archive::ArchiveWriter::new(a.clone(), plan.input_descriptions()),
+            ))));
+            continue;
+        }
+        let ifname = o
+            .interface
+            .as_deref()
+            .context("an output is an interface or a tunnel")?;
+        let idx = match socket_names.iter().position(|s| s == ifname) {
+            Some(i) => i,
+            None => {
+                if afpacket::set_up(ifname)
+                    .with_context(|| format!("output {}: bringing {ifname} up", o.name))?
+                {
+                    log(format!("brought {ifname} up"));
+                }
+                sockets
+                    .push(Some(open_output(ifname, workers, old, tx).with_context(
+                        || format!("output {}: opening {ifname}", o.name),
+                    )?));
+                socket_names.push(ifname.to_owned());
+                sockets.len() - 1
+            }
+        };
+        outs.push(LiveOut::Packet(idx));
+    }
+    Ok(Ports {
+        inputs,
+        fanout,
+        _offloads: offloads,
+        outputs: LiveOutputs {
+            passthru: open_passthru(plan)?,
+            captures: Arc::default(),
+            sockets,
+            socket_names,
+            outs,
+            owners: plan.outputs.iter().map(|o| tx.losses.id(&o.name)).collect(),
+            tx: tx.clone(),
+        },
+        key: interfaces_key(plan),
+    })
+}
+
+/// Opens an AF_XDP socket on every RX queue of each input whose frames (some of them) go to
+/// the userspace tier, and registers it with the kernel tier. Inputs whose MTU does not fit
+/// an AF_XDP frame, and queues where a socket cannot be opened, are an error (the caller
+/// decides whether AF_PACKET takes over).
+pub(super) fn open_xsks(
+    k: &mut crate::kernel::KernelTier,
+    plan: &Plan,
+    xsks: &mut Vec<(usize, vxspan_io::afxdp::XskRx, u64)>,
+) -> Result<(), String> {
+    for (i, inp) in plan.inputs.iter().enumerate() {
+        if inp.listen.is_some()
+            || !k.tables().input_needs_userspace(i)
+            || xsks.iter().any(|(x, _, _)| *x == i)
+        {
+            continue;
+        }
+        let mtu = afpacket::mtu(&inp.interface).unwrap_or(1500);
+        // Ethernet header and two tags on top of the MTU.
+        if mtu + 22 > vxspan_io::afxdp::MAX_FRAME {
+            return Err(format!(
+                "input {}: MTU {mtu} of {} does not fit an AF_XDP frame ({} bytes); jumbo frames need --datapath xdp or afpacket",
+                inp.name,
+                inp.interface,
+                vxspan_io::afxdp::MAX_FRAME
+            ));
+        }
+        for q in 0..vxspan_io::afxdp::rx_queues(&inp.interface) {
+            let x = vxspan_io::afxdp::XskRx::open(&inp.interface, q)
+                .map_err(|e| format!("input {}: {e}", inp.name))?;
+            k.bind_xsk(i, q, x.fd())?;
+            log(format!(
+                "AF_XDP socket on {} queue {q} ({} mode)",
+                inp.interface,
+                if x.zero_copy { "zero-copy" } else { "copy" }
+            ));
+            xsks.push((i, x, 0));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,601 @@
+//! The first worker's state: the engine, ports, kernel tier and the other workers; reload,
+//! port checks and counter reports.
+
+use super::*;
+use anyhow::Result;
+use std::path::PathBuf;
+use std::sync::Arc;
+use vxspan_core::{Engine, Plan, Report, TxFrame};
+use vxspan_io::afpacket;
+use vxspan_io::{Batch, RxPort, TxPort};
+
+pub(super) struct State {
+    pub(super) config: PathBuf,
+    pub(super) cfg: vxspan_config::Config,
+    pub(super) engine: Engine,
+    pub(super) ports: Ports,
+    /// The XDP tier, when the datapath is xdp.
+    pub(super) kernel: Option<crate::kernel::KernelTier>,
+    /// `--xdp-mode` (None: vxspan picks), for re-attaching after a reload that changes ports.
+    pub(super) xdp_mode: Option<vxspan_xdp::Mode>,
+    /// AF_XDP sockets feeding the userspace tier that this worker reads (the others' are in
+    /// their `Worker`).
+    pub(super) xsks: Vec<Xsk>,
+    /// Counters of the plans replaced by reloads.
+    pub(super) history: Report,
+    pub(super) reloads: u64,
+    /// The other workers (the first is this thread: `engine` and `ports`).
+    pub(super) workers: Vec<Arc<WorkerSlot>>,
+    /// How outputs transmit, and the copies their sockets accepted that the kernel then
+    /// refused (taken off `tx` when counters are reported).
+    pub(super) tx: TxSetup,
+}
+
+impl State {
+    pub(super) fn report(&self) -> Report {
+        let (user, kernel) = self.reports();
+        self.merged(&user, kernel.as_ref().map(|k| &k.0))
+    }
+
+    /// The current plan's counters, each tier's apart: the userspace tier's, and the kernel
+    /// tier's with the frames it handed up per input (the maps are read once).
+    pub(super) fn reports(&self) -> (Report, Option<(Report, Vec<u64>)>) {
+        let plan = self.engine.plan();
+        let mut user = self.engine.report();
+        for w in self.worker_reports() {
+            user.add(&w);
+        }
+        (user, self.kernel.as_ref().map(|k| k.snapshot(plan)))
+    }
+
+    /// The other workers' counters for the current plan.
+    pub(super) fn worker_reports(&self) -> Vec<Report> {
+        self.workers
+            .iter()
+            .filter_map(|s| s.with(|w| w.as_ref().map(|w| w.engine.report())))
+            .collect()
+    }
+
+    /// Gives every other worker a fresh share of the current ports (rings in the fanout
+    /// groups, transmit sockets) and an engine for the current plan. Rings whose group stays
+    /// are kept; what the others still hold is read one last time, and what the old engines
+    /// counted goes to the history.
+    pub(super) fn respawn_workers(&mut self) {
+        let n = self.workers.len() + 1;
+        let mut batch = new_batch();
+        for (k, slot) in self.workers.iter().enumerate() {
+            let old = slot.with(|w| {
+                let mut old = w.take();
+                match Worker::new(&self.engine, &self.ports, n, k + 1, old.as_mut()) {
+                    Ok(fresh) => *w = Some(fresh),
+                    Err(e) => warn(format!("worker: {e:#}; its share is read by the others")),
+                }
+                old
+            });
+            if let Some(mut old) = old {
+                old.drain(&mut batch, None);
+                old.read_ring_stats();
+                self.history.add(&old.engine.report());
+                close_later(old);
+            }
+        }
+    }
+
+    /// A rules-only reload for the other workers: their rings and sockets stay, each gets an
+    /// engine for the new plan between two of its batches (nothing is lost); the old engines'
+    /// counters go to the history.
+    pub(super) fn swap_worker_engines(&mut self) {
+        let owners = &self.ports.outputs.owners;
+        for slot in &self.workers {
+            let old = slot.with(|w| {
+                w.as_mut().map(|w| {
+                    let fresh = self.engine.worker();
+                    w.read_ring_stats();
+                    w.outputs.owners.clone_from(owners);
+                    std::mem::replace(&mut w.engine, fresh).report()
+                })
+            });
+            if let Some(r) = old {
+                self.history.add(&r);
+            }
+        }
+    }
+
+    /// Every counter since start: the replaced plans' and both tiers' of the current one.
+    pub(super) fn merged(&self, user: &Report, kernel: Option<&Report>) -> Report {
+        let mut r = self.history.clone();
+        r.add(user);
+        if let Some(k) = kernel {
+            r.add(k);
+        }
+        self.tx.losses.apply(&mut r);
+        r
+    }
+
+    /// The datapath as it runs: "afpacket", or "xdp (native)" / "xdp (generic)".
+    pub(super) fn datapath(&self) -> String {
+        match self
+            .kernel
+            .as_ref()
+            .and_then(|k| k.mode().map(|m| (m, k.userspace_only())))
+        {
+            Some((m, true)) => format!("afxdp ({})", m.as_str()),
+            Some((m, false)) => format!("xdp ({})", m.as_str()),
+            None => "afpacket".into(),
+        }
+    }
+
+    /// The groups with the tier they actually run in here.
+    pub(super) fn groups(&self) -> Vec<vxspan_core::plan::GroupDescription> {
+        let plan = self.engine.plan();
+        let mut groups = plan.describe(&self.cfg).groups;
+        let actual: Vec<(vxspan_core::Tier, String)> = match &self.kernel {
+            Some(k) => k
+                .tables()
+                .inputs
+                .iter()
+                .flat_map(|i| i.placement.iter().cloned())
+                .collect(),
+            None => plan
+                .inputs
+                .iter()
+                .flat_map(|i| i.groups.iter())
+                .map(|g| {
+                    let why = match g.tier {
+                        vxspan_core::Tier::Xdp => format!("datapath afpacket ({})", g.why),
+                        vxspan_core::Tier::Userspace => g.why.clone(),
+                    };
+                    (vxspan_core::Tier::Userspace, why)
+                })
+                .collect(),
+        };
+        for (g, (tier, why)) in groups.iter_mut().zip(actual) {
+            g.tier = tier;
+            g.why = why;
+        }
+        groups
+    }
+
+    pub(super) fn reload(&mut self) -> Result<String, String> {
+        let (cfg, plan) = load_plan(&self.config)?;
+        let same_ports = interfaces_key(&plan) == self.ports.key;
+        // Everything that can fail comes first, and nothing is changed until all of it has
+        // worked: new ports are opened beside the old ones, then the kernel tier swaps its
+        // tables (atomically on its attachments when the input interfaces stay, even if the
+        // outputs change; otherwise it is re-attached below).
+        let same_inputs = plan.inputs.iter().map(|i| &i.interface).eq(self
+            .engine
+            .plan()
+            .inputs
+            .iter()
+            .map(|i| &i.interface));
+        let new_ports = if same_ports {
+            None
+        } else {
+            Some(
+                open_ports(&plan, self.workers.len() + 1, Some(&self.ports), &self.tx)
+                    .map_err(|e| format!("{e:#}"))?,
+            )
+        };
+        if same_inputs {
+            if let Some(k) = &mut self.kernel {
+                let old = k.reload(self.engine.plan(), &plan)?;
+                self.history.add(&old);
+            }
+        }
+        if let Some(mut ports) = new_ports {
+            // What the old rings hold was received under the old plan: it is read through it
+            // now. Rings of interfaces that stay inputs then go to the new ports as they are.
+            let mut batch = new_batch();
+            if let Err(e) = self.drain(&mut batch) {
+                warn(format!("reading the inputs before the reload: {e}"));
+            }
+            ports.take_rings(&mut self.ports);
+            // Inputs that stay keep the offload settings saved when vxspan first took them
+            // (the new ports found them already off); the others get theirs back now.
+            let old = std::mem::take(&mut self.ports._offloads);
+            let (keep, restore): (Vec<_>, Vec<_>) = old
+                .into_iter()
+                .partition(|o| ports.key.0.iter().any(|i| i == o.interface()));
+            ports
+                ._offloads
+                .retain(|o| !keep.iter().any(|k| k.interface() == o.interface()));
+            ports._offloads.extend(keep);
+            drop(restore);
+            close_later(std::mem::replace(&mut self.ports, ports));
+        }
+        if !same_inputs {
+            if let Some(k) = self.kernel.take() {
+                self.restart_kernel(k, &plan);
+            }
+        }
+        self.history.add(&self.engine.report());
+        // Captures name rules of the old plan: they end with it.
+        self.ports.outputs.captures.clear();
+        // The other workers count their frames of the old plan in its engine, until they
+        // get the new one.
+        let sequences = self.engine.erspan_sequences();
+        // Copies are recorded under their output's name: a rules-only reload may rename one.
+        self.ports.outputs.owners = plan
+            .outputs
+            .iter()
+            .map(|o| self.tx.losses.id(&o.name))
+            .collect();
+        self.engine = Engine::new(Arc::new(plan));
+        self.engine.continue_erspan_sequences(&sequences);
+        if same_ports {
+            self.swap_worker_engines();
+        } else {
+            self.respawn_workers();
+        }
+        self.cfg = cfg;
+        self.reloads += 1;
+        if self.kernel.is_some() {
+            let plan = self.engine.plan().clone();
+            if let Err(e) = self.open_xsks(&plan) {
+                warn(format!(
+                    "AF_XDP: {e}; the userspace tier reads through AF_PACKET"
+                ));
+            }
+        }
+        self.log_placement();
+        Ok(if same_ports {
+            "reloaded (rules only: ports kept)".into()
+        } else {
+            "reloaded (ports reopened)".into()
+        })
+    }
+
+    /// Reads every input until it has nothing more, batch by batch, through the engine. Every
+    /// input is visited (a readable descriptor only says that one ring block was retired).
+    pub(super) fn drain(&mut self, batch: &mut Batch) -> std::io::Result<()> {
+        let State {
+            engine,
+            ports,
+            xsks,
+            ..
+        } = self;
+        for (i, input) in ports.inputs.iter_mut().enumerate() {
+            drain_input(
+                engine,
+                &mut ports.outputs,
+                i,
+                batch,
+                |b| input.recv(b, BATCH),
+                None,
+            )?;
+        }
+        for (i, x, _) in xsks.iter_mut() {
+            drain_input(
+                engine,
+                &mut ports.outputs,
+                *i,
+                batch,
+                |b| x.recv(b, BATCH).map(|_| ()),
+                None,
+            )?;
+        }
+        ports.outputs.flush_tx();
+        Ok(())
+    }
+
+    /// Notices interfaces that disappeared (or were re-created with a new index) and picks up
+    /// the ones that came back: inputs get a new ring (up, promiscuous, offloads off), outputs a
+    /// new socket. While an output is gone its copies are counted as `link_down`.
+    pub(super) fn check_ports(&mut self) {
+        // A port that came back has a new interface index: the kernel tier is re-attached.
+        let mut came_back = false;
+        // The other workers follow any change: new rings, new sockets.
+        let mut changed = false;
+        let plan = self.engine.plan().clone();
+        let workers = self.workers.len() + 1;
+        for (ii, input) in self.ports.inputs.iter_mut().enumerate() {
+            let gone = match input {
+                LiveInput::Ring(r) => {
+                    (afpacket::ifindex(&r.name).ok() != Some(r.ifindex)).then(|| r.name.clone())
+                }
+                _ => None,
+            };
+            if let Some(name) = gone {
+                warn(format!(
+                    "input interface {name} disappeared; waiting for it to come back"
+                ));
+                *input = LiveInput::Gone(name);
+                self.ports.fanout[ii] = None;
+                changed = true;
+            }
+            if let LiveInput::Gone(name) = input {
+                if afpacket::ifindex(name).is_ok() {
+                    let _ = afpacket::set_up(name);
+                    let off = afpacket::Offloads::disable(name);
+                    match open_input_ring(&plan, ii, workers) {
+                        Ok((ring, group)) => {
+                            log(format!("input interface {name} is back"));
+                            came_back = true;
+                            self.ports._offloads.push(off);
+                            self.ports.fanout[ii] = group;
+                            *input = LiveInput::Ring(ring);
+                        }
+                        Err(e) => log(format!(
+                            "input interface {name} is back but cannot be opened yet: {e}"
+                        )),
+                    }
+                }
+            }
+        }
+        let outs = &mut self.ports.outputs;
+        for (sock, name) in outs.sockets.iter_mut().zip(&outs.socket_names) {
+            let current = afpacket::ifindex(name).ok();
+            match sock {
+                Some(s) if current != Some(s.ifindex()) => {
+                    warn(format!("output interface {name} disappeared; copies for it are counted as link_down until it comes back"));
+                    *sock = None;
+                    changed = true;
+                }
+                // The kernel refused AF_XDP transmit (the interface went down): copies are
+                // counted as link_down; once it is up, the sockets are opened again.
+                Some(OutSocket::Xdp(x))
+                    if x.set.is_dead()
+                        && afpacket::link_state(name).is_ok_and(|(up, _)| up) =>
+                {
+                    match x.set.revive() {
+                        Ok(()) => log(format!(
+                            "output interface {name} is up again; its AF_XDP sockets were reopened"
+                        )),
+                        Err(e) => warn(format!(
+                            "output interface {name} is up again but its AF_XDP sockets cannot be reopened yet: {e}"
+                        )),
+                    }
+                }
+                None if current.is_some() => {
+                    let _ = afpacket::set_up(name);
+                    if let Ok(s) = open_output(name, workers, None, &self.tx) {
+                        log(format!("output interface {name} is back"));
+                        came_back = true;
+                        *sock = Some(s);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if came_back {
+            if let Some(k) = self.kernel.take() {
+                let plan = self.engine.plan().clone();
+                self.restart_kernel(k, &plan);
+            }
+        }
+        // Balancing skips outputs whose interface is gone.
+        for (o, out) in self.ports.outputs.outs.iter().enumerate() {
+            if let LiveOut::Packet(i) = out {
+                let up = self
+                    .ports
+                    .outputs
+                    .sockets
+                    .get(*i)
+                    .is_some_and(Option::is_some);
+                self.engine.set_output_up(o, up);
+            }
+        }
+        if changed || came_back {
+            self.respawn_workers();
+        }
+    }
+
+    /// What the hosts behind passthru TAPs send goes out of their data ports (tagged with the
+    /// passthru's VLAN, if it has one). Locally sent frames are not seen by the input rings
+    /// (PACKET_IGNORE_OUTGOING), so they are never mirrored back.
+    pub(super) fn passthru_out(&mut self) {
+        let mut buf = vec![0u8; 65_536];
+        let mut tagged = Vec::with_capacity(65_540);
+        for p in self.ports.outputs.passthru.iter_mut() {
+            for _ in 0..256 {
+                let n = match p.tap.read(&mut buf) {
+                    Ok(Some(n)) => n,
+                    Ok(None) => break,
+                    Err(_) => {
+                        p.errors += 1;
+                        break;
+                    }
+                };
+                let frame = &buf[..n];
+                let data = match p.vlan {
+                    Some(vid) => {
+                        tagged.clear();
+                        if vxspan_core::wire::vlan::push_tag(
+                            frame,
+                            vxspan_core::wire::VlanTag::new(
+                                vxspan_core::wire::EtherType::Vlan,
+                                0,
+                                false,
+                                vid,
+                            ),
+                            &mut tagged,
+                        )
+                        .is_err()
+                        {
+                            continue;
+                        }
+                        &tagged[..]
+                    }
+                    None => frame,
+                };
+                if p.port
+                    .send(TxFrame {
+                        data,
+                        wire_len: data.len() as u32,
+                        ts: 0,
+                        input: 0,
+                    })
+                    .is_err()
+                {
+                    p.errors += 1;
+                }
+            }
+        }
+    }
+
+    /// Closes the transmit sockets (the other workers' first, their counters kept): AF_XDP
+    /// sockets send what still waits on their rings, and count what cannot go, before the
+    /// final counters are read.
+    pub(super) fn close_outputs(&mut self) {
+        for slot in &self.workers {
+            if let Some(w) = slot.with(Option::take) {
+                self.history.add(&w.engine.report());
+            }
+        }
+        self.ports.outputs.sockets.clear();
+    }
+
+    /// Pushes archive files to disk, so they are readable while vxspan runs.
+    pub(super) fn flush_archives(&mut self) {
+        for out in self.ports.outputs.outs.iter_mut() {
+            if let LiveOut::Archive(a) = out {
+                if let Err(e) = locked(a).flush() {
+                    warn(format!("archive: {e}"));
+                }
+            }
+        }
+    }
+
+    pub(super) fn read_ring_stats(&mut self) {
+        let rings = self.ports.inputs.iter().enumerate();
+        count_ring_drops(
+            &mut self.engine,
+            rings.filter_map(|(i, input)| match input {
+                LiveInput::Ring(r) => Some((i, r)),
+                _ => None,
+            }),
+        );
+        for slot in &self.workers {
+            slot.with(|w| w.as_mut().map(Worker::read_ring_stats));
+        }
+    }
+}
+
+impl State {
+    /// Detaches `old` (its counters go to the history) and attaches a new kernel tier for
+    /// `plan`, whose inputs changed. If that fails, every group runs on AF_PACKET.
+    pub(super) fn restart_kernel(&mut self, old: crate::kernel::KernelTier, plan: &Plan) {
+        self.collect_xsks();
+        self.read_xsk_stats();
+        let userspace_only = old.userspace_only();
+        old.detach(self.engine.plan(), &mut self.history);
+        self.xsks.clear();
+        match crate::kernel::KernelTier::start(plan, self.xdp_mode, userspace_only) {
+            Ok((k, _, why)) => {
+                log(format!("XDP tier re-attached to the inputs ({why})"));
+                self.kernel = Some(k);
+                if let Err(e) = self.open_xsks(plan) {
+                    warn(format!(
+                        "AF_XDP: {e}; the userspace tier reads through AF_PACKET"
+                    ));
+                }
+            }
+            Err(e) => warn(format!(
+                "XDP tier could not be re-attached ({e}); every group runs on AF_PACKET"
+            )),
+        }
+    }
+
+    /// Opens the AF_XDP sockets the kernel tier's placement needs (see [`open_xsks`]) and
+    /// spreads them over the workers.
+    pub(super) fn open_xsks(&mut self, plan: &Plan) -> Result<(), String> {
+        self.collect_xsks();
+        let r = match &mut self.kernel {
+            Some(k) => open_xsks(k, plan, &mut self.xsks),
+            None => Ok(()),
+        };
+        self.distribute_xsks();
+        r
+    }
+
+    /// Takes every AF_XDP socket back from the other workers (with the drops they counted:
+    /// their counters stay theirs).
+    pub(super) fn collect_xsks(&mut self) {
+        for slot in &self.workers {
+            let mut w_xsks = slot.with(|w| {
+                w.as_mut().map_or_else(Vec::new, |w| {
+                    count_xsk_drops(&mut w.engine, &mut w.xsks);
+                    std::mem::take(&mut w.xsks)
+                })
+            });
+            self.xsks.append(&mut w_xsks);
+        }
+    }
+
+    /// Spreads the AF_XDP sockets over the workers: of each input's sockets (one per RX
+    /// queue), the k-th goes to worker (k + 1) mod N. The first worker also serves the control
+    /// socket and runs reloads, which keep it busy for a few hundred milliseconds (loading the
+    /// new program), longer than a socket's ring lasts at a high rate: it gets a socket only
+    /// when an input has more queues than there are other workers. An input with passthru
+    /// stays with the first worker, which has its TAP.
+    pub(super) fn distribute_xsks(&mut self) {
+        let n = self.workers.len() + 1;
+        if n == 1 {
+            return;
+        }
+        let plan = self.engine.plan().clone();
+        let mut per_input: std::collections::BTreeMap<usize, usize> = Default::default();
+        let mut shares: Vec<Vec<Xsk>> = (0..n).map(|_| Vec::new()).collect();
+        for x in std::mem::take(&mut self.xsks) {
+            if !shares_input(&plan, x.0, n) {
+                shares[0].push(x);
+                continue;
+            }
+            let k = per_input.entry(x.0).or_insert(0);
+            shares[(*k + 1) % n].push(x);
+            *k += 1;
+        }
+        let mut shares = shares.into_iter();
+        self.xsks = shares.next().unwrap_or_default();
+        for (slot, share) in self.workers.iter().zip(shares) {
+            let back = slot.with(|w| match w.as_mut() {
+                Some(w) => {
+                    w.xsks.extend(share);
+                    Vec::new()
+                }
+                None => share,
+            });
+            self.xsks.extend(back);
+        }
+    }
+
+    /// AF_XDP sockets per input, every worker's: (input, frames read).
+    pub(super) fn xsk_counts(&self) -> Vec<(usize, u64)> {
+        let mut v: Vec<(usize, u64)> = self.xsks.iter().map(|(i, x, _)| (*i, x.received)).collect();
+        for slot in &self.workers {
+            v.extend(slot.with(|w| {
+                w.as_ref().map_or_else(Vec::new, |w| {
+                    w.xsks.iter().map(|(i, x, _)| (*i, x.received)).collect()
+                })
+            }));
+        }
+        v
+    }
+
+    /// Counts what this worker's AF_XDP sockets could not take (no free frame, ring full) as
+    /// `ring_overrun` on their input (the other workers count theirs).
+    pub(super) fn read_xsk_stats(&mut self) {
+        count_xsk_drops(&mut self.engine, &mut self.xsks);
+    }
+
+    /// Logs where each group runs on this machine, and why.
+    pub(super) fn log_placement(&self) {
+        let afxdp = self.xsk_counts().len();
+        for g in self.groups() {
+            let tier = match g.tier {
+                vxspan_core::Tier::Xdp => "kernel tier (XDP)",
+                vxspan_core::Tier::Userspace if afxdp == 0 => "userspace tier (AF_PACKET)",
+                vxspan_core::Tier::Userspace => "userspace tier (AF_XDP)",
+            };
+            log(format!(
+                "{} vlan {}: rules {} -> {}: {tier}: {}",
+                g.input,
+                g.vlan,
+                g.rules.join(","),
+                g.to.join(","),
+                g.why
+            ));
+        }
+    }
+}
