@@ -20,6 +20,7 @@ mod write;
 
 pub use link::FileInput;
 pub use read::Reader;
+pub(crate) use write::create_new;
 pub use write::Writer;
 
 use std::io;

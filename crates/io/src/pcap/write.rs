@@ -59,17 +59,30 @@ pub struct Writer<W: Write> {
     interfaces: u32,
 }
 
+/// Creates a new file for writing captures, never touching an existing one: `O_CREAT | O_EXCL`
+/// (an existing file, or a symlink even if dangling, fails with `AlreadyExists` and is left as
+/// it is), `O_NOFOLLOW`, `O_CLOEXEC`, mode 0640 (less what the umask removes). Only the last
+/// component is protected from symlinks: the directories on the way are the operator's.
+pub(crate) fn create_new(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .mode(0o640)
+        .open(path)
+}
+
 impl Writer<BufWriter<File>> {
-    /// Creates `path`; `.pcapng` files are written as pcapng, anything else as pcap.
+    /// Creates `path`; `.pcapng` files are written as pcapng, anything else as pcap. The file
+    /// must not exist yet (see `create_new`: an existing file or symlink at `path` is an
+    /// `AlreadyExists` error and is left untouched); it is created with mode 0640.
     pub fn create(path: &Path) -> io::Result<Self> {
         let format = match path.extension().and_then(|e| e.to_str()) {
             Some(e) if e.eq_ignore_ascii_case("pcapng") => Format::PcapNg,
             _ => Format::Pcap,
         };
-        Writer::new(
-            BufWriter::with_capacity(1 << 20, File::create(path)?),
-            format,
-        )
+        Writer::new(BufWriter::with_capacity(1 << 20, create_new(path)?), format)
     }
 }
 
@@ -163,6 +176,16 @@ impl<W: Write> Writer<W> {
 
     pub fn into_inner(self) -> W {
         self.w
+    }
+
+    /// The underlying writer (the archive looks at its buffer).
+    pub(crate) fn get_ref(&self) -> &W {
+        &self.w
+    }
+
+    #[cfg(test)]
+    pub(crate) fn get_mut(&mut self) -> &mut W {
+        &mut self.w
     }
 }
 
