@@ -450,8 +450,22 @@ impl State {
     pub(super) fn flush_archives(&mut self) {
         for out in self.ports.outputs.outs.iter_mut() {
             if let LiveOut::Archive(a) = out {
-                if let Err(e) = locked(a).flush() {
+                let mut a = locked(a);
+                if let Err(e) = a.flush() {
                     warn(format!("archive: {e}"));
+                }
+                // `keep` removed these: their packets leave the files, not the counters.
+                for r in a.take_removed() {
+                    match r.packets {
+                        Some(n) => log(format!(
+                            "archive: removed {} ({n} packets)",
+                            r.path.display()
+                        )),
+                        None => log(format!(
+                            "archive: removed {} (from an earlier run)",
+                            r.path.display()
+                        )),
+                    }
                 }
             }
         }
