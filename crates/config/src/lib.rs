@@ -6,11 +6,13 @@
 //! of range, references to undefined ports, duplicate inputs and loops are all errors.
 #![deny(unsafe_code)]
 
+mod checks;
 mod limits;
 mod model;
 mod path;
 mod raw;
 mod tunnel;
+mod validate;
 
 pub use limits::{parse_hash_key, CounterLimits, HASH_KEY_LEN};
 pub use model::*;
@@ -71,7 +73,7 @@ pub fn parse(text: &str, syntax: Syntax, file: &Path) -> Result<Config, ConfigEr
         path,
         message,
     })?;
-    model::validate(raw, file).map_err(|(path, message)| ConfigError {
+    validate::validate(raw, file).map_err(|(path, message)| ConfigError {
         file: file.to_owned(),
         path: path.to_string(),
         message,

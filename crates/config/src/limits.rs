@@ -3,7 +3,7 @@
 //! each, without bound), and `management.hash_key_file`, the secret key of the flow and dedup
 //! hashes.
 
-use crate::model::as_u64;
+use crate::checks::as_u64;
 use crate::path::KeyPath;
 use crate::tunnel::table;
 use serde_json::Value;
