@@ -6,11 +6,14 @@
 //! of range, references to undefined ports, duplicate inputs and loops are all errors.
 #![deny(unsafe_code)]
 
+mod checks;
+mod file;
 mod limits;
 mod model;
 mod path;
 mod raw;
 mod tunnel;
+mod validate;
 
 pub use limits::{parse_hash_key, CounterLimits, HASH_KEY_LEN};
 pub use model::*;
@@ -54,13 +57,16 @@ impl Syntax {
     }
 }
 
-/// Reads and validates the configuration file at `path`.
+/// Reads and validates the configuration file at `path`: a regular file (symbolic links
+/// followed) of at most 1 MiB. A FIFO, a directory or a device is refused without being read.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: path.to_owned(),
-        path: String::new(),
-        message: format!("cannot read: {e}"),
-    })?;
+    let text = file::open_regular(path, file::MAX_CONFIG_BYTES, "configuration file")
+        .and_then(file::Regular::read_to_string)
+        .map_err(|e| ConfigError {
+            file: path.to_owned(),
+            path: String::new(),
+            message: format!("cannot read: {e}"),
+        })?;
     parse(&text, Syntax::detect(path, &text), path)
 }
 
@@ -71,7 +77,7 @@ pub fn parse(text: &str, syntax: Syntax, file: &Path) -> Result<Config, ConfigEr
         path,
         message,
     })?;
-    model::validate(raw, file).map_err(|(path, message)| ConfigError {
+    validate::validate(raw, file).map_err(|(path, message)| ConfigError {
         file: file.to_owned(),
         path: path.to_string(),
         message,

@@ -3,7 +3,8 @@
 //! each, without bound), and `management.hash_key_file`, the secret key of the flow and dedup
 //! hashes.
 
-use crate::model::as_u64;
+use crate::checks::as_u64;
+use crate::file::{open_regular, MAX_HASH_KEY_BYTES};
 use crate::path::KeyPath;
 use crate::tunnel::table;
 use serde_json::Value;
@@ -84,28 +85,17 @@ pub(crate) fn load_hash_key(
         .parent()
         .unwrap_or(std::path::Path::new("."))
         .join(file);
-    let meta =
-        std::fs::metadata(&p).map_err(|e| (path.clone(), format!("{}: {e}", p.display())))?;
-    if !meta.is_file() || meta.len() > 4096 {
-        return Err((
-            path.clone(),
-            format!("{}: not a regular file of at most 4 KiB", p.display()),
-        ));
-    }
+    let fail = |e: String| (path.clone(), format!("{}: {e}", p.display()));
+    let key_file = open_regular(&p, MAX_HASH_KEY_BYTES, "hash key file").map_err(fail)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        if meta.permissions().mode() & 0o004 != 0 {
-            return Err((
-                path.clone(),
-                format!(
-                    "{}: readable by everyone; the key must stay secret (chmod 0640)",
-                    p.display()
-                ),
+        if key_file.meta.permissions().mode() & 0o004 != 0 {
+            return Err(fail(
+                "readable by everyone; the key must stay secret (chmod 0640)".to_owned(),
             ));
         }
     }
-    let text =
-        std::fs::read_to_string(&p).map_err(|e| (path.clone(), format!("{}: {e}", p.display())))?;
-    parse_hash_key(&text).map_err(|e| (path.clone(), format!("{}: {e}", p.display())))
+    let text = key_file.read_to_string().map_err(fail)?;
+    parse_hash_key(&text).map_err(fail)
 }

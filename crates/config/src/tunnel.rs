@@ -1,7 +1,7 @@
 //! Tunnel options: decapsulation on inputs (`decap`, `decap_depth`, `decap_ports`,
 //! `reassembly`) and encapsulation on outputs (`erspan`, `vxlan`, `gre`).
 
-use crate::model::as_u64;
+use crate::checks::{as_u64, err, VResult};
 use crate::path::KeyPath;
 use serde_json::Value;
 use std::net::IpAddr;
@@ -180,12 +180,6 @@ pub enum Oversize {
     Drop,
     /// Cut it to fit (ERSPAN outputs set the T bit).
     Truncate,
-}
-
-type VResult<T> = Result<T, (KeyPath, String)>;
-
-fn err<T>(path: KeyPath, msg: impl Into<String>) -> VResult<T> {
-    Err((path, msg.into()))
 }
 
 pub(crate) fn table<'a>(
