@@ -166,7 +166,7 @@ fn build(rng: &mut Rng, i: u64, tagging: Tagging) -> Vec<u8> {
 
 /// Writes a generated capture; returns the number of frames.
 pub fn write(path: &Path, count: u64, seed: u64, max_vlan: u16) -> anyhow::Result<u64> {
-    let mut w = vxspan_io::pcap::Writer::create(path)
+    let mut w = vxspan_io::pcap::Writer::replace(path)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
     let mut n = 0;
     for f in frames(count, seed, max_vlan) {

@@ -171,7 +171,7 @@ pub fn run(
         let out = &plan.outputs[i];
         sink.ports.push(match (f, &out.archive) {
             (Some(path), _) => Some(Box::new(
-                Writer::create(path)
+                Writer::replace(path)
                     .with_context(|| format!("output {}: {}", out.name, path.display()))?,
             ) as Box<dyn TxPort>),
             // An archive output writes its own rotating files unless -o / --out-dir redirect it.

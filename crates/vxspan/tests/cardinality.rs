@@ -100,7 +100,7 @@ fn packet_chosen_ids_stay_bounded() {
 
     // The Prometheus page of this report.
     let page =
-        vxspan::metrics::render(&r, vxspan::metrics::Process::default(), &Default::default());
+        vxspan::metrics::render(&r, vxspan::process::Process::default(), &Default::default());
     eprintln!("metrics page: {} bytes", page.len());
     assert!(page.len() < 2 << 20, "{} bytes", page.len());
 }

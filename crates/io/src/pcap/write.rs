@@ -84,6 +84,24 @@ impl Writer<BufWriter<File>> {
         };
         Writer::new(BufWriter::with_capacity(1 << 20, create_new(path)?), format)
     }
+
+    /// [`Writer::create`] for a file the user named on the command line (`replay -o`, `gen
+    /// -w`): an existing regular file there is replaced (unlinked first, so another link to it
+    /// keeps its bytes); a symlink or anything else that is not a regular file is refused.
+    pub fn replace(path: &Path) -> io::Result<Self> {
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_file() => std::fs::remove_file(path)?,
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{}: exists and is not a regular file", path.display()),
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Writer::create(path)
+    }
 }
 
 impl<W: Write> Writer<W> {

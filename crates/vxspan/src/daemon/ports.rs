@@ -189,7 +189,8 @@ pub(super) fn open_ports(
         }
         if let Some(a) = &o.archive {
             outs.push(LiveOut::Archive(Arc::new(Mutex::new(
-                vxspan_io::archive::ArchiveWriter::new(a.clone(), plan.input_descriptions()),
+                vxspan_io::archive::ArchiveWriter::new(a.clone(), plan.input_descriptions())
+                    .with_losses(tx.losses.clone(), tx.losses.id(&o.name)),
             ))));
             continue;
         }
