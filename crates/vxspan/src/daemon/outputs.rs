@@ -378,7 +378,9 @@ impl XdpSet {
         for (q, slot) in self.queues.iter().enumerate() {
             let mut x = locked(slot);
             if x.as_ref().is_none_or(XskTx::is_dead) {
-                // The old socket is closed first: the queue takes one socket at a time.
+                // The old socket is closed first: the queue takes one socket at a time (the
+                // kernel releases it a little after the close: EBUSY until then, and the
+                // next check, a second later, tries again; no worker waits here).
                 *x = None;
                 *x = Some(XskTx::open(&self.name, q as u32, self.losses.clone())?);
             }
@@ -387,6 +389,12 @@ impl XdpSet {
     }
 
     pub(super) fn describe(&self) -> String {
+        if self.is_dead() {
+            return format!(
+                "AF_XDP on {} TX queue(s), closed by the kernel (reopened once the interface is up)",
+                self.queues.len()
+            );
+        }
         let zero_copy = self
             .queues
             .iter()
@@ -428,6 +436,23 @@ impl XdpOut {
     }
 }
 
+/// Runs `open` again while it fails with EBUSY, for up to 250 ms: an AF_XDP socket closed
+/// on a queue (by a reload on another thread, or a revive) holds it until the kernel has
+/// released it, a little after the close.
+fn busy_retry<T>(mut open: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    let mut opened = open();
+    for _ in 0..25 {
+        match &opened {
+            Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy => {
+                std::thread::sleep(Duration::from_millis(10));
+                opened = open();
+            }
+            _ => break,
+        }
+    }
+    opened
+}
+
 /// Opens a transmit socket on output interface `ifname`: AF_XDP TX rings with `tx.xdp` (the
 /// set `old` has on the interface is kept: a second socket cannot bind its queues), AF_PACKET
 /// otherwise, or where AF_XDP cannot take the interface (a jumbo MTU, or its queues already
@@ -458,17 +483,7 @@ pub(super) fn open_output(
         }
         // A set of the interface that an earlier reload replaced may still be closing (on
         // another thread): its queues are busy for that long.
-        let mut opened = XdpSet::open(ifname, workers, losses);
-        for _ in 0..25 {
-            match &opened {
-                Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy => {
-                    std::thread::sleep(Duration::from_millis(10));
-                    opened = XdpSet::open(ifname, workers, losses);
-                }
-                _ => break,
-            }
-        }
-        match opened {
+        match busy_retry(|| XdpSet::open(ifname, workers, losses)) {
             Ok(set) => {
                 log(format!("output interface {ifname}: {}", set.describe()));
                 return Ok(OutSocket::Xdp(XdpOut {

@@ -459,8 +459,14 @@ impl State {
                 // `keep` removed these: their packets leave the files, not the counters.
                 for r in a.take_removed() {
                     match r.packets {
-                        Some(n) => log(format!("archive: removed {} ({n} packets)", r.path.display())),
-                        None => log(format!("archive: removed {} (from an earlier run)", r.path.display())),
+                        Some(n) => log(format!(
+                            "archive: removed {} ({n} packets)",
+                            r.path.display()
+                        )),
+                        None => log(format!(
+                            "archive: removed {} (from an earlier run)",
+                            r.path.display()
+                        )),
                     }
                 }
             }
