@@ -1,40 +1,292 @@
-//! The control socket: bound with the right mode, removed on exit.
+//! The control socket's server: its own thread, never a packet thread.
+//!
+//! [`Control::bind`] creates the socket with mode 0600 from the start (the umask is narrowed
+//! around `bind`, so there is no window with a wider mode), refuses to remove anything at the
+//! path that is not a socket, and on exit removes the socket only if it is still the one it
+//! made. [`serve`] accepts connections on a thread of its own and gives each one a thread (at
+//! most [`MAX_CLIENTS`] at once; more are refused with an error reply): a request is one line
+//! of at most [`MAX_REQUEST`] bytes read within [`READ_TIMEOUT`], a reply is written within
+//! [`WRITE_TIMEOUT`]. `stats` is answered from the counters the datapath last published
+//! ([`Latest`]); `status`, `reload` and `capture` become [`Job`]s the first worker picks up
+//! between two batches, and their replies are written here. A client that sends a huge line,
+//! never reads, or goes away costs a connection thread, never a worker's time.
+
+use super::proto::{error_reply, Request, MAX_REQUEST};
 use anyhow::{bail, Context, Result};
-use std::os::unix::fs::PermissionsExt;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use vxspan_core::Report;
 
+/// Connections served at once; more are refused.
+pub const MAX_CLIENTS: usize = 32;
+/// How long a client may take to send its request line.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a reply may take to be taken by the client.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a `status` may wait for the first worker (it answers between two batches).
+const STATUS_WAIT: Duration = Duration::from_secs(10);
+/// How long a `reload` may take (a program load, ports opened).
+const RELOAD_WAIT: Duration = Duration::from_secs(120);
+
+/// The control socket at its path, owned by this process.
 pub(crate) struct Control {
-    pub(crate) listener: UnixListener,
+    listener: UnixListener,
     path: PathBuf,
+    /// (device, inode) of the socket this process bound.
+    id: (u64, u64),
 }
 
 impl Control {
     pub(crate) fn bind(path: &Path) -> Result<Control> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        if UnixStream::connect(path).is_ok() {
-            bail!(
-                "{} is in use: another vxspan is running (use --control to run a second one)",
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_socket() => {
+                if UnixStream::connect(path).is_ok() {
+                    bail!(
+                        "{} is in use: another vxspan is running (use --control to run a second one)",
+                        path.display()
+                    );
+                }
+                // A socket nobody listens on: left by a process that was killed.
+                std::fs::remove_file(path)
+                    .with_context(|| format!("removing the stale socket {}", path.display()))?;
+            }
+            Ok(_) => bail!(
+                "{} exists and is not a socket: vxspan leaves it alone (remove it, or use --control)",
                 path.display()
-            );
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => bail!("{}: {e}", path.display()),
         }
-        let _ = std::fs::remove_file(path);
-        let listener = UnixListener::bind(path)
-            .with_context(|| format!("control socket {}", path.display()))?;
-        // Root-only: the socket reloads the configuration and reads every counter.
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        listener.set_nonblocking(true)?;
+        // Mode 0600 from the first moment: root (or the service user) only, since the socket
+        // reloads the configuration and reads every counter. The umask is process-wide; this
+        // runs before any other thread is started.
+        // SAFETY: umask has no preconditions; the previous mask is restored right after.
+        let old = unsafe { libc::umask(0o177) };
+        let bound = UnixListener::bind(path);
+        // SAFETY: as above.
+        unsafe { libc::umask(old) };
+        let listener = bound.with_context(|| format!("control socket {}", path.display()))?;
+        let m = std::fs::symlink_metadata(path)?;
         Ok(Control {
             listener,
             path: path.to_owned(),
+            id: (m.dev(), m.ino()),
         })
     }
 }
 
 impl Drop for Control {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        // Only the socket this process made: a new instance may have taken the path since.
+        if std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// The counters as the datapath last published them.
+#[derive(Default)]
+pub(crate) struct Latest(Mutex<Arc<Report>>);
+
+impl Latest {
+    pub(crate) fn store(&self, r: Report) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(r);
+    }
+
+    pub(crate) fn load(&self) -> Arc<Report> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// What the first worker does for a client, between two batches.
+pub(crate) enum Job {
+    /// Build the `status` reply (one line of JSON).
+    Status(SyncSender<String>),
+    /// Reload the configuration; the reply line.
+    Reload(SyncSender<String>),
+    /// Attach a capture writing to `stream`; `Err` says why not (the server replies it).
+    Capture {
+        rule: Option<String>,
+        stream: UnixStream,
+        reply: SyncSender<Result<(), String>>,
+    },
+}
+
+/// Jobs queued for the first worker at most; more get a "busy" reply.
+const JOBS: usize = 16;
+
+/// Starts the server thread on `ctl`'s socket; returns where the jobs arrive.
+pub(crate) fn serve(ctl: &Control, latest: Arc<Latest>) -> Result<Receiver<Job>> {
+    let listener = ctl.listener.try_clone()?;
+    listener.set_nonblocking(false)?;
+    let (jobs, rx) = sync_channel(JOBS);
+    let active = Arc::new(AtomicUsize::new(0));
+    std::thread::Builder::new()
+        .name("vxspan-control".into())
+        .spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                if active.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
+                    active.fetch_sub(1, Ordering::AcqRel);
+                    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+                    let _ = reply(&stream, &error_reply("too many control connections"));
+                    continue;
+                }
+                let (latest, jobs, active) = (latest.clone(), jobs.clone(), active.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("vxspan-client".into())
+                    .spawn(move || {
+                        client(stream, &latest, &jobs);
+                        active.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if spawned.is_err() {
+                    crate::logging::warn("control: no thread for a client");
+                }
+            }
+        })?;
+    Ok(rx)
+}
+
+fn reply(mut stream: &UnixStream, line: &str) -> std::io::Result<()> {
+    stream.write_all(line.as_bytes())?;
+    stream.write_all(b"\n")
+}
+
+/// Reads one request line of at most `MAX_REQUEST` bytes.
+pub(crate) fn read_request(stream: &UnixStream) -> Result<Request, String> {
+    let mut line = Vec::new();
+    let mut r = BufReader::new(stream.take(MAX_REQUEST as u64));
+    match r.read_until(b'\n', &mut line) {
+        Ok(_) if line.last() == Some(&b'\n') => {}
+        Ok(n) if n >= MAX_REQUEST => {
+            return Err(format!("request longer than {MAX_REQUEST} bytes"))
+        }
+        Ok(_) => return Err("no request line (it ends with a newline)".into()),
+        Err(e) => return Err(format!("reading the request: {e}")),
+    }
+    let line = String::from_utf8(line).map_err(|_| "the request is not UTF-8".to_string())?;
+    Request::parse(&line)
+}
+
+fn client(stream: UnixStream, latest: &Latest, jobs: &SyncSender<Job>) {
+    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let request = match read_request(&stream) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = reply(&stream, &error_reply(&e));
+            return;
+        }
+    };
+    let busy = || error_reply("the daemon is busy: too many requests queued, try again");
+    let gone = || error_reply("the daemon is stopping");
+    let line = match request {
+        Request::Stats => serde_json::to_string(&*latest.load()).unwrap_or_default(),
+        Request::Status | Request::Reload => {
+            let (tx, rx) = sync_channel(1);
+            let (job, wait) = match request {
+                Request::Status => (Job::Status(tx), STATUS_WAIT),
+                _ => (Job::Reload(tx), RELOAD_WAIT),
+            };
+            match jobs.try_send(job) {
+                Ok(()) => rx.recv_timeout(wait).unwrap_or_else(|_| gone()),
+                Err(TrySendError::Full(_)) => busy(),
+                Err(TrySendError::Disconnected(_)) => gone(),
+            }
+        }
+        Request::Capture(rule) => {
+            let Ok(copy) = stream.try_clone() else { return };
+            let (tx, rx) = sync_channel(1);
+            let job = Job::Capture {
+                rule,
+                stream: copy,
+                reply: tx,
+            };
+            match jobs.try_send(job) {
+                Ok(()) => match rx.recv_timeout(STATUS_WAIT) {
+                    Ok(Ok(())) => return, // the capture writes the stream from now on
+                    Ok(Err(e)) => error_reply(&e),
+                    Err(_) => gone(),
+                },
+                Err(TrySendError::Full(_)) => busy(),
+                Err(TrySendError::Disconnected(_)) => gone(),
+            }
+        }
+    };
+    let _ = reply(&stream, &line);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (UnixStream, UnixStream) {
+        UnixStream::pair().unwrap()
+    }
+
+    #[test]
+    fn an_oversized_request_is_refused_after_the_limit() {
+        let (mut a, b) = pair();
+        let junk = vec![b'x'; 3 * MAX_REQUEST];
+        std::thread::spawn(move || {
+            let _ = a.write_all(&junk);
+        });
+        let e = read_request(&b).unwrap_err();
+        assert!(e.contains("longer than"), "{e}");
+    }
+
+    #[test]
+    fn a_request_without_newline_is_refused() {
+        let (mut a, b) = pair();
+        a.write_all(b"stats").unwrap();
+        drop(a);
+        assert!(read_request(&b).unwrap_err().contains("newline"));
+    }
+
+    #[test]
+    fn a_silent_client_times_out() {
+        let (_a, b) = pair();
+        b.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        assert!(read_request(&b).unwrap_err().contains("reading"));
+    }
+
+    #[test]
+    fn requests_parse() {
+        let (mut a, b) = pair();
+        a.write_all(b"capture web\n").unwrap();
+        assert_eq!(read_request(&b), Ok(Request::Capture(Some("web".into()))));
+    }
+
+    #[test]
+    fn bind_leaves_a_regular_file_alone_and_replaces_a_stale_socket() {
+        let dir = std::env::temp_dir().join(format!("vxspan-ctl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.sock");
+        std::fs::write(&path, b"keep me").unwrap();
+        let e = Control::bind(&path).err().unwrap().to_string();
+        assert!(e.contains("not a socket"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"keep me");
+        std::fs::remove_file(&path).unwrap();
+        drop(UnixListener::bind(&path).unwrap()); // stale: nobody listens
+        let c = Control::bind(&path).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(Control::bind(&path).is_err(), "in use");
+        drop(c);
+        assert!(!path.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

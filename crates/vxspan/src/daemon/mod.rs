@@ -258,6 +258,8 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
     }
     // The control socket appears once everything is set up: it is the sign vxspan is running.
     let ctl = Control::bind(&control_path)?;
+    let latest = Arc::new(crate::control::server::Latest::default());
+    let jobs = crate::control::server::serve(&ctl, latest.clone())?;
     if let Some(addr) = cfg.metrics {
         crate::metrics::spawn(addr, control_path.clone())?;
         log(format!("Prometheus metrics on http://{addr}/metrics"));
@@ -295,6 +297,7 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
             .map(|_| WorkerSlot::new().map(Arc::new))
             .collect::<std::io::Result<_>>()?,
         tx,
+        gap: Arc::default(),
     };
     st.respawn_workers();
     st.distribute_xsks();
@@ -331,6 +334,9 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
     let mut batch = new_batch();
     let mut ready = Vec::new();
     let mut last_stats = Instant::now();
+    let (mut published, mut window) = (Instant::now(), Instant::now());
+    let gap = st.gap.clone();
+    latest.store(st.report());
     while !stop.load(Ordering::Relaxed) {
         if hup.swap(false, Ordering::Relaxed) {
             notifier.notify("RELOADING=1");
@@ -355,8 +361,24 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
         afpacket::poll_readable(&fds, 100, &mut ready)?;
         st.drain(&mut batch)?;
         st.passthru_out();
-        while let Ok((stream, _)) = ctl.listener.accept() {
-            st.serve(stream);
+        // Control jobs (status, reload, capture); the control thread reads and writes the
+        // clients' sockets.
+        while let Ok(job) = jobs.try_recv() {
+            let t = Instant::now();
+            st.handle(job);
+            gap.record(t.elapsed());
+        }
+        if published.elapsed() >= PUBLISH_EVERY {
+            let t = Instant::now();
+            st.read_ring_stats();
+            st.read_xsk_stats();
+            latest.store(st.report());
+            published = Instant::now();
+            gap.record(t.elapsed());
+        }
+        if window.elapsed() >= GAP_WINDOW {
+            gap.roll();
+            window = Instant::now();
         }
         if last_stats.elapsed() >= Duration::from_secs(1) {
             // A worker thread that ended (a bug: it panicked) is started again on its slot;
@@ -373,10 +395,10 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
                     }
                 }
             }
-            st.read_ring_stats();
-            st.read_xsk_stats();
+            let t = Instant::now();
             st.check_ports();
             st.flush_archives();
+            gap.record(t.elapsed());
             last_stats = Instant::now();
         }
     }

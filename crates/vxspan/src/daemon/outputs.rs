@@ -4,7 +4,7 @@
 use super::*;
 use anyhow::{Context, Result};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use vxspan_core::{Plan, Sink, TxDrop, TxFrame};
@@ -53,6 +53,8 @@ pub(super) fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Default)]
 pub(super) struct Captures {
     pub(super) list: Mutex<Vec<LiveCapture>>,
+    /// Frames the captures that ended could not queue (the client did not keep up).
+    pub(super) dropped: Arc<AtomicU64>,
     /// How many are attached: read per frame, without the lock.
     pub(super) count: AtomicUsize,
 }
@@ -72,11 +74,102 @@ impl Captures {
 }
 
 /// A live capture attached through the control socket: pcapng streamed to the client.
+///
+/// The worker never writes the client's socket: each pcapng block goes, whole, into a bounded
+/// queue that a thread of the capture's own writes to the socket. When the client does not
+/// keep up and the queue is full, the frame is not captured and counted (`dropped`, logged
+/// when the capture ends and shown in `status` as `capture_dropped`); the stream stays valid,
+/// since only whole blocks are queued.
 pub(super) struct LiveCapture {
-    pub(super) w: vxspan_io::pcap::Writer<UnixStream>,
+    pub(super) w: vxspan_io::pcap::Writer<CaptureQueue>,
     /// Only frames this rule forwarded (`None`: every forwarded frame).
     pub(super) rule: Option<usize>,
     pub(super) alive: bool,
+}
+
+/// Blocks queued for a capture's writer thread at most (each a frame or the header).
+const CAPTURE_QUEUE: usize = 4096;
+
+/// The bytes of the block being written, and the queue they go to on `flush`.
+pub(super) struct CaptureQueue {
+    buf: Vec<u8>,
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    written: Arc<AtomicU64>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl std::io::Write for CaptureQueue {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    /// Queues the block written since the last flush; a full queue drops it (counted).
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let block = std::mem::take(&mut self.buf);
+        match self.tx.try_send(block) {
+            Ok(()) => {
+                self.written.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+        }
+    }
+}
+
+impl LiveCapture {
+    /// A capture of `rule`'s frames (all with `None`) streamed to `stream` by a thread of its
+    /// own; `what` names it in the log. `dropped_total` adds up what every capture dropped.
+    pub(super) fn start(
+        stream: UnixStream,
+        rule: Option<usize>,
+        interfaces: &[(String, String)],
+        what: String,
+        dropped_total: Arc<AtomicU64>,
+    ) -> std::io::Result<LiveCapture> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(CAPTURE_QUEUE);
+        let written = Arc::new(AtomicU64::new(0));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let q = CaptureQueue {
+            buf: Vec::new(),
+            tx,
+            written: written.clone(),
+            dropped: dropped.clone(),
+        };
+        let mut w = vxspan_io::pcap::Writer::pcapng_with_interfaces(q, interfaces)?;
+        w.flush()?;
+        stream.set_write_timeout(None)?;
+        std::thread::Builder::new()
+            .name("vxspan-capture".into())
+            .spawn(move || {
+                let mut s = &stream;
+                while let Ok(block) = rx.recv() {
+                    if std::io::Write::write_all(&mut s, &block).is_err() {
+                        break; // the client went away; the worker notices on its next frame
+                    }
+                }
+                let d = dropped.load(Ordering::Relaxed);
+                dropped_total.fetch_add(d, Ordering::Relaxed);
+                log(format!(
+                    "capture detached ({what}): {} frames written, {d} dropped (capture_dropped: the client did not keep up)",
+                    written.load(Ordering::Relaxed).saturating_sub(1)
+                ));
+            })?;
+        Ok(LiveCapture {
+            w,
+            rule,
+            alive: true,
+        })
+    }
 }
 
 /// A passthru at run time: its TAP and a socket on its data port.
@@ -144,6 +237,7 @@ impl Sink for LiveOutputs {
                 // A client that cannot keep up (the write times out) or went away is dropped.
                 if c.w
                     .write_on(f.input as u32, f.data, f.wire_len, f.ts)
+                    .and_then(|_| c.w.flush())
                     .is_err()
                 {
                     c.alive = false;
@@ -284,7 +378,9 @@ impl XdpSet {
         for (q, slot) in self.queues.iter().enumerate() {
             let mut x = locked(slot);
             if x.as_ref().is_none_or(XskTx::is_dead) {
-                // The old socket is closed first: the queue takes one socket at a time.
+                // The old socket is closed first: the queue takes one socket at a time (the
+                // kernel releases it a little after the close: EBUSY until then, and the
+                // next check, a second later, tries again; no worker waits here).
                 *x = None;
                 *x = Some(XskTx::open(&self.name, q as u32, self.losses.clone())?);
             }
@@ -293,6 +389,12 @@ impl XdpSet {
     }
 
     pub(super) fn describe(&self) -> String {
+        if self.is_dead() {
+            return format!(
+                "AF_XDP on {} TX queue(s), closed by the kernel (reopened once the interface is up)",
+                self.queues.len()
+            );
+        }
         let zero_copy = self
             .queues
             .iter()
@@ -334,6 +436,23 @@ impl XdpOut {
     }
 }
 
+/// Runs `open` again while it fails with EBUSY, for up to 250 ms: an AF_XDP socket closed
+/// on a queue (by a reload on another thread, or a revive) holds it until the kernel has
+/// released it, a little after the close.
+fn busy_retry<T>(mut open: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    let mut opened = open();
+    for _ in 0..25 {
+        match &opened {
+            Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy => {
+                std::thread::sleep(Duration::from_millis(10));
+                opened = open();
+            }
+            _ => break,
+        }
+    }
+    opened
+}
+
 /// Opens a transmit socket on output interface `ifname`: AF_XDP TX rings with `tx.xdp` (the
 /// set `old` has on the interface is kept: a second socket cannot bind its queues), AF_PACKET
 /// otherwise, or where AF_XDP cannot take the interface (a jumbo MTU, or its queues already
@@ -364,17 +483,7 @@ pub(super) fn open_output(
         }
         // A set of the interface that an earlier reload replaced may still be closing (on
         // another thread): its queues are busy for that long.
-        let mut opened = XdpSet::open(ifname, workers, losses);
-        for _ in 0..25 {
-            match &opened {
-                Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy => {
-                    std::thread::sleep(Duration::from_millis(10));
-                    opened = XdpSet::open(ifname, workers, losses);
-                }
-                _ => break,
-            }
-        }
-        match opened {
+        match busy_retry(|| XdpSet::open(ifname, workers, losses)) {
             Ok(set) => {
                 log(format!("output interface {ifname}: {}", set.describe()));
                 return Ok(OutSocket::Xdp(XdpOut {

@@ -10,6 +10,8 @@ use vxspan_io::afpacket;
 use vxspan_io::{Batch, RxPort, TxPort};
 
 pub(super) struct State {
+    /// The first worker's longest gap between two batches.
+    pub(super) gap: Arc<GapMeter>,
     pub(super) config: PathBuf,
     pub(super) cfg: vxspan_config::Config,
     pub(super) engine: Engine,
@@ -52,7 +54,7 @@ impl State {
     pub(super) fn worker_reports(&self) -> Vec<Report> {
         self.workers
             .iter()
-            .filter_map(|s| s.with(|w| w.as_ref().map(|w| w.engine.report())))
+            .filter_map(|s| s.snapshot().report.map(|r| (*r).clone()))
             .collect()
     }
 
@@ -480,9 +482,7 @@ impl State {
                 _ => None,
             }),
         );
-        for slot in &self.workers {
-            slot.with(|w| w.as_mut().map(Worker::read_ring_stats));
-        }
+        // The other workers read theirs when they publish their counters.
     }
 }
 
@@ -578,11 +578,7 @@ impl State {
     pub(super) fn xsk_counts(&self) -> Vec<(usize, u64)> {
         let mut v: Vec<(usize, u64)> = self.xsks.iter().map(|(i, x, _)| (*i, x.received)).collect();
         for slot in &self.workers {
-            v.extend(slot.with(|w| {
-                w.as_ref().map_or_else(Vec::new, |w| {
-                    w.xsks.iter().map(|(i, x, _)| (*i, x.received)).collect()
-                })
-            }));
+            v.extend(slot.snapshot().xsks);
         }
         v
     }

@@ -124,8 +124,19 @@ impl State {
         };
         let mut worker_rx = vec![rx_of(&self.engine.report())];
         worker_rx.extend(self.worker_reports().iter().map(rx_of));
+        // Each worker's longest gap between two batches (10 to 20 s window), first worker first.
+        let mut gaps = vec![self.gap.max_ms()];
+        gaps.extend(self.workers.iter().map(|s| s.gap.max_ms()));
+        let capture_dropped = self
+            .ports
+            .outputs
+            .captures
+            .dropped
+            .load(std::sync::atomic::Ordering::Relaxed);
         serde_json::json!({
             "workers": worker_rx.len(),
+            "worker_max_gap_ms": gaps,
+            "capture_dropped": capture_dropped,
             "vlan_hint_inputs": self.kernel.as_ref().map_or(0, |k| k.vlan_hint_inputs()),
             "worker_rx_packets": worker_rx,
             "tiers": tiers,

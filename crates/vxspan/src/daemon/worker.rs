@@ -5,8 +5,8 @@ use super::*;
 use anyhow::{Context, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use vxspan_core::{Engine, RxDrop};
+use std::time::{Duration, Instant};
+use vxspan_core::{Engine, Report, RxDrop};
 use vxspan_io::afpacket::{self, RxRing};
 use vxspan_io::{Batch, RxPort};
 
@@ -145,7 +145,56 @@ pub(super) struct WorkerSlot {
     pub(super) wake: (std::io::PipeReader, std::io::PipeWriter),
     /// A wake-up byte is in the pipe (at most one is).
     pub(super) woken: AtomicBool,
+    /// What the worker counted, as it published it last (every [`PUBLISH_EVERY`], and after
+    /// every `with`): counter reads take this, never the worker's lock.
+    pub(super) published: Mutex<Published>,
+    /// The worker's longest gap between two batches.
+    pub(super) gap: GapMeter,
 }
+
+/// A worker's counters as published: its engine's report and its AF_XDP sockets' receive
+/// counts (input, frames).
+#[derive(Default, Clone)]
+pub(super) struct Published {
+    pub(super) report: Option<Arc<Report>>,
+    pub(super) xsks: Vec<(usize, u64)>,
+}
+
+/// How often a worker publishes its counters (and reads its rings' kernel statistics).
+pub(super) const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+
+/// The longest time a worker spent between two batches on other work (control requests,
+/// reloads, publishing) or waiting for its lock, over the last 10 to 20 seconds.
+#[derive(Default)]
+pub(super) struct GapMeter {
+    cur_us: std::sync::atomic::AtomicU64,
+    prev_us: std::sync::atomic::AtomicU64,
+}
+
+impl GapMeter {
+    pub(super) fn record(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.cur_us.fetch_max(us, Ordering::Relaxed);
+    }
+
+    /// Starts a new 10-second window (the owner calls it).
+    pub(super) fn roll(&self) {
+        let cur = self.cur_us.swap(0, Ordering::Relaxed);
+        self.prev_us.store(cur, Ordering::Relaxed);
+    }
+
+    /// Milliseconds, over this window and the previous one.
+    pub(super) fn max_ms(&self) -> f64 {
+        let us = self
+            .cur_us
+            .load(Ordering::Relaxed)
+            .max(self.prev_us.load(Ordering::Relaxed));
+        us as f64 / 1000.0
+    }
+}
+
+/// The window of a [`GapMeter`].
+pub(super) const GAP_WINDOW: Duration = Duration::from_secs(10);
 
 impl WorkerSlot {
     pub(super) fn new() -> std::io::Result<WorkerSlot> {
@@ -154,13 +203,40 @@ impl WorkerSlot {
             wanted: AtomicBool::new(false),
             wake: std::io::pipe()?,
             woken: AtomicBool::new(false),
+            published: Mutex::new(Published::default()),
+            gap: GapMeter::default(),
         })
+    }
+
+    /// Publishes what `w` counted (its rings' kernel statistics read first).
+    pub(super) fn publish(&self, w: Option<&mut Worker>) {
+        let p = match w {
+            Some(w) => {
+                w.read_ring_stats();
+                Published {
+                    report: Some(Arc::new(w.engine.report())),
+                    xsks: w.xsks.iter().map(|(i, x, _)| (*i, x.received)).collect(),
+                }
+            }
+            None => Published::default(),
+        };
+        *locked(&self.published) = p;
+    }
+
+    /// The counters as last published.
+    pub(super) fn snapshot(&self) -> Published {
+        locked(&self.published).clone()
     }
 
     /// Runs `f` on the worker (if it has one) between two of its batches, then wakes it.
     pub(super) fn with<R>(&self, f: impl FnOnce(&mut Option<Worker>) -> R) -> R {
         self.wanted.store(true, Ordering::Relaxed);
-        let r = f(&mut locked(&self.worker));
+        let mut w = locked(&self.worker);
+        let r = f(&mut w);
+        // The engine may have been swapped (its counters went to the history): publish the
+        // worker as it is now, so no count is in both.
+        self.publish(w.as_mut());
+        drop(w);
         self.wanted.store(false, Ordering::Relaxed);
         if !self.woken.swap(true, Ordering::AcqRel) {
             use std::io::Write;
@@ -188,8 +264,10 @@ pub(super) fn worker_loop(slot: Arc<WorkerSlot>, stop: Arc<AtomicBool>) {
     let mut batch = new_batch();
     let mut ready = Vec::new();
     let mut fds = Vec::new();
+    let (mut published, mut window) = (Instant::now(), Instant::now());
     while !stop.load(Ordering::Relaxed) {
-        // Bounded: the control thread holds the lock for one swap or one counter read.
+        let woke = Instant::now();
+        // Bounded: the first worker holds the lock for one swap (a reload, a port change).
         for _ in 0..10_000 {
             if !slot.wanted.load(Ordering::Relaxed) {
                 break;
@@ -198,9 +276,22 @@ pub(super) fn worker_loop(slot: Arc<WorkerSlot>, stop: Arc<AtomicBool>) {
         }
         fds.clear();
         fds.push(slot.wake_fd());
-        if let Some(w) = locked(&slot.worker).as_mut() {
+        let mut w = locked(&slot.worker);
+        slot.gap.record(woke.elapsed());
+        if let Some(w) = w.as_mut() {
             w.drain(&mut batch, Some(&slot.wanted));
             fds.extend(w.fds());
+        }
+        if published.elapsed() >= PUBLISH_EVERY {
+            let t = Instant::now();
+            slot.publish(w.as_mut());
+            published = Instant::now();
+            slot.gap.record(t.elapsed());
+        }
+        drop(w);
+        if window.elapsed() >= GAP_WINDOW {
+            slot.gap.roll();
+            window = Instant::now();
         }
         // A descriptor closed by a swap meanwhile only ends this wait early; a swap wakes it
         // through the pipe (index 0).
