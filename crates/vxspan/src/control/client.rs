@@ -11,18 +11,41 @@ use vxspan_core::Report;
 
 /// Sends one command to a running instance and returns its one-line JSON reply.
 pub fn request(control: &Path, command: &str) -> Result<serde_json::Value> {
+    request_within(control, command, Duration::from_secs(30))
+}
+
+/// [`request`], with the reply due within `timeout`.
+pub fn request_within(
+    control: &Path,
+    command: &str,
+    timeout: Duration,
+) -> Result<serde_json::Value> {
     let mut s = UnixStream::connect(control).with_context(|| {
         format!(
             "connecting to {} (is vxspan running? is --control right?)",
             control.display()
         )
     })?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
     s.write_all(format!("{command}\n").as_bytes())?;
     let mut line = String::new();
     BufReader::new(&s).read_line(&mut line)?;
     serde_json::from_str(&line)
         .with_context(|| format!("reply from {}: {line:?}", control.display()))
+}
+
+/// The reply to `req` as `T`, due within `timeout`; an error reply is an error.
+pub fn fetch_within<T: serde::de::DeserializeOwned>(
+    control: &Path,
+    req: &crate::control::proto::Request,
+    timeout: Duration,
+) -> Result<T> {
+    let v = request_within(control, &req.line(), timeout)?;
+    if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+        bail!("{e}");
+    }
+    Ok(serde_json::from_value(v)?)
 }
 
 /// The counters of a running instance: its `stats` reply.

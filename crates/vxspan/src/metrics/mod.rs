@@ -3,21 +3,22 @@
 //!
 //! The endpoint runs on its own thread and takes its counters from the instance's control
 //! socket, the same `stats` reply `vxspan stats --json` prints, so the two always agree and a
-//! slow scraper never holds up the datapath. The HTTP side is a few lines of HTTP/1.0 (one GET,
-//! one response, close): a web framework would be most of the binary's size for that.
+//! slow scraper never holds up the datapath. The HTTP side ([`http`]) serves one GET with one
+//! response and closes, with a bounded head, deadlines and many connections on one thread.
 //!
 //! The exposition text is written here rather than through prometheus-client: the counters
 //! already exist as one snapshot (the `stats` reply), and that crate's registry holds metric
 //! objects of its own, which would be a second copy of every counter to keep in step. The
 //! format is checked by `promtool check metrics` in the live test.
 
+pub mod http;
+
 use crate::process::Process;
 use anyhow::Result;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use vxspan_core::counters::PortReport;
 use vxspan_core::Report;
 
@@ -273,79 +274,66 @@ pub fn render(r: &Report, process: Process, tiers: &Tiers) -> String {
     out
 }
 
-/// Serves `/metrics` on `addr` from a thread of its own; counters come from `control`.
+/// How long a rendered `/metrics` body is served again: scrapers that arrive together share one
+/// fetch from the control socket (the counters are published every 100 ms anyway).
+const REUSE: Duration = Duration::from_millis(100);
+/// How long a fetch from the control socket may take before the scrape is answered 503.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Serves `/metrics` on `addr` from a thread of its own ([`http`]); counters come from
+/// `control`.
 pub fn spawn(addr: SocketAddr, control: PathBuf) -> Result<()> {
     let listener = TcpListener::bind(addr)
         .map_err(|e| anyhow::anyhow!("management.metrics: listening on {addr}: {e}"))?;
+    let mut server = http::Server::new(listener, http::Limits::default())?;
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let _ = answer(stream, &control);
+            let mut last: Option<(Instant, http::Response)> = None;
+            let respond = |req: &http::Request<'_>| {
+                if req.path != "/metrics" {
+                    return http::Response::text("404 Not Found", "metrics are at /metrics\n");
+                }
+                match &last {
+                    Some((at, r)) if at.elapsed() < REUSE => r.clone(),
+                    _ => {
+                        let r = scrape(&control);
+                        last = Some((Instant::now(), r.clone()));
+                        r
+                    }
+                }
+            };
+            if let Err(e) = server.run(respond, || false) {
+                crate::logging::warn(format!("metrics endpoint stopped: {e}"));
             }
         })?;
     Ok(())
 }
 
-fn answer(stream: TcpStream, control: &Path) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(&stream);
-    let mut request = String::new();
-    reader.read_line(&mut request)?;
-    // The headers are read and ignored, up to the blank line (bounded).
-    let mut header = String::new();
-    for _ in 0..100 {
-        header.clear();
-        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
-            break;
+/// One `/metrics` response from the instance's counters.
+fn scrape(control: &Path) -> http::Response {
+    use crate::control::client::fetch_within;
+    use crate::control::proto::Request;
+    match fetch_within::<Report>(control, &Request::Stats, FETCH_TIMEOUT) {
+        Ok(report) => {
+            let tiers = fetch_within::<crate::control::proto::Status>(
+                control,
+                &Request::Status,
+                FETCH_TIMEOUT,
+            )
+            .map(|s| Tiers::from_status(&s))
+            .unwrap_or_default();
+            http::Response {
+                status: "200 OK",
+                content_type: "text/plain; version=0.0.4; charset=utf-8",
+                body: std::sync::Arc::from(render(&report, Process::read(), &tiers).into_bytes()),
+            }
         }
+        Err(e) => http::Response::text(
+            "503 Service Unavailable",
+            format!("counters unavailable: {e:#}\n"),
+        ),
     }
-    let mut parts = request.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    let (status, ctype, body) = if method != "GET" && method != "HEAD" {
-        (
-            "405 Method Not Allowed",
-            "text/plain",
-            "GET only\n".to_string(),
-        )
-    } else if path != "/metrics" {
-        (
-            "404 Not Found",
-            "text/plain",
-            "metrics are at /metrics\n".to_string(),
-        )
-    } else {
-        match crate::control::client::fetch_stats(control) {
-            Ok(report) => (
-                "200 OK",
-                "text/plain; version=0.0.4; charset=utf-8",
-                render(
-                    &report,
-                    Process::read(),
-                    &crate::control::client::fetch_status(control)
-                        .map(|s| Tiers::from_status(&s))
-                        .unwrap_or_default(),
-                ),
-            ),
-            Err(e) => (
-                "503 Service Unavailable",
-                "text/plain",
-                format!("counters unavailable: {e:#}\n"),
-            ),
-        }
-    };
-    let mut w = &stream;
-    write!(
-        w,
-        "HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )?;
-    if method != "HEAD" {
-        w.write_all(body.as_bytes())?;
-    }
-    w.flush()
 }
 
 #[cfg(test)]
