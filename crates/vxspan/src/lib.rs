@@ -17,6 +17,7 @@ pub mod process;
 pub mod replay;
 pub mod snmp;
 pub mod top;
+pub mod wake;
 
 /// Exit code for an invalid configuration or command line.
 pub const EXIT_INVALID: u8 = 2;

@@ -127,8 +127,13 @@ pub(crate) enum Job {
 /// Jobs queued for the first worker at most; more get a "busy" reply.
 const JOBS: usize = 16;
 
-/// Starts the server thread on `ctl`'s socket; returns where the jobs arrive.
-pub(crate) fn serve(ctl: &Control, latest: Arc<Latest>) -> Result<Receiver<Job>> {
+/// Starts the server thread on `ctl`'s socket; returns where the jobs arrive. `wake` is rung
+/// after each job is queued (the first worker polls its descriptor with its rings).
+pub(crate) fn serve(
+    ctl: &Control,
+    latest: Arc<Latest>,
+    wake: Arc<crate::wake::Waker>,
+) -> Result<Receiver<Job>> {
     let listener = ctl.listener.try_clone()?;
     listener.set_nonblocking(false)?;
     let (jobs, rx) = sync_channel(JOBS);
@@ -145,10 +150,16 @@ pub(crate) fn serve(ctl: &Control, latest: Arc<Latest>) -> Result<Receiver<Job>>
                     continue;
                 }
                 let (latest, jobs, active) = (latest.clone(), jobs.clone(), active.clone());
+                let wake = wake.clone();
                 let spawned = std::thread::Builder::new()
                     .name("vxspan-client".into())
                     .spawn(move || {
-                        client(stream, &latest, &jobs);
+                        let queue = |job| {
+                            let r = jobs.try_send(job);
+                            wake.wake();
+                            r
+                        };
+                        client(stream, &latest, queue);
                         active.fetch_sub(1, Ordering::AcqRel);
                     });
                 if spawned.is_err() {
@@ -180,7 +191,11 @@ pub(crate) fn read_request(stream: &UnixStream) -> Result<Request, String> {
     Request::parse(&line)
 }
 
-fn client(stream: UnixStream, latest: &Latest, jobs: &SyncSender<Job>) {
+fn client(
+    stream: UnixStream,
+    latest: &Latest,
+    queue: impl Fn(Job) -> Result<(), TrySendError<Job>>,
+) {
     let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let request = match read_request(&stream) {
@@ -200,7 +215,7 @@ fn client(stream: UnixStream, latest: &Latest, jobs: &SyncSender<Job>) {
                 Request::Status => (Job::Status(tx), STATUS_WAIT),
                 _ => (Job::Reload(tx), RELOAD_WAIT),
             };
-            match jobs.try_send(job) {
+            match queue(job) {
                 Ok(()) => rx.recv_timeout(wait).unwrap_or_else(|_| gone()),
                 Err(TrySendError::Full(_)) => busy(),
                 Err(TrySendError::Disconnected(_)) => gone(),
@@ -214,7 +229,7 @@ fn client(stream: UnixStream, latest: &Latest, jobs: &SyncSender<Job>) {
                 stream: copy,
                 reply: tx,
             };
-            match jobs.try_send(job) {
+            match queue(job) {
                 Ok(()) => match rx.recv_timeout(STATUS_WAIT) {
                     Ok(Ok(())) => return, // the capture writes the stream from now on
                     Ok(Err(e)) => error_reply(&e),

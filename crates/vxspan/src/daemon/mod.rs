@@ -259,7 +259,8 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
     // The control socket appears once everything is set up: it is the sign vxspan is running.
     let ctl = Control::bind(&control_path)?;
     let latest = Arc::new(crate::control::server::Latest::default());
-    let jobs = crate::control::server::serve(&ctl, latest.clone())?;
+    let job_wake = Arc::new(crate::wake::Waker::new()?);
+    let jobs = crate::control::server::serve(&ctl, latest.clone(), job_wake.clone())?;
     if let Some(addr) = cfg.metrics {
         crate::metrics::spawn(addr, control_path.clone())?;
         log(format!("Prometheus metrics on http://{addr}/metrics"));
@@ -358,7 +359,11 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
         let mut fds: Vec<i32> = st.ports.inputs.iter().map(LiveInput::fd).collect();
         fds.extend(st.xsks.iter().map(|(_, x, _)| x.fd()));
         fds.extend(st.ports.outputs.passthru.iter().map(|p| p.tap.fd()));
+        fds.push(job_wake.fd());
         afpacket::poll_readable(&fds, 100, &mut ready)?;
+        if ready.last() == Some(&(fds.len() - 1)) {
+            job_wake.woke(); // before the jobs are looked at, below
+        }
         st.drain(&mut batch)?;
         st.passthru_out();
         // Control jobs (status, reload, capture); the control thread reads and writes the

@@ -142,9 +142,7 @@ impl Worker {
 pub(super) struct WorkerSlot {
     pub(super) worker: Mutex<Option<Worker>>,
     pub(super) wanted: AtomicBool,
-    pub(super) wake: (std::io::PipeReader, std::io::PipeWriter),
-    /// A wake-up byte is in the pipe (at most one is).
-    pub(super) woken: AtomicBool,
+    pub(super) wake: crate::wake::Waker,
     /// What the worker counted, as it published it last (every [`PUBLISH_EVERY`], and after
     /// every `with`): counter reads take this, never the worker's lock.
     pub(super) published: Mutex<Published>,
@@ -201,8 +199,7 @@ impl WorkerSlot {
         Ok(WorkerSlot {
             worker: Mutex::new(None),
             wanted: AtomicBool::new(false),
-            wake: std::io::pipe()?,
-            woken: AtomicBool::new(false),
+            wake: crate::wake::Waker::new()?,
             published: Mutex::new(Published::default()),
             gap: GapMeter::default(),
         })
@@ -238,24 +235,8 @@ impl WorkerSlot {
         self.publish(w.as_mut());
         drop(w);
         self.wanted.store(false, Ordering::Relaxed);
-        if !self.woken.swap(true, Ordering::AcqRel) {
-            use std::io::Write;
-            let _ = (&self.wake.1).write(&[1]);
-        }
+        self.wake.wake();
         r
-    }
-
-    pub(super) fn wake_fd(&self) -> i32 {
-        use std::os::fd::AsRawFd;
-        self.wake.0.as_raw_fd()
-    }
-
-    /// Takes the wake-up byte out of the pipe (called when poll found it readable).
-    pub(super) fn woke(&self) {
-        use std::io::Read;
-        let mut b = [0u8; 8];
-        let _ = (&self.wake.0).read(&mut b);
-        self.woken.store(false, Ordering::Release);
     }
 }
 
@@ -275,7 +256,7 @@ pub(super) fn worker_loop(slot: Arc<WorkerSlot>, stop: Arc<AtomicBool>) {
             std::thread::sleep(Duration::from_micros(20));
         }
         fds.clear();
-        fds.push(slot.wake_fd());
+        fds.push(slot.wake.fd());
         let mut w = locked(&slot.worker);
         slot.gap.record(woke.elapsed());
         if let Some(w) = w.as_mut() {
@@ -297,7 +278,7 @@ pub(super) fn worker_loop(slot: Arc<WorkerSlot>, stop: Arc<AtomicBool>) {
         // through the pipe (index 0).
         let _ = afpacket::poll_readable(&fds, 100, &mut ready);
         if ready.first() == Some(&0) {
-            slot.woke();
+            slot.wake.woke();
         }
     }
 }

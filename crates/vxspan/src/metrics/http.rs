@@ -283,11 +283,8 @@ impl Server {
         let Some(c) = self.conns.get_mut(&t) else {
             return;
         };
-        let done = match step(c, &self.limits, respond) {
-            Ok(done) => done,
-            Err(_) => true,
-        };
-        if done {
+        // A broken connection is finished too.
+        if step(c, &self.limits, respond).unwrap_or(true) {
             self.close(t);
         }
     }
