@@ -264,6 +264,9 @@ pub struct Config {
     pub file: PathBuf,
     /// The control socket (`management.control`); `None` = the default path.
     pub control: Option<PathBuf>,
+    /// A group whose members may read the control socket (`stats`, `status`, `top`) but not
+    /// `reload` or `capture` (`management.control_group`); `None` = owner only.
+    pub control_group: Option<String>,
     /// The user `vxspan run` switches to when started as root (`management.user`).
     pub user: Option<String>,
     /// Where `vxspan run` serves Prometheus metrics (`management.metrics`); `None` = off.

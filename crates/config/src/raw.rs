@@ -77,6 +77,7 @@ pub struct RawPassthru {
 #[serde(deny_unknown_fields)]
 pub struct RawManagement {
     pub control: Option<String>,
+    pub control_group: Option<String>,
     pub user: Option<String>,
     pub metrics: Option<String>,
     pub snmp_agentx: Option<String>,

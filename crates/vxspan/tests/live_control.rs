@@ -225,12 +225,11 @@ struct Lab {
     vx: Vxspan,
 }
 
-fn lab() -> Option<Lab> {
+fn lab(tag: &str, dir: PathBuf, extra: &str) -> Option<Lab> {
     if skipped() {
         return None;
     }
-    let dir = scratch("live-control");
-    let ns = Netns::new("ctl");
+    let ns = Netns::new(tag);
     ns.veth("eth0", "p0", 1500);
     ns.veth("eth2", "p2", 1500);
     // The sender: `vxspan blast` out of s0 (tcpreplay tops out near 60 kpps here, below the
@@ -252,7 +251,7 @@ fn lab() -> Option<Lab> {
         format!(
             "[inputs.mirror]\ninterface = \"eth0\"\n[outputs.tools]\ninterface = \"eth2\"\n\
              [[rules]]\nname = \"all\"\nfrom = \"mirror\"\nto = \"tools\"\n\
-             [management]\nmetrics = \"{METRICS}\"\n"
+             [management]\nmetrics = \"{METRICS}\"\n{extra}"
         ),
     )
     .unwrap();
@@ -384,7 +383,9 @@ fn under_attack(lab: &Lab, n: usize, pps: u32) {
 
 #[test]
 fn hostile_clients_on_every_endpoint_cost_no_frame() {
-    let Some(lab) = lab() else { return };
+    let Some(lab) = lab("ctl", scratch("live-control"), "") else {
+        return;
+    };
     under_attack(&lab, 1024, 250);
     let lossless = lossless_rate(&lab);
     assert!(lossless > 0.0, "no lossless rate found");
@@ -392,4 +393,64 @@ fn hostile_clients_on_every_endpoint_cost_no_frame() {
     under_attack(&lab, (half as usize * 4).clamp(1024, 200_000), half);
     let fin = lab.vx.stop(&lab.dir);
     assert!(counter(&fin, "tools", "tx_packets") > 0);
+}
+
+/// `vxspan` as uid 4242 with `gid` and no other group (setpriv; no passwd entry is needed).
+fn as_other_user(vx: &Vxspan, gid: u32, args: &[&str]) -> std::process::Output {
+    let (uid, gid) = ("--reuid=4242".to_string(), format!("--regid={gid}"));
+    let mut argv = vec![
+        uid.as_str(),
+        gid.as_str(),
+        "--clear-groups",
+        env!("CARGO_BIN_EXE_vxspan"),
+    ];
+    argv.extend_from_slice(args);
+    argv.extend(["--control", vx.control.to_str().unwrap()]);
+    std::process::Command::new("setpriv")
+        .args(&argv)
+        .output()
+        .unwrap()
+}
+
+/// `management.control_group`: its members read stats and status; reload and capture need
+/// root or the service user (SO_PEERCRED); anyone else cannot connect.
+#[test]
+fn a_read_only_group_reads_but_cannot_reload_or_capture() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // A directory anyone may traverse (the checkout's may not be): the socket's own mode and
+    // group are what is tested.
+    let dir = std::env::temp_dir().join(format!("vxspan-ctlg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let Some(lab) = lab("ctlg", dir.clone(), "control_group = \"nogroup\"\n") else {
+        return;
+    };
+    let m = std::fs::metadata(&lab.vx.control).unwrap();
+    assert_eq!(m.permissions().mode() & 0o777, 0o660);
+    assert_eq!(m.gid(), 65534, "the socket belongs to nogroup");
+    let o = as_other_user(&lab.vx, 65534, &["stats", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["interfaces"]["mirror"].is_object(), "{v}");
+    let o = as_other_user(&lab.vx, 65534, &["status"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = as_other_user(&lab.vx, 65534, &["reload"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("needs root or the service user"), "{err}");
+    let o = as_other_user(&lab.vx, 65534, &["capture", "-w", "-"]);
+    assert!(!o.status.success() && o.stdout.is_empty(), "{o:?}");
+    let o = as_other_user(&lab.vx, 4242, &["stats"]);
+    assert!(!o.status.success(), "not in the group: no connection");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("ermission denied"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Root still may.
+    let o = lab.vx.cli(&["reload"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    lab.vx.stop(&lab.dir);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -53,6 +53,19 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> VResult<Config> {
             Some(p) => Some(PathBuf::from(p)),
             None => None,
         },
+        control_group: match raw
+            .management
+            .as_ref()
+            .and_then(|m| m.control_group.as_deref())
+        {
+            Some(g) if g.is_empty() || g.contains(['/', ':', '\0']) => {
+                return err(
+                    root.key("management").key("control_group"),
+                    format!("{g:?} is not a group name"),
+                )
+            }
+            g => g.map(str::to_owned),
+        },
         metrics: match raw.management.as_ref().and_then(|m| m.metrics.as_deref()) {
             Some(a) => match a.parse::<std::net::SocketAddr>() {
                 Ok(addr) => Some(addr),

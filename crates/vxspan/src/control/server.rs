@@ -43,7 +43,9 @@ pub(crate) struct Control {
 }
 
 impl Control {
-    pub(crate) fn bind(path: &Path) -> Result<Control> {
+    /// Binds the socket at `path`, mode 0600; with `group`, then given to that group with mode
+    /// 0660 (its members may read: [`Access::of`]).
+    pub(crate) fn bind(path: &Path, group: Option<&str>) -> Result<Control> {
         match std::fs::symlink_metadata(path) {
             Ok(m) if m.file_type().is_socket() => {
                 if UnixStream::connect(path).is_ok() {
@@ -72,6 +74,14 @@ impl Control {
         // SAFETY: as above.
         unsafe { libc::umask(old) };
         let listener = bound.with_context(|| format!("control socket {}", path.display()))?;
+        if let Some(g) = group {
+            let gid = group_id(g)?;
+            std::os::unix::fs::chown(path, None, Some(gid)).with_context(|| {
+                format!("management.control_group: giving {} to group {g} (the service user must be a member)", path.display())
+            })?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+        }
         let m = std::fs::symlink_metadata(path)?;
         Ok(Control {
             listener,
@@ -86,6 +96,73 @@ impl Drop for Control {
         // Only the socket this process made: a new instance may have taken the path since.
         if std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id) {
             let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// The gid of group `name`.
+pub(crate) fn group_id(name: &str) -> Result<u32> {
+    let c = std::ffi::CString::new(name).context("group name has a NUL byte")?;
+    // SAFETY: getgrnam reads a NUL-terminated name; the record it returns (static storage) is
+    // read right away, before any other call that could overwrite it.
+    let gr = unsafe { libc::getgrnam(c.as_ptr()) };
+    if gr.is_null() {
+        bail!("management.control_group: no group named {name:?}");
+    }
+    // SAFETY: `gr` is a valid group record (checked non-null above).
+    Ok(unsafe { (*gr).gr_gid })
+}
+
+/// What a client of the control socket may do, from its credentials (SO_PEERCRED).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Root or the daemon's own user: every request.
+    Full,
+    /// Anyone else who could connect (a member of `management.control_group`): `stats` and
+    /// `status` only.
+    ReadOnly,
+}
+
+impl Access {
+    pub(crate) fn of(stream: &UnixStream) -> Access {
+        let mut cred = libc::ucred {
+            pid: 0,
+            uid: u32::MAX,
+            gid: u32::MAX,
+        };
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        use std::os::fd::AsRawFd;
+        // SAFETY: SO_PEERCRED writes at most `len` bytes, the size of the ucred it points to.
+        let r = unsafe {
+            libc::getsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                (&raw mut cred).cast(),
+                &mut len,
+            )
+        };
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        Access::for_uid(r == 0, cred.uid, me)
+    }
+
+    fn for_uid(known: bool, uid: u32, me: u32) -> Access {
+        if known && (uid == 0 || uid == me) {
+            Access::Full
+        } else {
+            Access::ReadOnly
+        }
+    }
+
+    /// Whether `req` is allowed; the refusal otherwise.
+    pub(crate) fn allows(self, req: &Request) -> Result<(), String> {
+        match (self, req) {
+            (Access::Full, _) | (_, Request::Stats | Request::Status) => Ok(()),
+            (Access::ReadOnly, r) => Err(format!(
+                "{} needs root or the service user (this connection may read stats and status only)",
+                r.line()
+            )),
         }
     }
 }
@@ -198,7 +275,8 @@ fn client(
 ) {
     let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let request = match read_request(&stream) {
+    let access = Access::of(&stream);
+    let request = match read_request(&stream).and_then(|r| access.allows(&r).map(|()| r)) {
         Ok(r) => r,
         Err(e) => {
             let _ = reply(&stream, &error_reply(&e));
@@ -278,6 +356,35 @@ mod tests {
     }
 
     #[test]
+    fn read_only_clients_may_read_stats_and_status_only() {
+        let full = Access::for_uid(true, 0, 998);
+        assert_eq!(full, Access::Full);
+        assert_eq!(Access::for_uid(true, 998, 998), Access::Full);
+        let ro = Access::for_uid(true, 1000, 998);
+        assert_eq!(ro, Access::ReadOnly);
+        assert_eq!(
+            Access::for_uid(false, 0, 0),
+            Access::ReadOnly,
+            "unknown peer"
+        );
+        for r in [Request::Stats, Request::Status] {
+            assert!(ro.allows(&r).is_ok());
+        }
+        for r in [
+            Request::Reload,
+            Request::Capture(None),
+            Request::Capture(Some("x".into())),
+        ] {
+            assert!(full.allows(&r).is_ok());
+            let e = ro.allows(&r).unwrap_err();
+            assert!(e.contains("needs root or the service user"), "{e}");
+        }
+        // A connection from this process is its own user's.
+        let (a, _b) = pair();
+        assert_eq!(Access::of(&a), Access::Full);
+    }
+
+    #[test]
     fn requests_parse() {
         let (mut a, b) = pair();
         a.write_all(b"capture web\n").unwrap();
@@ -290,16 +397,16 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.sock");
         std::fs::write(&path, b"keep me").unwrap();
-        let e = Control::bind(&path).err().unwrap().to_string();
+        let e = Control::bind(&path, None).err().unwrap().to_string();
         assert!(e.contains("not a socket"), "{e}");
         assert_eq!(std::fs::read(&path).unwrap(), b"keep me");
         std::fs::remove_file(&path).unwrap();
         drop(UnixListener::bind(&path).unwrap()); // stale: nobody listens
-        let c = Control::bind(&path).unwrap();
+        let c = Control::bind(&path, None).unwrap();
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        assert!(Control::bind(&path).is_err(), "in use");
+        assert!(Control::bind(&path, None).is_err(), "in use");
         drop(c);
         assert!(!path.exists());
         std::fs::remove_dir_all(&dir).unwrap();

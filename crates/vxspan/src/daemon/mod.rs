@@ -200,11 +200,22 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
     match user.map(str::to_owned).or_else(|| cfg.user.clone()) {
         Some(u) if root => {
             let (uid, gid) = crate::privileges::lookup(&u)?;
-            if let Some(dir) = control_path.parent() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
-                std::os::unix::fs::chown(dir, Some(uid), Some(gid))
-                    .with_context(|| format!("handing {} to {u}", dir.display()))?;
+            // The socket's directory is the user's only if vxspan creates it (mode 0750); an
+            // existing one is left as it is (systemd's RuntimeDirectory= makes it the user's).
+            if let Some(dir) = control_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                if !dir.exists() {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                    // Members of control_group must reach the socket in it.
+                    let gid = match cfg.control_group.as_deref() {
+                        Some(g) => crate::control::server::group_id(g)?,
+                        None => gid,
+                    };
+                    std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+                        .with_context(|| format!("handing {} to {u}", dir.display()))?;
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))?;
+                }
             }
             crate::privileges::drop_to(uid, gid)?;
             log(format!(
@@ -257,7 +268,7 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
         }
     }
     // The control socket appears once everything is set up: it is the sign vxspan is running.
-    let ctl = Control::bind(&control_path)?;
+    let ctl = Control::bind(&control_path, cfg.control_group.as_deref())?;
     let latest = Arc::new(crate::control::server::Latest::default());
     let job_wake = Arc::new(crate::wake::Waker::new()?);
     let jobs = crate::control::server::serve(&ctl, latest.clone(), job_wake.clone())?;
