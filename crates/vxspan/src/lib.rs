@@ -21,3 +21,6 @@ pub mod wake;
 
 /// Exit code for an invalid configuration or command line.
 pub const EXIT_INVALID: u8 = 2;
+/// The exit status of `vxspan reload` when the file is valid but cannot be applied while
+/// running (a setting read only at start, ports that cannot be opened): nothing was changed.
+pub const EXIT_NOT_LIVE: u8 = 3;

@@ -454,3 +454,78 @@ fn a_read_only_group_reads_but_cannot_reload_or_capture() {
     lab.vx.stop(&lab.dir);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Reload as a diff: a changed archive path is applied (the new file gets the frames, the
+/// reply lists the change); a setting read only at start is refused with exit 3 and its
+/// reason, and nothing else of that file is applied either.
+#[test]
+fn reload_applies_archive_changes_and_refuses_start_only_settings_whole() {
+    let dir = scratch("live-control-reload");
+    let config_of = |archive: &str, vlan: u16, metrics: &str| {
+        format!(
+            "[inputs.mirror]\ninterface = \"eth0\"\n[outputs.tools]\ninterface = \"eth2\"\n\
+             [outputs.arch]\npcap = {{ path = \"{}\" }}\n\
+             [[rules]]\nname = \"all\"\nfrom = \"mirror\"\nto = [\"tools\", \"arch\"]\n\
+             [[rules]]\nname = \"tagged\"\nfrom = \"mirror\"\nvlan = {vlan}\nto = \"tools\"\n\
+             [management]\nmetrics = \"{metrics}\"\n",
+            dir.join(archive).display()
+        )
+    };
+    let Some(lab) = lab("ctlr", dir.clone(), "") else {
+        return;
+    };
+    let config = dir.join("control.toml");
+    std::fs::write(&config, config_of("a.pcap", 10, METRICS)).unwrap();
+    let o = lab.vx.cli(&["reload"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("ports reopened") && out.contains("output arch: added"),
+        "{out}"
+    );
+    let (sent, got, _) = replay(&lab, 100, 1000);
+    assert_eq!((sent, got), (100, 100));
+    // The archive moves: the reply says so, and the new file gets what follows.
+    std::fs::write(&config, config_of("b.pcap", 10, METRICS)).unwrap();
+    let o = lab.vx.cli(&["reload"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("output arch: changed"), "{out}");
+    let (sent, _, _) = replay(&lab, 50, 1000);
+    assert_eq!(sent, 50);
+    // A rule change together with a new metrics address: refused whole, exit 3, the reason.
+    std::fs::write(&config, config_of("b.pcap", 20, "127.0.0.1:9465")).unwrap();
+    let o = lab.vx.cli(&["reload"]);
+    assert_eq!(o.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("management.metrics") && err.contains("restart"),
+        "{err}"
+    );
+    let st = lab.vx.cli(&["status"]);
+    let st: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    let vlans: Vec<&str> = st["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["vlan"].as_str())
+        .collect();
+    assert!(vlans.contains(&"10") && !vlans.contains(&"20"), "{st}");
+    // An invalid file: exit 2.
+    std::fs::write(&config, "rules = 5").unwrap();
+    assert_eq!(lab.vx.cli(&["reload"]).status.code(), Some(2));
+    let fin = lab.vx.stop(&dir);
+    assert_eq!(counter(&fin, "arch", "tx_packets"), 150);
+    assert_eq!(common::daemon::frames_in(&dir.join("a.pcap")), 100);
+    assert_eq!(common::daemon::frames_in(&dir.join("b.pcap")), 50);
+}

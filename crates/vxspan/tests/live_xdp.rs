@@ -351,7 +351,7 @@ fn xdp_reloads_during_a_blast_lose_nothing() {
         } else {
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
             assert!(
-                String::from_utf8_lossy(&o.stdout).contains("rules only"),
+                String::from_utf8_lossy(&o.stdout).contains("ports kept"),
                 "{}",
                 String::from_utf8_lossy(&o.stdout)
             );

@@ -77,17 +77,42 @@ pub fn stats(control: &Path, json: bool) -> Result<ExitCode> {
 
 pub fn reload(control: &Path) -> Result<ExitCode> {
     let v = request(control, "reload")?;
+    let lines = |key: &str| -> Vec<String> {
+        v.get(key)
+            .and_then(|c| c.as_array())
+            .map(|c| {
+                c.iter()
+                    .filter_map(|l| l.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     match (v.get("ok"), v.get("error")) {
         (Some(ok), _) => {
             println!("{}", ok.as_str().unwrap_or("reloaded"));
+            for c in lines("changes") {
+                println!("  {c}");
+            }
             Ok(ExitCode::SUCCESS)
+        }
+        (_, Some(_)) if v.get("not_live").is_some() => {
+            eprintln!("vxspan: reload not applied, the running configuration stays: the file is valid, but:");
+            for why in lines("not_live") {
+                eprintln!("  {why}");
+            }
+            Ok(ExitCode::from(crate::EXIT_NOT_LIVE))
         }
         (_, Some(e)) => {
             eprintln!(
                 "vxspan: reload refused, the running configuration stays: {}",
                 e.as_str().unwrap_or("?")
             );
-            Ok(ExitCode::from(crate::EXIT_INVALID))
+            // An error that is not the file's (a read-only client, a busy daemon) is 1.
+            Ok(if v.get("invalid").is_some() {
+                ExitCode::from(crate::EXIT_INVALID)
+            } else {
+                ExitCode::FAILURE
+            })
         }
         _ => bail!("unexpected reply {v}"),
     }

@@ -35,6 +35,7 @@ use vxspan_core::{Engine, Plan, Report};
 use vxspan_io::afpacket;
 use vxspan_io::Batch;
 
+mod diff;
 mod outputs;
 mod ports;
 mod serve;
@@ -353,7 +354,7 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
         if hup.swap(false, Ordering::Relaxed) {
             notifier.notify("RELOADING=1");
             match st.reload() {
-                Ok(msg) => log(msg),
+                Ok(r) => log(r.line()),
                 Err(e) => warn(format!(
                     "reload refused, the running configuration stays: {e}"
                 )),

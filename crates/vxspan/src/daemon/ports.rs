@@ -73,12 +73,15 @@ impl Ports {
 
 pub(super) fn interfaces_key(plan: &Plan) -> (Vec<String>, Vec<String>) {
     let inputs = plan.inputs.iter().map(|i| i.interface.clone()).collect();
+    // Everything a port is opened with: the listening sockets, each output's interface,
+    // tunnel and archive, and the TAP devices of passthru sections.
+    let listens = plan.inputs.iter().map(|i| format!("listen {:?}", i.listen));
     let outputs = plan
         .outputs
         .iter()
-        .map(|o| format!("{:?} {:?}", o.interface, o.encap))
-        .collect();
-    (inputs, outputs)
+        .map(|o| format!("output {:?} {:?} {:?}", o.interface, o.encap, o.archive));
+    let passthru = plan.passthru.iter().map(|p| format!("passthru {p:?}"));
+    (inputs, listens.chain(outputs).chain(passthru).collect())
 }
 
 /// The block size of each worker's ring on a shared input: the input's ring memory divided

@@ -2,8 +2,8 @@
 //! a capture. The control server ([`crate::control::server`]) reads the requests and writes the
 //! replies; nothing here touches a client's socket.
 
+use super::state::Refused;
 use super::*;
-use crate::control::proto::error_reply;
 use crate::control::server::Job;
 
 impl State {
@@ -14,15 +14,23 @@ impl State {
             }
             Job::Reload(reply) => {
                 let line = match self.reload() {
-                    Ok(msg) => {
-                        log(&msg);
-                        serde_json::json!({ "ok": msg }).to_string()
+                    Ok(r) => {
+                        log(r.line());
+                        serde_json::json!({ "ok": r.summary, "changes": r.changes }).to_string()
                     }
                     Err(e) => {
                         warn(format!(
                             "reload refused, the running configuration stays: {e}"
                         ));
-                        error_reply(&e)
+                        match &e {
+                            Refused::Invalid(_) => {
+                                serde_json::json!({ "error": e.to_string(), "invalid": true })
+                            }
+                            Refused::NotLive(why) => {
+                                serde_json::json!({ "error": e.to_string(), "not_live": why })
+                            }
+                        }
+                        .to_string()
                     }
                 };
                 let _ = reply.try_send(line);

@@ -9,6 +9,42 @@ use vxspan_core::{Engine, Plan, Report, TxFrame};
 use vxspan_io::afpacket;
 use vxspan_io::{Batch, RxPort, TxPort};
 
+/// A reload that was applied.
+pub(super) struct Reloaded {
+    pub(super) summary: &'static str,
+    /// What changed (see [`super::diff`]).
+    pub(super) changes: Vec<String>,
+}
+
+impl Reloaded {
+    /// The log line: the summary and each change.
+    pub(super) fn line(&self) -> String {
+        if self.changes.is_empty() {
+            self.summary.to_owned()
+        } else {
+            format!("{}: {}", self.summary, self.changes.join("; "))
+        }
+    }
+}
+
+/// Why a reload changed nothing.
+#[derive(Debug)]
+pub(super) enum Refused {
+    /// The file is not a valid configuration (`vxspan reload` exits 2).
+    Invalid(String),
+    /// It is valid, but cannot be applied while running: each reason (exit 3).
+    NotLive(Vec<String>),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Invalid(e) => f.write_str(e),
+            Refused::NotLive(why) => write!(f, "valid, but not appliable live: {}", why.join("; ")),
+        }
+    }
+}
+
 pub(super) struct State {
     /// The first worker's longest gap between two batches.
     pub(super) gap: Arc<GapMeter>,
@@ -158,8 +194,14 @@ impl State {
         groups
     }
 
-    pub(super) fn reload(&mut self) -> Result<String, String> {
-        let (cfg, plan) = load_plan(&self.config)?;
+    /// Reloads the configuration file: all of what changed, or nothing.
+    pub(super) fn reload(&mut self) -> Result<Reloaded, Refused> {
+        let (cfg, plan) = load_plan(&self.config).map_err(Refused::Invalid)?;
+        let diff = super::diff::diff(&self.cfg, &cfg);
+        if !diff.not_live.is_empty() {
+            return Err(Refused::NotLive(diff.not_live));
+        }
+        let not_live = |e: String| Refused::NotLive(vec![e]);
         let same_ports = interfaces_key(&plan) == self.ports.key;
         // Everything that can fail comes first, and nothing is changed until all of it has
         // worked: new ports are opened beside the old ones, then the kernel tier swaps its
@@ -176,12 +218,14 @@ impl State {
         } else {
             Some(
                 open_ports(&plan, self.workers.len() + 1, Some(&self.ports), &self.tx)
-                    .map_err(|e| format!("{e:#}"))?,
+                    .map_err(|e| not_live(format!("opening the new ports: {e:#}")))?,
             )
         };
         if same_inputs {
             if let Some(k) = &mut self.kernel {
-                let old = k.reload(self.engine.plan(), &plan)?;
+                let old = k
+                    .reload(self.engine.plan(), &plan)
+                    .map_err(|e| not_live(format!("the kernel tier: {e}")))?;
                 self.history.add(&old);
             }
         }
@@ -241,10 +285,13 @@ impl State {
             }
         }
         self.log_placement();
-        Ok(if same_ports {
-            "reloaded (rules only: ports kept)".into()
-        } else {
-            "reloaded (ports reopened)".into()
+        Ok(Reloaded {
+            summary: match (diff.changes.is_empty(), same_ports) {
+                (true, _) => "reloaded (nothing changed)",
+                (false, true) => "reloaded (ports kept)",
+                (false, false) => "reloaded (ports reopened)",
+            },
+            changes: diff.changes,
         })
     }
 
