@@ -311,6 +311,7 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
             .collect::<std::io::Result<_>>()?,
         tx,
         gap: Arc::default(),
+        captured: Some(Vec::new()),
     };
     st.respawn_workers();
     st.distribute_xsks();
@@ -415,6 +416,8 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
             let t = Instant::now();
             st.check_ports();
             st.flush_archives();
+            st.ports.outputs.captures.prune();
+            st.place_captured();
             gap.record(t.elapsed());
             last_stats = Instant::now();
         }

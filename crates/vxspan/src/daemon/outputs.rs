@@ -71,6 +71,25 @@ impl Captures {
         l.clear();
         self.count.store(0, Ordering::Relaxed);
     }
+
+    /// Forgets the captures whose client has gone (their writer thread ended), frames or not.
+    pub(super) fn prune(&self) {
+        let mut l = locked(&self.list);
+        l.retain(|c| c.alive && !c.ended.load(Ordering::Acquire));
+        self.count.store(l.len(), Ordering::Relaxed);
+    }
+
+    /// The rules the attached captures record: `None` when one records every rule.
+    pub(super) fn rules(&self) -> Option<Vec<usize>> {
+        let l = locked(&self.list);
+        let mut rules = Vec::new();
+        for c in l.iter().filter(|c| c.alive) {
+            rules.push(c.rule?);
+        }
+        rules.sort_unstable();
+        rules.dedup();
+        Some(rules)
+    }
 }
 
 /// A live capture attached through the control socket: pcapng streamed to the client.
@@ -85,6 +104,8 @@ pub(super) struct LiveCapture {
     /// Only frames this rule forwarded (`None`: every forwarded frame).
     pub(super) rule: Option<usize>,
     pub(super) alive: bool,
+    /// Set by the writer thread when it ends (the client went away).
+    pub(super) ended: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Blocks queued for a capture's writer thread at most (each a frame or the header).
@@ -148,6 +169,20 @@ impl LiveCapture {
         let mut w = vxspan_io::pcap::Writer::pcapng_with_interfaces(q, interfaces)?;
         w.flush()?;
         stream.set_write_timeout(None)?;
+        stream.set_read_timeout(None)?;
+        let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let end = ended.clone();
+        // The writer also watches for the client leaving while no frame comes (a capture of a
+        // quiet rule): a read returns 0 at the client's close.
+        let (watch, gone) = (stream.try_clone()?, ended.clone());
+        std::thread::Builder::new()
+            .name("vxspan-capture-watch".into())
+            .spawn(move || {
+                let mut b = [0u8; 64];
+                while matches!(std::io::Read::read(&mut &watch, &mut b), Ok(n) if n > 0) {}
+                gone.store(true, Ordering::Release);
+                let _ = watch.shutdown(std::net::Shutdown::Both);
+            })?;
         std::thread::Builder::new()
             .name("vxspan-capture".into())
             .spawn(move || {
@@ -157,6 +192,7 @@ impl LiveCapture {
                         break; // the client went away; the worker notices on its next frame
                     }
                 }
+                end.store(true, Ordering::Release);
                 let d = dropped.load(Ordering::Relaxed);
                 dropped_total.fetch_add(d, Ordering::Relaxed);
                 log(format!(
@@ -168,6 +204,7 @@ impl LiveCapture {
             w,
             rule,
             alive: true,
+            ended,
         })
     }
 }

@@ -73,6 +73,8 @@ impl State {
         .map_err(|e| format!("starting the capture: {e}"))?;
         log(format!("capture attached ({what})"));
         self.ports.outputs.captures.attach(c);
+        // Before the reply: the capture records what follows it, whatever tier ran it.
+        self.place_captured();
         Ok(())
     }
 }

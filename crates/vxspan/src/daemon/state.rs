@@ -64,6 +64,9 @@ pub(super) struct State {
     pub(super) reloads: u64,
     /// The other workers (the first is this thread: `engine` and `ports`).
     pub(super) workers: Vec<Arc<WorkerSlot>>,
+    /// The rules whose kernel-tier groups run in userspace while a capture records them
+    /// (`None`: every rule; empty: none).
+    pub(super) captured: Option<Vec<usize>>,
     /// How outputs transmit, and the copies their sockets accepted that the kernel then
     /// refused (taken off `tx` when counters are reported).
     pub(super) tx: TxSetup,
@@ -256,8 +259,10 @@ impl State {
             }
         }
         self.history.add(&self.engine.report());
-        // Captures name rules of the old plan: they end with it.
+        // Captures name rules of the old plan: they end with it (the kernel tier took the new
+        // plan's placement above).
         self.ports.outputs.captures.clear();
+        self.captured = Some(Vec::new());
         // The other workers count their frames of the old plan in its engine, until they
         // get the new one.
         let sequences = self.engine.erspan_sequences();
@@ -653,6 +658,73 @@ impl State {
                 g.to.join(","),
                 g.why
             ));
+        }
+    }
+}
+
+/// `plan` with the kernel-tier groups of `rules` (every rule with `None`) moved to userspace,
+/// each saying why; the placement the kernel tier runs while captures record those rules.
+pub(super) fn with_captured(plan: &Plan, rules: Option<&[usize]>) -> Plan {
+    let mut p = plan.clone();
+    for inp in &mut p.inputs {
+        for g in &mut inp.groups {
+            let hit = match rules {
+                None => Some(g.rules.first().copied()),
+                Some(rs) => g.rules.iter().find(|r| rs.contains(r)).map(|r| Some(*r)),
+            };
+            if let (Some(r), vxspan_core::Tier::Xdp) = (hit, g.tier) {
+                g.tier = vxspan_core::Tier::Userspace;
+                g.why = match r.and_then(|r| plan.rules.get(r)) {
+                    Some(rule) if rules.is_some() => format!(
+                        "vxspan capture of rule {} attached: in userspace while it runs",
+                        rule.name
+                    ),
+                    _ => "vxspan capture attached: in userspace while it runs".into(),
+                };
+            }
+        }
+    }
+    p
+}
+
+impl State {
+    /// Moves the kernel-tier groups of the captured rules to userspace (and back once their
+    /// captures end): the capture sees every frame of its rule, whatever tier ran it. The
+    /// kernel tier swaps its tables; its counters so far go to the history.
+    pub(super) fn place_captured(&mut self) {
+        let want = self.ports.outputs.captures.rules();
+        if want == self.captured {
+            return;
+        }
+        let Some(k) = &mut self.kernel else {
+            self.captured = want;
+            return;
+        };
+        let plan = with_captured(self.engine.plan(), want.as_deref());
+        match k.reload(self.engine.plan(), &plan) {
+            Ok(old) => {
+                self.history.add(&old);
+                let moved = plan
+                    .inputs
+                    .iter()
+                    .flat_map(|i| &i.groups)
+                    .zip(self.engine.plan().inputs.iter().flat_map(|i| &i.groups))
+                    .filter(|(n, o)| n.tier != o.tier)
+                    .count();
+                log(format!(
+                    "captures: {moved} group(s) of the kernel tier in userspace while captured"
+                ));
+                self.captured = want;
+                if let Err(e) = self.open_xsks(&plan) {
+                    warn(format!(
+                        "AF_XDP: {e}; the userspace tier reads through AF_PACKET"
+                    ));
+                }
+                self.log_placement();
+            }
+            Err(e) => warn(format!(
+                "captures: the kernel tier could not move the captured groups: {e}"
+            )),
         }
     }
 }
