@@ -30,7 +30,18 @@ pub fn run(path: &Path, json: bool) -> Result<ExitCode> {
         Ok(x) => x,
         Err(code) => return Ok(code),
     };
-    let d = plan.describe(&cfg);
+    let mut d = plan.describe(&cfg);
+    // The placement `run` will use with the XDP tier (the default datapath): the same function
+    // `status` shows.
+    match crate::kernel::planned_tables(&plan) {
+        Ok(t) => d.groups = crate::kernel::placed_groups(&plan, &cfg, Some(&t)),
+        Err(e) => {
+            d.groups = crate::kernel::placed_groups(&plan, &cfg, None);
+            d.warnings.push(format!(
+                "the XDP tier cannot run this plan ({e}): every group runs in userspace"
+            ));
+        }
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&d)?);
     } else {

@@ -230,3 +230,44 @@ impl KernelTier {
         })
     }
 }
+
+/// The plan's groups with the tier that runs each and why: the one placement `check`, `run`
+/// and `status` show. `tables` is the kernel tier's (what it runs); `None` means no kernel tier
+/// (`--datapath afpacket`, or XDP unavailable): every group in userspace.
+pub fn placed_groups(
+    plan: &Plan,
+    cfg: &vxspan_config::Config,
+    tables: Option<&Tables>,
+) -> Vec<vxspan_core::plan::GroupDescription> {
+    let mut groups = plan.describe(cfg).groups;
+    let actual: Vec<(vxspan_core::Tier, String)> = match tables {
+        Some(t) => t
+            .inputs
+            .iter()
+            .flat_map(|i| i.placement.iter().cloned())
+            .collect(),
+        None => plan
+            .inputs
+            .iter()
+            .flat_map(|i| i.groups.iter())
+            .map(|g| {
+                let why = match g.tier {
+                    vxspan_core::Tier::Xdp => format!("datapath afpacket ({})", g.why),
+                    vxspan_core::Tier::Userspace => g.why.clone(),
+                };
+                (vxspan_core::Tier::Userspace, why)
+            })
+            .collect(),
+    };
+    for (g, (tier, why)) in groups.iter_mut().zip(actual) {
+        g.tier = tier;
+        g.why = why;
+    }
+    groups
+}
+
+/// The tables the kernel tier would run `plan` with, for `vxspan check` (no interface is
+/// looked up: every name is taken to exist, as `run` requires).
+pub fn planned_tables(plan: &Plan) -> Result<Tables, String> {
+    Tables::build(plan, &|_| Some(1), false)
+}

@@ -168,33 +168,11 @@ impl State {
 
     /// The groups with the tier they actually run in here.
     pub(super) fn groups(&self) -> Vec<vxspan_core::plan::GroupDescription> {
-        let plan = self.engine.plan();
-        let mut groups = plan.describe(&self.cfg).groups;
-        let actual: Vec<(vxspan_core::Tier, String)> = match &self.kernel {
-            Some(k) => k
-                .tables()
-                .inputs
-                .iter()
-                .flat_map(|i| i.placement.iter().cloned())
-                .collect(),
-            None => plan
-                .inputs
-                .iter()
-                .flat_map(|i| i.groups.iter())
-                .map(|g| {
-                    let why = match g.tier {
-                        vxspan_core::Tier::Xdp => format!("datapath afpacket ({})", g.why),
-                        vxspan_core::Tier::Userspace => g.why.clone(),
-                    };
-                    (vxspan_core::Tier::Userspace, why)
-                })
-                .collect(),
-        };
-        for (g, (tier, why)) in groups.iter_mut().zip(actual) {
-            g.tier = tier;
-            g.why = why;
-        }
-        groups
+        crate::kernel::placed_groups(
+            self.engine.plan(),
+            &self.cfg,
+            self.kernel.as_ref().map(|k| k.tables()),
+        )
     }
 
     /// Reloads the configuration file: all of what changed, or nothing.
