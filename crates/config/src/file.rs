@@ -29,7 +29,14 @@ pub(crate) fn open_regular(path: &Path, limit: u64, what: &'static str) -> Resul
     // Checked before opening: a FIFO is refused without being opened, so nothing blocks.
     let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
     check(&meta, limit, what)?;
-    let file = File::open(path).map_err(|e| e.to_string())?;
+    // O_NONBLOCK: should the path have become a FIFO since, the open does not wait for a
+    // writer (the check below refuses it); a regular file reads as usual.
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| e.to_string())?;
     // And again on what was opened, in case the path was replaced in between.
     let meta = file.metadata().map_err(|e| e.to_string())?;
     check(&meta, limit, what)?;
