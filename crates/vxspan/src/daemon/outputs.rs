@@ -425,6 +425,16 @@ impl XdpSet {
         Ok(())
     }
 
+    /// Completion-ring entries the kernel returned that were no frame in flight, over every
+    /// queue's current socket (a kernel or driver bug if ever non-zero; none went back to the
+    /// free list, so no frame was reused while the device still read it).
+    pub(super) fn invalid_completions(&self) -> u64 {
+        self.queues
+            .iter()
+            .filter_map(|q| locked(q).as_ref().map(XskTx::invalid_ring_entries))
+            .sum()
+    }
+
     pub(super) fn describe(&self) -> String {
         if self.is_dead() {
             return format!(

@@ -32,16 +32,21 @@ impl State {
                 (None, None, Some(a)) => (a.path.clone(), "file"),
                 _ => (String::new(), "-"),
             };
-            let transmit = o.interface.as_ref().and_then(|ifname| {
+            let socket = o.interface.as_ref().and_then(|ifname| {
                 let outs = &self.ports.outputs;
                 let i = outs.socket_names.iter().position(|n| n == ifname)?;
-                Some(match outs.sockets.get(i)? {
-                    Some(OutSocket::Xdp(x)) => x.set.describe(),
-                    Some(OutSocket::Packet(_)) => "AF_PACKET".into(),
-                    None => "none (interface gone)".into(),
-                })
+                outs.sockets.get(i)
             });
-            ports.push(serde_json::json!({"name": o.name, "role": "output", "interface": what, "link": state, "transmit": transmit}));
+            let transmit = socket.map(|s| match s {
+                Some(OutSocket::Xdp(x)) => x.set.describe(),
+                Some(OutSocket::Packet(_)) => "AF_PACKET".into(),
+                None => "none (interface gone)".into(),
+            });
+            let mut port = serde_json::json!({"name": o.name, "role": "output", "interface": what, "link": state, "transmit": transmit});
+            if let Some(Some(OutSocket::Xdp(x))) = socket {
+                port["afxdp_invalid_completions"] = x.set.invalid_completions().into();
+            }
+            ports.push(port);
         }
         let process = crate::process::Process::read();
         // Frames each tier received, per input: with a VxSPAN-only configuration the userspace

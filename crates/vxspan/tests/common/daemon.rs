@@ -214,6 +214,9 @@ pub fn assert_outputs_transmit(status: &serde_json::Value, ring: bool) {
     for p in status["ports"].as_array().unwrap() {
         if p["role"] == "output" {
             assert_eq!(p["transmit"], want, "{p}");
+            if ring {
+                assert_eq!(p["afxdp_invalid_completions"], 0, "{p}");
+            }
         }
     }
 }
