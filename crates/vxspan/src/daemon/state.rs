@@ -270,7 +270,7 @@ impl State {
         self.log_placement();
         Ok(Reloaded {
             summary: match (diff.changes.is_empty(), same_ports) {
-                (true, _) => "reloaded (nothing changed)",
+                (true, _) => "reloaded (nothing changed: ports kept)",
                 (false, true) => "reloaded (ports kept)",
                 (false, false) => "reloaded (ports reopened)",
             },
