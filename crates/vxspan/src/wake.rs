@@ -22,8 +22,9 @@ impl Waker {
 
     /// Wakes the sleeper (again only once it has taken the last wake-up).
     pub fn wake(&self) {
-        if !self.woken.swap(true, Ordering::AcqRel) {
-            let _ = (&self.pipe.1).write(&[1]);
+        if !self.woken.swap(true, Ordering::AcqRel) && (&self.pipe.1).write(&[1]).is_err() {
+            // No byte went in: the next wake tries again.
+            self.woken.store(false, Ordering::Release);
         }
     }
 

@@ -885,5 +885,27 @@ fn capture_of_a_kernel_tier_rule_records_every_frame() {
     assert_eq!(st["capture_dropped"], 0, "{st}");
     let log = std::fs::read_to_string(dir.join("run.err")).unwrap();
     assert!(log.contains("in userspace while captured"), "{log}");
+    // A reload ends the captures: the client sees the end of its stream and exits.
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_vxspan"))
+        .args([
+            "capture",
+            "--control",
+            vx.control.to_str().unwrap(),
+            "--rule",
+            "eth1/10",
+            "-w",
+        ])
+        .arg(dir.join("second.pcapng"))
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(10), || {
+        tier_of_vlan10().0 == "userspace"
+    });
+    let o = vx.cli(&["reload"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    wait_for(Duration::from_secs(5), || {
+        second.try_wait().unwrap().is_some()
+    });
+    wait_for(Duration::from_secs(5), || tier_of_vlan10().0 == "xdp");
     vx.stop(&dir);
 }

@@ -13,7 +13,7 @@
 
 use super::proto::{error_reply, Request, MAX_REQUEST};
 use anyhow::{bail, Context, Result};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -25,6 +25,8 @@ use vxspan_core::Report;
 
 /// Connections served at once; more are refused.
 pub const MAX_CLIENTS: usize = 32;
+/// Of those, how many only root and the service user may take.
+pub const RESERVED_FOR_FULL: usize = 4;
 /// How long a client may take to send its request line.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a reply may take to be taken by the client.
@@ -219,13 +221,25 @@ pub(crate) fn serve(
         .name("vxspan-control".into())
         .spawn(move || {
             for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                if active.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
+                let Ok(stream) = stream else {
+                    // Out of descriptors (or memory): accept fails at once, again and again;
+                    // waiting a little keeps this thread from spinning on a core.
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                };
+                // The last slots are kept for root and the service user: read-only clients
+                // holding every one of them cannot lock the operator out.
+                let limit = match Access::of(&stream) {
+                    Access::Full => MAX_CLIENTS,
+                    Access::ReadOnly => MAX_CLIENTS - RESERVED_FOR_FULL,
+                };
+                if active.fetch_add(1, Ordering::AcqRel) >= limit {
                     active.fetch_sub(1, Ordering::AcqRel);
                     let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
                     let _ = reply(&stream, &error_reply("too many control connections"));
                     continue;
                 }
+                let active_left = active.clone();
                 let (latest, jobs, active) = (latest.clone(), jobs.clone(), active.clone());
                 let wake = wake.clone();
                 let spawned = std::thread::Builder::new()
@@ -240,6 +254,7 @@ pub(crate) fn serve(
                         active.fetch_sub(1, Ordering::AcqRel);
                     });
                 if spawned.is_err() {
+                    active_left.fetch_sub(1, Ordering::AcqRel);
                     crate::logging::warn("control: no thread for a client");
                 }
             }
@@ -252,17 +267,46 @@ fn reply(mut stream: &UnixStream, line: &str) -> std::io::Result<()> {
     stream.write_all(b"\n")
 }
 
-/// Reads one request line of at most `MAX_REQUEST` bytes.
+/// Reads one request line of at most `MAX_REQUEST` bytes, all of it within `READ_TIMEOUT`
+/// (a deadline for the whole line: a byte every second does not hold a slot for longer).
 pub(crate) fn read_request(stream: &UnixStream) -> Result<Request, String> {
+    read_request_within(stream, READ_TIMEOUT)
+}
+
+fn read_request_within(stream: &UnixStream, limit: Duration) -> Result<Request, String> {
+    let deadline = std::time::Instant::now() + limit;
     let mut line = Vec::new();
-    let mut r = BufReader::new(stream.take(MAX_REQUEST as u64));
-    match r.read_until(b'\n', &mut line) {
-        Ok(_) if line.last() == Some(&b'\n') => {}
-        Ok(n) if n >= MAX_REQUEST => {
-            return Err(format!("request longer than {MAX_REQUEST} bytes"))
+    let mut chunk = [0u8; 512];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "reading the request: no complete line within {limit:?}"
+            ));
         }
-        Ok(_) => return Err("no request line (it ends with a newline)".into()),
-        Err(e) => return Err(format!("reading the request: {e}")),
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|e| format!("reading the request: {e}"))?;
+        let want = (MAX_REQUEST - line.len()).min(chunk.len());
+        match (&*stream).read(&mut chunk[..want]) {
+            Ok(0) => return Err("no request line (it ends with a newline)".into()),
+            Ok(n) => line.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::Interrupted
+                        | std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(format!("reading the request: {e}")),
+        }
+        if let Some(end) = line.iter().position(|&b| b == b'\n') {
+            line.truncate(end + 1);
+            break;
+        }
+        if line.len() >= MAX_REQUEST {
+            return Err(format!("request longer than {MAX_REQUEST} bytes"));
+        }
     }
     let line = String::from_utf8(line).map_err(|_| "the request is not UTF-8".to_string())?;
     Request::parse(&line)
@@ -346,6 +390,23 @@ mod tests {
         a.write_all(b"stats").unwrap();
         drop(a);
         assert!(read_request(&b).unwrap_err().contains("newline"));
+    }
+
+    #[test]
+    fn a_trickling_client_meets_one_deadline_for_the_whole_line() {
+        let (mut a, b) = pair();
+        let t = std::time::Instant::now();
+        std::thread::spawn(move || {
+            for _ in 0..100 {
+                if a.write_all(b"s").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(40));
+            }
+        });
+        let e = read_request_within(&b, Duration::from_millis(300)).unwrap_err();
+        assert!(e.contains("within"), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
     }
 
     #[test]

@@ -108,6 +108,9 @@ pub(super) struct LiveCapture {
     pub(super) ended: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// How long a capture's client may take no data before the capture ends.
+const CAPTURE_STALL: Duration = Duration::from_secs(10);
+
 /// Blocks queued for a capture's writer thread at most (each a frame or the header).
 const CAPTURE_QUEUE: usize = 4096;
 
@@ -168,7 +171,9 @@ impl LiveCapture {
         };
         let mut w = vxspan_io::pcap::Writer::pcapng_with_interfaces(q, interfaces)?;
         w.flush()?;
-        stream.set_write_timeout(None)?;
+        // A client that stops reading (a paused pager) ends its capture after this long
+        // without progress, so its rule does not stay out of the kernel tier for good.
+        stream.set_write_timeout(Some(CAPTURE_STALL))?;
         stream.set_read_timeout(None)?;
         let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let end = ended.clone();
@@ -193,6 +198,9 @@ impl LiveCapture {
                     }
                 }
                 end.store(true, Ordering::Release);
+                // Ends the watcher's read too (it holds the same socket), and the client sees
+                // the end of the stream (a reload, or the capture detached).
+                let _ = stream.shutdown(std::net::Shutdown::Both);
                 let d = dropped.load(Ordering::Relaxed);
                 dropped_total.fetch_add(d, Ordering::Relaxed);
                 log(format!(

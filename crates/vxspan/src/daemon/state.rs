@@ -646,7 +646,9 @@ pub(super) fn with_captured(plan: &Plan, rules: Option<&[usize]>) -> Plan {
     let mut p = plan.clone();
     for inp in &mut p.inputs {
         for g in &mut inp.groups {
+            // A group no rule takes has nothing to capture: it stays where it is.
             let hit = match rules {
+                None if g.rules.is_empty() => None,
                 None => Some(g.rules.first().copied()),
                 Some(rs) => g.rules.iter().find(|r| rs.contains(r)).map(|r| Some(*r)),
             };
@@ -679,6 +681,18 @@ impl State {
             return;
         };
         let plan = with_captured(self.engine.plan(), want.as_deref());
+        // Nothing to swap when no group changes tier (a capture of a userspace rule).
+        let tiers = |p: &Plan| -> Vec<vxspan_core::Tier> {
+            p.inputs
+                .iter()
+                .flat_map(|i| i.groups.iter().map(|g| g.tier))
+                .collect()
+        };
+        let now = with_captured(self.engine.plan(), self.captured.as_deref());
+        if tiers(&plan) == tiers(&now) {
+            self.captured = want;
+            return;
+        }
         match k.reload(self.engine.plan(), &plan) {
             Ok(old) => {
                 self.history.add(&old);
@@ -700,9 +714,13 @@ impl State {
                 }
                 self.log_placement();
             }
-            Err(e) => warn(format!(
-                "captures: the kernel tier could not move the captured groups: {e}"
-            )),
+            Err(e) => {
+                // Not retried every second: the next capture attached or detached tries again.
+                warn(format!(
+                    "captures: the kernel tier could not move the captured groups ({e}): a capture sees only what the userspace tier forwards"
+                ));
+                self.captured = want;
+            }
         }
     }
 }

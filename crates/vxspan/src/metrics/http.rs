@@ -13,9 +13,9 @@
 //! - the whole head must arrive within [`HEAD_TIMEOUT`] of the connection (a client trickling a
 //!   byte every few seconds is closed then), and the response must be taken within
 //!   [`WRITE_TIMEOUT`];
-//! - at most [`MAX_CONNECTIONS`] are open; a new one beyond that closes the oldest connection
-//!   still sending its request (a scraper sends its request at once, so idle floods evict
-//!   themselves, not it).
+//! - at most [`MAX_CONNECTIONS`] are open; a new one beyond that closes first a connection
+//!   whose response has gone, then the oldest still sending its request (a scraper sends its
+//!   request at once, so idle floods evict themselves, not it), then the oldest taking one.
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -153,6 +153,8 @@ pub struct Server {
     conns: HashMap<Token, Conn>,
     next: usize,
     limits: Limits,
+    /// Connections may be waiting on the listener that no event will announce.
+    pending: bool,
 }
 
 impl Server {
@@ -168,6 +170,7 @@ impl Server {
             conns: HashMap::new(),
             next: 1,
             limits,
+            pending: false,
         })
     }
 
@@ -204,17 +207,27 @@ impl Server {
             .map(|c| c.deadline.saturating_duration_since(now))
             .min()
             .unwrap_or(Duration::from_secs(1))
-            .min(Duration::from_secs(1));
+            .min(if self.pending {
+                Duration::from_millis(50)
+            } else {
+                Duration::from_secs(1)
+            });
         match self.poll.poll(events, Some(wait)) {
             Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(()),
             r => r?,
         }
+        // The connections first, then new ones: a burst of connections evicts only after the
+        // requests already here were read.
+        let mut listener = self.pending;
         for ev in events.iter() {
             if ev.token() == LISTENER {
-                self.accept();
+                listener = true;
             } else {
                 self.advance(ev.token(), respond);
             }
+        }
+        if listener {
+            self.accept();
         }
         let now = Instant::now();
         let late: Vec<Token> = self
@@ -229,24 +242,43 @@ impl Server {
         Ok(())
     }
 
+    /// Takes pending connections until the listener has none (edge-triggered: no new event
+    /// comes for the ones left). Stopping early (out of descriptors, or this round's bound)
+    /// marks the listener `pending`: the next turn accepts again after a short wait.
     fn accept(&mut self) {
-        // Bounded by the backlog: each round takes one pending connection.
-        for _ in 0..4096 {
+        self.pending = false;
+        for _ in 0..1024 {
             let mut stream = match self.listener.accept() {
                 Ok((s, _)) => s,
-                Err(_) => return, // WouldBlock, or a connection reset before it was taken
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                // A connection reset before it was taken, or a signal: the next one.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::ConnectionAborted | ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue
+                }
+                // Out of descriptors or memory: try again at the next turn.
+                Err(_) => break,
             };
             if self.conns.len() >= self.limits.max_connections {
-                let oldest = self
+                // The connection that costs least to lose: one whose response has gone
+                // (draining), else the oldest still sending its request, else the oldest
+                // taking its response.
+                let rank = |c: &Conn| match c.phase {
+                    Phase::Drain => 0,
+                    Phase::Head(_) => 1,
+                    Phase::Write { .. } => 2,
+                };
+                let victim = self
                     .conns
                     .iter()
-                    .filter(|(_, c)| matches!(c.phase, Phase::Head(_)))
-                    .min_by_key(|(_, c)| c.opened)
+                    .min_by_key(|(_, c)| (rank(c), c.opened))
                     .map(|(t, _)| *t);
-                match oldest {
-                    Some(t) => self.close(t),
-                    // Every one is taking a response: the new one is closed.
-                    None => continue,
+                if let Some(t) = victim {
+                    self.close(t);
                 }
             }
             let token = Token(self.next);
@@ -270,6 +302,7 @@ impl Server {
                 },
             );
         }
+        self.pending = true;
     }
 
     fn close(&mut self, t: Token) {

@@ -279,6 +279,9 @@ pub fn render(r: &Report, process: Process, tiers: &Tiers) -> String {
 const REUSE: Duration = Duration::from_millis(100);
 /// How long a fetch from the control socket may take before the scrape is answered 503.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
+/// `status` is answered by the first worker between two batches (busy during a reload): a
+/// scrape waits for it this long, then uses the placement it read last.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Serves `/metrics` on `addr` from a thread of its own ([`http`]); counters come from
 /// `control`.
@@ -290,6 +293,7 @@ pub fn spawn(addr: SocketAddr, control: PathBuf) -> Result<()> {
         .name("metrics".into())
         .spawn(move || {
             let mut last: Option<(Instant, http::Response)> = None;
+            let mut tiers = Tiers::default();
             let respond = |req: &http::Request<'_>| {
                 if req.path != "/metrics" {
                     return http::Response::text("404 Not Found", "metrics are at /metrics\n");
@@ -297,7 +301,7 @@ pub fn spawn(addr: SocketAddr, control: PathBuf) -> Result<()> {
                 match &last {
                     Some((at, r)) if at.elapsed() < REUSE => r.clone(),
                     _ => {
-                        let r = scrape(&control);
+                        let r = scrape(&control, &mut tiers);
                         last = Some((Instant::now(), r.clone()));
                         r
                     }
@@ -310,23 +314,25 @@ pub fn spawn(addr: SocketAddr, control: PathBuf) -> Result<()> {
     Ok(())
 }
 
-/// One `/metrics` response from the instance's counters.
-fn scrape(control: &Path) -> http::Response {
+/// One `/metrics` response from the instance's counters. `tiers` is the placement as last
+/// read: kept when `status` cannot be had (a reload in progress), so the series' `tier`
+/// labels do not flip for one scrape.
+fn scrape(control: &Path, tiers: &mut Tiers) -> http::Response {
     use crate::control::client::fetch_within;
     use crate::control::proto::Request;
     match fetch_within::<Report>(control, &Request::Stats, FETCH_TIMEOUT) {
         Ok(report) => {
-            let tiers = fetch_within::<crate::control::proto::Status>(
+            if let Ok(s) = fetch_within::<crate::control::proto::Status>(
                 control,
                 &Request::Status,
-                FETCH_TIMEOUT,
-            )
-            .map(|s| Tiers::from_status(&s))
-            .unwrap_or_default();
+                STATUS_TIMEOUT,
+            ) {
+                *tiers = Tiers::from_status(&s);
+            }
             http::Response {
                 status: "200 OK",
                 content_type: "text/plain; version=0.0.4; charset=utf-8",
-                body: std::sync::Arc::from(render(&report, Process::read(), &tiers).into_bytes()),
+                body: std::sync::Arc::from(render(&report, Process::read(), tiers).into_bytes()),
             }
         }
         Err(e) => http::Response::text(
