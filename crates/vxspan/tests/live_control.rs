@@ -455,6 +455,14 @@ fn a_read_only_group_reads_but_cannot_reload_or_capture() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `vxspan reload`, which must apply; what it printed.
+fn reload_ok(vx: &Vxspan) -> String {
+    let o = vx.cli(&["reload"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 /// Reload as a diff: a changed archive path is applied (the new file gets the frames, the
 /// reply lists the change); a setting read only at start is refused with exit 3 and its
 /// reason, and nothing else of that file is applied either.
@@ -476,14 +484,7 @@ fn reload_applies_archive_changes_and_refuses_start_only_settings_whole() {
     };
     let config = dir.join("control.toml");
     std::fs::write(&config, config_of("a.pcap", 10, METRICS)).unwrap();
-    let o = lab.vx.cli(&["reload"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let out = String::from_utf8_lossy(&o.stdout);
+    let out = reload_ok(&lab.vx);
     assert!(
         out.contains("ports reopened") && out.contains("output arch: added"),
         "{out}"
@@ -492,14 +493,7 @@ fn reload_applies_archive_changes_and_refuses_start_only_settings_whole() {
     assert_eq!((sent, got), (100, 100));
     // The archive moves: the reply says so, and the new file gets what follows.
     std::fs::write(&config, config_of("b.pcap", 10, METRICS)).unwrap();
-    let o = lab.vx.cli(&["reload"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let out = String::from_utf8_lossy(&o.stdout);
+    let out = reload_ok(&lab.vx);
     assert!(out.contains("output arch: changed"), "{out}");
     let (sent, _, _) = replay(&lab, 50, 1000);
     assert_eq!(sent, 50);

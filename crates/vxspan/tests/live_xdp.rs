@@ -791,6 +791,22 @@ fn vlan10_frames(n: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// `vxspan capture --rule RULE -w FILE` against `vx`, started.
+fn capture_rule(vx: &Vxspan, rule: &str, file: &Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_vxspan"))
+        .args([
+            "capture",
+            "--control",
+            vx.control.to_str().unwrap(),
+            "--rule",
+            rule,
+            "-w",
+        ])
+        .arg(file)
+        .spawn()
+        .unwrap()
+}
+
 /// `vxspan capture` of a rule the kernel tier runs: attached before a burst of N frames and
 /// detached after, the file holds exactly those N frames, byte-identical to what the far end
 /// received; while it runs the rule's group is in userspace (status says why), and after it
@@ -822,18 +838,7 @@ fn capture_of_a_kernel_tier_rule_records_every_frame() {
     };
     assert_eq!(tier_of_vlan10().0, "xdp");
     let file = dir.join("captured.pcapng");
-    let mut cap = std::process::Command::new(env!("CARGO_BIN_EXE_vxspan"))
-        .args([
-            "capture",
-            "--control",
-            vx.control.to_str().unwrap(),
-            "--rule",
-            "eth1/10",
-            "-w",
-        ])
-        .arg(&file)
-        .spawn()
-        .unwrap();
+    let mut cap = capture_rule(&vx, "eth1/10", &file);
     wait_for(Duration::from_secs(10), || {
         tier_of_vlan10().0 == "userspace"
     });
@@ -886,18 +891,7 @@ fn capture_of_a_kernel_tier_rule_records_every_frame() {
     let log = std::fs::read_to_string(dir.join("run.err")).unwrap();
     assert!(log.contains("in userspace while captured"), "{log}");
     // A reload ends the captures: the client sees the end of its stream and exits.
-    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_vxspan"))
-        .args([
-            "capture",
-            "--control",
-            vx.control.to_str().unwrap(),
-            "--rule",
-            "eth1/10",
-            "-w",
-        ])
-        .arg(dir.join("second.pcapng"))
-        .spawn()
-        .unwrap();
+    let mut second = capture_rule(&vx, "eth1/10", &dir.join("second.pcapng"));
     wait_for(Duration::from_secs(10), || {
         tier_of_vlan10().0 == "userspace"
     });
