@@ -594,3 +594,28 @@ pub fn agentx(data: &[u8]) {
         }
     }
 }
+
+/// The control protocol's request line and the metrics endpoint's request head, from any
+/// bytes: a request that parses prints back to a line that parses to the same request; a head
+/// that parses has a method without spaces and a path starting with `/`, without its query;
+/// the end of a head is never past the bytes.
+pub fn control_requests(data: &[u8]) {
+    use crate::control::proto::Request;
+    use crate::metrics::http::{head_end, parse_head};
+    if let Ok(text) = std::str::from_utf8(data) {
+        if !text.contains('\n') {
+            if let Ok(r) = Request::parse(text) {
+                let line = r.line();
+                assert!(line.len() <= text.len().max(7), "{line:?} from {text:?}");
+                assert_eq!(Request::parse(&line), Ok(r), "{line:?}");
+            }
+        }
+    }
+    if let Some(end) = head_end(data) {
+        assert!(end <= data.len());
+    }
+    if let Some(req) = parse_head(data) {
+        assert!(!req.method.is_empty() && !req.method.contains(' '));
+        assert!(req.path.starts_with('/') && !req.path.contains('?') && !req.path.contains(' '));
+    }
+}

@@ -115,3 +115,22 @@ fn reasm() {
         fuzzing::reasm(&input);
     }
 }
+
+#[test]
+fn control() {
+    for input in corpus("control") {
+        fuzzing::control_requests(&input);
+    }
+    // The limits' edges: every request word with junk around it.
+    for line in [
+        "stats",
+        " status ",
+        "capture",
+        "capture  ",
+        "capture a b",
+        "reload\r",
+        "x",
+    ] {
+        fuzzing::control_requests(line.as_bytes());
+    }
+}
