@@ -145,7 +145,15 @@ fn an_oversized_head_is_refused_unread_and_costs_no_memory() {
 
 #[test]
 fn idle_connections_beyond_the_limit_evict_the_oldest_and_a_scrape_is_answered() {
-    let srv = start(fast(), 10);
+    // Idle connections live 2 s here: long enough for all 200 to be open at once on a busy
+    // machine (the listener's backlog makes some wait for a SYN retry).
+    let srv = start(
+        Limits {
+            head_timeout: Duration::from_secs(2),
+            ..fast()
+        },
+        10,
+    );
     let idle: Vec<StdStream> = (0..200)
         .map(|_| StdStream::connect(srv.addr).unwrap())
         .collect();
