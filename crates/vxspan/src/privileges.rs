@@ -59,18 +59,25 @@ pub fn lookup(user: &str) -> Result<(u32, u32)> {
 }
 
 /// Switches from root to `uid` / `gid`, keeping only the capabilities in [`NEEDED`]
-/// (permitted and effective), so a reload can still open new ports.
+/// (permitted and effective), so a reload can still open new ports. The bounding set is cut to
+/// those too (while CAP_SETPCAP is still held), the inheritable and ambient sets are emptied and
+/// no_new_privs is set: nothing this process executes can gain a capability or a uid back.
 pub fn drop_to(uid: u32, gid: u32) -> Result<()> {
     let keep: CapsHashSet = NEEDED.iter().map(|(c, _)| *c).collect();
-    // SAFETY: plain prctl / setgroups / setgid / setuid calls with valid arguments; each result is
-    // checked. KEEPCAPS keeps the permitted set across setuid.
+    // SAFETY: prctl with PR_SET_KEEPCAPS takes integer arguments only; the result is checked.
+    // KEEPCAPS keeps the permitted set across setuid.
+    if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
+        bail!(
+            "prctl(PR_SET_KEEPCAPS): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    // PR_CAPBSET_DROP needs CAP_SETPCAP, which goes with the uid switch: first. The bounding set
+    // limits only what a later execve can gain, so the setuid below still works.
+    limit_bounding(&keep)?;
+    // SAFETY: setgroups with a count of 0 reads no memory; setgid / setuid take integers. Each
+    // result is checked.
     unsafe {
-        if libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 {
-            bail!(
-                "prctl(PR_SET_KEEPCAPS): {}",
-                std::io::Error::last_os_error()
-            );
-        }
         if libc::setgroups(0, std::ptr::null()) != 0 {
             bail!("setgroups: {}", std::io::Error::last_os_error());
         }
@@ -84,8 +91,33 @@ pub fn drop_to(uid: u32, gid: u32) -> Result<()> {
     caps::set(None, CapSet::Permitted, &keep).context("limiting the permitted capabilities")?;
     caps::set(None, CapSet::Effective, &keep).context("raising the effective capabilities")?;
     caps::clear(None, CapSet::Inheritable).context("clearing the inheritable capabilities")?;
-    // SAFETY: as above.
+    caps::clear(None, CapSet::Ambient).context("clearing the ambient capabilities")?;
+    // SAFETY: as above, integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
+    no_new_privs()
+}
+
+/// Removes every capability but `keep` from this thread's bounding set (inherited by the
+/// threads it starts). Needs CAP_SETPCAP; capabilities already absent are left alone.
+fn limit_bounding(keep: &CapsHashSet) -> Result<()> {
+    let bounding = caps::read(None, CapSet::Bounding).context("reading the bounding set")?;
+    for cap in bounding.difference(keep) {
+        caps::drop(None, CapSet::Bounding, *cap)
+            .with_context(|| format!("dropping {cap} from the bounding set"))?;
+    }
+    Ok(())
+}
+
+/// Sets no_new_privs: an execve can no longer raise privileges (setuid bits, file
+/// capabilities). No capability is needed; it cannot be unset.
+pub fn no_new_privs() -> Result<()> {
+    // SAFETY: prctl with PR_SET_NO_NEW_PRIVS takes integer arguments only; the result is checked.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        bail!(
+            "prctl(PR_SET_NO_NEW_PRIVS): {}",
+            std::io::Error::last_os_error()
+        );
+    }
     Ok(())
 }
 

@@ -629,6 +629,8 @@ fn least_privilege() {
         .spawn()
         .unwrap();
     wait_for(Duration::from_secs(10), || ctl.exists());
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    assert!(status.contains("\nNoNewPrivs:\t1\n"), "{status}");
     let golden = root().join("tests/golden/vxspan-example");
     ns.exec_ok(&[
         "tcpreplay",
@@ -645,7 +647,7 @@ fn least_privilege() {
         .output();
     let _ = child.wait();
 
-    // From root with --user: the switch, with only those three capabilities left.
+    // From root with --user: the switch, with only those four capabilities left.
     let ctl = ctl_dir.join("b.sock");
     let mut child = ns
         .cmd(&[
@@ -679,6 +681,12 @@ fn least_privilege() {
     // CAP_NET_ADMIN (12), CAP_NET_RAW (13), CAP_IPC_LOCK (14), CAP_BPF (39).
     assert_eq!(field("CapEff:"), "0000008000007000");
     assert_eq!(field("CapPrm:"), "0000008000007000");
+    // Nothing it executes gets any other capability back: bounding set cut to those four, no
+    // inheritable or ambient capability, no_new_privs.
+    assert_eq!(field("CapBnd:"), "0000008000007000");
+    assert_eq!(field("CapInh:"), "0000000000000000");
+    assert_eq!(field("CapAmb:"), "0000000000000000");
+    assert_eq!(field("NoNewPrivs:"), "1");
     let before = ns.stat("p3", "rx_packets");
     ns.exec_ok(&[
         "tcpreplay",

@@ -14,9 +14,10 @@ use vxspan_io::tunnel::TunnelSender;
 use vxspan_io::TxLosses;
 use vxspan_io::TxPort;
 
-/// The interface that carries the host's default route (IPv4), from /proc/net/route.
+/// The interface that carries the host's default route (IPv4), from /proc/self/net/route (the
+/// same table as /proc/net/route, which ProcSubset=pid in the systemd unit hides).
 pub(super) fn default_route_interface() -> Option<String> {
-    let text = std::fs::read_to_string("/proc/net/route").ok()?;
+    let text = std::fs::read_to_string("/proc/self/net/route").ok()?;
     text.lines().skip(1).find_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
         (f.len() > 7 && f[1] == "00000000" && f[7] == "00000000").then(|| f[0].to_owned())
