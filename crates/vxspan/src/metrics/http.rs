@@ -123,7 +123,13 @@ pub fn parse_head(head: &[u8]) -> Option<Request<'_>> {
     let line = std::str::from_utf8(line).ok()?.trim_end_matches('\r');
     let mut parts = line.split(' ');
     let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || !version.starts_with("HTTP/1.") || !target.starts_with('/') {
+    // A method is a token (RFC 9110); the methods served are upper-case letters.
+    let method_ok = !method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase());
+    if parts.next().is_some()
+        || !method_ok
+        || !version.starts_with("HTTP/1.")
+        || !target.starts_with('/')
+    {
         return None;
     }
     Some(Request {
