@@ -10,7 +10,7 @@ use common::daemon::{counter, Vxspan};
 use common::floods::{every_vlan, key_flood};
 use common::netns::{wait_for, Netns};
 use common::scratch;
-use common::tmux::{rss_kb, vm_rss_kb, Tmux};
+use common::tmux::{check_top_rss, vm_rss_kb, Tmux};
 use std::time::Duration;
 
 /// Inputs, each with `"10"` beside `"any"`: the 20.
@@ -150,9 +150,7 @@ fn a_key_flood_costs_no_memory() {
     tmux.wait_for(&["in0 [up]"]);
     std::thread::sleep(Duration::from_secs(2));
     let pane = tmux.pane_pid();
-    let top = rss_kb(pane);
-    eprintln!("vxspan top: VmRSS {top} kB");
-    assert!(top < 64 * 1024, "vxspan top VmRSS {top} kB");
+    eprintln!("vxspan top: {}", check_top_rss(pane, 64 * 1024));
     drop(tmux);
     vx.stop(&dir);
 }
