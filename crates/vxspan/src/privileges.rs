@@ -9,7 +9,7 @@ use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::Duration;
 
 /// What `vxspan run` needs, and why (for the message when one is missing).
-pub const NEEDED: [(Capability, &str); 4] = [
+pub const NEEDED: [(Capability, &str); 5] = [
     (
         Capability::CAP_NET_RAW,
         "to open AF_PACKET and raw GRE sockets",
@@ -26,17 +26,26 @@ pub const NEEDED: [(Capability, &str); 4] = [
         Capability::CAP_BPF,
         "to load the XDP program (the kernel tier) and swap it on reload",
     ),
+    (
+        Capability::CAP_PERFMON,
+        "with CAP_BPF, for the verifier to accept the XDP program's pointer arithmetic (a loader without it gets the unprivileged Spectre checks, which refuse the program)",
+    ),
 ];
 
 /// Fails naming the first needed capability the process does not have in its effective set.
-/// CAP_IPC_LOCK and CAP_BPF are optional: without them the rings are not locked, and
-/// `--datapath auto` runs everything on AF_PACKET.
+/// CAP_IPC_LOCK, CAP_BPF and CAP_PERFMON are optional: without them the rings are not locked,
+/// and `--datapath auto` runs everything on AF_PACKET.
 pub fn check() -> Result<()> {
     let have =
         caps::read(None, CapSet::Effective).context("reading this process's capabilities")?;
     for (cap, why) in NEEDED
         .iter()
-        .filter(|(c, _)| !matches!(*c, Capability::CAP_IPC_LOCK | Capability::CAP_BPF))
+        .filter(|(c, _)| {
+            !matches!(
+                *c,
+                Capability::CAP_IPC_LOCK | Capability::CAP_BPF | Capability::CAP_PERFMON
+            )
+        })
     {
         if !have.contains(cap) {
             bail!("missing capability {cap} (needed {why}); run as root, or grant it, e.g. AmbientCapabilities= in the systemd unit or setpriv --ambient-caps");
@@ -59,8 +68,8 @@ pub fn lookup(user: &str) -> Result<(u32, u32)> {
 }
 
 /// Switches from root to `uid` / `gid`, keeping only the capabilities in [`NEEDED`]
-/// (permitted and effective), so a reload can still open new ports. The bounding set is cut to
-/// those too (while CAP_SETPCAP is still held), the inheritable and ambient sets are emptied and
+/// (permitted and effective), so a reload can still open new ports and load the XDP program. The
+/// bounding set is cut to those too (while CAP_SETPCAP is still held), the inheritable and ambient sets are emptied and
 /// no_new_privs is set: nothing this process executes can gain a capability or a uid back.
 pub fn drop_to(uid: u32, gid: u32) -> Result<()> {
     let keep: CapsHashSet = NEEDED.iter().map(|(c, _)| *c).collect();

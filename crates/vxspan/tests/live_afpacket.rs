@@ -562,7 +562,8 @@ fn ports_that_come_back_are_picked_up() {
 
 /// Least privilege: as a non-root user with only CAP_NET_RAW, CAP_NET_ADMIN and CAP_IPC_LOCK (no CAP_BPF: auto falls back to AF_PACKET),
 /// `vxspan run` forwards traffic; without them it fails naming the missing capability; started
-/// as root with `--user`, it switches to that user keeping only those capabilities.
+/// as root with `--user`, it switches to that user keeping only the five it needs (bounding set
+/// too, no_new_privs) and still loads the XDP program.
 #[test]
 fn least_privilege() {
     use std::os::unix::fs::PermissionsExt;
@@ -647,7 +648,7 @@ fn least_privilege() {
         .output();
     let _ = child.wait();
 
-    // From root with --user: the switch, with only those four capabilities left.
+    // From root with --user: the switch, with only those five capabilities left.
     let ctl = ctl_dir.join("b.sock");
     let mut child = ns
         .cmd(&[
@@ -678,15 +679,19 @@ fn least_privilege() {
             .to_owned()
     };
     assert_eq!(field("Uid:"), "65534");
-    // CAP_NET_ADMIN (12), CAP_NET_RAW (13), CAP_IPC_LOCK (14), CAP_BPF (39).
-    assert_eq!(field("CapEff:"), "0000008000007000");
-    assert_eq!(field("CapPrm:"), "0000008000007000");
-    // Nothing it executes gets any other capability back: bounding set cut to those four, no
+    // CAP_NET_ADMIN (12), CAP_NET_RAW (13), CAP_IPC_LOCK (14), CAP_PERFMON (38), CAP_BPF (39).
+    assert_eq!(field("CapEff:"), "000000c000007000");
+    assert_eq!(field("CapPrm:"), "000000c000007000");
+    // Nothing it executes gets any other capability back: bounding set cut to those five, no
     // inheritable or ambient capability, no_new_privs.
-    assert_eq!(field("CapBnd:"), "0000008000007000");
+    assert_eq!(field("CapBnd:"), "000000c000007000");
     assert_eq!(field("CapInh:"), "0000000000000000");
     assert_eq!(field("CapAmb:"), "0000000000000000");
     assert_eq!(field("NoNewPrivs:"), "1");
+    // The kept capabilities load the XDP program after the switch (CAP_PERFMON: the verifier
+    // refuses it to a loader without).
+    let log = std::fs::read_to_string(dir.join("root.err")).unwrap();
+    assert!(log.contains("XDP program attached"), "{log}");
     let before = ns.stat("p3", "rx_packets");
     ns.exec_ok(&[
         "tcpreplay",

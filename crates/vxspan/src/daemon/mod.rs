@@ -220,7 +220,7 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
             }
             crate::privileges::drop_to(uid, gid)?;
             log(format!(
-                "running as {u} (uid {uid}) with CAP_NET_RAW, CAP_NET_ADMIN, CAP_IPC_LOCK and CAP_BPF only (bounding set too), no_new_privs"
+                "running as {u} (uid {uid}) with CAP_NET_RAW, CAP_NET_ADMIN, CAP_IPC_LOCK, CAP_BPF and CAP_PERFMON only (bounding set too), no_new_privs"
             ));
         }
         _ if !root => {
