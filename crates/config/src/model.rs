@@ -178,21 +178,55 @@ pub struct Input {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
     pub name: String,
-    /// The interface copies are sent on (`None` for a tunnel output).
-    pub interface: Option<String>,
-    /// The tunnel copies are sent through (`erspan`, `vxlan`, `gre`).
-    pub encap: Option<Encap>,
+    /// Where its copies go.
+    pub dest: Destination,
     /// What happens to copies larger than `mtu`.
     pub oversize: Oversize,
     /// At most this rate; excess copies are dropped as `rate_limited`.
     pub rate_limit: Option<RateLimit>,
-    /// A pcapng archive (`pcap = { path, rotate_mb, rotate_s, keep }`).
-    pub archive: Option<Archive>,
     pub vlan: Option<VlanAction>,
     pub truncate: Option<u32>,
     /// Largest layer 3 payload sent; larger frames are dropped as `mtu_exceeded`. Live ports
     /// default to the interface's MTU; offline outputs have no limit unless this is set.
     pub mtu: Option<u32>,
+}
+
+/// Where an output's copies go: exactly one destination per output. Code that acts on the kind
+/// matches on it (no wildcard), so a new kind is a compile error wherever it needs handling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// Sent on this interface (SPAN / RSPAN).
+    Interface(String),
+    /// Through a tunnel to a remote collector (`erspan`, `vxlan`, `gre`).
+    Tunnel(Encap),
+    /// Written to a pcapng archive (`pcap = { path, rotate_mb, rotate_s, keep }`).
+    Archive(Archive),
+}
+
+impl Destination {
+    /// The interface of an interface output.
+    pub fn interface(&self) -> Option<&str> {
+        match self {
+            Destination::Interface(i) => Some(i),
+            Destination::Tunnel(_) | Destination::Archive(_) => None,
+        }
+    }
+
+    /// The tunnel of a tunnel output.
+    pub fn encap(&self) -> Option<&Encap> {
+        match self {
+            Destination::Tunnel(e) => Some(e),
+            Destination::Interface(_) | Destination::Archive(_) => None,
+        }
+    }
+
+    /// The archive of an archive output.
+    pub fn archive(&self) -> Option<&Archive> {
+        match self {
+            Destination::Archive(a) => Some(a),
+            Destination::Interface(_) | Destination::Tunnel(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

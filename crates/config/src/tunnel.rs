@@ -473,7 +473,13 @@ pub(crate) fn parse_encap(path: &KeyPath, kind: &str, v: &Value) -> VResult<Enca
             port,
             outer,
         },
-        _ => Encap::Gre { key, outer },
+        "gre" => Encap::Gre { key, outer },
+        other => {
+            return err(
+                p.clone(),
+                format!("unknown tunnel kind {other:?} (erspan, vxlan or gre)"),
+            )
+        }
     })
 }
 

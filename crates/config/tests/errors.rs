@@ -419,7 +419,7 @@ fn tunnel_options_load() {
         (m.payload, m.control_word),
         (vxspan_config::MplsPayloadKind::Ethernet, true)
     );
-    match c.outputs[0].encap.as_ref().unwrap() {
+    match c.outputs[0].dest.encap().unwrap() {
         Encap::Erspan {
             version: 3,
             session: 42,
@@ -428,8 +428,8 @@ fn tunnel_options_load() {
         other => panic!("{other:?}"),
     }
     assert_eq!(c.outputs[0].oversize, Oversize::Truncate);
-    assert!(c.outputs[0].interface.is_none());
-    match c.outputs[1].encap.as_ref().unwrap() {
+    assert!(c.outputs[0].dest.interface().is_none());
+    match c.outputs[1].dest.encap().unwrap() {
         Encap::Vxlan {
             vni: 7000,
             port: 4789,
@@ -437,7 +437,7 @@ fn tunnel_options_load() {
         } => assert!(outer.remote.is_ipv6()),
         other => panic!("{other:?}"),
     }
-    match c.outputs[2].encap.as_ref().unwrap() {
+    match c.outputs[2].dest.encap().unwrap() {
         Encap::Gre {
             key: Some(5),
             outer,

@@ -58,6 +58,18 @@ pub fn overhead(e: &Encap) -> usize {
     14 + ip_header_len(e.outer()) + tunnel_header_len(e)
 }
 
+/// What a kernel socket sending an encapsulated copy needs besides the bytes: the socket builds
+/// the outer IP (and UDP) header itself, so it sends `data[payload_at..]`, and a UDP tunnel
+/// chooses its socket (its source port) by `source_port`. Offline outputs write the whole frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encapsulated {
+    /// Where the socket's payload starts: the GRE header (raw IP socket) or the VXLAN header
+    /// (UDP socket), after the outer Ethernet, IP and UDP headers.
+    pub payload_at: usize,
+    /// The outer UDP source port (VXLAN); 0 for GRE.
+    pub source_port: u16,
+}
+
 /// Appends the encapsulated copy of `inner` to `out`. `inner_wire_len` is the mirrored frame's
 /// length on the wire (more than `inner.len()` when it was cut), `ts` its receive time, `flow`
 /// its flow hash. `mtu` bounds the outer IP packet; `oversize` says what happens above it.
@@ -72,7 +84,7 @@ pub fn encapsulate(
     flow: u64,
     state: &TunnelState,
     out: &mut Vec<u8>,
-) -> Result<(), TxDrop> {
+) -> Result<Encapsulated, TxDrop> {
     let o = e.outer();
     let ip_len = ip_header_len(o);
     let tun_len = tunnel_header_len(e);
@@ -101,7 +113,7 @@ pub fn encapsulate(
     out.extend_from_slice(&o.src_mac);
     let proto = match e {
         Encap::Vxlan { .. } => IpNumber::UDP,
-        _ => IpNumber::GRE,
+        Encap::Erspan { .. } | Encap::Gre { .. } => IpNumber::GRE,
     };
     // Outer IP.
     match o.remote {
@@ -140,6 +152,10 @@ pub fn encapsulate(
     }
     // Tunnel headers, then the frame.
     let hdr = out.len();
+    let mut meta = Encapsulated {
+        payload_at: hdr - start,
+        source_port: 0,
+    };
     out.resize(hdr + tun_len, 0);
     out.extend_from_slice(inner);
     let (vlan, cos) = L2Info::parse(inner)
@@ -199,6 +215,10 @@ pub fn encapsulate(
         }
         Encap::Vxlan { vni, port, .. } => {
             let sport = 49152 + (flow % 16384) as u16;
+            meta = Encapsulated {
+                payload_at: hdr - start + 8,
+                source_port: sport,
+            };
             let udp = UdpHeader {
                 source_port: sport,
                 destination_port: *port,
@@ -225,5 +245,77 @@ pub fn encapsulate(
         out.truncate(start);
         return Err(TxDrop::TxError);
     }
-    Ok(())
+    Ok(meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outer(remote: &str) -> Outer {
+        Outer {
+            remote: remote.parse().unwrap(),
+            source: None,
+            dscp: 0,
+            ttl: 64,
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst_mac: [2, 0, 0, 0, 0, 2],
+        }
+    }
+
+    fn encap(e: &Encap, flow: u64) -> (Vec<u8>, Encapsulated) {
+        let inner = [0x11u8; 60];
+        let mut out = Vec::new();
+        let st = TunnelState::default();
+        let m = encapsulate(e, None, Oversize::Drop, &inner, 60, 0, flow, &st, &mut out).unwrap();
+        assert_eq!(&out[out.len() - 60..], &inner[..]);
+        (out, m)
+    }
+
+    /// What a kernel socket sends starts where the metadata says: the GRE header after the
+    /// outer IP header (raw socket), the VXLAN header after the UDP header (UDP socket, whose
+    /// source port is the one the frame carries); the socket never parses the frame.
+    #[test]
+    fn the_metadata_locates_the_socket_payload_and_the_source_port() {
+        for remote in ["198.18.0.9", "2001:db8::9"] {
+            let ip = if remote.contains(':') { 40 } else { 20 };
+            let gre = Encap::Gre {
+                key: Some(7),
+                outer: outer(remote),
+            };
+            let (f, m) = encap(&gre, 1);
+            assert_eq!(
+                m,
+                Encapsulated {
+                    payload_at: 14 + ip,
+                    source_port: 0
+                }
+            );
+            assert_eq!(&f[m.payload_at + 2..m.payload_at + 4], &[0x65, 0x58]);
+
+            let erspan = Encap::Erspan {
+                version: 3,
+                session: 5,
+                outer: outer(remote),
+            };
+            let (f, m) = encap(&erspan, 1);
+            assert_eq!(m.payload_at, 14 + ip);
+            assert_eq!(&f[m.payload_at + 2..m.payload_at + 4], &[0x22, 0xeb]);
+
+            let vxlan = Encap::Vxlan {
+                vni: 42,
+                port: 4789,
+                outer: outer(remote),
+            };
+            for flow in [0u64, 12_345, u64::MAX] {
+                let (f, m) = encap(&vxlan, flow);
+                assert_eq!(m.payload_at, 14 + ip + 8);
+                let udp = 14 + ip;
+                assert_eq!(u16::from_be_bytes([f[udp], f[udp + 1]]), m.source_port);
+                assert!(m.source_port >= 49152);
+                assert_eq!(f[m.payload_at], 0x08, "VXLAN I flag");
+                assert_eq!(&f[m.payload_at + 4..m.payload_at + 7], &[0, 0, 42]);
+            }
+        }
+    }
 }

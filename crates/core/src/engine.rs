@@ -14,7 +14,7 @@ use crate::plan::{OutSet, OutputPlan, Plan, NO_GROUP};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use vxspan_config::{Oversize, SampleMode, VlanAction};
+use vxspan_config::{Destination, Oversize, SampleMode, VlanAction};
 use vxspan_wire::vlan::{pop_tag, push_tag, set_outer_vid};
 use vxspan_wire::{EtherType, FlowKey, L2Info, VlanTag};
 
@@ -38,6 +38,8 @@ pub struct TxFrame<'a> {
     pub ts: Timestamp,
     /// The input the frame was received on (an index into [`Plan::inputs`]).
     pub input: usize,
+    /// For a tunnel output's copy: where the tunnel payload starts and its UDP source port.
+    pub tunnel: Option<crate::encap::Encapsulated>,
 }
 
 /// Where copies go: the back-end behind each output.
@@ -286,6 +288,7 @@ impl Engine {
                             wire_len: data.len() as u32,
                             ts: frame.ts,
                             input,
+                            tunnel: None,
                         },
                     );
                     if dst == mac {
@@ -426,6 +429,7 @@ impl Engine {
                     wire_len: frame.wire_len,
                     ts: frame.ts,
                     input,
+                    tunnel: None,
                 },
             );
         }
@@ -460,7 +464,7 @@ impl Engine {
     pub fn erspan_sequences(&self) -> BTreeMap<u16, u32> {
         let mut m = BTreeMap::new();
         for (o, st) in self.plan.outputs.iter().zip(&self.egress.tunnels) {
-            if let Some(vxspan_config::Encap::Erspan { session, .. }) = &o.encap {
+            if let Some(vxspan_config::Encap::Erspan { session, .. }) = o.dest.encap() {
                 let e = m.entry(*session).or_insert(0);
                 *e = (*e).max(st.sequence.load(Ordering::Relaxed));
             }
@@ -472,7 +476,7 @@ impl Engine {
     /// numbers keep increasing instead of starting again at 0.
     pub fn continue_erspan_sequences(&mut self, from: &BTreeMap<u16, u32>) {
         for (o, st) in self.plan.outputs.iter().zip(self.egress.tunnels.iter_mut()) {
-            if let Some(vxspan_config::Encap::Erspan { session, .. }) = &o.encap {
+            if let Some(vxspan_config::Encap::Erspan { session, .. }) = o.dest.encap() {
                 if let Some(&next) = from.get(session) {
                     st.sequence.fetch_max(next, Ordering::Relaxed);
                 }
@@ -545,7 +549,8 @@ fn deliver(
     if let Some(t) = out.truncate {
         data = &data[..data.len().min(t as usize)];
     }
-    if let Some(e) = &out.encap {
+    let mut tunnel = None;
+    if let Destination::Tunnel(e) = &out.dest {
         let flow = xxhash_rust::xxh3::xxh3_64(
             &FlowKey::extract(
                 data,
@@ -560,18 +565,20 @@ fn deliver(
             .to_bytes(),
         );
         eg.tunnel_buf.clear();
-        encapsulate(
-            e,
-            out.mtu,
-            out.oversize,
-            data,
-            wire_len as u32,
-            frame.ts,
-            flow,
-            &eg.tunnels[o],
-            &mut eg.tunnel_buf,
-        )
-        .map_err(|r| (r, data.len()))?;
+        tunnel = Some(
+            encapsulate(
+                e,
+                out.mtu,
+                out.oversize,
+                data,
+                wire_len as u32,
+                frame.ts,
+                flow,
+                &eg.tunnels[o],
+                &mut eg.tunnel_buf,
+            )
+            .map_err(|r| (r, data.len()))?,
+        );
         data = &eg.tunnel_buf[..];
         wire_len = data.len();
     } else if let Some(mtu) = out.mtu {
@@ -599,6 +606,7 @@ fn deliver(
             wire_len: wire_len as u32,
             ts: frame.ts,
             input,
+            tunnel,
         },
     )
     .map(|_| n)

@@ -5,7 +5,7 @@ use crate::bpf::{BpfInsn, BpfProgram};
 use crate::decap::{TunnelMeta, TunnelType};
 use serde::Serialize;
 use vxspan_config::{
-    Config, Encap, Form, Oversize, Sample, SampleMode, VlanAction, VlanSet, XdpMode,
+    Config, Destination, Encap, Form, Oversize, Sample, SampleMode, VlanAction, VlanSet, XdpMode,
 };
 
 /// Compiles a tcpdump expression to cBPF for Ethernet frames (libpcap, in `vxspan-io`).
@@ -99,11 +99,10 @@ impl RulePlan {
 #[derive(Debug, Clone)]
 pub struct OutputPlan {
     pub name: String,
-    pub interface: Option<String>,
-    pub encap: Option<Encap>,
+    /// Where its copies go.
+    pub dest: Destination,
     pub oversize: Oversize,
     pub rate_limit: Option<vxspan_config::RateLimit>,
-    pub archive: Option<vxspan_config::Archive>,
     /// Index of this output's port in [`Plan::ports`].
     pub port: usize,
     pub vlan: Option<VlanAction>,
@@ -268,17 +267,16 @@ fn kernel_capable(cfg: &Config, rule: &vxspan_config::Rule) -> Result<(), String
         if cfg.outputs[o].truncate.is_some() {
             return Err(format!("output {} truncates", cfg.outputs[o].name));
         }
-        if cfg.outputs[o].encap.is_some() {
-            return Err(format!("output {} is a tunnel", cfg.outputs[o].name));
+        let out = &cfg.outputs[o];
+        match &out.dest {
+            Destination::Interface(_) => {}
+            Destination::Tunnel(_) => return Err(format!("output {} is a tunnel", out.name)),
+            Destination::Archive(_) => {
+                return Err(format!("output {} is a capture archive", out.name))
+            }
         }
-        if cfg.outputs[o].rate_limit.is_some() {
-            return Err(format!("output {} is rate-limited", cfg.outputs[o].name));
-        }
-        if cfg.outputs[o].archive.is_some() {
-            return Err(format!(
-                "output {} is a capture archive",
-                cfg.outputs[o].name
-            ));
+        if out.rate_limit.is_some() {
+            return Err(format!("output {} is rate-limited", out.name));
         }
     }
     Ok(())
@@ -427,11 +425,9 @@ impl Plan {
             .enumerate()
             .map(|(i, o)| OutputPlan {
                 name: o.name.clone(),
-                interface: o.interface.clone(),
-                encap: o.encap.clone(),
+                dest: o.dest.clone(),
                 oversize: o.oversize,
                 rate_limit: o.rate_limit,
-                archive: o.archive.clone(),
                 port: n_in + i,
                 vlan: o.vlan,
                 truncate: o.truncate,
@@ -503,12 +499,12 @@ impl Plan {
                 .iter()
                 .map(|o| PortDescription {
                     name: o.name.clone(),
-                    interface: o.interface.clone(),
-                    tunnel: o.encap.as_ref().map(describe_encap).or_else(|| {
-                        o.archive
-                            .as_ref()
-                            .map(|a| format!("pcapng archive {}", a.path))
-                    }),
+                    interface: o.dest.interface().map(str::to_owned),
+                    tunnel: match &o.dest {
+                        Destination::Interface(_) => None,
+                        Destination::Tunnel(e) => Some(describe_encap(e)),
+                        Destination::Archive(a) => Some(format!("pcapng archive {}", a.path)),
+                    },
                     vlan: o.vlan.map(|a| match a {
                         VlanAction::Push(v) => format!("push {v}"),
                         VlanAction::Pop => "pop".into(),

@@ -266,10 +266,6 @@ impl RxPort for ListenSocket {
 pub struct TunnelSender {
     fds: Vec<OwnedFd>,
     remote: (libc::sockaddr_storage, libc::socklen_t),
-    /// Bytes of the engine's complete frame the kernel builds itself.
-    skip: usize,
-    /// Offset of the UDP source port in the engine's frame (VXLAN), to pick a socket.
-    sport_at: Option<usize>,
 }
 
 /// Sockets per VXLAN output.
@@ -305,9 +301,8 @@ impl TunnelSender {
     pub fn open(e: &vxspan_core::config::Encap) -> io::Result<Self> {
         let o = e.outer();
         let v6 = o.remote.is_ipv6();
-        let ip_len = if v6 { 40 } else { 20 };
         let mut fds = Vec::new();
-        let (port, skip, sport_at) = match e {
+        let port = match e {
             vxspan_core::config::Encap::Vxlan { port, .. } => {
                 let bind = o.source.unwrap_or(if v6 {
                     IpAddr::from([0u16; 8])
@@ -338,9 +333,9 @@ impl TunnelSender {
                     }
                     fds.push(fd);
                 }
-                (*port, 14 + ip_len + 8, Some(14 + ip_len))
+                *port
             }
-            _ => {
+            vxspan_core::config::Encap::Erspan { .. } | vxspan_core::config::Encap::Gre { .. } => {
                 let fd = raw_gre_socket(v6)?;
                 if let Some(src) = o.source {
                     let (ss, len) = sockaddr(src, 0);
@@ -357,7 +352,7 @@ impl TunnelSender {
                     }
                 }
                 fds.push(fd);
-                (0, 14 + ip_len, None)
+                0
             }
         };
         let tos = i32::from(o.dscp) << 2;
@@ -397,19 +392,18 @@ impl TunnelSender {
         Ok(TunnelSender {
             remote: sockaddr(o.remote, port),
             fds,
-            skip,
-            sport_at,
         })
     }
 }
 
 impl TxPort for TunnelSender {
     fn send(&mut self, f: TxFrame<'_>) -> Result<(), TxDrop> {
-        let payload = f.data.get(self.skip..).ok_or(TxDrop::TxError)?;
-        let i = match self.sport_at.and_then(|at| f.data.get(at..at + 2)) {
-            Some(p) => usize::from(u16::from_be_bytes([p[0], p[1]])) % self.fds.len(),
-            None => 0,
-        };
+        // The engine encapsulated the copy for this output; the kernel builds the outer IP
+        // (and UDP) header, so the socket sends what follows. A frame without that metadata was
+        // not made for a tunnel: refused, counted as tx_error.
+        let meta = f.tunnel.ok_or(TxDrop::TxError)?;
+        let payload = f.data.get(meta.payload_at..).ok_or(TxDrop::TxError)?;
+        let i = usize::from(meta.source_port) % self.fds.len();
         // SAFETY: `payload` is valid for reads of its length; `remote` holds a valid address.
         let r = unsafe {
             libc::sendto(
@@ -436,5 +430,42 @@ impl TxPort for TunnelSender {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vxspan_core::config::{Encap, Outer};
+
+    /// A copy that did not come out of the engine's encapsulation for this output carries no
+    /// tunnel metadata: refused as tx_error before anything is sent (the sender never guesses
+    /// offsets from the bytes).
+    #[test]
+    fn a_frame_without_tunnel_metadata_is_refused_unsent() {
+        let e = Encap::Gre {
+            key: None,
+            outer: Outer {
+                remote: "198.18.0.1".parse().unwrap(),
+                source: None,
+                dscp: 0,
+                ttl: 1,
+                src_mac: [0; 6],
+                dst_mac: [0; 6],
+            },
+        };
+        // A raw GRE socket needs CAP_NET_RAW; without it there is nothing to test.
+        let Ok(mut s) = TunnelSender::open(&e) else {
+            return;
+        };
+        let data = [0u8; 64];
+        let f = TxFrame {
+            data: &data,
+            wire_len: 64,
+            ts: 0,
+            input: 0,
+            tunnel: None,
+        };
+        assert_eq!(s.send(f), Err(TxDrop::TxError));
     }
 }

@@ -57,7 +57,7 @@ fn device_baseline(plan: &Plan, tables: &Tables) -> Vec<Option<u64>> {
     let mut kernel_only: Vec<bool> = plan
         .outputs
         .iter()
-        .map(|o| o.interface.is_some() && o.encap.is_none() && o.archive.is_none())
+        .map(|o| o.dest.interface().is_some())
         .collect();
     for (inp, t) in plan.inputs.iter().zip(&tables.inputs) {
         for (g, (tier, _)) in inp.groups.iter().zip(&t.placement) {
@@ -78,7 +78,7 @@ fn device_baseline(plan: &Plan, tables: &Tables) -> Vec<Option<u64>> {
         .zip(kernel_only)
         .map(|(o, k)| {
             if k {
-                o.interface.as_deref().and_then(tx_dropped)
+                o.dest.interface().and_then(tx_dropped)
             } else {
                 None
             }
@@ -107,7 +107,7 @@ impl KernelTier {
                 let veth = plan
                     .outputs
                     .iter()
-                    .filter_map(|o| o.interface.as_deref())
+                    .filter_map(|o| o.dest.interface())
                     .find(|i| is_veth(i));
                 match veth {
                     Some(v) => {
@@ -182,7 +182,7 @@ impl KernelTier {
     ) -> Report {
         let mut c = tables.counters(plan, raw);
         for (o, base) in self.dev_base.iter().enumerate() {
-            let (Some(base), Some(ifname)) = (base, plan.outputs[o].interface.as_deref()) else {
+            let (Some(base), Some(ifname)) = (base, plan.outputs[o].dest.interface()) else {
                 continue;
             };
             let port = &mut c.ports[plan.outputs[o].port];

@@ -187,6 +187,7 @@ fn run_lab(exe: &Path, dir: &Path, count: u64) -> Result<ExitCode> {
                     wire_len: data.len() as u32,
                     ts: 0,
                     input: 0,
+                    tunnel: None,
                 };
                 match sock.send(frame) {
                     Ok(()) => {

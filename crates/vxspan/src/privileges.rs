@@ -38,15 +38,12 @@ pub const NEEDED: [(Capability, &str); 5] = [
 pub fn check() -> Result<()> {
     let have =
         caps::read(None, CapSet::Effective).context("reading this process's capabilities")?;
-    for (cap, why) in NEEDED
-        .iter()
-        .filter(|(c, _)| {
-            !matches!(
-                *c,
-                Capability::CAP_IPC_LOCK | Capability::CAP_BPF | Capability::CAP_PERFMON
-            )
-        })
-    {
+    for (cap, why) in NEEDED.iter().filter(|(c, _)| {
+        !matches!(
+            *c,
+            Capability::CAP_IPC_LOCK | Capability::CAP_BPF | Capability::CAP_PERFMON
+        )
+    }) {
         if !have.contains(cap) {
             bail!("missing capability {cap} (needed {why}); run as root, or grant it, e.g. AmbientCapabilities= in the systemd unit or setpriv --ambient-caps");
         }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vxspan_core::config::Destination;
 use vxspan_core::counters::Summed as _;
 use vxspan_core::{Engine, Plan, Report, Sink, TxDrop, TxFrame};
 use vxspan_io::mem::MemoryInput;
@@ -169,17 +170,17 @@ pub fn run(
     let mut sink = Outputs { ports: Vec::new() };
     for (i, f) in files.iter().enumerate() {
         let out = &plan.outputs[i];
-        sink.ports.push(match (f, &out.archive) {
+        sink.ports.push(match (f, &out.dest) {
             (Some(path), _) => Some(Box::new(
                 Writer::replace(path)
                     .with_context(|| format!("output {}: {}", out.name, path.display()))?,
             ) as Box<dyn TxPort>),
             // An archive output writes its own rotating files unless -o / --out-dir redirect it.
-            (None, Some(a)) => Some(Box::new(vxspan_io::archive::ArchiveWriter::new(
-                a.clone(),
-                plan.input_descriptions(),
-            )) as Box<dyn TxPort>),
-            (None, None) => None,
+            (None, Destination::Archive(a)) => Some(Box::new(
+                vxspan_io::archive::ArchiveWriter::new(a.clone(), plan.input_descriptions()),
+            ) as Box<dyn TxPort>),
+            // Interface and tunnel outputs are counted; offline there is nothing to send on.
+            (None, Destination::Interface(_) | Destination::Tunnel(_)) => None,
         });
     }
 

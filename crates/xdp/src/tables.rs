@@ -94,11 +94,11 @@ impl Tables {
         let mut outputs = Vec::with_capacity(plan.outputs.len());
         for o in &plan.outputs {
             let mut t = OutputTable::default();
-            if o.encap.is_none() && o.archive.is_none() {
-                if let Some(name) = &o.interface {
-                    t.ifindex = ifindex(name)
-                        .ok_or_else(|| format!("output {}: no interface {name:?}", o.name))?;
-                }
+            // Only interface outputs are redirect targets; the others stay 0 (the groups that
+            // send to them are placed in userspace).
+            if let Some(name) = o.dest.interface() {
+                t.ifindex = ifindex(name)
+                    .ok_or_else(|| format!("output {}: no interface {name:?}", o.name))?;
             }
             (t.vlan_op, t.vid) = match o.vlan {
                 None => (0, 0),

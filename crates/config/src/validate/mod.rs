@@ -10,7 +10,9 @@ mod values;
 mod vlan;
 
 use crate::checks::{as_u64, check_ifname, check_name, err, VResult};
-use crate::model::{Config, Form, Input, Output, Passthru, Rule, VlanSet, XdpMode, MAX_OUTPUTS};
+use crate::model::{
+    Config, Destination, Form, Input, Output, Passthru, Rule, VlanSet, XdpMode, MAX_OUTPUTS,
+};
 use crate::path::KeyPath;
 use crate::raw::RawConfig;
 use crate::tunnel::Oversize;
@@ -181,7 +183,7 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> VResult<Config> {
                     .outputs
                     .iter()
                     .enumerate()
-                    .filter(|(_, o)| o.interface.as_deref() == Some(out_iface.as_str()))
+                    .filter(|(_, o)| o.dest.interface() == Some(out_iface.as_str()))
                     .map(|(i, _)| i)
                     .collect();
                 let output = match matching.as_slice() {
@@ -193,11 +195,9 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> VResult<Config> {
                         })?;
                         cfg.outputs.push(Output {
                             name: out_iface.clone(),
-                            interface: Some(out_iface.clone()),
-                            encap: None,
+                            dest: Destination::Interface(out_iface.clone()),
                             oversize: Oversize::Drop,
                             rate_limit: None,
-                            archive: None,
                             vlan: None,
                             truncate: None,
                             mtu: None,
@@ -289,7 +289,7 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> VResult<Config> {
             || cfg
                 .outputs
                 .iter()
-                .any(|o| o.interface.as_deref() == Some(raw_p.tap.as_str()))
+                .any(|o| o.dest.interface() == Some(raw_p.tap.as_str()))
         {
             return err(
                 p.key("tap"),
@@ -344,7 +344,7 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> VResult<Config> {
     for r in &cfg.rules {
         for &o in &r.to {
             let out = &cfg.outputs[o];
-            let Some(out_iface) = &out.interface else {
+            let Some(out_iface) = out.dest.interface() else {
                 continue;
             };
             if let Some(inp) = cfg.inputs.iter().find(|i| i.interface == *out_iface) {

@@ -5,7 +5,7 @@
 use super::values::{parse_archive, parse_rate_limit};
 use super::vlan::parse_vlan_action;
 use crate::checks::{as_u64, check_ifname, err, VResult};
-use crate::model::{Input, Output};
+use crate::model::{Destination, Input, Output};
 use crate::path::KeyPath;
 use crate::raw::{RawInput, RawOutput};
 use crate::tunnel::{parse_decap, parse_encap, parse_listen, parse_oversize, Oversize};
@@ -20,13 +20,13 @@ pub(super) fn build_output(path: &KeyPath, name: &str, raw: &RawOutput) -> VResu
     .into_iter()
     .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
     .collect();
-    let (interface, encap, archive) = match (&raw.interface, tunnels.as_slice(), &raw.pcap) {
+    let dest = match (&raw.interface, tunnels.as_slice(), &raw.pcap) {
         (Some(i), [], None) => {
             check_ifname(&path.key("interface"), i)?;
-            (Some(i.clone()), None, None)
+            Destination::Interface(i.clone())
         }
-        (None, [(kind, v)], None) => (None, Some(parse_encap(path, kind, v)?), None),
-        (None, [], Some(v)) => (None, None, Some(parse_archive(&path.key("pcap"), v)?)),
+        (None, [(kind, v)], None) => Destination::Tunnel(parse_encap(path, kind, v)?),
+        (None, [], Some(v)) => Destination::Archive(parse_archive(&path.key("pcap"), v)?),
         (None, [], None) => {
             return err(
                 path.clone(),
@@ -42,15 +42,13 @@ pub(super) fn build_output(path: &KeyPath, name: &str, raw: &RawOutput) -> VResu
     };
     Ok(Output {
         name: name.to_owned(),
-        interface,
-        encap,
+        dest,
         oversize: raw
             .oversize
             .as_ref()
             .map(|v| parse_oversize(&path.key("oversize"), v))
             .transpose()?
             .unwrap_or(Oversize::Drop),
-        archive,
         rate_limit: match (&raw.rate_limit, &raw.rate_burst) {
             (Some(r), burst) => Some(parse_rate_limit(path, r, burst.as_ref())?),
             (None, Some(_)) => {

@@ -70,6 +70,7 @@ fn send(w: &mut ArchiveWriter, n: usize, len: usize) -> Vec<Result<(), TxDrop>> 
                 wire_len: len as u32,
                 ts: TS + i as u64,
                 input: 0,
+                tunnel: None,
             })
         })
         .collect()

@@ -31,6 +31,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vxspan_core::config::Destination;
 use vxspan_core::{Engine, Plan, Report};
 use vxspan_io::afpacket;
 use vxspan_io::Batch;
@@ -102,22 +103,24 @@ pub(super) fn load_plan(path: &Path) -> Result<(vxspan_config::Config, Plan), St
         }
     }
     for o in &mut plan.outputs {
-        // Loop guard: a tunnel sent to one of this instance's own tunnel endpoints.
-        if let Some(e) = &o.encap {
-            if let Some(l) = cfg
-                .inputs
-                .iter()
-                .filter_map(|i| i.listen.as_ref())
-                .find(|l| l.addr == e.outer().remote)
-            {
-                return Err(format!("{}: outputs.{}: loop: the tunnel goes to {}, where this instance listens for {}", path.display(), o.name, e.outer().remote, l.kind.as_str()));
+        match &o.dest {
+            // Loop guard: a tunnel sent to one of this instance's own tunnel endpoints.
+            Destination::Tunnel(e) => {
+                if let Some(l) = cfg
+                    .inputs
+                    .iter()
+                    .filter_map(|i| i.listen.as_ref())
+                    .find(|l| l.addr == e.outer().remote)
+                {
+                    return Err(format!("{}: outputs.{}: loop: the tunnel goes to {}, where this instance listens for {}", path.display(), o.name, e.outer().remote, l.kind.as_str()));
+                }
             }
-            continue;
-        }
-        if o.mtu.is_none() {
-            if let Some(ifname) = &o.interface {
-                o.mtu = afpacket::mtu(ifname).ok();
+            Destination::Interface(ifname) => {
+                if o.mtu.is_none() {
+                    o.mtu = afpacket::mtu(ifname).ok();
+                }
             }
+            Destination::Archive(_) => {}
         }
     }
     Ok((cfg, plan))

@@ -331,7 +331,7 @@ impl LiveOutputs {
                 Ok(match out {
                     LiveOut::Packet(i) => LiveOut::Packet(*i),
                     LiveOut::Tunnel(_) => {
-                        let e = o.encap.as_ref().context("a tunnel output has an encap")?;
+                        let e = o.dest.encap().context("a tunnel output has an encap")?;
                         LiveOut::Tunnel(TunnelSender::open(e).with_context(|| {
                             format!("output {}: {} to {}", o.name, e.kind(), e.outer().remote)
                         })?)

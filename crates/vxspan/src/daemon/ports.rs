@@ -76,10 +76,7 @@ pub(super) fn interfaces_key(plan: &Plan) -> (Vec<String>, Vec<String>) {
     // Everything a port is opened with: the listening sockets, each output's interface,
     // tunnel and archive, and the TAP devices of passthru sections.
     let listens = plan.inputs.iter().map(|i| format!("listen {:?}", i.listen));
-    let outputs = plan
-        .outputs
-        .iter()
-        .map(|o| format!("output {:?} {:?} {:?}", o.interface, o.encap, o.archive));
+    let outputs = plan.outputs.iter().map(|o| format!("output {:?}", o.dest));
     let passthru = plan.passthru.iter().map(|p| format!("passthru {p:?}"));
     (inputs, listens.chain(outputs).chain(passthru).collect())
 }
@@ -183,24 +180,23 @@ pub(super) fn open_ports(
     let mut socket_names: Vec<String> = Vec::new();
     let mut outs = Vec::new();
     for o in &plan.outputs {
-        if let Some(e) = &o.encap {
-            let t = TunnelSender::open(e).with_context(|| {
-                format!("output {}: {} to {}", o.name, e.kind(), e.outer().remote)
-            })?;
-            outs.push(LiveOut::Tunnel(t));
-            continue;
-        }
-        if let Some(a) = &o.archive {
-            outs.push(LiveOut::Archive(Arc::new(Mutex::new(
-                vxspan_io::archive::ArchiveWriter::new(a.clone(), plan.input_descriptions())
-                    .with_losses(tx.losses.clone(), tx.losses.id(&o.name)),
-            ))));
-            continue;
-        }
-        let ifname = o
-            .interface
-            .as_deref()
-            .context("an output is an interface or a tunnel")?;
+        let ifname = match &o.dest {
+            Destination::Tunnel(e) => {
+                let t = TunnelSender::open(e).with_context(|| {
+                    format!("output {}: {} to {}", o.name, e.kind(), e.outer().remote)
+                })?;
+                outs.push(LiveOut::Tunnel(t));
+                continue;
+            }
+            Destination::Archive(a) => {
+                outs.push(LiveOut::Archive(Arc::new(Mutex::new(
+                    vxspan_io::archive::ArchiveWriter::new(a.clone(), plan.input_descriptions())
+                        .with_losses(tx.losses.clone(), tx.losses.id(&o.name)),
+                ))));
+                continue;
+            }
+            Destination::Interface(ifname) => ifname,
+        };
         let idx = match socket_names.iter().position(|s| s == ifname) {
             Some(i) => i,
             None => {

@@ -457,6 +457,7 @@ impl State {
                         wire_len: data.len() as u32,
                         ts: 0,
                         input: 0,
+                        tunnel: None,
                     })
                     .is_err()
                 {

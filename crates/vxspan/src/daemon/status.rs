@@ -26,13 +26,14 @@ impl State {
             ports.push(serde_json::json!({"name": i.name, "role": "input", "interface": i.interface, "link": state}));
         }
         for o in &plan.outputs {
-            let (what, state) = match (&o.interface, &o.encap, &o.archive) {
-                (Some(ifname), _, _) => (ifname.clone(), link(ifname)),
-                (None, Some(e), _) => (format!("{} to {}", e.kind(), e.outer().remote), "tunnel"),
-                (None, None, Some(a)) => (a.path.clone(), "file"),
-                _ => (String::new(), "-"),
+            let (what, state) = match &o.dest {
+                Destination::Interface(ifname) => (ifname.clone(), link(ifname)),
+                Destination::Tunnel(e) => {
+                    (format!("{} to {}", e.kind(), e.outer().remote), "tunnel")
+                }
+                Destination::Archive(a) => (a.path.clone(), "file"),
             };
-            let socket = o.interface.as_ref().and_then(|ifname| {
+            let socket = o.dest.interface().and_then(|ifname| {
                 let outs = &self.ports.outputs;
                 let i = outs.socket_names.iter().position(|n| n == ifname)?;
                 outs.sockets.get(i)

@@ -89,7 +89,10 @@ fn request_lines_parse_or_are_refused() {
     assert!(parse_head(b"GET metrics HTTP/1.1\r\n\r\n").is_none());
     assert!(parse_head(b"GET  /metrics HTTP/1.1\r\n\r\n").is_none());
     assert!(parse_head(b"\xff\xfe /x HTTP/1.1\r\n\r\n").is_none());
-    assert!(parse_head(b" // HTTP/1.0\n\n").is_none(), "no method (a fuzzing find)");
+    assert!(
+        parse_head(b" // HTTP/1.0\n\n").is_none(),
+        "no method (a fuzzing find)"
+    );
     assert!(parse_head(b"get / HTTP/1.0\n\n").is_none());
     assert_eq!(head_end(b"GET / HTTP/1.0\n\nrest"), Some(16));
     assert_eq!(head_end(b"GET / HTTP/1.0\r\nA: b\r\n"), None);
