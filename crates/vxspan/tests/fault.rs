@@ -180,15 +180,7 @@ fn a_panic_costs_one_frame_live_with_one_worker() {
     // 2,000 frames a second: well inside what a debug build forwards, so any loss is the panic's.
     let input = dir.join("in.pcap");
     let send = || {
-        ns.exec_ok(&[
-            "tcpreplay",
-            "-q",
-            "--pps",
-            "2000",
-            "-i",
-            "p0",
-            input.to_str().unwrap(),
-        ]);
+        ns.replay_paced("p0", 2000, &input);
     };
     send();
     // 1,000 frames (one the fault), then the two-frame crash's four fragments: two datagrams.

@@ -69,29 +69,18 @@ fn a_key_flood_costs_no_memory() {
         &dir,
         &["--datapath", "afpacket", "--workers", "2"],
     );
-    let replay = |iface: &str, file: &str, pps: &str| {
-        let path = dir.join(file);
-        ns.exec_ok(&[
-            "tcpreplay",
-            "-q",
-            "--pps",
-            pps,
-            "-i",
-            iface,
-            path.to_str().unwrap(),
-        ]);
-    };
+    let replay = |iface: &str, file: &str, pps: u32| ns.replay_paced(iface, pps, &dir.join(file));
     // Warm up: every VLAN on every input and 20,000 tunnel frames, then the daemon's memory.
     for i in 0..INPUTS {
-        replay(&format!("p{i}"), "vlans.pcap", "20000");
+        replay(&format!("p{i}"), "vlans.pcap", 20000);
     }
-    replay("p0", "warm.pcap", "20000");
+    replay("p0", "warm.pcap", 20000);
     let warm = settled(&vx);
     for i in 1..INPUTS {
         assert_eq!(counter(&vx.stats(), &format!("in{i}"), "rx_packets"), 4096);
     }
     let before = vm_rss_kb(vx.child.id());
-    replay("p0", "flood.pcap", "40000");
+    replay("p0", "flood.pcap", 40000);
     let total = settled(&vx);
     let after = vm_rss_kb(vx.child.id());
     eprintln!(

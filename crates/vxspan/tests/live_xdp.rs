@@ -853,15 +853,7 @@ fn capture_of_a_kernel_tier_rule_records_every_frame() {
     let burst = dir.join("burst.pcap");
     common::write_pcap(&burst, &vlan10_frames(n), 1_000_000);
     let rx0 = ns.stat("p3", "rx_packets");
-    ns.exec_ok(&[
-        "tcpreplay",
-        "-q",
-        "--pps",
-        "2000",
-        "-i",
-        "p1",
-        burst.to_str().unwrap(),
-    ]);
+    ns.replay_paced("p1", 2000, &burst);
     wait_for(Duration::from_secs(10), || {
         ns.stat("p3", "rx_packets") - rx0 >= n as u64
     });

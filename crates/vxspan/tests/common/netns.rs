@@ -103,9 +103,8 @@ impl Netns {
         String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
     }
 
-    /// tcpreplay of `pcap` out of `iface` at `pps` frames a second, in the background (its
-    /// output discarded).
-    pub fn replay_at(&self, iface: &str, pps: u32, pcap: &Path) -> std::process::Child {
+    /// The tcpreplay command that sends `pcap` out of `iface` at `pps` frames a second.
+    fn paced(&self, iface: &str, pps: u32, pcap: &Path) -> Command {
         self.cmd(&[
             "tcpreplay",
             "-q",
@@ -115,10 +114,28 @@ impl Netns {
             iface,
             pcap.to_str().unwrap(),
         ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap()
+    }
+
+    /// Sends `pcap` out of `iface` at `pps` frames a second and waits until it is sent
+    /// (tcpreplay must succeed).
+    pub fn replay_paced(&self, iface: &str, pps: u32, pcap: &Path) {
+        let o = self.paced(iface, pps, pcap).output().unwrap();
+        assert!(
+            o.status.success(),
+            "tcpreplay of {} on {iface}: {}",
+            pcap.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    /// tcpreplay of `pcap` out of `iface` at `pps` frames a second, in the background (its
+    /// output discarded).
+    pub fn replay_at(&self, iface: &str, pps: u32, pcap: &Path) -> std::process::Child {
+        self.paced(iface, pps, pcap)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
     }
 
     /// Gives `dev` the address `local` (with its prefix) and a permanent neighbour entry for

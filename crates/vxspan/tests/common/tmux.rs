@@ -117,14 +117,10 @@ pub fn rss_kb(pid: u32) -> u64 {
 /// limit.
 pub fn check_top_rss(pid: u32, limit_kb: u64) -> String {
     let pid = vxspan_pid(pid);
+    // One read: the three figures are of the same moment.
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+    let field = |name: &str| {
+        status_kb(&status, name).unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
     };
     let (total, anon, file) = (field("VmRSS:"), field("RssAnon:"), field("RssFile:"));
     let seen = format!("VmRSS {total} kB (anonymous {anon} kB, file {file} kB)");
@@ -138,11 +134,15 @@ pub fn check_top_rss(pid: u32, limit_kb: u64) -> String {
 
 /// VmRSS of a process, in kB.
 pub fn vm_rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status_kb(&status, "VmRSS:").unwrap()
+}
+
+/// The figure (kB) of the line starting with `name` (`"VmRSS:"`) in a /proc/PID/status text.
+fn status_kb(status: &str, name: &str) -> Option<u64> {
+    status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(name))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .unwrap()
 }
