@@ -60,14 +60,20 @@ impl Syntax {
 /// Reads and validates the configuration file at `path`: a regular file (symbolic links
 /// followed) of at most 1 MiB. A FIFO, a directory or a device is refused without being read.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = file::open_regular(path, file::MAX_CONFIG_BYTES, "configuration file")
+    let text = read(path)?;
+    parse(&text, Syntax::detect(path, &text), path)
+}
+
+/// The text of the configuration file `path`, read as [`load`] reads it (a regular file of at
+/// most 1 MiB), for a caller that keeps the text it parsed.
+pub fn read(path: &Path) -> Result<String, ConfigError> {
+    file::open_regular(path, file::MAX_CONFIG_BYTES, "configuration file")
         .and_then(file::Regular::read_to_string)
         .map_err(|e| ConfigError {
             file: path.to_owned(),
             path: String::new(),
             message: format!("cannot read: {e}"),
-        })?;
-    parse(&text, Syntax::detect(path, &text), path)
+        })
 }
 
 /// Parses and validates configuration text; `file` is only used in error messages.

@@ -798,6 +798,26 @@ impl Offloads {
         &self.interface
     }
 
+    /// What is restored on drop, as (ethtool set command, previous value) pairs: handed to the
+    /// next image of the process on a restart in place, which restores them at its end.
+    pub fn saved(&self) -> &[(u32, u32)] {
+        &self.changed
+    }
+
+    /// The settings an earlier image of this process changed on `interface` and handed over:
+    /// restored on drop like one's own. Commands other than the ones [`Offloads::disable`]
+    /// issues are left out.
+    pub fn handed_over(interface: &str, saved: &[(u32, u32)]) -> Offloads {
+        Offloads {
+            interface: interface.to_owned(),
+            changed: saved
+                .iter()
+                .copied()
+                .filter(|(c, _)| matches!(*c, ETHTOOL_SGRO | ETHTOOL_SGSO | ETHTOOL_SFLAGS))
+                .collect(),
+        }
+    }
+
     /// The settings that were changed ("gro", "gso", "lro", "rx-vlan-offload").
     pub fn changed(&self) -> Vec<&'static str> {
         let mut names = Vec::new();

@@ -148,6 +148,45 @@ impl KernelTier {
         ))
     }
 
+    /// Takes over the kernel tier a previous image of this process handed over
+    /// ([`KernelTier::handover`]): the inputs keep forwarding throughout, and their links are
+    /// pointed at `plan`'s tables. Returns the tier, its mode, the placement note, and the old
+    /// program's final counters reported against `old_plan` (the plan it ran).
+    pub fn adopt(
+        plan: &Plan,
+        old_plan: &Plan,
+        userspace_only: bool,
+        h: vxspan_xdp::loader::Handover,
+    ) -> Result<(KernelTier, Mode, String, Report), String> {
+        let tables = Tables::build(plan, &ifindex, userspace_only)?;
+        let old_tables = Tables::build(old_plan, &ifindex, userspace_only)?;
+        let (dp, raw) = Datapath::adopt(tables, h)?;
+        let m = dp.mode().unwrap_or(Mode::Generic);
+        let old = vxspan_core::engine::report(old_plan, &old_tables.counters(old_plan, &raw));
+        let dev_base = device_baseline(plan, dp.tables());
+        let why = format!(
+            "{} mode, taken over from the previous image ({} input(s) never detached)",
+            m.as_str(),
+            dp.tables().inputs.iter().filter(|i| i.ifindex != 0).count()
+        );
+        Ok((
+            KernelTier {
+                dp,
+                userspace_only,
+                dev_base,
+            },
+            m,
+            why,
+            old,
+        ))
+    }
+
+    /// Leaves the program attached and forwarding, and hands its links and counter maps over
+    /// for the next image of this process (`vxspan restart`).
+    pub fn handover(self) -> Result<vxspan_xdp::loader::Handover, String> {
+        self.dp.handover()
+    }
+
     pub fn mode(&self) -> Option<Mode> {
         self.dp.mode()
     }

@@ -146,6 +146,13 @@ enum Cmd {
         #[arg(long, default_value = daemon::DEFAULT_CONTROL)]
         control: PathBuf,
     },
+    /// Restart a running instance in place, keeping its kernel tier forwarding: it executes its
+    /// binary again (an upgraded one, if the file was replaced) in the same process, hands the
+    /// XDP attachments and counters over, and this waits until the new image answers.
+    Restart {
+        #[arg(long, default_value = daemon::DEFAULT_CONTROL)]
+        control: PathBuf,
+    },
     /// Replay the VxSPAN example configuration on a built-in capture and show what went where.
     Demo {
         /// Frames to generate.
@@ -257,6 +264,7 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Reload { control } => client::reload(&control),
+        Cmd::Restart { control } => client::restart(&control),
         Cmd::Top {
             control,
             interval_ms,

@@ -114,6 +114,36 @@ fn limit_bounding(keep: &CapsHashSet) -> Result<()> {
     Ok(())
 }
 
+/// Before `vxspan restart` executes the binary again: a process that is not root keeps the
+/// capabilities of [`NEEDED`] it holds across the exec (raised in the inheritable and ambient
+/// sets; no_new_privs does not stop ambient capabilities). Root needs nothing.
+pub fn pass_capabilities() -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return Ok(());
+    }
+    let have =
+        caps::read(None, CapSet::Effective).context("reading this process's capabilities")?;
+    let pass: CapsHashSet = NEEDED
+        .iter()
+        .map(|(c, _)| *c)
+        .filter(|c| have.contains(c))
+        .collect();
+    caps::set(None, CapSet::Inheritable, &pass).context("passing the capabilities on")?;
+    for c in &pass {
+        caps::raise(None, CapSet::Ambient, *c)
+            .with_context(|| format!("passing {c} on to the next image"))?;
+    }
+    Ok(())
+}
+
+/// Empties the inheritable and ambient sets (a restarted image got its capabilities through
+/// them): nothing this process starts inherits a capability.
+pub fn clear_inheritance() -> Result<()> {
+    caps::clear(None, CapSet::Ambient).context("clearing the ambient capabilities")?;
+    caps::clear(None, CapSet::Inheritable).context("clearing the inheritable capabilities")
+}
+
 /// Sets no_new_privs: an execve can no longer raise privileges (setuid bits, file
 /// capabilities). No capability is needed; it cannot be unset.
 pub fn no_new_privs() -> Result<()> {

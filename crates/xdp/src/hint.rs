@@ -65,8 +65,9 @@ extern "C" {
 /// linux/bpf.h: `BPF_F_XDP_DEV_BOUND_ONLY`, `BPF_XDP` (enum bpf_attach_type).
 const BPF_F_XDP_DEV_BOUND_ONLY: u32 = 1 << 6;
 const BPF_XDP: u32 = 37;
-/// linux/if_link.h: `XDP_FLAGS_DRV_MODE`.
-const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+/// linux/if_link.h: `XDP_FLAGS_SKB_MODE`, `XDP_FLAGS_DRV_MODE`.
+pub const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+pub const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
 
 fn os_err(what: &str, ret: c_int) -> String {
     format!("{what}: {}", std::io::Error::from_raw_os_error(ret.abs()))
@@ -174,16 +175,20 @@ impl Drop for Program {
     }
 }
 
-/// Attaches `prog` to `ifindex` in native mode through a new bpf_link (closing the link
-/// detaches it). The error is the errno (EBUSY / EEXIST: another program holds the interface).
-pub fn link(prog: &Program, ifindex: u32) -> Result<OwnedFd, i32> {
+/// Attaches the program `prog_fd` to `ifindex` through a new bpf_link with `flags`
+/// (`XDP_FLAGS_DRV_MODE` or `XDP_FLAGS_SKB_MODE`): closing the last descriptor of the link
+/// detaches it. The error is the errno (EBUSY / EEXIST: another program holds the interface).
+/// Every input's attachment is such a link (aya's copy of the program too), so that one kind of
+/// descriptor is swapped on reload and handed over to a restarted process.
+pub fn link(prog_fd: RawFd, ifindex: u32, flags: u32) -> Result<OwnedFd, i32> {
     let opts = LinkCreateOpts {
         sz: std::mem::size_of::<LinkCreateOpts>(),
-        flags: XDP_FLAGS_DRV_MODE,
+        flags,
         _pad: 0,
     };
-    // SAFETY: `opts` is a valid, initialised prefix of bpf_link_create_opts with its size.
-    let r = unsafe { bpf_link_create(prog.fd, ifindex as c_int, BPF_XDP, &opts) };
+    // SAFETY: `opts` is a valid, initialised prefix of bpf_link_create_opts with its size;
+    // `prog_fd` is the caller's live program descriptor.
+    let r = unsafe { bpf_link_create(prog_fd, ifindex as c_int, BPF_XDP, &opts) };
     if r < 0 {
         return Err(-r);
     }
@@ -191,12 +196,13 @@ pub fn link(prog: &Program, ifindex: u32) -> Result<OwnedFd, i32> {
     Ok(unsafe { OwnedFd::from_raw_fd(r) })
 }
 
-/// Points `link` at `prog` (atomically: every frame sees one program or the other).
-pub fn update(link: &OwnedFd, prog: &Program) -> Result<(), String> {
+/// Points `link` at the program `prog_fd` (atomically: every frame sees one program or the
+/// other).
+pub fn update(link: &OwnedFd, prog_fd: RawFd) -> Result<(), String> {
     // SAFETY: both descriptors are live.
-    let r = unsafe { bpf_link_update(link.as_raw_fd(), prog.fd, std::ptr::null()) };
+    let r = unsafe { bpf_link_update(link.as_raw_fd(), prog_fd, std::ptr::null()) };
     if r < 0 {
-        return Err(os_err("bpf_link_update (VLAN hint)", r));
+        return Err(os_err("bpf_link_update", r));
     }
     Ok(())
 }

@@ -13,10 +13,11 @@
 
 use std::time::Duration;
 
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+
 use aya::maps::xdp::{DevMap, DevMapHash, XskMap};
-use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues};
-use aya::programs::xdp::{XdpLink, XdpLinkId};
-use aya::programs::{TestRun, TestRunOptions, Xdp, XdpMode};
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuValues};
+use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfLoader};
 
 use crate::maps::{VxFanset, VxGroup, VxInput, VxInputStats, VxOutCfg, VxOutput};
@@ -39,10 +40,20 @@ impl Mode {
         }
     }
 
-    fn flags(self) -> XdpMode {
+    /// The bpf_link flags of an attachment in this mode.
+    fn flags(self) -> u32 {
         match self {
-            Mode::Native => XdpMode::Driver,
-            Mode::Generic => XdpMode::Skb,
+            Mode::Native => crate::hint::XDP_FLAGS_DRV_MODE,
+            Mode::Generic => crate::hint::XDP_FLAGS_SKB_MODE,
+        }
+    }
+
+    /// The mode named by [`Mode::as_str`].
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "native" => Some(Mode::Native),
+            "generic" => Some(Mode::Generic),
+            _ => None,
         }
     }
 }
@@ -53,11 +64,19 @@ struct Object {
     /// Every map's descriptor by name (duplicates), for the VLAN-hint program.
     map_fds: Vec<(String, std::os::fd::OwnedFd)>,
     xsks: XskMap<MapData>,
+    counters: CounterMaps,
+    n_inputs: usize,
+}
+
+/// The maps the program counts in: what [`RawCounters`] are read from.
+struct CounterMaps {
     groups: PerCpuArray<MapData, VxGroup>,
     in_stats: PerCpuArray<MapData, VxInputStats>,
     outputs: PerCpuArray<MapData, VxOutput>,
-    n_inputs: usize,
 }
+
+/// The names of the maps [`CounterMaps`] holds, in the order of [`Handover::counters`].
+const COUNTER_MAPS: [&str; 3] = ["groups", "in_stats", "outputs"];
 
 fn err(what: &str, e: impl std::fmt::Display) -> String {
     format!("XDP: {what}: {e}")
@@ -227,9 +246,11 @@ impl Object {
             ebpf,
             map_fds,
             xsks: xsk_map,
-            groups,
-            in_stats,
-            outputs,
+            counters: CounterMaps {
+                groups,
+                in_stats,
+                outputs,
+            },
             n_inputs: t.inputs.len(),
         })
     }
@@ -247,11 +268,60 @@ impl Object {
             .map_err(|e| err("vxspan_ingress", e))
     }
 
+    /// The descriptor of aya's copy of the ingress program (borrowed from the object).
+    fn ingress_fd(&mut self) -> Result<RawFd, String> {
+        Ok(self
+            .ingress()?
+            .fd()
+            .map_err(|e| err("vxspan_ingress", e))?
+            .as_fd()
+            .as_raw_fd())
+    }
+
+    /// The program an input's link runs: its device-bound copy with the VLAN hint when `hint`
+    /// and it loads for `ifindex`, otherwise aya's copy.
+    fn input_program(
+        &mut self,
+        ifindex: u32,
+        hint: bool,
+    ) -> Result<(RawFd, Option<crate::hint::Program>), String> {
+        if hint {
+            if let Ok(p) = self.hint_program(ifindex) {
+                return Ok((p.fd(), Some(p)));
+            }
+        }
+        Ok((self.ingress_fd()?, None))
+    }
+
     fn counters(&self, n_outputs: usize) -> RawCounters {
+        self.counters.read(self.n_inputs, n_outputs)
+    }
+}
+
+impl CounterMaps {
+    /// The maps of a previous process's object, from their descriptors (in [`COUNTER_MAPS`]
+    /// order).
+    fn from_fds(fds: [OwnedFd; 3]) -> Result<CounterMaps, String> {
+        let [g, s, o] = fds;
+        let open = |fd: OwnedFd, name: &str| {
+            MapData::from_fd(fd).map_err(|e| err(&format!("the handed-over map {name}"), e))
+        };
+        Ok(CounterMaps {
+            groups: PerCpuArray::try_from(Map::PerCpuArray(open(g, "groups")?))
+                .map_err(|e| err("groups", e))?,
+            in_stats: PerCpuArray::try_from(Map::PerCpuArray(open(s, "in_stats")?))
+                .map_err(|e| err("in_stats", e))?,
+            outputs: PerCpuArray::try_from(Map::PerCpuArray(open(o, "outputs")?))
+                .map_err(|e| err("outputs", e))?,
+        })
+    }
+
+    /// The counters of `n_inputs` inputs and `n_outputs` outputs, summed over CPUs.
+    fn read(&self, n_inputs: usize, n_outputs: usize) -> RawCounters {
         let mut raw = RawCounters {
-            groups: vec![vec![GroupCounters::default(); NVID]; self.n_inputs],
-            malformed: vec![(0, 0); self.n_inputs],
-            userspace: vec![(0, 0); self.n_inputs],
+            groups: vec![vec![GroupCounters::default(); NVID]; n_inputs],
+            malformed: vec![(0, 0); n_inputs],
+            userspace: vec![(0, 0); n_inputs],
             outputs: vec![OutputCounters::default(); n_outputs],
         };
         for (i, vids) in raw.groups.iter_mut().enumerate() {
@@ -303,7 +373,8 @@ pub struct Xsk {
 }
 
 /// The kernel tier of a running vxspan: the loaded program, its tables and its attachments.
-/// Dropping it detaches the program from every input.
+/// Dropping it detaches the program from every input, unless it was handed over
+/// ([`Datapath::handover`]).
 pub struct Datapath {
     obj: Object,
     tables: Tables,
@@ -313,15 +384,26 @@ pub struct Datapath {
     mode: Option<Mode>,
 }
 
-/// How an input's program is attached.
-enum InputLink {
-    /// aya's copy of the program.
-    Aya(XdpLinkId),
-    /// The device-bound copy with the VLAN hint, through our own bpf_link.
-    Hint {
-        link: std::os::fd::OwnedFd,
-        _prog: crate::hint::Program,
-    },
+/// An input's attachment: a bpf_link (closing it detaches the program), and the device-bound
+/// copy with the VLAN hint when that is what it runs.
+struct InputLink {
+    link: OwnedFd,
+    hint: Option<crate::hint::Program>,
+}
+
+/// What a process hands its successor so that the kernel tier keeps forwarding across a
+/// restart (`vxspan restart` execs the new binary with these descriptors open): the input links,
+/// still running the old program on the old maps, and those maps' counters.
+#[derive(Debug)]
+pub struct Handover {
+    pub mode: Mode,
+    /// (ifindex, bpf_link) per attached input.
+    pub links: Vec<(u32, OwnedFd)>,
+    /// The old object's counter maps, in the order `groups`, `in_stats`, `outputs`.
+    pub counters: [OwnedFd; 3],
+    /// The shape of those maps: inputs and outputs of the old tables.
+    pub n_inputs: usize,
+    pub n_outputs: usize,
 }
 
 impl Datapath {
@@ -342,10 +424,7 @@ impl Datapath {
 
     /// How many inputs run the device-bound program that reads the driver's VLAN hint.
     pub fn vlan_hint_inputs(&self) -> usize {
-        self.links
-            .iter()
-            .filter(|(_, l)| matches!(l, InputLink::Hint { .. }))
-            .count()
+        self.links.iter().filter(|(_, l)| l.hint.is_some()).count()
     }
 
     /// The mode the program was attached in.
@@ -375,10 +454,7 @@ impl Datapath {
             match self.attach_all(&ifindexes, m) {
                 Ok(()) => {
                     self.mode = Some(m);
-                    // Loading parsed ELF and BTF data that is freed now; hand it back to the
-                    // system (the appliance has 128 MB in all).
-                    // SAFETY: malloc_trim has no preconditions.
-                    unsafe { libc::malloc_trim(0) };
+                    trim();
                     return Ok(m);
                 }
                 // Another program holds the interface: no other mode will do better.
@@ -392,60 +468,40 @@ impl Datapath {
     /// Attaches to every interface in `mode`, or none. The error says whether an interface
     /// already had another XDP program (EBUSY in this mode, EEXIST in the other one).
     fn attach_all(&mut self, ifindexes: &[(u32, &str)], mode: Mode) -> Result<(), (bool, String)> {
-        let mut links: Vec<(u32, InputLink)> = Vec::new();
-        let taken_msg = |name: &str| {
-            format!("XDP: {name} already has an XDP program attached by someone else; vxspan does not replace it (detach it first)")
-        };
+        let mut links = Vec::new();
         for &(ifindex, name) in ifindexes {
             // Native mode: the device-bound copy with the VLAN hint, where it loads (the
-            // driver implements XDP; the kernel has the kfunc).
-            if mode == Mode::Native {
-                if let Ok(p) = self.obj.hint_program(ifindex) {
-                    match crate::hint::link(&p, ifindex) {
-                        Ok(link) => {
-                            links.push((ifindex, InputLink::Hint { link, _prog: p }));
+            // driver implements XDP; the kernel has the kfunc); aya's copy otherwise.
+            let (fd, hint) = self
+                .obj
+                .input_program(ifindex, mode == Mode::Native)
+                .map_err(|e| (false, e))?;
+            let link = match crate::hint::link(fd, ifindex, mode.flags()) {
+                Ok(l) => l,
+                // The device-bound copy loaded but does not attach: aya's copy may.
+                Err(_) if hint.is_some() => {
+                    let fd = self.obj.ingress_fd().map_err(|e| (false, e))?;
+                    match crate::hint::link(fd, ifindex, mode.flags()) {
+                        Ok(l) => {
+                            links.push((
+                                ifindex,
+                                InputLink {
+                                    link: l,
+                                    hint: None,
+                                },
+                            ));
                             continue;
                         }
-                        Err(libc::EBUSY | libc::EEXIST) => {
-                            self.drop_links(links);
-                            return Err((true, taken_msg(name)));
-                        }
-                        Err(_) => {}
+                        Err(errno) => return Err(attach_error(name, mode, errno)),
                     }
                 }
-            }
-            let prog = self.obj.ingress().map_err(|e| (false, e))?;
-            match prog.attach_to_if_index(ifindex, mode.flags()) {
-                Ok(id) => links.push((ifindex, InputLink::Aya(id))),
-                Err(e) => {
-                    let taken = matches!(errno_of(&e), Some(libc::EBUSY | libc::EEXIST));
-                    let e = if taken {
-                        taken_msg(name)
-                    } else {
-                        format!(
-                            "XDP: attaching to {name} in {} mode: {e}{}",
-                            mode.as_str(),
-                            std::error::Error::source(&e)
-                                .map(|s| format!(": {s}"))
-                                .unwrap_or_default()
-                        )
-                    };
-                    self.drop_links(links);
-                    return Err((taken, e));
-                }
-            }
+                // `links` is dropped on return: what was attached is detached again.
+                Err(errno) => return Err(attach_error(name, mode, errno)),
+            };
+            links.push((ifindex, InputLink { link, hint }));
         }
         self.links = links;
         Ok(())
-    }
-
-    /// Detaches `links` (an attach that failed half way).
-    fn drop_links(&mut self, links: Vec<(u32, InputLink)>) {
-        for (_, l) in links {
-            if let (InputLink::Aya(id), Ok(p)) = (l, self.obj.ingress()) {
-                let _ = p.detach(id);
-            }
-        }
     }
 
     /// Swaps in `tables` (a reloaded plan) atomically: a new object is loaded and filled, then
@@ -462,41 +518,16 @@ impl Datapath {
             return Err("XDP: the inputs changed: re-attach instead".into());
         }
         let mut obj = Object::load(&tables, &self.xsks)?;
-        // The VLAN-hint copies of the new program, loaded before any link moves.
-        let mut hints = Vec::new();
+        // The new programs, loaded before any link moves.
+        let mut progs = Vec::with_capacity(self.links.len());
         for (ifindex, l) in &self.links {
-            if matches!(l, InputLink::Hint { .. }) {
-                hints.push(Some(obj.hint_program(*ifindex)?));
-            } else {
-                hints.push(None);
-            }
+            progs.push(obj.input_program(*ifindex, l.hint.is_some())?);
         }
-        let old_links = std::mem::take(&mut self.links);
-        let mut new_links = Vec::with_capacity(old_links.len());
-        for ((ifindex, l), hint) in old_links.into_iter().zip(hints) {
-            match (l, hint) {
-                (InputLink::Aya(id), _) => {
-                    let link: XdpLink = self
-                        .obj
-                        .ingress()?
-                        .take_link(id)
-                        .map_err(|e| err("taking the link", e))?;
-                    let new = obj
-                        .ingress()?
-                        .attach_to_link(link)
-                        .map_err(|e| err("bpf_link_update", e))?;
-                    new_links.push((ifindex, InputLink::Aya(new)));
-                }
-                (InputLink::Hint { link, .. }, Some(p)) => {
-                    crate::hint::update(&link, &p)?;
-                    new_links.push((ifindex, InputLink::Hint { link, _prog: p }));
-                }
-                (InputLink::Hint { .. }, None) => {
-                    return Err("XDP: no VLAN-hint program for a hint link".into())
-                }
-            }
+        for ((_, l), (fd, hint)) in self.links.iter_mut().zip(progs) {
+            crate::hint::update(&l.link, fd)?;
+            // The old copy is closed once its link points elsewhere.
+            l.hint = hint;
         }
-        self.links = new_links;
         let old = std::mem::replace(&mut self.obj, obj);
         let old_outputs = self.tables.outputs.len();
         self.tables = tables;
@@ -504,6 +535,78 @@ impl Datapath {
         // period; give them that before reading its counters for the last time.
         std::thread::sleep(Duration::from_millis(50));
         Ok(old.counters(old_outputs))
+    }
+
+    /// Leaves the inputs attached, running this object's program on its maps, and hands the
+    /// links and counter maps over (for a successor process; see [`Datapath::adopt`]).
+    pub fn handover(mut self) -> Result<Handover, String> {
+        let mode = self.mode.ok_or_else(|| err("handover", "not attached"))?;
+        let counter = |name: &str| -> Result<OwnedFd, String> {
+            self.obj
+                .map_fds
+                .iter()
+                .find(|(n, _)| n == name)
+                .ok_or_else(|| err(name, "map missing from the object"))?
+                .1
+                .try_clone()
+                .map_err(|e| err(name, e))
+        };
+        let counters = [
+            counter(COUNTER_MAPS[0])?,
+            counter(COUNTER_MAPS[1])?,
+            counter(COUNTER_MAPS[2])?,
+        ];
+        let links = std::mem::take(&mut self.links)
+            .into_iter()
+            .map(|(i, l)| (i, l.link))
+            .collect();
+        Ok(Handover {
+            mode,
+            links,
+            counters,
+            n_inputs: self.tables.inputs.len(),
+            n_outputs: self.tables.outputs.len(),
+        })
+    }
+
+    /// Takes over a predecessor's attachments: loads `tables` into a new object, points each
+    /// handed-over link of an input in `tables` at it (atomically, as a reload does: the inputs
+    /// never lose their program), attaches inputs that were not attached, and detaches those
+    /// that are no longer inputs. Returns the datapath and the old object's final counters (in
+    /// the old tables' shape), read once the old program can no longer run. On error, what was
+    /// handed over is closed (the inputs are detached) and the caller starts afresh.
+    pub fn adopt(tables: Tables, h: Handover) -> Result<(Datapath, RawCounters), String> {
+        let old = CounterMaps::from_fds(h.counters)?;
+        let mut dp = Datapath::load(tables)?;
+        dp.mode = Some(h.mode);
+        let mut inherited = h.links;
+        let inputs: Vec<u32> = dp
+            .tables
+            .inputs
+            .iter()
+            .filter(|i| i.ifindex != 0)
+            .map(|i| i.ifindex)
+            .collect();
+        for ifindex in inputs {
+            let (fd, hint) = dp.obj.input_program(ifindex, h.mode == Mode::Native)?;
+            let link = match inherited.iter().position(|(i, _)| *i == ifindex) {
+                Some(k) => {
+                    let (_, link) = inherited.swap_remove(k);
+                    crate::hint::update(&link, fd)?;
+                    link
+                }
+                None => crate::hint::link(fd, ifindex, h.mode.flags()).map_err(|errno| {
+                    attach_error(&format!("ifindex {ifindex}"), h.mode, errno).1
+                })?,
+            };
+            dp.links.push((ifindex, InputLink { link, hint }));
+        }
+        // Interfaces that are no longer inputs: their program goes with the last descriptor.
+        drop(inherited);
+        trim();
+        std::thread::sleep(Duration::from_millis(50));
+        let raw = old.read(h.n_inputs, h.n_outputs);
+        Ok((dp, raw))
     }
 
     /// Registers an AF_XDP socket for the frames of `input`'s RX `queue` that go to the
@@ -548,18 +651,6 @@ impl Datapath {
     }
 }
 
-/// The OS error at the bottom of an error's chain (aya wraps the system call's io::Error).
-fn errno_of(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            return io.raw_os_error();
-        }
-        cur = err.source();
-    }
-    None
-}
-
 /// BPF_PROG_TEST_RUN of an XDP program on one frame arriving on `ifindex`.
 pub(crate) fn run_xdp(
     prog: &Xdp,
@@ -596,14 +687,35 @@ pub(crate) fn xdp_md(len: u32, ifindex: u32) -> Vec<u8> {
 }
 
 impl Datapath {
-    /// Detaches the program from every input (the maps stay readable). Interfaces that are gone
-    /// took their attachment with them.
+    /// Detaches the program from every input (the maps stay readable): a link detaches when its
+    /// descriptor closes. Interfaces that are gone took their attachment with them.
     pub fn detach(&mut self) {
-        // A hint link detaches when its descriptor closes, as the list is dropped.
-        let links = std::mem::take(&mut self.links);
-        self.drop_links(links);
+        self.links.clear();
         self.mode = None;
     }
+}
+
+/// The error of an attachment that failed with `errno`, and whether another program holds the
+/// interface (EBUSY in this mode, EEXIST in the other one).
+fn attach_error(name: &str, mode: Mode, errno: i32) -> (bool, String) {
+    if matches!(errno, libc::EBUSY | libc::EEXIST) {
+        return (true, format!("XDP: {name} already has an XDP program attached by someone else; vxspan does not replace it (detach it first)"));
+    }
+    (
+        false,
+        format!(
+            "XDP: attaching to {name} in {} mode: {}",
+            mode.as_str(),
+            std::io::Error::from_raw_os_error(errno)
+        ),
+    )
+}
+
+/// Loading parsed ELF and BTF data that is freed now; hand it back to the system (the
+/// appliance has 128 MB in all).
+fn trim() {
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe { libc::malloc_trim(0) };
 }
 
 impl Drop for Datapath {

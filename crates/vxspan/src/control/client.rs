@@ -1,4 +1,4 @@
-//! Clients of the control socket: `vxspan stats`, `status`, `reload`, `capture`, and the
+//! Clients of the control socket: `vxspan stats`, `status`, `reload`, `restart`, `capture`, and the
 //! fetches `top`, metrics and SNMP use.
 
 use anyhow::{bail, Context, Result};
@@ -116,6 +116,47 @@ pub fn reload(control: &Path) -> Result<ExitCode> {
         }
         _ => bail!("unexpected reply {v}"),
     }
+}
+
+/// How long `vxspan restart` waits for the new image to answer.
+const RESTART_WAIT: Duration = Duration::from_secs(30);
+
+/// `vxspan restart`: the daemon executes its binary again in the same process; this waits until
+/// the new image answers `status` with one more restart counted. Exit 0 once it does, 1 if the
+/// daemon refused (nothing stopped) or the new image did not answer in time.
+pub fn restart(control: &Path) -> Result<ExitCode> {
+    let before = fetch_status(control)?.restarts;
+    let v = request(control, "restart")?;
+    if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+        eprintln!("vxspan: restart refused, the daemon keeps running: {e}");
+        return Ok(ExitCode::FAILURE);
+    }
+    let pid = v
+        .get("pid")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
+    let deadline = std::time::Instant::now() + RESTART_WAIT;
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        if let Ok(st) = fetch_within::<crate::control::proto::Status>(
+            control,
+            &crate::control::proto::Request::Status,
+            Duration::from_secs(2),
+        ) {
+            if st.restarts > before {
+                println!(
+                    "restarted in place: process {pid}, restart {} since it started; the kernel tier kept forwarding",
+                    st.restarts
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    }
+    eprintln!(
+        "vxspan: process {pid} was restarting but did not answer on {} within {RESTART_WAIT:?}; see its log",
+        control.display()
+    );
+    Ok(ExitCode::FAILURE)
 }
 
 /// A counter table from a report alone (no plan at hand).

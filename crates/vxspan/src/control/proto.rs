@@ -2,7 +2,7 @@
 //! the replies' shapes, shared by the daemon's control server and every client (`vxspan
 //! stats` / `status` / `reload` / `capture`, `top`, metrics, SNMP).
 //!
-//! A request is one line of text: `stats`, `status`, `reload` or `capture [RULE]`. A reply is
+//! A request is one line of text: `stats`, `status`, `reload`, `restart` or `capture [RULE]`. A reply is
 //! one line of JSON (`stats`: a [`vxspan_core::Report`]; `status`: a [`Status`]; `reload`:
 //! `{"ok": ...}` or `{"error": ...}`), except a capture, whose reply is the pcapng stream
 //! itself, or one line of JSON with an `error`.
@@ -19,6 +19,8 @@ pub enum Request {
     Stats,
     Status,
     Reload,
+    /// Execute the daemon's binary again in the same process, the kernel tier forwarding on.
+    Restart,
     /// Stream the frames forwarded (all, or those of one rule) as pcapng.
     Capture(Option<String>),
 }
@@ -31,12 +33,13 @@ impl Request {
             "stats" => Ok(Request::Stats),
             "status" => Ok(Request::Status),
             "reload" => Ok(Request::Reload),
+            "restart" => Ok(Request::Restart),
             "capture" => Ok(Request::Capture(None)),
             l => match l.strip_prefix("capture ") {
                 Some(rule) if rule.trim().is_empty() => Ok(Request::Capture(None)),
                 Some(rule) => Ok(Request::Capture(Some(rule.trim().to_owned()))),
                 None => Err(format!(
-                    "unknown command {:?} (stats, status, reload, capture [RULE])",
+                    "unknown command {:?} (stats, status, reload, restart, capture [RULE])",
                     l.chars().take(64).collect::<String>()
                 )),
             },
@@ -49,6 +52,7 @@ impl Request {
             Request::Stats => "stats".into(),
             Request::Status => "status".into(),
             Request::Reload => "reload".into(),
+            Request::Restart => "restart".into(),
             Request::Capture(None) => "capture".into(),
             Request::Capture(Some(r)) => format!("capture {r}"),
         }
@@ -91,6 +95,9 @@ pub struct Status {
     pub config: String,
     #[serde(default)]
     pub reloads: u64,
+    /// Restarts in place (`vxspan restart`) since the process started.
+    #[serde(default)]
+    pub restarts: u64,
     #[serde(default)]
     pub datapath: String,
     /// Userspace workers (threads).
@@ -117,6 +124,7 @@ mod tests {
             Request::Stats,
             Request::Status,
             Request::Reload,
+            Request::Restart,
             Request::Capture(None),
             Request::Capture(Some("web".into())),
         ] {

@@ -195,6 +195,12 @@ pub(crate) enum Job {
     Status(SyncSender<String>),
     /// Reload the configuration; the reply line.
     Reload(SyncSender<String>),
+    /// Restart in place; the daemon replies on `stream` just before it executes its binary.
+    /// `Err` says why not (the server replies it).
+    Restart {
+        stream: UnixStream,
+        reply: SyncSender<Result<(), String>>,
+    },
     /// Attach a capture writing to `stream`; `Err` says why not (the server replies it).
     Capture {
         rule: Option<String>,
@@ -343,17 +349,24 @@ fn client(
                 Err(TrySendError::Disconnected(_)) => gone(),
             }
         }
-        Request::Capture(rule) => {
+        Request::Capture(_) | Request::Restart => {
             let Ok(copy) = stream.try_clone() else { return };
             let (tx, rx) = sync_channel(1);
-            let job = Job::Capture {
-                rule,
-                stream: copy,
-                reply: tx,
+            let job = match request {
+                Request::Capture(rule) => Job::Capture {
+                    rule,
+                    stream: copy,
+                    reply: tx,
+                },
+                _ => Job::Restart {
+                    stream: copy,
+                    reply: tx,
+                },
             };
             match queue(job) {
                 Ok(()) => match rx.recv_timeout(STATUS_WAIT) {
-                    Ok(Ok(())) => return, // the capture writes the stream from now on
+                    // The capture writes the stream from now on; a restart replies on it.
+                    Ok(Ok(())) => return,
                     Ok(Err(e)) => error_reply(&e),
                     Err(_) => gone(),
                 },

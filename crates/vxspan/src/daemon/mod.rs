@@ -39,6 +39,7 @@ use vxspan_io::Batch;
 mod diff;
 mod outputs;
 mod ports;
+mod restart;
 mod serve;
 mod state;
 mod status;
@@ -62,13 +63,17 @@ fn new_batch() -> Batch {
     Batch::with_capacity(BATCH, BATCH * 2048)
 }
 
+/// The key drawn for an instance whose configuration names no `hash_key_file` (or handed over
+/// by the previous image of this process: `vxspan restart` keeps balancing where it was).
+static PROCESS_KEY: std::sync::OnceLock<[u8; vxspan_core::hashkey::KEY_LEN]> =
+    std::sync::OnceLock::new();
+
 /// The hash key of an instance whose configuration names no `hash_key_file`: drawn from the
-/// kernel's random source once, at the first load, and kept across reloads (balancing and
-/// flow sampling stay put until the process restarts).
+/// kernel's random source once, at the first load, and kept across reloads and restarts in
+/// place (balancing and flow sampling stay put until the process stops).
 pub(super) fn process_hash_key() -> Result<vxspan_core::hashkey::HashKey, String> {
-    static KEY: std::sync::OnceLock<vxspan_core::hashkey::HashKey> = std::sync::OnceLock::new();
-    if let Some(k) = KEY.get() {
-        return Ok(k.clone());
+    if let Some(k) = PROCESS_KEY.get() {
+        return Ok(vxspan_core::hashkey::HashKey::new(*k));
     }
     let mut key = [0u8; vxspan_core::hashkey::KEY_LEN];
     std::io::Read::read_exact(
@@ -76,21 +81,39 @@ pub(super) fn process_hash_key() -> Result<vxspan_core::hashkey::HashKey, String
         &mut key,
     )
     .map_err(|e| format!("/dev/urandom: {e}"))?;
-    log("no management.hash_key_file: flow and dedup hashes use a key drawn at start (balancing changes at each restart; share a key file between instances that must agree)");
-    Ok(KEY
-        .get_or_init(|| vxspan_core::hashkey::HashKey::new(key))
-        .clone())
+    log("no management.hash_key_file: flow and dedup hashes use a key drawn at start (balancing changes when the process starts again; share a key file between instances that must agree)");
+    Ok(vxspan_core::hashkey::HashKey::new(
+        *PROCESS_KEY.get_or_init(|| key),
+    ))
 }
 
-/// Loads, validates and compiles `path` for the live datapath; applies each output interface's
-/// MTU where the configuration sets none.
-pub(super) fn load_plan(path: &Path) -> Result<(vxspan_config::Config, Plan), String> {
-    let cfg = vxspan_config::load(path).map_err(|e| e.to_string())?;
+/// Validates and compiles configuration text read from `path`.
+pub(super) fn compile_text(
+    path: &Path,
+    text: &str,
+) -> Result<(vxspan_config::Config, Plan), String> {
+    let cfg = vxspan_config::parse(text, vxspan_config::Syntax::detect(path, text), path)
+        .map_err(|e| e.to_string())?;
     let mut plan = Plan::compile(&cfg, &vxspan_io::filter::Libpcap)
         .map_err(|e| format!("{}: {}: {}", path.display(), e.path, e.message))?;
     if cfg.hash_key.is_none() {
         plan.hash_key = process_hash_key()?;
     }
+    Ok((cfg, plan))
+}
+
+/// A configuration file as the daemon runs it: the text read, what it says, its plan.
+pub(super) struct Loaded {
+    pub(super) text: String,
+    pub(super) cfg: vxspan_config::Config,
+    pub(super) plan: Plan,
+}
+
+/// Loads, validates and compiles `path` for the live datapath; applies each output interface's
+/// MTU where the configuration sets none.
+pub(super) fn load_plan(path: &Path) -> Result<Loaded, String> {
+    let text = vxspan_config::read(path).map_err(|e| e.to_string())?;
+    let (cfg, mut plan) = compile_text(path, &text)?;
     let uplink = default_route_interface();
     for inp in &cfg.inputs {
         if Some(&inp.interface) == uplink.as_ref() && !inp.allow_uplink {
@@ -123,7 +146,7 @@ pub(super) fn load_plan(path: &Path) -> Result<(vxspan_config::Config, Plan), St
             Destination::Archive(_) => {}
         }
     }
-    Ok((cfg, plan))
+    Ok(Loaded { text, cfg, plan })
 }
 
 /// `vxspan run`'s command-line options, as given.
@@ -155,6 +178,23 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
         eprintln!("vxspan: {e:#}");
         return Ok(ExitCode::from(crate::EXIT_INVALID));
     }
+    restart::remember_start();
+    // Started by `vxspan restart`: what the previous image of this process handed over.
+    let inherited = match restart::take() {
+        None => None,
+        Some(Ok(i)) => {
+            if let Some(k) = i.drawn_key {
+                let _ = PROCESS_KEY.set(k);
+            }
+            Some(i)
+        }
+        Some(Err(e)) => {
+            warn(format!(
+                "restart: {e}; starting afresh (counters restart at zero)"
+            ));
+            None
+        }
+    };
     match datapath {
         "auto" | "afpacket" | "xdp" | "afxdp" => {}
         other => {
@@ -178,7 +218,11 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
             return Ok(ExitCode::from(crate::EXIT_INVALID));
         }
     };
-    let (cfg, plan) = match load_plan(config) {
+    let Loaded {
+        text: config_text,
+        cfg,
+        plan,
+    } = match load_plan(config) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("vxspan: invalid configuration: {e}");
@@ -231,6 +275,7 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
                 eprintln!("vxspan: {e:#}");
                 return Ok(ExitCode::FAILURE);
             }
+            crate::privileges::clear_inheritance()?;
             crate::privileges::no_new_privs()?;
         }
         _ => {}
@@ -240,10 +285,47 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
         losses: Arc::default(),
         xdp: xdp_tx,
     };
-    let ports = open_ports(&plan, workers, None, &tx)?;
-    let mut kernel = match datapath {
-        "afpacket" => None,
-        _ => match crate::kernel::KernelTier::start(&plan, mode, datapath == "afxdp") {
+    let mut ports = open_ports(&plan, workers, None, &tx)?;
+    let (mut history, reloads, restarts, old_kernel) = match inherited {
+        Some(mut i) => {
+            // What the first image turned off is restored at the end, as it would have been;
+            // inputs that are gone get theirs back now (as the offloads are dropped).
+            i.offloads
+                .retain(|o| plan.inputs.iter().any(|p| p.interface == o.interface()));
+            ports._offloads.append(&mut i.offloads);
+            (
+                i.carried,
+                i.reloads,
+                i.restarts,
+                i.kernel.map(|k| (k, i.config_text)),
+            )
+        }
+        None => (Report::default(), 0, 0, None),
+    };
+    let adopted = match (datapath, old_kernel) {
+        (_, None) => None,
+        // `--datapath afpacket`: the handed-over links are closed, which detaches them.
+        ("afpacket", Some(_)) => None,
+        (_, Some((h, old_text))) => match compile_text(config, &old_text).and_then(|(_, old)| {
+            crate::kernel::KernelTier::adopt(&plan, &old, datapath == "afxdp", h)
+        }) {
+            Ok((k, _, why, old)) => {
+                history.add(&old);
+                log(format!("XDP program attached to the inputs ({why})"));
+                Some(k)
+            }
+            Err(e) => {
+                warn(format!(
+                    "restart: taking over the kernel tier: {e}; attaching afresh"
+                ));
+                None
+            }
+        },
+    };
+    let mut kernel = match (datapath, adopted) {
+        (_, Some(k)) => Some(k),
+        ("afpacket", None) => None,
+        (_, None) => match crate::kernel::KernelTier::start(&plan, mode, datapath == "afxdp") {
             Ok((k, _, why)) => {
                 log(format!("XDP program attached to the inputs ({why})"));
                 Some(k)
@@ -303,13 +385,16 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
     let mut st = State {
         config: config.to_owned(),
         cfg,
+        config_text,
+        restarts,
+        restart: None,
         engine: Engine::new(Arc::new(plan)),
         ports,
         kernel,
         xdp_mode: mode,
         xsks,
-        history: Report::default(),
-        reloads: 0,
+        history,
+        reloads,
         workers: (1..workers)
             .map(|_| WorkerSlot::new().map(Arc::new))
             .collect::<std::io::Result<_>>()?,
@@ -355,7 +440,7 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
     let (mut published, mut window) = (Instant::now(), Instant::now());
     let gap = st.gap.clone();
     latest.store(st.report());
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.load(Ordering::Relaxed) && st.restart.is_none() {
         if hup.swap(false, Ordering::Relaxed) {
             notifier.notify("RELOADING=1");
             match st.reload() {
@@ -426,7 +511,14 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
             last_stats = Instant::now();
         }
     }
-    notifier.notify("STOPPING=1");
+    if st.restart.is_some() {
+        // The process goes on: systemd is told what happens, not that it stops.
+        notifier.notify("STATUS=restarting in place");
+    } else {
+        notifier.notify("STOPPING=1");
+    }
+    // The other workers end with this loop, whatever ended it.
+    stop.store(true, Ordering::Relaxed);
     for t in threads {
         let _ = t.join();
     }
@@ -442,6 +534,14 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
     st.read_ring_stats();
     st.flush_archives();
     st.close_outputs();
+    if let Some((exe, client)) = st.restart.take() {
+        let (user, _) = st.reports();
+        let carried = st.merged(&user, None);
+        let e = restart::exec(&exe, &mut st, carried, client);
+        // The kernel tier, handed over or not, is detached as the process exits.
+        warn(format!("restart failed: {e}; stopping"));
+        return Ok(ExitCode::FAILURE);
+    }
     let report = st.report();
     log(format!(
         "stopping after {} reload(s); final counters:",

@@ -1,5 +1,5 @@
-//! Control jobs the first worker does between two batches: `status`, `reload`, and attaching
-//! a capture. The control server ([`crate::control::server`]) reads the requests and writes the
+//! Control jobs the first worker does between two batches: `status`, `reload`, `restart`
+//! (checked here, done when the loop ends) and attaching a capture. The control server ([`crate::control::server`]) reads the requests and writes the
 //! replies; nothing here touches a client's socket.
 
 use super::state::Refused;
@@ -34,6 +34,17 @@ impl State {
                     }
                 };
                 let _ = reply.try_send(line);
+            }
+            Job::Restart { stream, reply } => {
+                let r = if self.restart.is_some() {
+                    Err("a restart is already under way".to_owned())
+                } else {
+                    super::restart::preflight().map(|exe| self.restart = Some((exe, stream)))
+                };
+                if let Err(e) = &r {
+                    warn(format!("restart refused, the daemon keeps running: {e}"));
+                }
+                let _ = reply.try_send(r);
             }
             Job::Capture {
                 rule,

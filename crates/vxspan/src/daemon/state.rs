@@ -50,6 +50,13 @@ pub(super) struct State {
     pub(super) gap: Arc<GapMeter>,
     pub(super) config: PathBuf,
     pub(super) cfg: vxspan_config::Config,
+    /// The text `cfg` was parsed from (a restart hands it on: the next image reads the old
+    /// program's counters through the plan it ran).
+    pub(super) config_text: String,
+    /// Restarts in place since the process started (`vxspan restart`).
+    pub(super) restarts: u64,
+    /// A restart asked for: the binary to execute and the client to tell. The loop ends.
+    pub(super) restart: Option<(PathBuf, std::os::unix::net::UnixStream)>,
     pub(super) engine: Engine,
     pub(super) ports: Ports,
     /// The XDP tier, when the datapath is xdp.
@@ -177,7 +184,7 @@ impl State {
 
     /// Reloads the configuration file: all of what changed, or nothing.
     pub(super) fn reload(&mut self) -> Result<Reloaded, Refused> {
-        let (cfg, plan) = load_plan(&self.config).map_err(Refused::Invalid)?;
+        let Loaded { text, cfg, plan } = load_plan(&self.config).map_err(Refused::Invalid)?;
         let diff = super::diff::diff(&self.cfg, &cfg);
         if !diff.not_live.is_empty() {
             return Err(Refused::NotLive(diff.not_live));
@@ -258,6 +265,7 @@ impl State {
             self.respawn_workers();
         }
         self.cfg = cfg;
+        self.config_text = text;
         self.reloads += 1;
         if self.kernel.is_some() {
             let plan = self.engine.plan().clone();

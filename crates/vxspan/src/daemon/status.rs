@@ -149,6 +149,7 @@ impl State {
             "vlan_tiers": vlan_tiers,
             "config": self.config.display().to_string(),
             "reloads": self.reloads,
+            "restarts": self.restarts,
             "datapath": self.datapath(),
             "rss_bytes": process.resident_bytes,
             "cpu_seconds": process.cpu_seconds,

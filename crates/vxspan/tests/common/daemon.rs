@@ -22,12 +22,19 @@ impl Vxspan {
         dir: &std::path::Path,
         args: &[&str],
     ) -> Vxspan {
+        Vxspan::start_bin(ns, env!("CARGO_BIN_EXE_vxspan"), config, dir, args)
+    }
+
+    /// [`Vxspan::start_with`], running the binary `bin`.
+    pub fn start_bin(
+        ns: &Netns,
+        bin: &str,
+        config: &std::path::Path,
+        dir: &std::path::Path,
+        args: &[&str],
+    ) -> Vxspan {
         let control = dir.join("control.sock");
-        let mut argv = vec![
-            env!("CARGO_BIN_EXE_vxspan"),
-            "run",
-            config.to_str().unwrap(),
-        ];
+        let mut argv = vec![bin, "run", config.to_str().unwrap()];
         argv.extend_from_slice(args);
         argv.extend(["--control", control.to_str().unwrap()]);
         let child = ns
