@@ -129,7 +129,12 @@ pub fn pass_capabilities() -> Result<()> {
         .map(|(c, _)| *c)
         .filter(|c| have.contains(c))
         .collect();
-    caps::set(None, CapSet::Inheritable, &pass).context("passing the capabilities on")?;
+    // Under the packaged unit they are inheritable already (AmbientCapabilities=), and capset
+    // is outside its system call filter: only a set that lacks them is written.
+    let inheritable = caps::read(None, CapSet::Inheritable).context("reading the inheritable set")?;
+    if !pass.is_subset(&inheritable) {
+        caps::set(None, CapSet::Inheritable, &pass).context("passing the capabilities on")?;
+    }
     for c in &pass {
         caps::raise(None, CapSet::Ambient, *c)
             .with_context(|| format!("passing {c} on to the next image"))?;
@@ -137,11 +142,12 @@ pub fn pass_capabilities() -> Result<()> {
     Ok(())
 }
 
-/// Empties the inheritable and ambient sets (a restarted image got its capabilities through
-/// them): nothing this process starts inherits a capability.
+/// Empties the ambient set (a restarted image got its capabilities through it, as does a
+/// process of the packaged unit): nothing this process starts inherits a capability. A
+/// prctl, which the unit's system call filter allows (capset it does not); the inheritable set
+/// alone passes nothing to a program without file capabilities.
 pub fn clear_inheritance() -> Result<()> {
-    caps::clear(None, CapSet::Ambient).context("clearing the ambient capabilities")?;
-    caps::clear(None, CapSet::Inheritable).context("clearing the inheritable capabilities")
+    caps::clear(None, CapSet::Ambient).context("clearing the ambient capabilities")
 }
 
 /// Sets no_new_privs: an execve can no longer raise privileges (setuid bits, file
