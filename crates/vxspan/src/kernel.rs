@@ -3,7 +3,10 @@
 //! AF_PACKET rings the userspace tier reads. Its counters are merged with the userspace tier's
 //! in every report, and a reload swaps its tables atomically.
 
+use std::sync::Arc;
+use std::time::Instant;
 use vxspan_core::{Plan, Report};
+use vxspan_xdp::loader::{Prepared, Retired, RETIRE_AFTER};
 use vxspan_xdp::{Datapath, Mode, Tables};
 
 /// The `--xdp-mode` / `xdp_mode` choice: None lets vxspan pick (native unless an output is a
@@ -40,6 +43,31 @@ pub struct KernelTier {
     /// tables were loaded. What the device drops after a redirect (a full transmit ring...) is
     /// visible only there; the difference is moved from tx to `tx_error`.
     dev_base: Vec<Option<u64>>,
+    /// Objects replaced by swaps, counted in every report until their counters are final:
+    /// (object, the plan and tables it ran, when it was replaced).
+    retiring: Vec<(Retired, Arc<Plan>, Tables, Instant)>,
+}
+
+/// What the heavy part of a table swap needs to know of the running kernel tier: taken on the
+/// first worker (cheap), used on the thread that prepares the swap ([`KernelAsk::prepare`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelAsk {
+    userspace_only: bool,
+    links: Vec<(u32, bool)>,
+}
+
+impl KernelAsk {
+    /// Builds `plan`'s tables and loads them into an object for the current links: the
+    /// verifier and the VLAN-hint copies run here, off the packet threads.
+    pub fn prepare(&self, plan: &Plan) -> Result<Prepared, String> {
+        let tables = Tables::build(plan, &ifindex, self.userspace_only)?;
+        Datapath::prepare(tables, &self.links)
+    }
+
+    /// Whether `p` was prepared for the links this ask describes.
+    pub fn made(&self, p: &Prepared) -> bool {
+        p.links() == self.links.as_slice()
+    }
 }
 
 /// An interface's tx_dropped counter.
@@ -142,6 +170,7 @@ impl KernelTier {
                 dp,
                 userspace_only,
                 dev_base,
+                retiring: Vec::new(),
             },
             m,
             why,
@@ -174,6 +203,7 @@ impl KernelTier {
                 dp,
                 userspace_only,
                 dev_base,
+                retiring: Vec::new(),
             },
             m,
             why,
@@ -182,9 +212,12 @@ impl KernelTier {
     }
 
     /// Leaves the program attached and forwarding, and hands its links and counter maps over
-    /// for the next image of this process (`vxspan restart`).
-    pub fn handover(self) -> Result<vxspan_xdp::loader::Handover, String> {
-        self.dp.handover()
+    /// for the next image of this process (`vxspan restart`); with the final counters of the
+    /// objects replaced before, which are not handed over.
+    pub fn handover(self) -> Result<(vxspan_xdp::loader::Handover, Report), String> {
+        let mut k = self;
+        let retired = k.retire(true);
+        Ok((k.dp.handover()?, retired))
     }
 
     pub fn mode(&self) -> Option<Mode> {
@@ -205,12 +238,56 @@ impl KernelTier {
         self.snapshot(plan).0
     }
 
-    /// [`KernelTier::report`], and per input the frames the program handed to the userspace
-    /// tier, from one reading of the maps.
+    /// [`KernelTier::report`], and per input the frames the current program handed to the
+    /// userspace tier, from one reading of the maps. Replaced objects not yet retired are in the
+    /// report too.
     pub fn snapshot(&self, plan: &Plan) -> (Report, Vec<u64>) {
         let raw = self.dp.counters();
         let handed = raw.userspace.iter().map(|u| u.0).collect();
-        (self.report_of(plan, self.dp.tables(), &raw), handed)
+        let mut r = self.report_of(plan, self.dp.tables(), &raw);
+        for (old, p, t, _) in &self.retiring {
+            r.add(&retired_report(old, p, t));
+        }
+        (r, handed)
+    }
+
+    /// What the heavy part of a swap of this tier's tables needs ([`KernelAsk::prepare`]).
+    pub fn ask(&self) -> KernelAsk {
+        KernelAsk {
+            userspace_only: self.userspace_only,
+            links: self.dp.links_key(),
+        }
+    }
+
+    /// Swaps in a prepared object (the light part: map entries for the AF_XDP sockets and one
+    /// bpf_link_update per input). The replaced object, which ran `old` (the plan its tables
+    /// were built from), keeps being counted until [`KernelTier::retire`] finds it final. On
+    /// error nothing changed (the inputs changed since the object was prepared).
+    pub fn commit(&mut self, old: Arc<Plan>, p: Prepared) -> Result<(), String> {
+        let old_tables = self.dp.tables().clone();
+        let retired = self.dp.commit(p)?;
+        self.retiring
+            .push((retired, old, old_tables, Instant::now()));
+        Ok(())
+    }
+
+    /// The final counters of the replaced objects whose program can no longer run (all of
+    /// them with `all`, waiting out the rest of [`RETIRE_AFTER`]), for the caller's history.
+    pub fn retire(&mut self, all: bool) -> Report {
+        let mut r = Report::default();
+        if all {
+            if let Some(last) = self.retiring.iter().map(|x| x.3).max() {
+                std::thread::sleep(RETIRE_AFTER.saturating_sub(last.elapsed()));
+            }
+        }
+        self.retiring.retain(|(old, p, t, at)| {
+            if at.elapsed() < RETIRE_AFTER {
+                return true;
+            }
+            r.add(&retired_report(old, p, t));
+            false
+        });
+        r
     }
 
     fn report_of(
@@ -236,23 +313,13 @@ impl KernelTier {
         vxspan_core::engine::report(plan, &c)
     }
 
-    /// Swaps in the tables of `new` (same inputs). Returns the final counters of the replaced
-    /// tables, reported against `old`, the plan they were built from. On error nothing changed.
-    pub fn reload(&mut self, old: &Plan, new: &Plan) -> Result<Report, String> {
-        let tables = Tables::build(new, &ifindex, self.userspace_only)?;
-        let old_tables = self.dp.tables().clone();
-        let raw = self.dp.replace(tables)?;
-        Ok(vxspan_core::engine::report(
-            old,
-            &old_tables.counters(old, &raw),
-        ))
-    }
-
-    /// Detaches the program, then adds its final counters (reported against `plan`) to
-    /// `history`: read after the detach, so no frame it counted is left out.
+    /// Detaches the program, then adds its final counters (reported against `plan`) and the
+    /// replaced objects' to `history`: read after the detach, so no frame they counted is left
+    /// out.
     pub fn detach(self, plan: &Plan, history: &mut Report) {
         let mut k = self;
         k.dp.detach();
+        history.add(&k.retire(true));
         history.add(&k.report(plan));
     }
 
@@ -268,6 +335,11 @@ impl KernelTier {
             fd,
         })
     }
+}
+
+/// The counters of a replaced object, reported against the plan its tables were built from.
+fn retired_report(old: &Retired, plan: &Plan, tables: &Tables) -> Report {
+    vxspan_core::engine::report(plan, &tables.counters(plan, &old.counters()))
 }
 
 /// The plan's groups with the tier that runs each and why: the one placement `check`, `run`

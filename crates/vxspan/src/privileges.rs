@@ -131,7 +131,8 @@ pub fn pass_capabilities() -> Result<()> {
         .collect();
     // Under the packaged unit they are inheritable already (AmbientCapabilities=), and capset
     // is outside its system call filter: only a set that lacks them is written.
-    let inheritable = caps::read(None, CapSet::Inheritable).context("reading the inheritable set")?;
+    let inheritable =
+        caps::read(None, CapSet::Inheritable).context("reading the inheritable set")?;
     if !pass.is_subset(&inheritable) {
         caps::set(None, CapSet::Inheritable, &pass).context("passing the capabilities on")?;
     }

@@ -391,6 +391,42 @@ struct InputLink {
     hint: Option<crate::hint::Program>,
 }
 
+/// How long after a swap the replaced program may still be running on a CPU (a run that
+/// started before the swap ends within an RCU grace period): its counters are final after it.
+pub const RETIRE_AFTER: Duration = Duration::from_millis(50);
+
+/// An object loaded for a reload, not yet attached ([`Datapath::prepare`]).
+pub struct Prepared {
+    obj: Object,
+    tables: Tables,
+    links: Vec<(u32, bool)>,
+    hints: Vec<Option<crate::hint::Program>>,
+}
+
+impl Prepared {
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    /// The links it was prepared for ([`Datapath::links_key`]).
+    pub fn links(&self) -> &[(u32, bool)] {
+        &self.links
+    }
+}
+
+/// An object a swap replaced: no input runs it any more, its counters stay readable.
+pub struct Retired {
+    obj: Object,
+    n_outputs: usize,
+}
+
+impl Retired {
+    /// Its counters so far (final once [`RETIRE_AFTER`] has passed since the swap).
+    pub fn counters(&self) -> RawCounters {
+        self.obj.counters(self.n_outputs)
+    }
+}
+
 /// What a process hands its successor so that the kernel tier keeps forwarding across a
 /// restart (`vxspan restart` execs the new binary with these descriptors open): the input links,
 /// still running the old program on the old maps, and those maps' counters.
@@ -504,37 +540,86 @@ impl Datapath {
         Ok(())
     }
 
-    /// Swaps in `tables` (a reloaded plan) atomically: a new object is loaded and filled, then
-    /// each input's link is pointed at it. The inputs must be the same interfaces (the caller
-    /// re-creates the datapath when they change). Returns the old object's final counters; on
-    /// error nothing changed.
+    /// Swaps in `tables` (a reloaded plan) atomically: [`Datapath::prepare`], then
+    /// [`Datapath::commit`], then the old object's final counters once in-flight runs of its
+    /// program are over. On error nothing changed.
     pub fn replace(&mut self, tables: Tables) -> Result<RawCounters, String> {
-        let same_inputs = tables.inputs.iter().map(|i| i.ifindex).eq(self
+        let p = Datapath::prepare(tables, &self.links_key())?;
+        let old = self.commit(p)?;
+        std::thread::sleep(RETIRE_AFTER);
+        Ok(old.counters())
+    }
+
+    /// What a prepared object must be made for: each attached input (ifindex) and whether its
+    /// link runs the device-bound copy with the VLAN hint, in link order.
+    pub fn links_key(&self) -> Vec<(u32, bool)> {
+        self.links
+            .iter()
+            .map(|(i, l)| (*i, l.hint.is_some()))
+            .collect()
+    }
+
+    /// Loads and fills the object for `tables` (a reloaded plan) and the programs each link of
+    /// `links` ([`Datapath::links_key`]) will run: the heavy part of a swap (the verifier, the
+    /// VLAN-hint copies), done on whatever thread calls it, with nothing attached yet.
+    pub fn prepare(tables: Tables, links: &[(u32, bool)]) -> Result<Prepared, String> {
+        let mut obj = Object::load(&tables, &[])?;
+        let mut hints = Vec::with_capacity(links.len());
+        for &(ifindex, hint) in links {
+            hints.push(obj.input_program(ifindex, hint)?.1);
+        }
+        Ok(Prepared {
+            obj,
+            tables,
+            links: links.to_vec(),
+            hints,
+        })
+    }
+
+    /// Points each input's link at the prepared object (atomically: every frame sees one
+    /// program or the other) and returns the replaced object, still readable: its counters
+    /// are final once [`RETIRE_AFTER`] has passed. The inputs must be the ones `p` was
+    /// prepared for, and the AF_XDP sockets registered now are put in its map first. On error
+    /// nothing changed.
+    pub fn commit(&mut self, p: Prepared) -> Result<Retired, String> {
+        let same_inputs = p.tables.inputs.iter().map(|i| i.ifindex).eq(self
             .tables
             .inputs
             .iter()
             .map(|i| i.ifindex));
-        if !same_inputs {
-            return Err("XDP: the inputs changed: re-attach instead".into());
+        if !same_inputs || p.links != self.links_key() {
+            return Err("XDP: the inputs changed since the object was prepared".into());
         }
-        let mut obj = Object::load(&tables, &self.xsks)?;
-        // The new programs, loaded before any link moves.
-        let mut progs = Vec::with_capacity(self.links.len());
-        for (ifindex, l) in &self.links {
-            progs.push(obj.input_program(*ifindex, l.hint.is_some())?);
+        let Prepared {
+            mut obj,
+            tables,
+            hints,
+            ..
+        } = p;
+        for x in &self.xsks {
+            obj.xsks
+                .set(x.input * MAX_QUEUES as u32 + x.queue, x.fd, 0)
+                .map_err(|e| err("xsks", e))?;
         }
-        for ((_, l), (fd, hint)) in self.links.iter_mut().zip(progs) {
+        let mut fds = Vec::with_capacity(hints.len());
+        for h in &hints {
+            fds.push(match h {
+                Some(p) => p.fd(),
+                None => obj.ingress_fd()?,
+            });
+        }
+        for (((_, l), fd), hint) in self.links.iter_mut().zip(fds).zip(hints) {
             crate::hint::update(&l.link, fd)?;
             // The old copy is closed once its link points elsewhere.
             l.hint = hint;
         }
         let old = std::mem::replace(&mut self.obj, obj);
-        let old_outputs = self.tables.outputs.len();
+        let n_outputs = self.tables.outputs.len();
         self.tables = tables;
-        // Runs of the old program that started before the swap end within an RCU grace
-        // period; give them that before reading its counters for the last time.
-        std::thread::sleep(Duration::from_millis(50));
-        Ok(old.counters(old_outputs))
+        Ok(Retired {
+            obj: old,
+            n_outputs,
+        })
     }
 
     /// Leaves the inputs attached, running this object's program on its maps, and hands the
@@ -735,3 +820,10 @@ pub fn ifindex(name: &str) -> std::io::Result<u32> {
     }
     Ok(i)
 }
+
+// A reload prepares its object off the packet threads and hands it over.
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<Prepared>();
+    send::<Retired>();
+};

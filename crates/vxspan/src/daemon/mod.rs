@@ -39,6 +39,7 @@ use vxspan_io::Batch;
 mod diff;
 mod outputs;
 mod ports;
+mod prepare;
 mod restart;
 mod serve;
 mod state;
@@ -388,6 +389,7 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
         config_text,
         restarts,
         restart: None,
+        preparer: prepare::Preparer::spawn(job_wake.clone())?,
         engine: Engine::new(Arc::new(plan)),
         ports,
         kernel,
@@ -442,14 +444,8 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
     latest.store(st.report());
     while !stop.load(Ordering::Relaxed) && st.restart.is_none() {
         if hup.swap(false, Ordering::Relaxed) {
-            notifier.notify("RELOADING=1");
-            match st.reload() {
-                Ok(r) => log(r.line()),
-                Err(e) => warn(format!(
-                    "reload refused, the running configuration stays: {e}"
-                )),
-            }
-            notifier.notify("READY=1");
+            // Read and compiled on the preparer's thread, applied between two batches.
+            st.want(prepare::Want::Reload(None));
         }
         if notifier
             .watchdog
@@ -473,6 +469,11 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
         while let Ok(job) = jobs.try_recv() {
             let t = Instant::now();
             st.handle(job);
+            gap.record(t.elapsed());
+        }
+        if !st.preparer.idle() {
+            let t = Instant::now();
+            st.apply_prepared();
             gap.record(t.elapsed());
         }
         if published.elapsed() >= PUBLISH_EVERY {
@@ -507,6 +508,10 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
             st.flush_archives();
             st.ports.outputs.captures.prune();
             st.place_captured();
+            if let Some(k) = &mut st.kernel {
+                let r = k.retire(false);
+                st.history.add(&r);
+            }
             gap.record(t.elapsed());
             last_stats = Instant::now();
         }

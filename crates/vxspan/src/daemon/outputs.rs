@@ -516,24 +516,13 @@ fn busy_retry<T>(mut open: impl FnMut() -> std::io::Result<T>) -> std::io::Resul
 pub(super) fn open_output(
     ifname: &str,
     workers: usize,
-    old: Option<&Ports>,
+    old: Option<&PortsView>,
     tx: &TxSetup,
 ) -> Result<OutSocket> {
     let losses = &tx.losses;
     if tx.xdp {
         let ifindex = afpacket::ifindex(ifname).ok();
-        let kept = old.and_then(|p| {
-            let o = &p.outputs;
-            o.socket_names
-                .iter()
-                .zip(&o.sockets)
-                .find_map(|(n, s)| match s {
-                    Some(OutSocket::Xdp(x)) if n == ifname && Some(x.set.ifindex) == ifindex => {
-                        Some(x.for_worker(0))
-                    }
-                    _ => None,
-                })
-        });
+        let kept = old.and_then(|v| v.xdp_set(ifname, ifindex));
         if let Some(x) = kept {
             return Ok(OutSocket::Xdp(x));
         }

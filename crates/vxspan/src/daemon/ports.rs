@@ -117,15 +117,65 @@ pub(super) fn open_input_ring(
     Ok((ring, group))
 }
 
+/// What [`open_ports`] needs to know of the ports it replaces, taken on the first worker and
+/// used where the new ports are opened (off the packet threads): the rings a new plan can take
+/// over, by interface and whether they lead a fanout group, and the AF_XDP transmit sets it
+/// must keep (a second set cannot bind the same queues).
+pub(super) struct PortsView {
+    rings: Vec<(String, bool)>,
+    xdp: Vec<(String, XdpOut)>,
+}
+
+impl Ports {
+    pub(super) fn view(&self) -> PortsView {
+        let o = &self.outputs;
+        PortsView {
+            rings: self
+                .inputs
+                .iter()
+                .zip(&self.fanout)
+                .filter_map(|(i, f)| match i {
+                    LiveInput::Ring(r) => Some((r.name.clone(), f.is_some())),
+                    _ => None,
+                })
+                .collect(),
+            xdp: o
+                .socket_names
+                .iter()
+                .zip(&o.sockets)
+                .filter_map(|(n, s)| match s {
+                    Some(OutSocket::Xdp(x)) => Some((n.clone(), x.for_worker(0))),
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl PortsView {
+    /// The AF_XDP transmit set kept for `ifname` (index `ifindex`), if there is one.
+    pub(super) fn xdp_set(&self, ifname: &str, ifindex: Option<u32>) -> Option<XdpOut> {
+        self.xdp
+            .iter()
+            .find(|(n, x)| n == ifname && Some(x.set.ifindex) == ifindex)
+            .map(|(_, x)| x.for_worker(0))
+    }
+}
+
 /// Whether input `i` of `plan` can take over `old`'s ring on the same interface: the ring is
 /// kept (with every frame in it) instead of a new one being opened beside it.
-pub(super) fn reusable_ring(plan: &Plan, i: usize, workers: usize, old: Option<&Ports>) -> bool {
+pub(super) fn reusable_ring(
+    plan: &Plan,
+    i: usize,
+    workers: usize,
+    old: Option<&PortsView>,
+) -> bool {
     let inp = &plan.inputs[i];
     let shared = shares_input(plan, i, workers);
     old.is_some_and(|old| {
-        old.inputs.iter().zip(&old.fanout).any(|(o, f)| {
-            matches!(o, LiveInput::Ring(r) if r.name == inp.interface) && f.is_some() == shared
-        })
+        old.rings
+            .iter()
+            .any(|(name, f)| *name == inp.interface && *f == shared)
     })
 }
 
@@ -134,7 +184,7 @@ pub(super) fn reusable_ring(plan: &Plan, i: usize, workers: usize, old: Option<&
 pub(super) fn open_ports(
     plan: &Plan,
     workers: usize,
-    old: Option<&Ports>,
+    old: Option<&PortsView>,
     tx: &TxSetup,
 ) -> Result<Ports> {
     let mut inputs = Vec::new();

@@ -217,12 +217,19 @@ fn close_on_exec_except(keep: &[RawFd]) {
 /// The old image's part: writes the record, keeps the handed-over descriptors open across the
 /// exec, tells `client` and executes `exe`. Returns only on failure (the kernel tier is then
 /// detached as the process exits).
-pub(super) fn exec(exe: &Path, st: &mut State, carried: Report, mut client: UnixStream) -> String {
+pub(super) fn exec(
+    exe: &Path,
+    st: &mut State,
+    mut carried: Report,
+    mut client: UnixStream,
+) -> String {
     let mut keep = Vec::new();
     let kernel = match st.kernel.take().map(crate::kernel::KernelTier::handover) {
         None => None,
         Some(Err(e)) => return e,
-        Some(Ok(h)) => {
+        Some(Ok((h, retired))) => {
+            // Objects replaced before are not handed over: their counts go in the record.
+            carried.add(&retired);
             let links: Vec<(u32, RawFd)> = h
                 .links
                 .into_iter()

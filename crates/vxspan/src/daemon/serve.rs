@@ -2,7 +2,6 @@
 //! (checked here, done when the loop ends) and attaching a capture. The control server ([`crate::control::server`]) reads the requests and writes the
 //! replies; nothing here touches a client's socket.
 
-use super::state::Refused;
 use super::*;
 use crate::control::server::Job;
 
@@ -12,29 +11,8 @@ impl State {
             Job::Status(reply) => {
                 let _ = reply.try_send(self.status().to_string());
             }
-            Job::Reload(reply) => {
-                let line = match self.reload() {
-                    Ok(r) => {
-                        log(r.line());
-                        serde_json::json!({ "ok": r.summary, "changes": r.changes }).to_string()
-                    }
-                    Err(e) => {
-                        warn(format!(
-                            "reload refused, the running configuration stays: {e}"
-                        ));
-                        match &e {
-                            Refused::Invalid(_) => {
-                                serde_json::json!({ "error": e.to_string(), "invalid": true })
-                            }
-                            Refused::NotLive(why) => {
-                                serde_json::json!({ "error": e.to_string(), "not_live": why })
-                            }
-                        }
-                        .to_string()
-                    }
-                };
-                let _ = reply.try_send(line);
-            }
+            // Read, compiled and opened on the preparer's thread; answered once applied.
+            Job::Reload(reply) => self.want(super::prepare::Want::Reload(Some(reply))),
             Job::Restart { stream, reply } => {
                 let r = if self.restart.is_some() {
                     Err("a restart is already under way".to_owned())
@@ -50,9 +28,14 @@ impl State {
                 rule,
                 stream,
                 reply,
-            } => {
-                let _ = reply.try_send(self.attach_capture(rule.as_deref(), stream));
-            }
+            } => match self.attach_capture(rule.as_deref(), stream) {
+                // Answered once the kernel tier runs the captured rule's groups in userspace
+                // (at once when there is nothing to move): the capture records what follows.
+                Ok(()) => self.want(super::prepare::Want::Captured(vec![reply])),
+                Err(e) => {
+                    let _ = reply.try_send(Err(e));
+                }
+            },
         }
     }
 
@@ -84,8 +67,6 @@ impl State {
         .map_err(|e| format!("starting the capture: {e}"))?;
         log(format!("capture attached ({what})"));
         self.ports.outputs.captures.attach(c);
-        // Before the reply: the capture records what follows it, whatever tier ran it.
-        self.place_captured();
         Ok(())
     }
 }

@@ -55,6 +55,8 @@ pub(super) struct State {
     pub(super) config_text: String,
     /// Restarts in place since the process started (`vxspan restart`).
     pub(super) restarts: u64,
+    /// The thread that prepares reloads and capture moves, and what waits for it.
+    pub(super) preparer: super::prepare::Preparer,
     /// A restart asked for: the binary to execute and the client to tell. The loop ends.
     pub(super) restart: Option<(PathBuf, std::os::unix::net::UnixStream)>,
     pub(super) engine: Engine,
@@ -182,39 +184,58 @@ impl State {
         )
     }
 
-    /// Reloads the configuration file: all of what changed, or nothing.
-    pub(super) fn reload(&mut self) -> Result<Reloaded, Refused> {
-        let Loaded { text, cfg, plan } = load_plan(&self.config).map_err(Refused::Invalid)?;
-        let diff = super::diff::diff(&self.cfg, &cfg);
-        if !diff.not_live.is_empty() {
-            return Err(Refused::NotLive(diff.not_live));
+    /// What preparing a reload of the configuration file needs of the running state (taken
+    /// here, cheaply; used by [`super::prepare::prepare_reload`] on the preparer's thread).
+    pub(super) fn reload_ctx(&self) -> super::prepare::ReloadCtx {
+        super::prepare::ReloadCtx {
+            path: self.config.clone(),
+            cfg: self.cfg.clone(),
+            ports_key: self.ports.key.clone(),
+            view: self.ports.view(),
+            inputs: self
+                .engine
+                .plan()
+                .inputs
+                .iter()
+                .map(|i| i.interface.clone())
+                .collect(),
+            workers: self.workers.len() + 1,
+            tx: self.tx.clone(),
+            kernel: self.kernel.as_ref().map(|k| k.ask()),
         }
+    }
+
+    /// Applies a prepared reload: all of what changed, or nothing. The file was read and
+    /// compiled, new ports opened and the kernel tier's object loaded off this thread; what is
+    /// left here is the swap.
+    pub(super) fn apply_reload(
+        &mut self,
+        p: super::prepare::PreparedReload,
+    ) -> Result<Reloaded, Refused> {
+        let super::prepare::PreparedReload {
+            loaded: Loaded { text, cfg, plan },
+            diff,
+            same_ports,
+            same_inputs,
+            new_ports,
+            kernel,
+        } = p;
         let not_live = |e: String| Refused::NotLive(vec![e]);
-        let same_ports = interfaces_key(&plan) == self.ports.key;
         // Everything that can fail comes first, and nothing is changed until all of it has
-        // worked: new ports are opened beside the old ones, then the kernel tier swaps its
+        // worked: the new ports were opened beside the old ones, then the kernel tier swaps its
         // tables (atomically on its attachments when the input interfaces stay, even if the
         // outputs change; otherwise it is re-attached below).
-        let same_inputs = plan.inputs.iter().map(|i| &i.interface).eq(self
-            .engine
-            .plan()
-            .inputs
-            .iter()
-            .map(|i| &i.interface));
-        let new_ports = if same_ports {
-            None
-        } else {
-            Some(
-                open_ports(&plan, self.workers.len() + 1, Some(&self.ports), &self.tx)
-                    .map_err(|e| not_live(format!("opening the new ports: {e:#}")))?,
-            )
-        };
         if same_inputs {
-            if let Some(k) = &mut self.kernel {
-                let old = k
-                    .reload(self.engine.plan(), &plan)
-                    .map_err(|e| not_live(format!("the kernel tier: {e}")))?;
-                self.history.add(&old);
+            match (&mut self.kernel, kernel) {
+                (Some(k), Some(prepared)) => k
+                    .commit(self.engine.plan().clone(), prepared)
+                    .map_err(|e| not_live(format!("the kernel tier: {e}; try again")))?,
+                (Some(_), None) => {
+                    return Err(not_live(
+                        "the kernel tier came up while the reload was prepared; try again".into(),
+                    ))
+                }
+                (None, _) => {}
             }
         }
         if let Some(mut ports) = new_ports {
@@ -674,62 +695,4 @@ pub(super) fn with_captured(plan: &Plan, rules: Option<&[usize]>) -> Plan {
         }
     }
     p
-}
-
-impl State {
-    /// Moves the kernel-tier groups of the captured rules to userspace (and back once their
-    /// captures end): the capture sees every frame of its rule, whatever tier ran it. The
-    /// kernel tier swaps its tables; its counters so far go to the history.
-    pub(super) fn place_captured(&mut self) {
-        let want = self.ports.outputs.captures.rules();
-        if want == self.captured {
-            return;
-        }
-        let Some(k) = &mut self.kernel else {
-            self.captured = want;
-            return;
-        };
-        let plan = with_captured(self.engine.plan(), want.as_deref());
-        // Nothing to swap when no group changes tier (a capture of a userspace rule).
-        let tiers = |p: &Plan| -> Vec<vxspan_core::Tier> {
-            p.inputs
-                .iter()
-                .flat_map(|i| i.groups.iter().map(|g| g.tier))
-                .collect()
-        };
-        let now = with_captured(self.engine.plan(), self.captured.as_deref());
-        if tiers(&plan) == tiers(&now) {
-            self.captured = want;
-            return;
-        }
-        match k.reload(self.engine.plan(), &plan) {
-            Ok(old) => {
-                self.history.add(&old);
-                let moved = plan
-                    .inputs
-                    .iter()
-                    .flat_map(|i| &i.groups)
-                    .zip(self.engine.plan().inputs.iter().flat_map(|i| &i.groups))
-                    .filter(|(n, o)| n.tier != o.tier)
-                    .count();
-                log(format!(
-                    "captures: {moved} group(s) of the kernel tier in userspace while captured"
-                ));
-                self.captured = want;
-                if let Err(e) = self.open_xsks(&plan) {
-                    warn(format!(
-                        "AF_XDP: {e}; the userspace tier reads through AF_PACKET"
-                    ));
-                }
-                self.log_placement();
-            }
-            Err(e) => {
-                // Not retried every second: the next capture attached or detached tries again.
-                warn(format!(
-                    "captures: the kernel tier could not move the captured groups ({e}): a capture sees only what the userspace tier forwards"
-                ));
-                self.captured = want;
-            }
-        }
-    }
 }
