@@ -43,9 +43,18 @@ pub struct KernelTier {
     /// tables were loaded. What the device drops after a redirect (a full transmit ring...) is
     /// visible only there; the difference is moved from tx to `tx_error`.
     dev_base: Vec<Option<u64>>,
-    /// Objects replaced by swaps, counted in every report until their counters are final:
-    /// (object, the plan and tables it ran, when it was replaced).
-    retiring: Vec<(Retired, Arc<Plan>, Tables, Instant)>,
+    /// Objects replaced by swaps, counted in every report until their counters are final.
+    retiring: Vec<Retiring>,
+}
+
+/// A replaced object: the plan and tables it ran, when it was replaced, and the device drops
+/// charged to it (its baselines and the devices' counters at the swap).
+struct Retiring {
+    obj: Retired,
+    plan: Arc<Plan>,
+    tables: Tables,
+    at: Instant,
+    dev: (Vec<Option<u64>>, Vec<Option<u64>>),
 }
 
 /// What the heavy part of a table swap needs to know of the running kernel tier: taken on the
@@ -244,9 +253,10 @@ impl KernelTier {
     pub fn snapshot(&self, plan: &Plan) -> (Report, Vec<u64>) {
         let raw = self.dp.counters();
         let handed = raw.userspace.iter().map(|u| u.0).collect();
-        let mut r = self.report_of(plan, self.dp.tables(), &raw);
-        for (old, p, t, _) in &self.retiring {
-            r.add(&retired_report(old, p, t));
+        let now = device_counters(plan, &self.dev_base);
+        let mut r = report_of(plan, self.dp.tables(), &raw, (&self.dev_base, &now));
+        for x in &self.retiring {
+            r.add(&x.report());
         }
         (r, handed)
     }
@@ -260,14 +270,21 @@ impl KernelTier {
     }
 
     /// Swaps in a prepared object (the light part: map entries for the AF_XDP sockets and one
-    /// bpf_link_update per input). The replaced object, which ran `old` (the plan its tables
-    /// were built from), keeps being counted until [`KernelTier::retire`] finds it final. On
-    /// error nothing changed (the inputs changed since the object was prepared).
-    pub fn commit(&mut self, old: Arc<Plan>, p: Prepared) -> Result<(), String> {
-        let old_tables = self.dp.tables().clone();
-        let retired = self.dp.commit(p)?;
-        self.retiring
-            .push((retired, old, old_tables, Instant::now()));
+    /// bpf_link_update per input), built from `new`. The replaced object, which ran `old`,
+    /// keeps being counted until [`KernelTier::retire`] finds it final. On error nothing
+    /// changed (the inputs changed since the object was prepared).
+    pub fn commit(&mut self, old: Arc<Plan>, new: &Plan, p: Prepared) -> Result<(), String> {
+        let tables = self.dp.tables().clone();
+        let obj = self.dp.commit(p)?;
+        let end = device_counters(&old, &self.dev_base);
+        let base = std::mem::replace(&mut self.dev_base, device_baseline(new, self.dp.tables()));
+        self.retiring.push(Retiring {
+            obj,
+            plan: old,
+            tables,
+            at: Instant::now(),
+            dev: (base, end),
+        });
         Ok(())
     }
 
@@ -276,41 +293,18 @@ impl KernelTier {
     pub fn retire(&mut self, all: bool) -> Report {
         let mut r = Report::default();
         if all {
-            if let Some(last) = self.retiring.iter().map(|x| x.3).max() {
+            if let Some(last) = self.retiring.iter().map(|x| x.at).max() {
                 std::thread::sleep(RETIRE_AFTER.saturating_sub(last.elapsed()));
             }
         }
-        self.retiring.retain(|(old, p, t, at)| {
-            if at.elapsed() < RETIRE_AFTER {
+        self.retiring.retain(|x| {
+            if x.at.elapsed() < RETIRE_AFTER {
                 return true;
             }
-            r.add(&retired_report(old, p, t));
+            r.add(&x.report());
             false
         });
         r
-    }
-
-    fn report_of(
-        &self,
-        plan: &Plan,
-        tables: &Tables,
-        raw: &vxspan_xdp::tables::RawCounters,
-    ) -> Report {
-        let mut c = tables.counters(plan, raw);
-        for (o, base) in self.dev_base.iter().enumerate() {
-            let (Some(base), Some(ifname)) = (base, plan.outputs[o].dest.interface()) else {
-                continue;
-            };
-            let port = &mut c.ports[plan.outputs[o].port];
-            let lost = tx_dropped(ifname)
-                .unwrap_or(*base)
-                .saturating_sub(*base)
-                .min(port.tx_packets);
-            port.tx_packets -= lost;
-            port.tx_dropped_packets += lost;
-            port.tx_drop_reasons[vxspan_core::TxDrop::TxError as usize] += lost;
-        }
-        vxspan_core::engine::report(plan, &c)
     }
 
     /// Detaches the program, then adds its final counters (reported against `plan`) and the
@@ -337,9 +331,44 @@ impl KernelTier {
     }
 }
 
-/// The counters of a replaced object, reported against the plan its tables were built from.
-fn retired_report(old: &Retired, plan: &Plan, tables: &Tables) -> Report {
-    vxspan_core::engine::report(plan, &tables.counters(plan, &old.counters()))
+impl Retiring {
+    /// Its counters, reported against the plan its tables were built from.
+    fn report(&self) -> Report {
+        let raw = self.obj.counters();
+        report_of(&self.plan, &self.tables, &raw, (&self.dev.0, &self.dev.1))
+    }
+}
+
+/// Each output's device tx_dropped now, where `base` has a baseline.
+fn device_counters(plan: &Plan, base: &[Option<u64>]) -> Vec<Option<u64>> {
+    plan.outputs
+        .iter()
+        .zip(base)
+        .map(|(o, b)| b.and_then(|_| o.dest.interface().and_then(tx_dropped)))
+        .collect()
+}
+
+/// The kernel tier's counters `raw` in `plan`'s shape, with what the output devices dropped
+/// after a redirect moved from tx to `tx_error`: per output, its tx_dropped `dev.1` less its
+/// baseline `dev.0` (outputs only the kernel tier sends to).
+fn report_of(
+    plan: &Plan,
+    tables: &Tables,
+    raw: &vxspan_xdp::tables::RawCounters,
+    dev: (&[Option<u64>], &[Option<u64>]),
+) -> Report {
+    let mut c = tables.counters(plan, raw);
+    for ((o, base), now) in plan.outputs.iter().zip(dev.0).zip(dev.1) {
+        let (Some(base), Some(now)) = (base, now) else {
+            continue;
+        };
+        let port = &mut c.ports[o.port];
+        let lost = now.saturating_sub(*base).min(port.tx_packets);
+        port.tx_packets -= lost;
+        port.tx_dropped_packets += lost;
+        port.tx_drop_reasons[vxspan_core::TxDrop::TxError as usize] += lost;
+    }
+    vxspan_core::engine::report(plan, &c)
 }
 
 /// The plan's groups with the tier that runs each and why: the one placement `check`, `run`

@@ -2,7 +2,8 @@
 //! blast runs through the kernel tier; no frame is lost (the inputs' program is swapped, never
 //! detached), the counters continue from the old totals (also when the rules changed between
 //! restarts), a binary that cannot start is refused without stopping anything, and a replaced
-//! binary (an upgrade) is what the restart runs.
+//! binary (an upgrade) is what the restart runs. Also the reloads of the kernel tier the restart
+//! code shares (prepared off the first worker).
 
 mod common;
 
@@ -247,5 +248,52 @@ fn a_broken_binary_is_refused_and_a_replaced_one_is_run() {
         .output()
         .unwrap();
     assert!(!o.status.success());
+    let _ = vx.stop(&dir);
+}
+
+/// A reload that removes an output while the kernel tier runs (it crashed the daemon: the
+/// device baselines kept the old plan's length), and a rules-only one: both applied, the
+/// daemon answers, and the frames replayed after them go to the one output left.
+#[test]
+fn an_xdp_reload_that_removes_an_output_is_applied() {
+    if common::netns::skipped() {
+        return;
+    }
+    let dir = scratch("live-reload-fewer");
+    let ns = topology("rlf", &dir, false);
+    let config = dir.join("reload.toml");
+    std::fs::write(&config, rules_to("x")).unwrap();
+    let vx = Vxspan::start_with(
+        &ns,
+        &config,
+        &dir,
+        &["--datapath", "xdp", "--xdp-mode", "generic"],
+    );
+    std::fs::write(&config, rules_to("y")).unwrap();
+    let o = vx.cli(&["reload"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::write(
+        &config,
+        "[inputs.in]\ninterface = \"eth0\"\n[outputs.x]\ninterface = \"eth3\"\n[[rules]]\nfrom = [\"in\"]\nto = [\"x\"]\n",
+    )
+    .unwrap();
+    let o = vx.cli(&["reload"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("output y: removed"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let pcap = dir.join("mix.pcap");
+    common::gen_mix(&pcap, 100, 3);
+    let rx3 = ns.stat("p3", "rx_packets");
+    ns.replay_paced("p0", 1000, &pcap);
+    wait_for(Duration::from_secs(5), || {
+        counter(&vx.stats(), "in", "rx_packets") == 100
+    });
+    let s = vx.stats();
+    assert_eq!(counter(&s, "in", "rx_packets"), 100, "{s}");
+    assert_eq!(counter(&s, "x", "tx_packets"), 100, "{s}");
+    assert_eq!(ns.stat("p3", "rx_packets") - rx3, 100);
     let _ = vx.stop(&dir);
 }

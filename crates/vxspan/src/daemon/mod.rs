@@ -478,6 +478,11 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
         }
         if published.elapsed() >= PUBLISH_EVERY {
             let t = Instant::now();
+            // Objects a swap replaced are read in each report until they are final.
+            if let Some(k) = &mut st.kernel {
+                let r = k.retire(false);
+                st.history.add(&r);
+            }
             st.read_ring_stats();
             st.read_xsk_stats();
             latest.store(st.report());
@@ -508,10 +513,7 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
             st.flush_archives();
             st.ports.outputs.captures.prune();
             st.place_captured();
-            if let Some(k) = &mut st.kernel {
-                let r = k.retire(false);
-                st.history.add(&r);
-            }
+
             gap.record(t.elapsed());
             last_stats = Instant::now();
         }

@@ -317,7 +317,7 @@ impl State {
         if !Arc::ptr_eq(&base, self.engine.plan()) || now != want || !k.ask().made(&p) {
             return Ok(Moved::Stale);
         }
-        k.commit(self.engine.plan().clone(), p)?;
+        k.commit(self.engine.plan().clone(), &plan, p)?;
         let moved = plan
             .inputs
             .iter()

@@ -228,7 +228,7 @@ impl State {
         if same_inputs {
             match (&mut self.kernel, kernel) {
                 (Some(k), Some(prepared)) => k
-                    .commit(self.engine.plan().clone(), prepared)
+                    .commit(self.engine.plan().clone(), &plan, prepared)
                     .map_err(|e| not_live(format!("the kernel tier: {e}; try again")))?,
                 (Some(_), None) => {
                     return Err(not_live(
