@@ -60,6 +60,15 @@ extern "C" {
         opts: *const LinkCreateOpts,
     ) -> c_int;
     fn bpf_link_update(link_fd: c_int, new_prog_fd: c_int, opts: *const c_void) -> c_int;
+    fn bpf_map_lookup_batch(
+        fd: c_int,
+        in_batch: *mut c_void,
+        out_batch: *mut c_void,
+        keys: *mut c_void,
+        values: *mut c_void,
+        count: *mut u32,
+        opts: *const c_void,
+    ) -> c_int;
 }
 
 /// linux/bpf.h: `BPF_F_XDP_DEV_BOUND_ONLY`, `BPF_XDP` (enum bpf_attach_type).
@@ -205,4 +214,59 @@ pub fn update(link: &OwnedFd, prog_fd: RawFd) -> Result<(), String> {
         return Err(os_err("bpf_link_update", r));
     }
     Ok(())
+}
+
+/// The values of keys 0..`n` of the per-CPU array `fd`, whose values are `value_size` bytes:
+/// `n` runs of `ncpus` values each rounded up to 8 bytes, read with BPF_MAP_LOOKUP_BATCH (a
+/// few system calls for the 4,096 VLANs of an input, instead of one per key).
+pub fn per_cpu_array(
+    fd: RawFd,
+    n: u32,
+    value_size: usize,
+    ncpus: usize,
+) -> Result<Vec<u8>, String> {
+    let stride = value_size.div_ceil(8) * 8 * ncpus;
+    let mut values = vec![0u8; n as usize * stride];
+    let mut keys = vec![0u32; n as usize];
+    let (mut done, mut next, mut first) = (0u32, 0u32, true);
+    while done < n {
+        let mut count = n - done;
+        let mut from = next;
+        let at = done as usize;
+        // SAFETY: `keys` has room for `n - done` keys from `at` and `values` for as many values
+        // of `stride` bytes; the batch tokens are u32 keys (an array's); libbpf writes at most
+        // `count` of each and the next token, and nothing after the call.
+        let r = unsafe {
+            bpf_map_lookup_batch(
+                fd,
+                if first {
+                    std::ptr::null_mut()
+                } else {
+                    (&mut from as *mut u32).cast()
+                },
+                (&mut next as *mut u32).cast(),
+                keys[at..].as_mut_ptr().cast(),
+                values[at * stride..].as_mut_ptr().cast(),
+                &mut count,
+                std::ptr::null(),
+            )
+        };
+        done += count.min(n - done);
+        first = false;
+        if r < 0 {
+            if -r == libc::ENOENT {
+                break;
+            }
+            return Err(os_err("BPF_MAP_LOOKUP_BATCH", r));
+        }
+        if count == 0 {
+            break;
+        }
+    }
+    if done != n || keys.iter().enumerate().any(|(i, k)| *k as usize != i) {
+        return Err(format!(
+            "BPF_MAP_LOOKUP_BATCH: {done} of {n} keys, out of order"
+        ));
+    }
+    Ok(values)
 }

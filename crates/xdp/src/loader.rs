@@ -71,6 +71,8 @@ struct Object {
 /// The maps the program counts in: what [`RawCounters`] are read from.
 struct CounterMaps {
     groups: PerCpuArray<MapData, VxGroup>,
+    /// The groups map again, for reading it in batches.
+    groups_fd: OwnedFd,
     in_stats: PerCpuArray<MapData, VxInputStats>,
     outputs: PerCpuArray<MapData, VxOutput>,
 }
@@ -101,7 +103,7 @@ impl Object {
             .map_max_entries("xsks", (n_inputs * MAX_QUEUES) as u32)
             .load(crate::object())
             .map_err(|e| err("loading the object", e))?;
-        let map_fds = ebpf
+        let map_fds: Vec<(String, OwnedFd)> = ebpf
             .maps()
             .filter_map(|(name, m)| {
                 use aya::maps::Map;
@@ -242,12 +244,20 @@ impl Object {
         }
         let in_stats =
             PerCpuArray::try_from(take(&mut ebpf, "in_stats")?).map_err(|e| err("in_stats", e))?;
+        let groups_fd = map_fds
+            .iter()
+            .find(|(n, _)| n == "groups")
+            .ok_or_else(|| err("groups", "map missing from the object"))?
+            .1
+            .try_clone()
+            .map_err(|e| err("groups", e))?;
         Ok(Object {
             ebpf,
             map_fds,
             xsks: xsk_map,
             counters: CounterMaps {
                 groups,
+                groups_fd,
                 in_stats,
                 outputs,
             },
@@ -303,12 +313,14 @@ impl CounterMaps {
     /// order).
     fn from_fds(fds: [OwnedFd; 3]) -> Result<CounterMaps, String> {
         let [g, s, o] = fds;
+        let groups_fd = g.try_clone().map_err(|e| err("groups", e))?;
         let open = |fd: OwnedFd, name: &str| {
             MapData::from_fd(fd).map_err(|e| err(&format!("the handed-over map {name}"), e))
         };
         Ok(CounterMaps {
             groups: PerCpuArray::try_from(Map::PerCpuArray(open(g, "groups")?))
                 .map_err(|e| err("groups", e))?,
+            groups_fd,
             in_stats: PerCpuArray::try_from(Map::PerCpuArray(open(s, "in_stats")?))
                 .map_err(|e| err("in_stats", e))?,
             outputs: PerCpuArray::try_from(Map::PerCpuArray(open(o, "outputs")?))
@@ -324,8 +336,33 @@ impl CounterMaps {
             userspace: vec![(0, 0); n_inputs],
             outputs: vec![OutputCounters::default(); n_outputs],
         };
+        let batch = ncpus().and_then(|n| {
+            crate::hint::per_cpu_array(
+                self.groups_fd.as_raw_fd(),
+                (n_inputs * NVID) as u32,
+                std::mem::size_of::<VxGroup>(),
+                n,
+            )
+            .map(|v| (v, n))
+        });
+        if let Ok((values, cpus)) = &batch {
+            // VxGroup: action, arg (u32), then packets, bytes, dropped packets and bytes (u64).
+            let stride = std::mem::size_of::<VxGroup>().div_ceil(8) * 8;
+            let u64_at = |b: &[u8], at: usize| {
+                u64::from_ne_bytes(b[at..at + 8].try_into().unwrap_or_default())
+            };
+            for (k, per_key) in values.chunks_exact(stride * cpus).enumerate() {
+                let c = &mut raw.groups[k / NVID][k % NVID];
+                for v in per_key.chunks_exact(stride) {
+                    c.packets += u64_at(v, 8);
+                    c.bytes += u64_at(v, 16);
+                    c.dropped_packets += u64_at(v, 24);
+                    c.dropped_bytes += u64_at(v, 32);
+                }
+            }
+        }
         for (i, vids) in raw.groups.iter_mut().enumerate() {
-            for (vid, c) in vids.iter_mut().enumerate() {
+            for (vid, c) in vids.iter_mut().enumerate().filter(|_| batch.is_err()) {
                 if let Ok(v) = self.groups.get(&((i * NVID + vid) as u32), 0) {
                     for g in v.iter() {
                         c.packets += g.packets;
