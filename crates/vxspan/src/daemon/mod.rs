@@ -6,10 +6,12 @@
 //!
 //! The first worker (this thread) owns every port: it waits for any input ring to have frames
 //! (poll), reads them in batches, runs them through the engine and sends the copies. Between two
-//! batches it answers the control socket, applies a pending reload (SIGHUP or `vxspan reload`)
-//! and, once a second, reads each ring's kernel statistics (frames dropped because the ring was
+//! batches it does the control jobs the control thread queues (`status`, attaching a capture),
+//! applies a reload (SIGHUP or `vxspan reload`) that [`prepare`] readied on its own thread, and,
+//! once a second, reads each ring's kernel statistics (frames dropped because the ring was
 //! full are counted as `ring_overrun` on the input, so `rx_packets` counts every frame that
-//! reached the socket).
+//! reached the socket). `vxspan restart` ends the loop and [`restart`] executes the binary again
+//! in this process, the kernel tier forwarding on.
 //!
 //! With `--workers N`, each AF_PACKET input (not tunnel endpoints, not inputs with passthru) is
 //! a PACKET_FANOUT_HASH group with one ring per worker, and an input's AF_XDP sockets (one per
@@ -19,8 +21,8 @@
 //! two of their batches (`WorkerSlot`): to read their counters, to swap their engine on a
 //! rules-only reload, or to give them new rings and sockets when ports change.
 //!
-//! A reload validates and compiles the new file first; if it is invalid, the running
-//! configuration stays and the error is logged and returned to `vxspan reload`. If only rules or
+//! A reload validates and compiles the new file first (off this thread); if it is invalid, the
+//! running configuration stays and the error is logged and returned to `vxspan reload`. If only rules or
 //! outputs' transforms changed (the same input and output interfaces), sockets and rings are kept
 //! and the new plan is swapped in between two batches, so nothing is lost; otherwise the ports
 //! are reopened. Counters continue across reloads (by port, VLAN and rule name).
