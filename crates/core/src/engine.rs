@@ -40,6 +40,10 @@ pub struct TxFrame<'a> {
     pub input: usize,
     /// For a tunnel output's copy: where the tunnel payload starts and its UDP source port.
     pub tunnel: Option<crate::encap::Encapsulated>,
+    /// For an output's copy, its output's [`crate::plan::OutputPlan::loss_id`]: a transmitter
+    /// that learns only later that the copy was lost (a batch send, an AF_XDP completion, a
+    /// buffered file write) records the loss under it. `u16::MAX` for other frames.
+    pub owner: u16,
 }
 
 /// Where copies go: the back-end behind each output.
@@ -289,6 +293,7 @@ impl Engine {
                             ts: frame.ts,
                             input,
                             tunnel: None,
+                            owner: u16::MAX,
                         },
                     );
                     if dst == mac {
@@ -430,6 +435,7 @@ impl Engine {
                     ts: frame.ts,
                     input,
                     tunnel: None,
+                    owner: u16::MAX,
                 },
             );
         }
@@ -607,6 +613,7 @@ fn deliver(
             ts: frame.ts,
             input,
             tunnel,
+            owner: out.loss_id,
         },
     )
     .map(|_| n)

@@ -108,6 +108,10 @@ pub struct OutputPlan {
     pub vlan: Option<VlanAction>,
     pub truncate: Option<u32>,
     pub mtu: Option<u32>,
+    /// The id late send losses of its copies are recorded under ([`TxFrame::owner`]): its
+    /// index here; `vxspan run` sets one interned by name, so that it survives a reload that
+    /// renumbers the outputs.
+    pub loss_id: u16,
 }
 
 /// Where a group of frames is processed.
@@ -432,6 +436,7 @@ impl Plan {
                 vlan: o.vlan,
                 truncate: o.truncate,
                 mtu: o.mtu,
+                loss_id: u16::try_from(i).unwrap_or(u16::MAX),
             })
             .collect();
         let configured_tunnels = (0..n_in)

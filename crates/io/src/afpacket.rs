@@ -597,6 +597,20 @@ impl TxBatch {
     }
 }
 
+/// Copies are queued and go out at [`TxPort::flush`] (or when the batch is full); a copy the
+/// kernel refuses then is recorded under its [`TxFrame::owner`].
+impl TxPort for TxBatch {
+    fn send(&mut self, frame: TxFrame<'_>) -> Result<(), TxDrop> {
+        self.queue(frame.data, frame.owner);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        TxBatch::flush(self);
+        Ok(())
+    }
+}
+
 impl Drop for TxBatch {
     fn drop(&mut self) {
         self.flush();

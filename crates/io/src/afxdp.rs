@@ -25,7 +25,7 @@ use ring::{Geometry, RxFrames, TxFrames};
 
 use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User};
 
-use crate::{Batch, RecvStatus, RxPort, TxDrop, TxLosses};
+use crate::{Batch, RecvStatus, RxPort, TxDrop, TxLosses, TxPort};
 
 /// Frames in a receive socket's UMEM, and entries in each of its rings.
 const FRAMES: u32 = 1024;
@@ -724,6 +724,19 @@ impl Drop for XskTx {
         if !self.dead {
             self.give_up(TxDrop::QueueFull);
         }
+    }
+}
+
+/// A copy goes on the TX ring at once (refused with its reason when it cannot); what the device
+/// drops after a kick is recorded under its [`vxspan_core::TxFrame::owner`].
+impl TxPort for XskTx {
+    fn send(&mut self, frame: vxspan_core::TxFrame<'_>) -> Result<(), TxDrop> {
+        XskTx::send(self, frame.data, frame.owner)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        XskTx::flush(self);
+        Ok(())
     }
 }
 

@@ -4,8 +4,15 @@
 //! from `tx` to `tx_dropped` when counters are reported ([`TxLosses::apply`]).
 //!
 //! A socket serves an interface, which several outputs may share: each copy carries the id of
-//! its output ([`TxLosses::id`], interned once per output name), so a loss lands on the output
-//! the engine counted the copy for.
+//! its output ([`TxLosses::id`], interned once per output name, `TxFrame::owner`), so a loss
+//! lands on the output the engine counted the copy for.
+//!
+//! Why a record of its own rather than each worker's engine subtracting the loss when the
+//! socket reports it: the copy was counted by one worker's engine, but the loss may reach
+//! another (an AF_XDP TX queue is shared when there are more workers than queues, an archive
+//! by every worker), and it may arrive after a reload replaced that engine and renumbered the
+//! outputs. Recorded by output name and moved from `tx` to `tx_dropped` in the one merged
+//! report, it is exact in all of these cases.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};

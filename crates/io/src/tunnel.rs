@@ -465,6 +465,7 @@ mod tests {
             ts: 0,
             input: 0,
             tunnel: None,
+            owner: u16::MAX,
         };
         assert_eq!(s.send(f), Err(TxDrop::TxError));
     }

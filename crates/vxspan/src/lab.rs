@@ -188,6 +188,7 @@ fn run_lab(exe: &Path, dir: &Path, count: u64) -> Result<ExitCode> {
                     ts: 0,
                     input: 0,
                     tunnel: None,
+                    owner: u16::MAX,
                 };
                 match sock.send(frame) {
                     Ok(()) => {

@@ -34,3 +34,16 @@ impl Process {
         p
     }
 }
+
+/// Lowers the calling thread's scheduling priority to nice 10: a control-plane thread (the
+/// control socket and its clients, metrics, SNMP, the reload preparer, capture writers) yields
+/// the CPU to the packet workers whenever both want it, so a burst of clients on a busy
+/// machine delays answers rather than frames. Raising one's own nice value needs no privilege;
+/// where it is refused (a system call filter), the thread keeps the default priority.
+pub fn yield_to_workers() {
+    // SAFETY: gettid has no preconditions; setpriority takes integers (this thread's id).
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+    }
+}

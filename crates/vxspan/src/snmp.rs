@@ -150,6 +150,7 @@ pub fn spawn(cfg: Snmp, control: PathBuf) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("snmp".into())
         .spawn(move || {
+            crate::process::yield_to_workers();
             let started = Instant::now();
             let mut watch = Watch {
                 links: BTreeMap::new(),

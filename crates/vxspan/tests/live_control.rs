@@ -331,8 +331,20 @@ fn settled(vx: &Vxspan) -> serde_json::Value {
     panic!("the counters never settled: {last}");
 }
 
+/// Frames the kernel dropped from its per-CPU backlog queues (all CPUs, second column of
+/// /proc/net/softnet_stat), for the diagnosis of a loss.
+fn softnet_drops() -> u64 {
+    std::fs::read_to_string("/proc/net/softnet_stat")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter_map(|d| u64::from_str_radix(d, 16).ok())
+        .sum()
+}
+
 fn under_attack(lab: &Lab, n: usize, pps: u32) {
     let before = settled(&lab.vx);
+    let drops0 = softnet_drops();
     let attack = Attack::start(&lab.ns.name, &lab.vx.control);
     std::thread::sleep(Duration::from_millis(500)); // every client at work first
     let (sent, got, rate) = replay(lab, n, pps);
@@ -357,6 +369,23 @@ fn under_attack(lab: &Lab, n: usize, pps: u32) {
         slowest(&scrapes)
     );
     assert_eq!(sent, n as u64, "the sender sent every frame");
+    if got != sent {
+        // Where they went: the input ring (vxspan's count), the kernel's backlog queues, the
+        // output's transmit counters.
+        eprintln!(
+            "lost {}: ring_overrun +{}, tx of the output {} (+{} dropped), softnet drops +{}, eth0 rx_dropped {}, p2 rx_dropped {}",
+            sent - got,
+            after["interfaces"]["mirror"]["drop_reasons"]["ring_overrun"].as_u64().unwrap_or(0)
+                - before["interfaces"]["mirror"]["drop_reasons"]["ring_overrun"].as_u64().unwrap_or(0),
+            after["interfaces"]["tools"]["tx_packets"].as_u64().unwrap_or(0)
+                - before["interfaces"]["tools"]["tx_packets"].as_u64().unwrap_or(0),
+            after["interfaces"]["tools"]["tx_dropped_packets"].as_u64().unwrap_or(0)
+                - before["interfaces"]["tools"]["tx_dropped_packets"].as_u64().unwrap_or(0),
+            softnet_drops().saturating_sub(drops0),
+            lab.ns.stat("eth0", "rx_dropped"),
+            lab.ns.stat("p2", "rx_dropped"),
+        );
+    }
     assert_eq!(got, sent, "not one frame lost");
     assert_eq!(rx(&after) - rx(&before), sent);
     let overrun = |s: &serde_json::Value| {

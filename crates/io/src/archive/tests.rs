@@ -71,6 +71,7 @@ fn send(w: &mut ArchiveWriter, n: usize, len: usize) -> Vec<Result<(), TxDrop>> 
                 ts: TS + i as u64,
                 input: 0,
                 tunnel: None,
+                owner: u16::MAX,
             })
         })
         .collect()

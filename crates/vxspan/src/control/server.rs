@@ -226,6 +226,8 @@ pub(crate) fn serve(
     std::thread::Builder::new()
         .name("vxspan-control".into())
         .spawn(move || {
+            // The client threads it starts inherit its priority.
+            crate::process::yield_to_workers();
             for stream in listener.incoming() {
                 let Ok(stream) = stream else {
                     // Out of descriptors (or memory): accept fails at once, again and again;

@@ -385,6 +385,8 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
 
+    let mut plan = plan;
+    intern_loss_ids(&mut plan, &tx.losses);
     let mut st = State {
         config: config.to_owned(),
         cfg,

@@ -192,6 +192,7 @@ impl LiveCapture {
         std::thread::Builder::new()
             .name("vxspan-capture".into())
             .spawn(move || {
+                crate::process::yield_to_workers();
                 let mut s = &stream;
                 while let Ok(block) = rx.recv() {
                     if std::io::Write::write_all(&mut s, &block).is_err() {
@@ -238,26 +239,19 @@ pub(super) struct LiveOutputs {
     /// The interface of each entry of `sockets`.
     pub(super) socket_names: Vec<String>,
     pub(super) outs: Vec<LiveOut>,
-    /// Per output: its id in the loss record.
-    pub(super) owners: Vec<u16>,
     /// How interface outputs transmit, and where refused copies are recorded.
     pub(super) tx: TxSetup,
 }
 
 impl Sink for LiveOutputs {
+    /// Every kind of output is a [`TxPort`]: an interface's socket (AF_PACKET batches or
+    /// AF_XDP), a tunnel's, an archive; the replay path sends through the same trait.
     fn transmit(&mut self, output: usize, frame: TxFrame<'_>) -> Result<(), TxDrop> {
         match self.outs.get_mut(output) {
-            Some(LiveOut::Packet(i)) => {
-                let owner = self.owners.get(output).copied().unwrap_or(u16::MAX);
-                match self.sockets.get_mut(*i) {
-                    Some(Some(OutSocket::Packet(s))) => {
-                        s.queue(frame.data, owner);
-                        Ok(())
-                    }
-                    Some(Some(OutSocket::Xdp(x))) => x.send(frame.data, owner),
-                    _ => Err(TxDrop::LinkDown),
-                }
-            }
+            Some(LiveOut::Packet(i)) => match self.sockets.get_mut(*i) {
+                Some(Some(s)) => s.send(frame),
+                _ => Err(TxDrop::LinkDown),
+            },
             Some(LiveOut::Tunnel(t)) => t.send(frame),
             Some(LiveOut::Archive(a)) => locked(a).send(frame),
             None => Err(TxDrop::LinkDown),
@@ -300,10 +294,8 @@ impl LiveOutputs {
     /// each batch, and on every wake-up for what a busy device left waiting).
     pub(super) fn flush_tx(&mut self) {
         for s in self.sockets.iter_mut().flatten() {
-            match s {
-                OutSocket::Packet(p) => p.flush(),
-                OutSocket::Xdp(x) => x.flush(),
-            }
+            // Refusals are recorded by the socket under each copy's owner; nothing to report.
+            let _ = s.flush();
         }
     }
 
@@ -346,9 +338,17 @@ impl LiveOutputs {
             sockets,
             socket_names: self.socket_names.clone(),
             outs,
-            owners: self.owners.clone(),
             tx: self.tx.clone(),
         })
+    }
+}
+
+/// Gives each output of `plan` the id its late losses are recorded under, interned by name:
+/// copies queued before a reload that renumbers the outputs (a rules-only reload may rename
+/// or remove one) are still charged to the output they were counted for.
+pub(super) fn intern_loss_ids(plan: &mut Plan, losses: &TxLosses) {
+    for o in &mut plan.outputs {
+        o.loss_id = losses.id(&o.name);
     }
 }
 
@@ -369,6 +369,22 @@ pub(super) enum OutSocket {
     Packet(TxBatch),
     /// AF_XDP TX rings (`--datapath afxdp`).
     Xdp(XdpOut),
+}
+
+impl TxPort for OutSocket {
+    fn send(&mut self, frame: TxFrame<'_>) -> Result<(), TxDrop> {
+        match self {
+            OutSocket::Packet(p) => p.send(frame),
+            OutSocket::Xdp(x) => x.send(frame),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            OutSocket::Packet(p) => TxPort::flush(p),
+            OutSocket::Xdp(x) => x.flush(),
+        }
+    }
 }
 
 impl OutSocket {
@@ -476,18 +492,22 @@ impl XdpOut {
             queue: worker % self.set.queues.len(),
         }
     }
+}
 
-    pub(super) fn send(&mut self, data: &[u8], owner: u16) -> Result<(), TxDrop> {
+/// Sends on this worker's queue of the set; a queue the kernel closed is `link_down`.
+impl TxPort for XdpOut {
+    fn send(&mut self, frame: TxFrame<'_>) -> Result<(), TxDrop> {
         match locked(&self.set.queues[self.queue]).as_mut() {
-            Some(x) => x.send(data, owner),
+            Some(x) => TxPort::send(x, frame),
             None => Err(TxDrop::LinkDown),
         }
     }
 
     /// Kicks this worker's queue: what waits on it goes out.
-    pub(super) fn flush(&self) {
-        if let Some(x) = locked(&self.set.queues[self.queue]).as_mut() {
-            x.flush();
+    fn flush(&mut self) -> std::io::Result<()> {
+        match locked(&self.set.queues[self.queue]).as_mut() {
+            Some(x) => TxPort::flush(x),
+            None => Ok(()),
         }
     }
 }

@@ -275,7 +275,6 @@ pub(super) fn open_ports(
             sockets,
             socket_names,
             outs,
-            owners: plan.outputs.iter().map(|o| tx.losses.id(&o.name)).collect(),
             tx: tx.clone(),
         },
         key: interfaces_key(plan),
@@ -321,4 +320,66 @@ pub(super) fn open_xsks(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(text: &str) -> Plan {
+        let cfg = vxspan_config::parse(
+            text,
+            vxspan_config::Syntax::Toml,
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        Plan::compile(&cfg, &vxspan_io::filter::Libpcap).unwrap()
+    }
+
+    const BASE: &str = "[inputs.in]\ninterface = \"eth0\"\n[outputs.x]\ninterface = \"eth2\"\n";
+
+    fn with(extra: &str, rule_to: &str) -> Plan {
+        plan(&format!(
+            "{BASE}{extra}[[rules]]\nfrom = [\"in\"]\nto = [\"{rule_to}\"]\n"
+        ))
+    }
+
+    #[test]
+    fn ports_are_kept_exactly_when_nothing_they_are_opened_with_changes() {
+        let a = with("", "x");
+        // Rules and an output's transforms are not what a port is opened with.
+        let vlan = plan(&format!(
+            "{BASE}[[rules]]\nfrom = [\"in\"]\nvlan = 10\nto = [\"x\"]\n"
+        ));
+        assert_eq!(interfaces_key(&a), interfaces_key(&vlan));
+        for other in [
+            with("[outputs.y]\ninterface = \"eth3\"\n", "y"),
+            plan("[inputs.in]\ninterface = \"eth1\"\n[outputs.x]\ninterface = \"eth2\"\n[[rules]]\nfrom = [\"in\"]\nto = [\"x\"]\n"),
+            with("[outputs.a]\npcap = { path = \"/tmp/a-%N.pcapng\" }\n", "a"),
+            with("[outputs.t]\nvxlan = { remote = \"198.18.0.2\", vni = 7 }\n", "t"),
+        ] {
+            assert_ne!(interfaces_key(&a), interfaces_key(&other));
+        }
+        // The same archive at another path is another port.
+        let p1 = with("[outputs.a]\npcap = { path = \"/tmp/a-%N.pcapng\" }\n", "a");
+        let p2 = with("[outputs.a]\npcap = { path = \"/tmp/b-%N.pcapng\" }\n", "a");
+        assert_ne!(interfaces_key(&p1), interfaces_key(&p2));
+    }
+
+    #[test]
+    fn a_ring_is_taken_over_only_on_the_same_interface_and_sharing() {
+        let p = with("", "x");
+        let view = |name: &str, shared: bool| PortsView {
+            rings: vec![(name.to_owned(), shared)],
+            xdp: Vec::new(),
+        };
+        assert!(reusable_ring(&p, 0, 1, Some(&view("eth0", false))));
+        assert!(reusable_ring(&p, 0, 2, Some(&view("eth0", true))));
+        // One worker to two: the ring must join a fanout group, a new one is opened.
+        assert!(!reusable_ring(&p, 0, 2, Some(&view("eth0", false))));
+        assert!(!reusable_ring(&p, 0, 1, Some(&view("eth1", false))));
+        assert!(!reusable_ring(&p, 0, 1, None));
+        assert_eq!(ring_block_size(4), afpacket::BLOCK_SIZE / 4);
+        assert!(shares_input(&p, 0, 2) && !shares_input(&p, 0, 1));
+    }
 }

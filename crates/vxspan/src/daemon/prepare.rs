@@ -137,6 +137,7 @@ impl Preparer {
         std::thread::Builder::new()
             .name("vxspan-prepare".into())
             .spawn(move || {
+                crate::process::yield_to_workers();
                 for ask in rx {
                     let r = match ask {
                         Ask::Reload(ctx) => Ready::Reload(Box::new(prepare_reload(*ctx))),

@@ -135,13 +135,11 @@ impl State {
     /// engine for the new plan between two of its batches (nothing is lost); the old engines'
     /// counters go to the history.
     pub(super) fn swap_worker_engines(&mut self) {
-        let owners = &self.ports.outputs.owners;
         for slot in &self.workers {
             let old = slot.with(|w| {
                 w.as_mut().map(|w| {
                     let fresh = self.engine.worker();
                     w.read_ring_stats();
-                    w.outputs.owners.clone_from(owners);
                     std::mem::replace(&mut w.engine, fresh).report()
                 })
             });
@@ -272,12 +270,8 @@ impl State {
         // The other workers count their frames of the old plan in its engine, until they
         // get the new one.
         let sequences = self.engine.erspan_sequences();
-        // Copies are recorded under their output's name: a rules-only reload may rename one.
-        self.ports.outputs.owners = plan
-            .outputs
-            .iter()
-            .map(|o| self.tx.losses.id(&o.name))
-            .collect();
+        let mut plan = plan;
+        intern_loss_ids(&mut plan, &self.tx.losses);
         self.engine = Engine::new(Arc::new(plan));
         self.engine.continue_erspan_sequences(&sequences);
         if same_ports {
@@ -487,6 +481,7 @@ impl State {
                         ts: 0,
                         input: 0,
                         tunnel: None,
+                        owner: u16::MAX,
                     })
                     .is_err()
                 {
@@ -695,4 +690,74 @@ pub(super) fn with_captured(plan: &Plan, rules: Option<&[usize]>) -> Plan {
         }
     }
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(text: &str) -> Plan {
+        let cfg = vxspan_config::parse(
+            text,
+            vxspan_config::Syntax::Toml,
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        Plan::compile(&cfg, &vxspan_io::filter::Libpcap).unwrap()
+    }
+
+    fn tiers(p: &Plan) -> Vec<(vxspan_core::Tier, String)> {
+        p.inputs
+            .iter()
+            .flat_map(|i| i.groups.iter().map(|g| (g.tier, g.why.clone())))
+            .collect()
+    }
+
+    fn taken(p: &Plan) -> Vec<bool> {
+        p.inputs
+            .iter()
+            .flat_map(|i| i.groups.iter().map(|g| !g.rules.is_empty()))
+            .collect()
+    }
+
+    #[test]
+    fn captures_move_only_their_rules_kernel_groups_to_userspace() {
+        use vxspan_core::Tier::{Userspace, Xdp};
+        let p = plan(
+            "[inputs.in]\ninterface = \"eth0\"\n[outputs.x]\ninterface = \"eth2\"\n\
+             [[rules]]\nname = \"ten\"\nfrom = [\"in\"]\nvlan = 10\nto = [\"x\"]\n\
+             [[rules]]\nname = \"twenty\"\nfrom = [\"in\"]\nvlan = 20\nto = [\"x\"]\n\
+             [[rules]]\nname = \"web\"\nfrom = [\"in\"]\nvlan = 30\nfilter = \"tcp port 80\"\nto = [\"x\"]\n",
+        );
+        let before = tiers(&p);
+        let kernel = before.iter().filter(|(t, _)| *t == Xdp).count();
+        assert!(kernel >= 2, "{before:?}");
+        assert_eq!(
+            tiers(&with_captured(&p, Some(&[]))),
+            before,
+            "no capture, no move"
+        );
+        let ten = with_captured(&p, Some(&[0]));
+        let moved: Vec<_> = tiers(&ten)
+            .into_iter()
+            .zip(&before)
+            .filter(|(n, o)| n.0 != o.0)
+            .collect();
+        assert_eq!(moved.len(), 1, "only rule ten's group: {moved:?}");
+        assert_eq!(moved[0].0 .0, Userspace);
+        assert!(moved[0].0 .1.contains("capture of rule ten"), "{moved:?}");
+        // Every rule: every kernel group that a rule takes (a group no rule takes has nothing
+        // to capture and stays); the filter's group was in userspace already and keeps its
+        // reason.
+        let all = tiers(&with_captured(&p, None));
+        for (((t, why), (t0, why0)), taken) in all.iter().zip(&before).zip(taken(&p)) {
+            match (taken, t0) {
+                (true, _) => assert_eq!(*t, Userspace),
+                (false, _) => assert_eq!(t, t0),
+            }
+            if *t0 == Userspace {
+                assert_eq!(why, why0);
+            }
+        }
+    }
 }

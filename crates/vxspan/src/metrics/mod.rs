@@ -292,6 +292,7 @@ pub fn spawn(addr: SocketAddr, control: PathBuf) -> Result<()> {
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
+            crate::process::yield_to_workers();
             let mut last: Option<(Instant, http::Response)> = None;
             let mut tiers = Tiers::default();
             let respond = |req: &http::Request<'_>| {
