@@ -112,6 +112,8 @@ pub struct RawOutput {
     pub interface: Option<String>,
     pub erspan: Option<Value>,
     pub vxlan: Option<Value>,
+    #[serde(default)]
+    pub geneve: Option<Value>,
     pub gre: Option<Value>,
     pub vlan: Option<Value>,
     pub truncate: Option<Value>,

@@ -149,6 +149,8 @@ pub enum Encap {
     },
     /// VXLAN (RFC 7348) over UDP.
     Vxlan { vni: u32, port: u16, outer: Outer },
+    /// Geneve (RFC 8926) over UDP, Ethernet payload (protocol 0x6558), no options.
+    Geneve { vni: u32, port: u16, outer: Outer },
     /// GRE transparent Ethernet bridging (0x6558), optional key.
     Gre { key: Option<u32>, outer: Outer },
 }
@@ -156,9 +158,10 @@ pub enum Encap {
 impl Encap {
     pub fn outer(&self) -> &Outer {
         match self {
-            Encap::Erspan { outer, .. } | Encap::Vxlan { outer, .. } | Encap::Gre { outer, .. } => {
-                outer
-            }
+            Encap::Erspan { outer, .. }
+            | Encap::Vxlan { outer, .. }
+            | Encap::Geneve { outer, .. }
+            | Encap::Gre { outer, .. } => outer,
         }
     }
 
@@ -167,6 +170,7 @@ impl Encap {
             Encap::Erspan { version: 2, .. } => "erspan-ii",
             Encap::Erspan { .. } => "erspan-iii",
             Encap::Vxlan { .. } => "vxlan",
+            Encap::Geneve { .. } => "geneve",
             Encap::Gre { .. } => "gre",
         }
     }
@@ -396,7 +400,7 @@ pub(crate) fn parse_encap(path: &KeyPath, kind: &str, v: &Value) -> VResult<Enca
     let mut version = None;
     let mut session = None;
     let mut vni = None;
-    let mut port = 4789u16;
+    let mut port = if kind == "geneve" { 6081u16 } else { 4789 };
     let mut key = None;
     for (k, val) in m {
         let kp = p.key(k);
@@ -423,13 +427,15 @@ pub(crate) fn parse_encap(path: &KeyPath, kind: &str, v: &Value) -> VResult<Enca
             }
             ("erspan", "version") => version = Some(as_u64(&kp, val, "version", 2..=3)? as u8),
             ("erspan", "session") => session = Some(as_u64(&kp, val, "session", 0..=1023)? as u16),
-            ("vxlan", "vni") => vni = Some(as_u64(&kp, val, "vni", 0..=0xff_ffff)? as u32),
-            ("vxlan", "port") => port = as_u64(&kp, val, "port", 1..=65535)? as u16,
+            ("vxlan" | "geneve", "vni") => {
+                vni = Some(as_u64(&kp, val, "vni", 0..=0xff_ffff)? as u32)
+            }
+            ("vxlan" | "geneve", "port") => port = as_u64(&kp, val, "port", 1..=65535)? as u16,
             ("gre", "key") => key = Some(as_u64(&kp, val, "key", 0..=u64::from(u32::MAX))? as u32),
             _ => {
                 let expected = match kind {
                     "erspan" => "remote, version, session, source, dscp, ttl, src_mac, dst_mac",
-                    "vxlan" => "remote, vni, port, source, dscp, ttl, src_mac, dst_mac",
+                    "vxlan" | "geneve" => "remote, vni, port, source, dscp, ttl, src_mac, dst_mac",
                     _ => "remote, key, source, dscp, ttl, src_mac, dst_mac",
                 };
                 return err(kp, format!("unknown key {k:?} (expected {expected})"));
@@ -473,11 +479,24 @@ pub(crate) fn parse_encap(path: &KeyPath, kind: &str, v: &Value) -> VResult<Enca
             port,
             outer,
         },
+        "geneve" => Encap::Geneve {
+            vni: vni.map_or_else(
+                || {
+                    err(
+                        p.key("vni"),
+                        "missing: the Geneve virtual network identifier",
+                    )
+                },
+                Ok,
+            )?,
+            port,
+            outer,
+        },
         "gre" => Encap::Gre { key, outer },
         other => {
             return err(
                 p.clone(),
-                format!("unknown tunnel kind {other:?} (erspan, vxlan or gre)"),
+                format!("unknown tunnel kind {other:?} (erspan, vxlan, geneve or gre)"),
             )
         }
     })

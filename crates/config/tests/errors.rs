@@ -446,6 +446,16 @@ fn tunnel_options_load() {
     }
     assert_eq!(c.rules[0].vni.as_deref(), Some(&[7000, 7001][..]));
     assert_eq!(c.rules[1].erspan_session.as_deref(), Some(&[42][..]));
+    // Geneve is written as VXLAN is, on IANA's port unless told.
+    let g = toml(&TUNNELS.replace("vxlan = {", "geneve = {")).unwrap();
+    match g.outputs[1].dest.encap().unwrap() {
+        e @ Encap::Geneve {
+            vni: 7000,
+            port: 6081,
+            ..
+        } => assert_eq!(e.kind(), "geneve"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -534,6 +544,24 @@ fn tunnel_option_errors() {
             "vni = 16777216, source",
             "outputs.vx.vxlan.vni",
             "0 to 16777215",
+        ),
+        (
+            "vxlan = { remote = \"2001:db8::10\", vni = 7000, source = \"2001:db8::1\" }",
+            "geneve = { remote = \"2001:db8::10\", source = \"2001:db8::1\" }",
+            "outputs.vx.geneve.vni",
+            "missing: the Geneve virtual network identifier",
+        ),
+        (
+            "vxlan = { remote = \"2001:db8::10\", vni = 7000, source = \"2001:db8::1\" }",
+            "geneve = { remote = \"2001:db8::10\", vni = 1, options = [] }",
+            "outputs.vx.geneve.options",
+            "unknown key",
+        ),
+        (
+            "vxlan = { remote = \"2001:db8::10\", vni = 7000, source = \"2001:db8::1\" }",
+            "geneve = { remote = \"2001:db8::10\", vni = 1 }\nvxlan = { remote = \"2001:db8::10\", vni = 1 }",
+            "outputs.vx",
+            "exactly one destination: interface, erspan, vxlan, geneve, gre or pcap",
         ),
         (
             "source = \"2001:db8::1\"",

@@ -41,6 +41,7 @@ fn tunnel_header_len(e: &Encap) -> usize {
         Encap::Erspan { version: 2, .. } => 8 + vxspan_wire::erspan::TYPE_II_HEADER_LEN,
         Encap::Erspan { .. } => 8 + vxspan_wire::erspan::TYPE_III_HEADER_LEN,
         Encap::Vxlan { .. } => 8 + vxspan_wire::vxlan::HEADER_LEN,
+        Encap::Geneve { .. } => 8 + vxspan_wire::geneve::HEADER_LEN,
         Encap::Gre { key, .. } => 4 + if key.is_some() { 4 } else { 0 },
     }
 }
@@ -112,7 +113,7 @@ pub fn encapsulate(
     out.extend_from_slice(&o.dst_mac);
     out.extend_from_slice(&o.src_mac);
     let proto = match e {
-        Encap::Vxlan { .. } => IpNumber::UDP,
+        Encap::Vxlan { .. } | Encap::Geneve { .. } => IpNumber::UDP,
         Encap::Erspan { .. } | Encap::Gre { .. } => IpNumber::GRE,
     };
     // Outer IP.
@@ -213,7 +214,7 @@ pub fn encapsulate(
                 }
             })
         }
-        Encap::Vxlan { vni, port, .. } => {
+        Encap::Vxlan { vni, port, .. } | Encap::Geneve { vni, port, .. } => {
             let sport = 49152 + (flow % 16384) as u16;
             meta = Encapsulated {
                 payload_at: hdr - start + 8,
@@ -226,7 +227,21 @@ pub fn encapsulate(
                 checksum: 0,
             };
             out[hdr..hdr + 8].copy_from_slice(&udp.to_bytes());
-            VxlanRepr::new(*vni).emit(&mut VxlanPacket::new_unchecked(&mut out[hdr + 8..]))
+            let tun = &mut out[hdr + 8..];
+            match e {
+                Encap::Geneve { .. } => vxspan_wire::geneve::GeneveRepr {
+                    oam: false,
+                    critical: false,
+                    protocol: vxspan_wire::gre::protocol::TEB,
+                    vni: *vni,
+                    options_len: 0,
+                }
+                .emit(
+                    &mut vxspan_wire::geneve::GenevePacket::new_unchecked(tun),
+                    &[],
+                ),
+                _ => VxlanRepr::new(*vni).emit(&mut VxlanPacket::new_unchecked(tun)),
+            }
         }
         Encap::Gre { key, .. } => {
             let gre = GreRepr {

@@ -589,7 +589,9 @@ fn describe_encap(e: &Encap) -> String {
     let o = e.outer();
     let detail = match e {
         Encap::Erspan { session, .. } => format!(" session {session}"),
-        Encap::Vxlan { vni, port, .. } => format!(" vni {vni} port {port}"),
+        Encap::Vxlan { vni, port, .. } | Encap::Geneve { vni, port, .. } => {
+            format!(" vni {vni} port {port}")
+        }
         Encap::Gre { key: Some(k), .. } => format!(" key {k}"),
         Encap::Gre { key: None, .. } => String::new(),
     };

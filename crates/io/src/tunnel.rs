@@ -303,7 +303,9 @@ impl TunnelSender {
         let v6 = o.remote.is_ipv6();
         let mut fds = Vec::new();
         let port = match e {
-            vxspan_core::config::Encap::Vxlan { port, .. } => {
+            // UDP tunnels: a pool of sockets, one per flow (ECMP spreads them).
+            vxspan_core::config::Encap::Vxlan { port, .. }
+            | vxspan_core::config::Encap::Geneve { port, .. } => {
                 let bind = o.source.unwrap_or(if v6 {
                     IpAddr::from([0u16; 8])
                 } else {

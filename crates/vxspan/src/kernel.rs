@@ -173,17 +173,17 @@ impl KernelTier {
                 "; out-of-band VLAN tags are put back from the driver's VLAN hint on {n} of {attached} inputs, where the driver has one (veth does)"
             ),
         };
-        let dev_base = device_baseline(plan, dp.tables());
-        Ok((
-            KernelTier {
-                dp,
-                userspace_only,
-                dev_base,
-                retiring: Vec::new(),
-            },
-            m,
-            why,
-        ))
+        Ok((KernelTier::new(dp, plan, userspace_only), m, why))
+    }
+
+    /// The tier running `dp`, whose tables were built from `plan`.
+    fn new(dp: Datapath, plan: &Plan, userspace_only: bool) -> KernelTier {
+        KernelTier {
+            dev_base: device_baseline(plan, dp.tables()),
+            dp,
+            userspace_only,
+            retiring: Vec::new(),
+        }
     }
 
     /// Takes over the kernel tier a previous image of this process handed over
@@ -201,23 +201,12 @@ impl KernelTier {
         let (dp, raw) = Datapath::adopt(tables, h)?;
         let m = dp.mode().unwrap_or(Mode::Generic);
         let old = vxspan_core::engine::report(old_plan, &old_tables.counters(old_plan, &raw));
-        let dev_base = device_baseline(plan, dp.tables());
         let why = format!(
             "{} mode, taken over from the previous image ({} input(s) never detached)",
             m.as_str(),
             dp.tables().inputs.iter().filter(|i| i.ifindex != 0).count()
         );
-        Ok((
-            KernelTier {
-                dp,
-                userspace_only,
-                dev_base,
-                retiring: Vec::new(),
-            },
-            m,
-            why,
-            old,
-        ))
+        Ok((KernelTier::new(dp, plan, userspace_only), m, why, old))
     }
 
     /// Leaves the program attached and forwarding, and hands its links and counter maps over

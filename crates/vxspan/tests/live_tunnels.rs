@@ -40,6 +40,39 @@ fn vxlan_with_the_kernel_both_ways_and_erspan_on_the_wire_ipv6() {
     }
 }
 
+/// The packets of `protocol` that B received (not the ICMP errors quoting them: B has no
+/// endpoint for ERSPAN or Geneve): per packet, each of `fields`, its first occurrence (the
+/// outer header's) unless `all` (every occurrence, outer to inner, joined by commas).
+fn on_the_wire(
+    file: &std::path::Path,
+    protocol: &str,
+    fields: &[&str],
+    all: bool,
+) -> Vec<Vec<String>> {
+    let mut args = vec![
+        "-n".to_owned(),
+        "-r".to_owned(),
+        file.to_str().unwrap().to_owned(),
+        "-Y".to_owned(),
+        format!("{protocol} and not icmp.type == 3 and not icmpv6"),
+        "-T".to_owned(),
+        "fields".to_owned(),
+        "-E".to_owned(),
+        format!("occurrence={}", if all { "a" } else { "f" }),
+    ];
+    for f in fields {
+        args.extend(["-e".to_owned(), (*f).to_owned()]);
+    }
+    let o = Command::new("tshark")
+        .args(&args)
+        .output()
+        .expect("tshark is installed by scripts/install-deps");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect()
+}
+
 fn interop(v6: bool) {
     let (a_addr, b_addr, plen, net, listen) = if v6 {
         (
@@ -146,12 +179,15 @@ vxlan = {{ remote = "{b_addr}", source = "{a_addr}", vni = 7000, dscp = 8 }}
 [outputs.collector]
 erspan = {{ version = 2, remote = "{b_addr}", source = "{a_addr}", session = 42 }}
 
+[outputs.geneve]
+geneve = {{ remote = "{b_addr}", source = "{a_addr}", vni = 5001 }}
+
 [outputs.tools]
 interface = "eth3"
 
 [[rules]]
 from = "mirror"
-to = ["to-b", "collector"]
+to = ["to-b", "collector", "geneve"]
 
 [[rules]]
 from = "cloud"
@@ -218,60 +254,29 @@ to = "tools"
         got == want,
         "the inner frames on vx0 are the mirrored frames, unchanged"
     );
-    let o = Command::new("tshark")
-        .args([
-            "-n",
-            "-r",
-            dir.join("b0.pcap").to_str().unwrap(),
-            "-Y",
-            "erspan and not icmp.type == 3 and not icmpv6",
-            "-T",
-            "fields",
-            "-e",
-            "erspan.spanid",
-            "-e",
-            "gre.sequence_number",
-        ])
-        .output()
-        .unwrap();
-    let rows: Vec<String> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let b0 = dir.join("b0.pcap");
+    let rows = on_the_wire(
+        &b0,
+        "erspan",
+        &["erspan.spanid", "gre.sequence_number"],
+        false,
+    );
     assert_eq!(rows.len(), sent.len(), "ERSPAN packets on B's wire");
     assert!(
         rows.iter()
             .enumerate()
-            .all(|(i, r)| *r == format!("42\t{i}")),
+            .all(|(i, r)| *r == ["42".to_owned(), i.to_string()]),
         "session 42, sequence 0, 1, 2...: {:?}",
         &rows[..3]
     );
 
     // VXLAN as RFC 7348 has it: UDP checksum 0, source ports spread by flow.
-    let o = Command::new("tshark")
-        .args([
-            "-n",
-            "-r",
-            dir.join("b0.pcap").to_str().unwrap(),
-            "-Y",
-            "vxlan and not icmp.type == 3 and not icmpv6",
-            "-E",
-            "occurrence=f",
-            "-T",
-            "fields",
-            "-e",
-            "udp.checksum",
-            "-e",
-            "udp.srcport",
-            "-e",
-            "vxlan.vni",
-        ])
-        .output()
-        .unwrap();
-    let rows: Vec<Vec<String>> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| l.split('\t').map(str::to_owned).collect())
-        .collect();
+    let rows = on_the_wire(
+        &b0,
+        "vxlan",
+        &["udp.checksum", "udp.srcport", "vxlan.vni"],
+        false,
+    );
     assert_eq!(rows.len(), sent.len());
     assert!(
         rows.iter().all(|r| r[0] == "0x0000" && r[2] == "7000"),
@@ -283,6 +288,48 @@ to = "tools"
         ports.len() > 4,
         "flows spread over UDP source ports: {ports:?}"
     );
+
+    // Geneve on B's wire (this kernel has no geneve module to terminate it): every copy,
+    // version 0, no options, Ethernet payload, VNI 5001 (0x001389), with the mirrored frame
+    // inside.
+    let rows = on_the_wire(
+        &b0,
+        "geneve",
+        &[
+            "geneve.vni",
+            "geneve.proto_type",
+            "geneve.version",
+            "udp.dstport",
+            "eth.src",
+            "geneve.options",
+        ],
+        true,
+    );
+    assert_eq!(rows.len(), sent.len(), "Geneve packets on B's wire");
+    assert!(
+        rows.iter().all(|r| r[0] == "0x001389"
+            && r[1] == "0x6558"
+            && r[2] == "0"
+            && r[3].starts_with("6081")
+            && r.get(5).is_none_or(|o| o.is_empty())),
+        "{:?}",
+        &rows[..2]
+    );
+    let inner: std::collections::BTreeSet<String> = rows
+        .iter()
+        .filter_map(|r| r[4].split(',').nth(1).map(str::to_owned))
+        .collect();
+    let sources: std::collections::BTreeSet<String> = sent
+        .iter()
+        .map(|f| {
+            f[6..12]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        })
+        .collect();
+    assert_eq!(inner, sources, "the mirrored frames ride inside");
 
     // 2. kernel -> vxspan: what B's vx0 sends is terminated by the listen input and delivered.
     let on_p3 = a.capture("p3", &dir.join("p3.pcap"));

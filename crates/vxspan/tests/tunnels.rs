@@ -24,6 +24,10 @@ erspan = { version = 3, remote = "2001:db8::10", session = 0 }
 vxlan = { remote = "198.18.1.11", vni = 7000, dscp = 46 }
 [outputs.vxlan-v6]
 vxlan = { remote = "2001:db8::11", vni = 16777215, port = 8472 }
+[outputs.geneve-v4]
+geneve = { remote = "198.18.1.13", vni = 5001, dscp = 34 }
+[outputs.geneve-v6]
+geneve = { remote = "2001:db8::13", vni = 0, port = 6082 }
 [outputs.gre-v4]
 gre = { remote = "198.18.1.12", key = 5 }
 [outputs.gre-v6]
@@ -31,14 +35,14 @@ gre = { remote = "2001:db8::12" }
 
 [[rules]]
 from = "in"
-to = ["erspan2-v4", "erspan2-v6", "erspan3-v4", "erspan3-v6", "vxlan-v4", "vxlan-v6", "gre-v4", "gre-v6"]
+to = ["erspan2-v4", "erspan2-v6", "erspan3-v4", "erspan3-v6", "vxlan-v4", "vxlan-v6", "geneve-v4", "geneve-v6", "gre-v4", "gre-v6"]
 "#;
 
 const DECAP: &str = r#"
 [inputs.in]
 interface = "eth1"
-decap = ["vxlan", "gre", "erspan"]
-decap_ports = { vxlan = [8472] }
+decap = ["vxlan", "geneve", "gre", "erspan"]
+decap_ports = { vxlan = [8472], geneve = [6082] }
 [outputs.out]
 interface = "eth2"
 [[rules]]
@@ -46,13 +50,15 @@ from = "in"
 to = "out"
 "#;
 
-const OUTPUTS: [&str; 8] = [
+const OUTPUTS: [&str; 10] = [
     "erspan2-v4",
     "erspan2-v6",
     "erspan3-v4",
     "erspan3-v6",
     "vxlan-v4",
     "vxlan-v6",
+    "geneve-v4",
+    "geneve-v6",
     "gre-v4",
     "gre-v6",
 ];
@@ -168,10 +174,10 @@ fn tshark_dissects_what_vxspan_sends() {
     let outer_vid = |f: &[u8]| vxspan_core::wire::L2Info::parse(f).unwrap().outer_vid();
     for out in OUTPUTS {
         let file = dir.join("out").join(format!("{out}.pcap"));
-        let extra: &[&str] = if out == "vxlan-v6" {
-            &["-d", "udp.port==8472,vxlan"]
-        } else {
-            &[]
+        let extra: &[&str] = match out {
+            "vxlan-v6" => &["-d", "udp.port==8472,vxlan"],
+            "geneve-v6" => &["-d", "udp.port==6082,geneve"],
+            _ => &[],
         };
         let rows = tshark(
             &file,
@@ -188,6 +194,10 @@ fn tshark_dissects_what_vxspan_sends() {
                 "eth.src",
                 "_ws.malformed",
                 "ipv6.tclass",
+                "geneve.vni",
+                "geneve.proto_type",
+                "geneve.version",
+                "geneve.options",
             ],
             extra,
         );
@@ -230,6 +240,21 @@ fn tshark_dissects_what_vxspan_sends() {
                 }
                 "vxlan-v4" => assert_eq!(first(7), "7000", "{ctx}"),
                 "vxlan-v6" => assert_eq!(first(7), "16777215", "{ctx}"),
+                o if o.starts_with("geneve") => {
+                    // tshark 4.0 shows the VNI in hexadecimal: 5001 is 0x001389.
+                    let vni = if o == "geneve-v4" {
+                        "0x001389"
+                    } else {
+                        "0x000000"
+                    };
+                    assert_eq!(first(12), vni, "{ctx}");
+                    assert_eq!(first(13), "0x6558", "transparent Ethernet: {ctx}");
+                    assert_eq!(
+                        (first(14).as_str(), first(15).as_str()),
+                        ("0", ""),
+                        "version 0, no options: {ctx}"
+                    );
+                }
                 "gre-v4" => assert_eq!(first(6), "0x00000005", "{ctx}"),
                 _ => assert_eq!(first(6), "", "{ctx}"),
             }
@@ -237,6 +262,7 @@ fn tshark_dissects_what_vxspan_sends() {
                 "erspan2-v4" => assert_eq!(first(8), "8", "{ctx}"),
                 "erspan3-v4" => assert_eq!(first(8), "10", "{ctx}"),
                 "vxlan-v4" => assert_eq!(first(8), "46", "{ctx}"),
+                "geneve-v4" => assert_eq!(first(8), "34", "{ctx}"),
                 _ => {}
             }
         }

@@ -15,6 +15,7 @@ pub(super) fn build_output(path: &KeyPath, name: &str, raw: &RawOutput) -> VResu
     let tunnels: Vec<(&str, &Value)> = [
         ("erspan", &raw.erspan),
         ("vxlan", &raw.vxlan),
+        ("geneve", &raw.geneve),
         ("gre", &raw.gre),
     ]
     .into_iter()
@@ -30,15 +31,13 @@ pub(super) fn build_output(path: &KeyPath, name: &str, raw: &RawOutput) -> VResu
         (None, [], None) => {
             return err(
                 path.clone(),
-                "an output needs a destination: interface, erspan, vxlan, gre or pcap",
+                "an output needs a destination: interface, erspan, vxlan, geneve, gre or pcap",
             )
         }
-        _ => {
-            return err(
-                path.clone(),
-                "an output has exactly one destination: interface, erspan, vxlan, gre or pcap",
-            )
-        }
+        _ => return err(
+            path.clone(),
+            "an output has exactly one destination: interface, erspan, vxlan, geneve, gre or pcap",
+        ),
     };
     Ok(Output {
         name: name.to_owned(),

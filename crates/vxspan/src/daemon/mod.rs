@@ -562,6 +562,18 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The plan of configuration text, for the unit tests of the daemon's pure parts.
+#[cfg(test)]
+pub(super) fn test_plan(text: &str) -> Plan {
+    let cfg = vxspan_config::parse(
+        text,
+        vxspan_config::Syntax::Toml,
+        std::path::Path::new("t.toml"),
+    )
+    .unwrap();
+    Plan::compile(&cfg, &vxspan_io::filter::Libpcap).unwrap()
+}
+
 /// `--workers`: `auto` is one per CPU this process may run on, at most 8.
 fn parse_workers(s: &str) -> Result<usize, String> {
     match s {

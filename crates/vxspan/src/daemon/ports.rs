@@ -326,15 +326,7 @@ pub(super) fn open_xsks(
 mod tests {
     use super::*;
 
-    fn plan(text: &str) -> Plan {
-        let cfg = vxspan_config::parse(
-            text,
-            vxspan_config::Syntax::Toml,
-            std::path::Path::new("t.toml"),
-        )
-        .unwrap();
-        Plan::compile(&cfg, &vxspan_io::filter::Libpcap).unwrap()
-    }
+    use crate::daemon::test_plan as plan;
 
     const BASE: &str = "[inputs.in]\ninterface = \"eth0\"\n[outputs.x]\ninterface = \"eth2\"\n";
 

@@ -696,15 +696,7 @@ pub(super) fn with_captured(plan: &Plan, rules: Option<&[usize]>) -> Plan {
 mod tests {
     use super::*;
 
-    fn plan(text: &str) -> Plan {
-        let cfg = vxspan_config::parse(
-            text,
-            vxspan_config::Syntax::Toml,
-            std::path::Path::new("t.toml"),
-        )
-        .unwrap();
-        Plan::compile(&cfg, &vxspan_io::filter::Libpcap).unwrap()
-    }
+    use crate::daemon::test_plan as plan;
 
     fn tiers(p: &Plan) -> Vec<(vxspan_core::Tier, String)> {
         p.inputs
