@@ -247,6 +247,9 @@ fn effective_decap(input: &vxspan_config::Input) -> Option<vxspan_config::Decap>
     Some(d)
 }
 
+/// The shortest `truncate` the kernel tier runs.
+pub const KERNEL_MIN_TRUNCATE: u32 = 64;
+
 fn kernel_capable(cfg: &Config, rule: &vxspan_config::Rule) -> Result<(), String> {
     if rule.filter.is_some() {
         return Err(format!("rule {} has a filter", rule.name));
@@ -268,8 +271,14 @@ fn kernel_capable(cfg: &Config, rule: &vxspan_config::Rule) -> Result<(), String
         return Err(format!("rule {} matches tunnel metadata", rule.name));
     }
     for &o in &rule.to {
-        if cfg.outputs[o].truncate.is_some() {
-            return Err(format!("output {} truncates", cfg.outputs[o].name));
+        // The XDP program cuts a copy's tail before its VLAN action, which is the engine's
+        // order (VLAN action, then truncation) as long as the cut stays clear of the layer 2
+        // header: at most 14 + 8 tags of 4 bytes, below 64.
+        if let Some(t) = cfg.outputs[o].truncate.filter(|t| *t < KERNEL_MIN_TRUNCATE) {
+            return Err(format!(
+                "output {} truncates to {t} bytes (the kernel tier cuts to {KERNEL_MIN_TRUNCATE} or more)",
+                cfg.outputs[o].name
+            ));
         }
         let out = &cfg.outputs[o];
         match &out.dest {

@@ -84,13 +84,18 @@ struct vx_input_stats {
 	__u64 userspace_bytes;
 };
 
-/* What a copy leaving through an output undergoes: VLAN action and MTU (largest layer 3 payload,
- * 0 = no limit; with VX_OUT_TRUNCATE oversize copies are cut to fit instead of dropped). */
+/* What a copy leaving through an output undergoes: truncation (cut_to: its largest length after
+ * the VLAN action, 0 = whole), MTU (largest layer 3 payload, 0 = no limit; with VX_OUT_TRUNCATE
+ * oversize copies are cut to fit instead of dropped) and VLAN action, in the engine's order:
+ * VLAN action, truncation, MTU. The tail is cut before the head is rewritten, which gives the
+ * same bytes because cut_to (64 or more) stays clear of the layer 2 header. */
 struct vx_out_cfg {
 	__u32 vlan_op;
 	__u32 vid;
 	__u32 mtu;
 	__u32 flags;
+	__u32 cut_to;
+	__u32 pad;
 };
 #define VX_OUT_TRUNCATE 1
 
@@ -252,11 +257,17 @@ static __always_inline int vlan_apply(struct xdp_md *ctx, __u32 op, __u32 vid)
 
 	if (op == VX_VLAN_NONE)
 		return 0;
-	if ((void *)(tpid + 2) > data_end)
+	/* The EtherType is all an untagged frame needs (a 14-byte frame takes a push, as in the
+	 * engine); a tag's TCI follows it. */
+	if ((void *)(tpid + 1) > data_end)
 		return -100;
 	int tagged = is_tpid(*tpid);
+	if (tagged && (void *)(tpid + 2) > data_end)
+		return -100;
 	if (op == VX_VLAN_SET && tagged) {
 		__u16 *tci = tpid + 1;
+		if ((void *)(tci + 1) > data_end)
+			return -100;
 		*tci = bpf_htons((bpf_ntohs(*tci) & 0xf000) | (vid & 0x0fff));
 		return 0;
 	}
@@ -367,6 +378,12 @@ int vxspan_ingress(struct xdp_md *ctx)
 		struct vx_output *out = bpf_map_lookup_elem(&outputs, &o);
 		if (!out)
 			return XDP_DROP;
+		int d = vlan_delta(out->cfg.vlan_op, tagged);
+		if (out->cfg.cut_to && bytes + d > out->cfg.cut_to) {
+			int cut = (int)(bytes + d - out->cfg.cut_to);
+			if (bpf_xdp_adjust_tail(ctx, -cut) == 0)
+				bytes -= cut;
+		}
 		if (out->cfg.mtu && bytes - l3 > out->cfg.mtu) {
 			if (!(out->cfg.flags & VX_OUT_TRUNCATE)) {
 				out->mtu_exceeded_packets++;
@@ -402,18 +419,20 @@ int vxspan_ingress(struct xdp_md *ctx)
 				struct vx_output *out = bpf_map_lookup_elem(&outputs, &o);
 				if (!out)
 					continue;
+				/* vxspan_egress cuts, drops or rewrites this copy as counted here */
 				__u64 sent = bytes;
-				if (out->cfg.mtu && bytes - l3 > out->cfg.mtu) {
-					/* vxspan_egress drops or cuts this copy */
+				int d = vlan_delta(out->cfg.vlan_op, tagged);
+				if (out->cfg.cut_to && sent + d > out->cfg.cut_to)
+					sent = out->cfg.cut_to - d;
+				if (out->cfg.mtu && sent - l3 > out->cfg.mtu) {
 					if (!(out->cfg.flags & VX_OUT_TRUNCATE)) {
 						out->mtu_exceeded_packets++;
-						out->mtu_exceeded_bytes +=
-							bytes + vlan_delta(out->cfg.vlan_op, tagged);
+						out->mtu_exceeded_bytes += sent + d;
 						continue;
 					}
 					sent = l3 + out->cfg.mtu;
 				}
-				sent += vlan_delta(out->cfg.vlan_op, tagged);
+				sent += d;
 				if (r == XDP_REDIRECT) {
 					out->tx_packets++;
 					out->tx_bytes += sent;
@@ -430,7 +449,7 @@ int vxspan_ingress(struct xdp_md *ctx)
 	return XDP_DROP;
 }
 
-/* Devmap egress program, on the fan-out entries: the MTU and VLAN action of the output this copy
+/* Devmap egress program, on the fan-out entries: the truncation, MTU and VLAN action of the output this copy
  * is leaving through (vxspan_ingress counted the copy already, by the same test). */
 SEC("xdp.frags/devmap")
 int vxspan_egress(struct xdp_md *ctx)
@@ -439,16 +458,24 @@ int vxspan_egress(struct xdp_md *ctx)
 	struct vx_out_cfg *c = bpf_map_lookup_elem(&egress_cfg, &ifindex);
 	if (!c)
 		return XDP_PASS;
-	if (c->mtu) {
+	if (c->mtu || c->cut_to) {
 		void *data = (void *)(long)ctx->data;
 		void *data_end = (void *)(long)ctx->data_end;
 		__u32 vid, l3;
 		int tagged;
 		__u64 bytes = bpf_xdp_get_buff_len(ctx);
-		if (parse_l2(data, data_end, &vid, &tagged, &l3) == 0 && bytes - l3 > c->mtu) {
-			if (!(c->flags & VX_OUT_TRUNCATE))
-				return XDP_DROP;
-			bpf_xdp_adjust_tail(ctx, -(int)(bytes - l3 - c->mtu));
+		if (parse_l2(data, data_end, &vid, &tagged, &l3) == 0) {
+			int d = vlan_delta(c->vlan_op, tagged);
+			if (c->cut_to && bytes + d > c->cut_to) {
+				int cut = (int)(bytes + d - c->cut_to);
+				if (bpf_xdp_adjust_tail(ctx, -cut) == 0)
+					bytes -= cut;
+			}
+			if (c->mtu && bytes - l3 > c->mtu) {
+				if (!(c->flags & VX_OUT_TRUNCATE))
+					return XDP_DROP;
+				bpf_xdp_adjust_tail(ctx, -(int)(bytes - l3 - c->mtu));
+			}
 		}
 	}
 	vlan_apply(ctx, c->vlan_op, c->vid);

@@ -178,6 +178,8 @@ impl Object {
             } else {
                 0
             },
+            cut_to: o.cut_to,
+            pad: 0,
         };
         let mut outputs: PerCpuArray<MapData, VxOutput> =
             PerCpuArray::try_from(take(&mut ebpf, "outputs")?).map_err(|e| err("outputs", e))?;
@@ -229,8 +231,10 @@ impl Object {
                 DevMapHash::try_from(map).map_err(|e| err(&name, e))?;
             for &o in members {
                 let out = &t.outputs[o as usize];
-                // The egress program applies the output's VLAN action and MTU to its copy.
-                let prog = (out.vlan_op != 0 || out.mtu != 0).then_some(&egress_fd);
+                // The egress program applies the output's truncation, MTU and VLAN action to
+                // its copy.
+                let prog =
+                    (out.vlan_op != 0 || out.mtu != 0 || out.cut_to != 0).then_some(&egress_fd);
                 fan.insert(o, out.ifindex, prog, 0)
                     .map_err(|e| err(&name, e))?;
             }

@@ -41,6 +41,8 @@ pub struct VxOutCfg {
     pub vid: u32,
     pub mtu: u32,
     pub flags: u32,
+    pub cut_to: u32,
+    pub pad: u32,
 }
 
 /// `VX_OUT_TRUNCATE`.
@@ -90,8 +92,8 @@ mod tests {
         assert_eq!(std::mem::size_of::<VxGroup>(), 40);
         assert_eq!(std::mem::size_of::<VxInput>(), 8);
         assert_eq!(std::mem::size_of::<VxInputStats>(), 32);
-        assert_eq!(std::mem::size_of::<VxOutCfg>(), 16);
-        assert_eq!(std::mem::size_of::<VxOutput>(), 64);
+        assert_eq!(std::mem::size_of::<VxOutCfg>(), 24);
+        assert_eq!(std::mem::size_of::<VxOutput>(), 72);
         assert_eq!(std::mem::size_of::<VxFanset>(), 68);
     }
 }

@@ -65,7 +65,10 @@ pub struct OutputTable {
     pub vid: u32,
     /// Largest layer 3 payload (0: no limit).
     pub mtu: u32,
+    /// `oversize = "truncate"`: a copy over `mtu` is cut to fit instead of dropped.
     pub truncate: bool,
+    /// `truncate`: the copy's largest length after its VLAN action (0: whole).
+    pub cut_to: u32,
 }
 
 /// The kernel tier's tables for one plan.
@@ -108,6 +111,7 @@ impl Tables {
             };
             t.mtu = o.mtu.unwrap_or(0);
             t.truncate = o.oversize == Oversize::Truncate;
+            t.cut_to = o.truncate.unwrap_or(0);
             outputs.push(t);
         }
 

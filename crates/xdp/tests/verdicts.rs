@@ -37,16 +37,20 @@ vlan = { pop = true }
 [outputs.renumbered]
 interface = "o4"
 vlan = { set = 300 }
+[outputs.cut]
+interface = "o5"
+vlan = { push = 200 }
+truncate = 96
 [[rules]]
 name = "untagged"
 from = ["mirror"]
 vlan = ["none"]
-to = ["plain"]
+to = ["cut"]
 [[rules]]
 name = "ten"
 from = ["mirror"]
 vlan = [10]
-to = ["plain", "rspan"]
+to = ["plain", "rspan", "cut"]
 [[rules]]
 name = "eleven"
 from = ["mirror"]
@@ -166,6 +170,7 @@ fn make_ports() {
         ("o2", "o2p"),
         ("o3", "o3p"),
         ("o4", "o4p"),
+        ("o5", "o5p"),
     ] {
         rtnl.add_veth(a, b, 9000).expect("veth");
     }

@@ -1,13 +1,14 @@
-//! `vxspan restart` live: the daemon executes its binary again in the same process while a
-//! blast runs through the kernel tier; no frame is lost (the inputs' program is swapped, never
-//! detached), the counters continue from the old totals (also when the rules changed between
-//! restarts), a binary that cannot start is refused without stopping anything, and a replaced
-//! binary (an upgrade) is what the restart runs. Also the reloads of the kernel tier the restart
-//! code shares (prepared off the first worker).
+//! The kernel tier live, in network namespaces: `vxspan restart` executes the binary again in
+//! the same process while a blast runs through the kernel tier; no frame is lost (the inputs'
+//! program is swapped, never detached), the counters continue from the old totals (also when
+//! the rules changed between restarts), a binary that cannot start is refused without stopping
+//! anything, and a replaced binary (an upgrade) is what the restart runs. Also reloads the
+//! restart code shares (prepared off the first worker), and the per-output transforms of fan-out
+//! copies (truncation, VLAN actions) that the devmap egress program applies.
 
 mod common;
 
-use common::daemon::{counter, Vxspan};
+use common::daemon::{counter, sorted, Vxspan};
 use common::netns::{wait_for, Netns};
 use common::scratch;
 use std::path::Path;
@@ -295,5 +296,91 @@ fn an_xdp_reload_that_removes_an_output_is_applied() {
     assert_eq!(counter(&s, "in", "rx_packets"), 100, "{s}");
     assert_eq!(counter(&s, "x", "tx_packets"), 100, "{s}");
     assert_eq!(ns.stat("p3", "rx_packets") - rx3, 100);
+    let _ = vx.stop(&dir);
+}
+
+/// Fan-out in the kernel tier with per-output transforms: one output truncates to 100 bytes
+/// after pushing a tag, the other forwards whole. The copies at both far ends are
+/// byte-identical to what the engine makes of the same frames (`vxspan replay`), the group runs
+/// in the kernel tier, and each output's counters equal its wire's.
+#[test]
+fn fanout_copies_are_truncated_and_tagged_in_the_kernel_as_in_the_engine() {
+    if common::netns::skipped() {
+        return;
+    }
+    let dir = scratch("live-kernel-truncate");
+    let ns = topology("ktr", &dir, true);
+    let config = dir.join("truncate.toml");
+    std::fs::write(
+        &config,
+        "[inputs.in]\ninterface = \"eth0\"\n[outputs.x]\ninterface = \"eth2\"\ntruncate = 100\nvlan = { push = 300 }\n[outputs.y]\ninterface = \"eth3\"\n[[rules]]\nname = \"r\"\nfrom = [\"in\"]\nto = [\"x\", \"y\"]\n",
+    )
+    .unwrap();
+    let pcap = dir.join("mix.pcap");
+    common::gen_mix(&pcap, 300, 4);
+    let o = common::vxspan(&[
+        "replay",
+        config.to_str().unwrap(),
+        "-i",
+        &format!("in={}", pcap.display()),
+        "--out-dir",
+        dir.join("engine").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let vx = Vxspan::start_with(
+        &ns,
+        &config,
+        &dir,
+        &["--datapath", "xdp", "--xdp-mode", "native"],
+    );
+    let st = status(&vx);
+    for g in st["groups"].as_array().unwrap() {
+        assert_eq!(g["tier"], "xdp", "{g}");
+    }
+    let caps: Vec<_> = ["p2", "p3"]
+        .iter()
+        .map(|p| ns.capture(p, &dir.join(format!("{p}.pcap"))))
+        .collect();
+    let (rx2, rx3) = (ns.stat("p2", "rx_packets"), ns.stat("p3", "rx_packets"));
+    ns.replay_paced("p0", 2000, &pcap);
+    wait_for(Duration::from_secs(10), || {
+        counter(&vx.stats(), "in", "rx_packets") == 300
+            && common::daemon::frames_in(&dir.join("p2.pcap")) >= 300
+            && common::daemon::frames_in(&dir.join("p3.pcap")) >= 300
+    });
+    for c in caps {
+        c.stop();
+    }
+    let frames = |p: std::path::PathBuf| -> Vec<Vec<u8>> {
+        common::read_capture(&p).into_iter().map(|f| f.0).collect()
+    };
+    let (got_x, got_y) = (frames(dir.join("p2.pcap")), frames(dir.join("p3.pcap")));
+    let (want_x, want_y) = (
+        frames(dir.join("engine/x.pcap")),
+        frames(dir.join("engine/y.pcap")),
+    );
+    assert_eq!(want_x.len(), 300);
+    assert!(want_x.iter().all(|f| f.len() <= 100));
+    assert!(
+        sorted(got_x.clone()) == sorted(want_x),
+        "x: the kernel's copies are the engine's ({} frames)",
+        got_x.len()
+    );
+    assert!(sorted(got_y) == sorted(want_y), "y: whole copies");
+    let s = vx.stats();
+    assert_eq!(
+        counter(&s, "x", "tx_packets"),
+        ns.stat("p2", "rx_packets") - rx2
+    );
+    assert_eq!(
+        counter(&s, "y", "tx_packets"),
+        ns.stat("p3", "rx_packets") - rx3
+    );
+    let bytes: u64 = got_x.iter().map(|f| f.len() as u64).sum();
+    assert_eq!(
+        counter(&s, "x", "tx_bytes"),
+        bytes,
+        "tx_bytes counts the truncated copies"
+    );
     let _ = vx.stop(&dir);
 }
