@@ -118,7 +118,7 @@ fn kernel_tables(plan: &Plan) {
             }
         }
     }
-    let _ = t.counters(plan, &Default::default());
+    let _ = (&t, vxspan_xdp::Tables::counters(plan, &Default::default()));
 }
 
 struct NoFilters;

@@ -47,12 +47,11 @@ pub struct KernelTier {
     retiring: Vec<Retiring>,
 }
 
-/// A replaced object: the plan and tables it ran, when it was replaced, and the device drops
-/// charged to it (its baselines and the devices' counters at the swap).
+/// A replaced object: the plan it ran, when it was replaced, and the device drops charged to it
+/// (its baselines and the devices' counters at the swap).
 struct Retiring {
     obj: Retired,
     plan: Arc<Plan>,
-    tables: Tables,
     at: Instant,
     dev: (Vec<Option<u64>>, Vec<Option<u64>>),
 }
@@ -197,10 +196,9 @@ impl KernelTier {
         h: vxspan_xdp::loader::Handover,
     ) -> Result<(KernelTier, Mode, String, Report), String> {
         let tables = Tables::build(plan, &ifindex, userspace_only)?;
-        let old_tables = Tables::build(old_plan, &ifindex, userspace_only)?;
         let (dp, raw) = Datapath::adopt(tables, h)?;
         let m = dp.mode().unwrap_or(Mode::Generic);
-        let old = vxspan_core::engine::report(old_plan, &old_tables.counters(old_plan, &raw));
+        let old = vxspan_core::engine::report(old_plan, &Tables::counters(old_plan, &raw));
         let why = format!(
             "{} mode, taken over from the previous image ({} input(s) never detached)",
             m.as_str(),
@@ -243,7 +241,7 @@ impl KernelTier {
         let raw = self.dp.counters();
         let handed = raw.userspace.iter().map(|u| u.0).collect();
         let now = device_counters(plan, &self.dev_base);
-        let mut r = report_of(plan, self.dp.tables(), &raw, (&self.dev_base, &now));
+        let mut r = report_of(plan, &raw, (&self.dev_base, &now));
         for x in &self.retiring {
             r.add(&x.report());
         }
@@ -263,14 +261,12 @@ impl KernelTier {
     /// keeps being counted until [`KernelTier::retire`] finds it final. On error nothing
     /// changed (the inputs changed since the object was prepared).
     pub fn commit(&mut self, old: Arc<Plan>, new: &Plan, p: Prepared) -> Result<(), String> {
-        let tables = self.dp.tables().clone();
         let obj = self.dp.commit(p)?;
         let end = device_counters(&old, &self.dev_base);
         let base = std::mem::replace(&mut self.dev_base, device_baseline(new, self.dp.tables()));
         self.retiring.push(Retiring {
             obj,
             plan: old,
-            tables,
             at: Instant::now(),
             dev: (base, end),
         });
@@ -324,7 +320,7 @@ impl Retiring {
     /// Its counters, reported against the plan its tables were built from.
     fn report(&self) -> Report {
         let raw = self.obj.counters();
-        report_of(&self.plan, &self.tables, &raw, (&self.dev.0, &self.dev.1))
+        report_of(&self.plan, &raw, (&self.dev.0, &self.dev.1))
     }
 }
 
@@ -342,11 +338,10 @@ fn device_counters(plan: &Plan, base: &[Option<u64>]) -> Vec<Option<u64>> {
 /// baseline `dev.0` (outputs only the kernel tier sends to).
 fn report_of(
     plan: &Plan,
-    tables: &Tables,
     raw: &vxspan_xdp::tables::RawCounters,
     dev: (&[Option<u64>], &[Option<u64>]),
 ) -> Report {
-    let mut c = tables.counters(plan, raw);
+    let mut c = Tables::counters(plan, raw);
     for ((o, base), now) in plan.outputs.iter().zip(dev.0).zip(dev.1) {
         let (Some(base), Some(now)) = (base, now) else {
             continue;

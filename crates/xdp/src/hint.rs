@@ -216,26 +216,33 @@ pub fn update(link: &OwnedFd, prog_fd: RawFd) -> Result<(), String> {
     Ok(())
 }
 
-/// The values of keys 0..`n` of the per-CPU array `fd`, whose values are `value_size` bytes:
-/// `n` runs of `ncpus` values each rounded up to 8 bytes, read with BPF_MAP_LOOKUP_BATCH (a
-/// few system calls for the 4,096 VLANs of an input, instead of one per key).
+/// Keys read per BPF_MAP_LOOKUP_BATCH call: the buffer holds this many keys' values for every
+/// possible CPU (40 bytes each: 40 KiB with 2 CPUs, 2.5 MiB with 128), reused for each chunk.
+const BATCH_KEYS: u32 = 512;
+
+/// Reads keys 0..`n` of the per-CPU array `fd`, whose values are `value_size` bytes, with
+/// BPF_MAP_LOOKUP_BATCH (a few system calls for the 4,096 VLANs of an input, instead of one per
+/// key), a chunk of keys at a time: `each(key, values)` gets each key's `ncpus` values, each
+/// rounded up to 8 bytes. An error (a kernel without batch lookups, a short answer) is returned
+/// before `each` has seen anything only for the first chunk; the caller reads per key then.
 pub fn per_cpu_array(
     fd: RawFd,
     n: u32,
     value_size: usize,
     ncpus: usize,
-) -> Result<Vec<u8>, String> {
+    mut each: impl FnMut(u32, &[u8]),
+) -> Result<(), String> {
     let stride = value_size.div_ceil(8) * 8 * ncpus;
-    let mut values = vec![0u8; n as usize * stride];
-    let mut keys = vec![0u32; n as usize];
+    let chunk = BATCH_KEYS.min(n.max(1));
+    let mut values = vec![0u8; chunk as usize * stride];
+    let mut keys = vec![0u32; chunk as usize];
     let (mut done, mut next, mut first) = (0u32, 0u32, true);
     while done < n {
-        let mut count = n - done;
+        let mut count = chunk.min(n - done);
         let mut from = next;
-        let at = done as usize;
-        // SAFETY: `keys` has room for `n - done` keys from `at` and `values` for as many values
-        // of `stride` bytes; the batch tokens are u32 keys (an array's); libbpf writes at most
-        // `count` of each and the next token, and nothing after the call.
+        // SAFETY: `keys` has room for `count` keys and `values` for `count` values of `stride`
+        // bytes; the batch tokens are u32 keys (an array's); the kernel writes at most `count`
+        // of each and the next token, and nothing after the call.
         let r = unsafe {
             bpf_map_lookup_batch(
                 fd,
@@ -245,28 +252,34 @@ pub fn per_cpu_array(
                     (&mut from as *mut u32).cast()
                 },
                 (&mut next as *mut u32).cast(),
-                keys[at..].as_mut_ptr().cast(),
-                values[at * stride..].as_mut_ptr().cast(),
+                keys.as_mut_ptr().cast(),
+                values.as_mut_ptr().cast(),
                 &mut count,
                 std::ptr::null(),
             )
         };
-        done += count.min(n - done);
         first = false;
-        if r < 0 {
-            if -r == libc::ENOENT {
-                break;
-            }
+        if r < 0 && -r != libc::ENOENT {
             return Err(os_err("BPF_MAP_LOOKUP_BATCH", r));
         }
-        if count == 0 {
+        let got = count.min(chunk).min(n - done);
+        if keys[..got as usize]
+            .iter()
+            .enumerate()
+            .any(|(i, k)| *k != done + i as u32)
+        {
+            return Err("BPF_MAP_LOOKUP_BATCH: keys out of order".into());
+        }
+        for (i, v) in values.chunks_exact(stride).take(got as usize).enumerate() {
+            each(done + i as u32, v);
+        }
+        done += got;
+        if r < 0 || got == 0 {
             break;
         }
     }
-    if done != n || keys.iter().enumerate().any(|(i, k)| *k as usize != i) {
-        return Err(format!(
-            "BPF_MAP_LOOKUP_BATCH: {done} of {n} keys, out of order"
-        ));
+    if done != n {
+        return Err(format!("BPF_MAP_LOOKUP_BATCH: {done} of {n} keys"));
     }
-    Ok(values)
+    Ok(())
 }

@@ -197,9 +197,6 @@ impl Object {
                 ports
                     .set(o as u32, out.ifindex, None, 0)
                     .map_err(|e| err(&format!("ports (ifindex {})", out.ifindex), e))?;
-                egress_cfg
-                    .insert(out.ifindex, cfg_of(out), 0)
-                    .map_err(|e| err("egress_cfg", e))?;
             }
         }
 
@@ -231,6 +228,11 @@ impl Object {
                 DevMapHash::try_from(map).map_err(|e| err(&name, e))?;
             for &o in members {
                 let out = &t.outputs[o as usize];
+                // The egress program's entry for the interface: only fan-out members are read
+                // there, and they agree on it (Tables::build placed a clash in userspace).
+                egress_cfg
+                    .insert(out.ifindex, cfg_of(out), 0)
+                    .map_err(|e| err("egress_cfg", e))?;
                 // The egress program applies the output's truncation, MTU and VLAN action to
                 // its copy.
                 let prog =
@@ -340,30 +342,31 @@ impl CounterMaps {
             userspace: vec![(0, 0); n_inputs],
             outputs: vec![OutputCounters::default(); n_outputs],
         };
-        let batch = ncpus().and_then(|n| {
+        // VxGroup: action, arg (u32), then packets, bytes, dropped packets and bytes (u64).
+        let stride = std::mem::size_of::<VxGroup>().div_ceil(8) * 8;
+        let u64_at =
+            |b: &[u8], at: usize| u64::from_ne_bytes(b[at..at + 8].try_into().unwrap_or_default());
+        let groups = &mut raw.groups;
+        let batch = ncpus().and_then(|cpus| {
             crate::hint::per_cpu_array(
                 self.groups_fd.as_raw_fd(),
                 (n_inputs * NVID) as u32,
                 std::mem::size_of::<VxGroup>(),
-                n,
+                cpus,
+                |k, per_key| {
+                    let c = &mut groups[k as usize / NVID][k as usize % NVID];
+                    for v in per_key.chunks_exact(stride) {
+                        c.packets += u64_at(v, 8);
+                        c.bytes += u64_at(v, 16);
+                        c.dropped_packets += u64_at(v, 24);
+                        c.dropped_bytes += u64_at(v, 32);
+                    }
+                },
             )
-            .map(|v| (v, n))
         });
-        if let Ok((values, cpus)) = &batch {
-            // VxGroup: action, arg (u32), then packets, bytes, dropped packets and bytes (u64).
-            let stride = std::mem::size_of::<VxGroup>().div_ceil(8) * 8;
-            let u64_at = |b: &[u8], at: usize| {
-                u64::from_ne_bytes(b[at..at + 8].try_into().unwrap_or_default())
-            };
-            for (k, per_key) in values.chunks_exact(stride * cpus).enumerate() {
-                let c = &mut raw.groups[k / NVID][k % NVID];
-                for v in per_key.chunks_exact(stride) {
-                    c.packets += u64_at(v, 8);
-                    c.bytes += u64_at(v, 16);
-                    c.dropped_packets += u64_at(v, 24);
-                    c.dropped_bytes += u64_at(v, 32);
-                }
-            }
+        if batch.is_err() {
+            // Per key, from scratch (a batch that failed half way may have counted some).
+            raw.groups = vec![vec![GroupCounters::default(); NVID]; n_inputs];
         }
         for (i, vids) in raw.groups.iter_mut().enumerate() {
             for (vid, c) in vids.iter_mut().enumerate().filter(|_| batch.is_err()) {
@@ -467,6 +470,11 @@ impl Retired {
         self.obj.counters(self.n_outputs)
     }
 }
+
+/// The layout of the counter maps a [`Handover`] carries (their value types): a successor built
+/// with another one does not read them. Raised whenever `VxGroup`, `VxInputStats` or `VxOutput`
+/// change.
+pub const MAP_LAYOUT: u32 = 2;
 
 /// What a process hands its successor so that the kernel tier keeps forwarding across a
 /// restart (`vxspan restart` execs the new binary with these descriptors open): the input links,
@@ -649,8 +657,24 @@ impl Datapath {
                 None => obj.ingress_fd()?,
             });
         }
-        for (((_, l), fd), hint) in self.links.iter_mut().zip(fds).zip(hints) {
-            crate::hint::update(&l.link, fd)?;
+        // What each link runs now, to point it back if a later one cannot move (an input that
+        // vanished meanwhile): all of the swap, or none of it.
+        let mut old_fds = Vec::with_capacity(self.links.len());
+        for (_, l) in &self.links {
+            old_fds.push(match &l.hint {
+                Some(p) => p.fd(),
+                None => self.obj.ingress_fd()?,
+            });
+        }
+        for (k, ((_, l), fd)) in self.links.iter().zip(&fds).enumerate() {
+            if let Err(e) = crate::hint::update(&l.link, *fd) {
+                for ((_, back), old) in self.links.iter().zip(&old_fds).take(k) {
+                    let _ = crate::hint::update(&back.link, *old);
+                }
+                return Err(e);
+            }
+        }
+        for ((_, l), hint) in self.links.iter_mut().zip(hints) {
             // The old copy is closed once its link points elsewhere.
             l.hint = hint;
         }

@@ -71,6 +71,20 @@ pub struct OutputTable {
     pub cut_to: u32,
 }
 
+impl OutputTable {
+    /// Whether copies leaving through `other` get the same truncation, MTU and VLAN action.
+    fn same_transforms(&self, other: &OutputTable) -> bool {
+        (self.vlan_op, self.vid, self.mtu, self.truncate, self.cut_to)
+            == (
+                other.vlan_op,
+                other.vid,
+                other.mtu,
+                other.truncate,
+                other.cut_to,
+            )
+    }
+}
+
 /// The kernel tier's tables for one plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tables {
@@ -213,7 +227,9 @@ impl Tables {
 
     /// The kernel tier's counters in the plan's shape, ready to merge with the userspace tier's.
     /// Frames handed to userspace are left out: the userspace tier counts them.
-    pub fn counters(&self, plan: &Plan, raw: &RawCounters) -> Counters {
+    /// (A function of the plan alone: the tables a plan's counters were read from need not be
+    /// at hand, e.g. after a restart in place.)
+    pub fn counters(plan: &Plan, raw: &RawCounters) -> Counters {
         let mut c = Counters::for_plan(plan);
         for (ii, inp) in plan.inputs.iter().enumerate() {
             let Some(vids) = raw.groups.get(ii) else {
@@ -322,13 +338,24 @@ fn kernel_action(
         )),
         _ => {
             // The egress program knows a copy only by the interface it leaves through: two
-            // outputs on one interface must treat copies alike.
+            // outputs on one interface must treat copies alike, in this set and in every other
+            // (the egress table has one entry per interface).
             for (i, &a) in members.iter().enumerate() {
                 for &b in &members[i + 1..] {
                     let (x, y) = (outputs[a as usize], outputs[b as usize]);
                     if x.ifindex == y.ifindex {
                         return Err("fan-out to two outputs on the same interface".to_string());
                     }
+                }
+                let x = outputs[a as usize];
+                let clash = fansets.iter().flatten().any(|&b| {
+                    let y = outputs[b as usize];
+                    b != a && y.ifindex == x.ifindex && !y.same_transforms(&x)
+                });
+                if clash {
+                    return Err(format!(
+                        "output {a} shares its interface with another fan-out output that transforms copies differently"
+                    ));
                 }
             }
             if let Some(s) = fansets.iter().position(|s| *s == members) {
@@ -371,6 +398,59 @@ mod tests {
         name.strip_prefix("eth")
             .and_then(|n| n.parse::<u32>().ok())
             .map(|n| n + 10)
+    }
+
+    #[test]
+    fn fanout_outputs_sharing_an_interface_must_transform_alike() {
+        // a and b leave through eth2 with different transforms; each is in a fan-out set.
+        let p = plan(
+            r#"
+[inputs.in]
+interface = "eth0"
+[outputs.a]
+interface = "eth2"
+vlan = { push = 100 }
+[outputs.b]
+interface = "eth2"
+truncate = 128
+[outputs.c]
+interface = "eth3"
+[outputs.d]
+interface = "eth4"
+truncate = 128
+[[rules]]
+from = ["in"]
+vlan = [10]
+to = ["a", "c"]
+[[rules]]
+from = ["in"]
+vlan = [20]
+to = ["b", "c"]
+[[rules]]
+from = ["in"]
+vlan = [30]
+to = ["b"]
+[[rules]]
+from = ["in"]
+vlan = [40]
+to = ["d", "c"]
+"#,
+        );
+        let t = Tables::build(&p, &ifx, false).unwrap();
+        let tier_of = |vid: u16| {
+            let inp = &p.inputs[0];
+            let g = inp.group_of_vid[usize::from(vid)];
+            t.inputs[0].placement[usize::from(g)].clone()
+        };
+        assert_eq!(tier_of(10).0, Tier::Xdp);
+        let (tier, why) = tier_of(20);
+        assert_eq!(tier, Tier::Userspace);
+        assert!(why.contains("transforms copies differently"), "{why}");
+        // A single output is rewritten by the ingress program: no clash.
+        assert_eq!(tier_of(30).0, Tier::Xdp);
+        // Truncation alone is no reason for userspace.
+        assert_eq!(tier_of(40).0, Tier::Xdp);
+        assert_eq!(t.outputs[3].cut_to, 128);
     }
 
     #[test]
@@ -439,7 +519,7 @@ vlan = [10]
 to = ["x"]
 "#,
         );
-        let t = Tables::build(&p, &ifx, false).unwrap();
+        Tables::build(&p, &ifx, false).unwrap();
         let mut raw = RawCounters {
             groups: vec![vec![GroupCounters::default(); NVID]],
             malformed: vec![(2, 20)],
@@ -463,7 +543,7 @@ to = ["x"]
             dropped_packets: 3,
             dropped_bytes: 300,
         };
-        let c = t.counters(&p, &raw);
+        let c = Tables::counters(&p, &raw);
         let inp = &c.ports[0];
         assert_eq!(inp.rx_packets, 11);
         assert_eq!(inp.rx_packets, inp.forwarded_packets + inp.dropped_packets);

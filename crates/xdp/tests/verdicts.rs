@@ -217,8 +217,8 @@ fn action_of(tables: &Tables, f: &[u8]) -> Option<Action> {
 
 /// Asserts the program's counters equal the engine's, per interface and per VLAN; returns the
 /// program's.
-fn same_counters(plan: &Plan, tables: &Tables, dp: &Datapath, engine: &Engine) -> Report {
-    let kernel = vxspan_core::engine::report(plan, &tables.counters(plan, &dp.counters()));
+fn same_counters(plan: &Plan, dp: &Datapath, engine: &Engine) -> Report {
+    let kernel = vxspan_core::engine::report(plan, &Tables::counters(plan, &dp.counters()));
     let reference = engine.report();
     assert_eq!(
         serde_json::to_value(&kernel.interfaces).unwrap(),
@@ -292,7 +292,7 @@ fn program_agrees_with_the_userspace_classifier() {
                 }
             }
         }
-        let kernel = same_counters(&plan, &tables, &dp, &engine);
+        let kernel = same_counters(&plan, &dp, &engine);
         let rx = &kernel.interfaces["mirror"];
         assert!(
             rx.rx_packets > 0
@@ -434,7 +434,7 @@ fn program_agrees_with_the_engine_on_every_shared_capture() {
             }
         }
         assert!(checked > 3000, "only {checked} frames checked");
-        same_counters(&plan, &tables, &dp, &engine);
+        same_counters(&plan, &dp, &engine);
         eprintln!("{checked} frames: verdicts, copies and counters agree");
     })
     .join()

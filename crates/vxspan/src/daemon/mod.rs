@@ -116,6 +116,11 @@ pub(super) struct Loaded {
 /// MTU where the configuration sets none.
 pub(super) fn load_plan(path: &Path) -> Result<Loaded, String> {
     let text = vxspan_config::read(path).map_err(|e| e.to_string())?;
+    plan_of(path, text)
+}
+
+/// [`load_plan`] of text read already.
+fn plan_of(path: &Path, text: String) -> Result<Loaded, String> {
     let (cfg, mut plan) = compile_text(path, &text)?;
     let uplink = default_route_interface();
     for inp in &cfg.inputs {
@@ -221,11 +226,22 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
             return Ok(ExitCode::from(crate::EXIT_INVALID));
         }
     };
+    // A restarted image whose file no longer loads (edited since, and never reloaded) runs what
+    // the previous image ran: a restart never turns a running broker into a stopped one.
+    let loaded = load_plan(config).or_else(|e| match &inherited {
+        Some(i) => {
+            warn(format!(
+                "restart: {e}; running the configuration the previous image ran (fix the file, then reload)"
+            ));
+            plan_of(config, i.config_text.clone())
+        }
+        None => Err(e),
+    });
     let Loaded {
         text: config_text,
         cfg,
         plan,
-    } = match load_plan(config) {
+    } = match loaded {
         Ok(x) => x,
         Err(e) => {
             eprintln!("vxspan: invalid configuration: {e}");
@@ -449,7 +465,7 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
     while !stop.load(Ordering::Relaxed) && st.restart.is_none() {
         if hup.swap(false, Ordering::Relaxed) {
             // Read and compiled on the preparer's thread, applied between two batches.
-            st.want(prepare::Want::Reload(None));
+            st.want(prepare::Want::Reload(vec![None]));
         }
         if notifier
             .watchdog
@@ -521,6 +537,10 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
             gap.record(t.elapsed());
             last_stats = Instant::now();
         }
+    }
+    // A stop signal wins over a restart asked for in the same moment.
+    if stop.load(Ordering::Relaxed) {
+        st.restart = None;
     }
     if st.restart.is_some() {
         // The process goes on: systemd is told what happens, not that it stops.

@@ -88,7 +88,8 @@ pub(super) type ReloadReply = Option<SyncSender<String>>;
 
 /// Something the first worker wants prepared, before it is snapshotted.
 pub(super) enum Want {
-    Reload(ReloadReply),
+    /// Everyone who asked for it while it waited (one reload serves them all).
+    Reload(Vec<ReloadReply>),
     /// The kernel tier's placement for the rules captures record now; the clients whose
     /// capture waits for it (each is told once the tables are swapped).
     Captured(Vec<SyncSender<Result<(), String>>>),
@@ -139,10 +140,22 @@ impl Preparer {
             .spawn(move || {
                 crate::process::yield_to_workers();
                 for ask in rx {
+                    // A bug here fails this preparation, not every later one.
+                    let bug = |what: &str| format!("{what}: internal error (a bug; see the log)");
                     let r = match ask {
-                        Ask::Reload(ctx) => Ready::Reload(Box::new(prepare_reload(*ctx))),
+                        Ask::Reload(ctx) => Ready::Reload(Box::new(
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                prepare_reload(*ctx)
+                            }))
+                            .unwrap_or_else(|_| {
+                                Err(Refused::NotLive(vec![bug("preparing the reload")]))
+                            }),
+                        )),
                         Ask::Kernel(ask, c) => {
-                            let r = ask.prepare(&c.plan);
+                            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                ask.prepare(&c.plan)
+                            }))
+                            .unwrap_or_else(|_| Err(bug("loading the kernel tier")));
                             Ready::Kernel(c, Box::new(r))
                         }
                     };
@@ -167,9 +180,13 @@ impl Preparer {
 }
 
 impl State {
-    /// Queues `want`; it is prepared once what was asked before is applied.
+    /// Queues `want`; it is prepared once what was asked before is applied. A reload asked for
+    /// while another waits its turn joins it (the file is read when its turn comes).
     pub(super) fn want(&mut self, want: Want) {
-        self.preparer.queue.push_back(want);
+        match (want, self.preparer.queue.back_mut()) {
+            (Want::Reload(mut more), Some(Want::Reload(waiting))) => waiting.append(&mut more),
+            (want, _) => self.preparer.queue.push_back(want),
+        }
         self.next_preparation();
     }
 
@@ -204,7 +221,7 @@ impl State {
 
     fn fail(&mut self, want: Want, e: String) {
         match want {
-            Want::Reload(reply) => self.reloaded(Err(Refused::NotLive(vec![e])), reply),
+            Want::Reload(replies) => self.reloaded(Err(Refused::NotLive(vec![e])), replies),
             Want::Captured(replies) => {
                 warn(format!("captures: {e}"));
                 for r in replies {
@@ -216,38 +233,60 @@ impl State {
 
     /// Applies what the preparer finished (between two batches) and starts the next one.
     pub(super) fn apply_prepared(&mut self) {
-        while let Ok(ready) = self.preparer.ready.try_recv() {
-            let Some(want) = self.preparer.running.take() else {
-                continue;
-            };
-            match (ready, want) {
-                (Ready::Reload(r), Want::Reload(reply)) => {
-                    let r = (*r).and_then(|p| self.apply_reload(p));
-                    self.reloaded(r, reply);
-                }
-                (Ready::Kernel(c, result), Want::Captured(replies)) => {
-                    match (*result).and_then(|p| self.commit_captured(*c, p)) {
-                        Ok(Moved::Done) => {}
-                        Ok(Moved::Stale) => {
-                            self.preparer.queue.push_front(Want::Captured(replies));
-                            continue;
-                        }
-                        Err(e) => warn(format!(
-                            "captures: the kernel tier could not move the captured groups ({e}): a capture sees only what the userspace tier forwards"
-                        )),
+        loop {
+            match self.preparer.ready.try_recv() {
+                Ok(ready) => self.apply_one(ready),
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    // The thread is gone (its work is guarded against panics, so a bug in the
+                    // channel): nothing asked will be answered by it; say so rather than wait.
+                    let waiting: Vec<Want> = self
+                        .preparer
+                        .running
+                        .take()
+                        .into_iter()
+                        .chain(self.preparer.queue.drain(..))
+                        .collect();
+                    for w in waiting {
+                        self.fail(w, "the preparer thread is gone".into());
                     }
-                    for r in replies {
-                        let _ = r.try_send(Ok(()));
-                    }
+                    return;
                 }
-                (_, want) => self.fail(want, "a preparation came back out of order".into()),
             }
         }
         self.next_preparation();
     }
 
+    fn apply_one(&mut self, ready: Ready) {
+        let Some(want) = self.preparer.running.take() else {
+            return;
+        };
+        match (ready, want) {
+            (Ready::Reload(r), Want::Reload(replies)) => {
+                let r = (*r).and_then(|p| self.apply_reload(p));
+                self.reloaded(r, replies);
+            }
+            (Ready::Kernel(c, result), Want::Captured(replies)) => {
+                match (*result).and_then(|p| self.commit_captured(*c, p)) {
+                    Ok(Moved::Done) => {}
+                    Ok(Moved::Stale) => {
+                        self.preparer.queue.push_front(Want::Captured(replies));
+                        return;
+                    }
+                    Err(e) => warn(format!(
+                        "captures: the kernel tier could not move the captured groups ({e}): a capture sees only what the userspace tier forwards"
+                    )),
+                }
+                for r in replies {
+                    let _ = r.try_send(Ok(()));
+                }
+            }
+            (_, want) => self.fail(want, "a preparation came back out of order".into()),
+        }
+    }
+
     /// Logs a reload's outcome and answers whoever asked.
-    fn reloaded(&mut self, r: Result<Reloaded, Refused>, reply: ReloadReply) {
+    fn reloaded(&mut self, r: Result<Reloaded, Refused>, replies: Vec<ReloadReply>) {
         let line = match r {
             Ok(r) => {
                 log(r.line());
@@ -268,8 +307,8 @@ impl State {
                 .to_string()
             }
         };
-        if let Some(reply) = reply {
-            let _ = reply.try_send(line);
+        for reply in replies.into_iter().flatten() {
+            let _ = reply.try_send(line.clone());
         }
     }
 

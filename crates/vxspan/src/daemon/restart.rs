@@ -37,9 +37,18 @@ const MAX_RECORD: u64 = 64 << 20;
 /// names a replaced binary "(deleted)").
 static START: std::sync::OnceLock<(PathBuf, Vec<std::ffi::OsString>)> = std::sync::OnceLock::new();
 
-/// Notes the binary and arguments to execute on a restart; called once, at start.
+/// Notes the binary and arguments to execute on a restart; called once, at start. The path is
+/// the one the process was started by (argv[0] made absolute), not where its symbolic links led
+/// then: an upgrade that points a link elsewhere (update-alternatives, versioned directories) is
+/// followed; without a path in argv[0], the resolved executable.
 pub(super) fn remember_start() {
-    if let Ok(exe) = std::env::current_exe() {
+    let argv0 = std::env::args_os().next().map(PathBuf::from);
+    let exe = match argv0 {
+        Some(p) if p.is_absolute() => Some(p),
+        Some(p) if p.components().count() > 1 => std::env::current_dir().ok().map(|d| d.join(p)),
+        _ => std::env::current_exe().ok(),
+    };
+    if let Some(exe) = exe {
         let _ = START.set((exe, std::env::args_os().skip(1).collect()));
     }
 }
@@ -65,6 +74,8 @@ struct KernelRecord {
     links: Vec<(u32, RawFd)>,
     /// The counter maps' descriptors (groups, in_stats, outputs).
     counters: [RawFd; 3],
+    /// Their layout ([`vxspan_xdp::loader::MAP_LAYOUT`]): another one is not read.
+    layout: u32,
     n_inputs: usize,
     n_outputs: usize,
 }
@@ -81,11 +92,22 @@ pub(super) struct Inherited {
     pub(super) kernel: Option<vxspan_xdp::loader::Handover>,
 }
 
-/// Takes a descriptor named by the record: it must be open, and it is marked close-on-exec
-/// again (nothing this image starts inherits it).
-fn claim(fd: RawFd) -> Result<OwnedFd, String> {
+/// Takes a descriptor named by the record: it must be open, inherited (not close-on-exec: the
+/// previous image cleared the flag on what it handed over, and nothing else in this process has
+/// it), and what `kind` says (`/proc/self/fd` names it: `anon_inode:bpf_link`,
+/// `anon_inode:bpf-map`, `/memfd:vxspan-handover`); it is marked close-on-exec again.
+fn claim(fd: RawFd, kind: &str) -> Result<OwnedFd, String> {
     if fd <= 2 {
         return Err(format!("descriptor {fd} is not the record's to give"));
+    }
+    // SAFETY: fcntl on an integer descriptor reads nothing from memory; a closed one is EBADF.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 || flags & libc::FD_CLOEXEC != 0 {
+        return Err(format!("descriptor {fd} was not handed over"));
+    }
+    let name = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap_or_default();
+    if !name.to_string_lossy().starts_with(kind) {
+        return Err(format!("descriptor {fd} is {}, not {kind}", name.display()));
     }
     // SAFETY: fcntl on an integer descriptor reads nothing from memory; a closed one is EBADF.
     if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
@@ -100,19 +122,45 @@ fn claim(fd: RawFd) -> Result<OwnedFd, String> {
 }
 
 /// The handover of the previous image, if this process was started by `vxspan restart`.
-/// The variable is removed either way; a record that cannot be read is an error (the caller
-/// starts afresh).
+/// The variable is removed either way. A record that cannot be read is an error (the caller
+/// starts afresh), and every descriptor the previous image left open for this one is closed
+/// then: its links would otherwise keep the old program attached, out of anyone's reach.
 pub(super) fn take() -> Option<Result<Inherited, String>> {
     let v = std::env::var(ENV).ok()?;
     std::env::remove_var(ENV);
-    Some(read_record(&v))
+    let r = read_record(&v);
+    if r.is_err() {
+        close_inherited();
+    }
+    Some(r)
+}
+
+/// Closes every descriptor above stderr that is not close-on-exec: at start, before this image
+/// opened anything of its own without the flag, those are what the previous image handed over.
+fn close_inherited() {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<RawFd> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in fds.into_iter().filter(|fd| *fd > 2) {
+        // SAFETY: fcntl and close on integer descriptors; only inherited ones (no close-on-exec
+        // flag) are closed, none of which this image uses.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                libc::close(fd);
+            }
+        }
+    }
 }
 
 fn read_record(v: &str) -> Result<Inherited, String> {
     let fd: RawFd = v
         .parse()
         .map_err(|_| format!("{ENV}={v:?} is not a descriptor number"))?;
-    let mut file = std::fs::File::from(claim(fd)?);
+    let mut file = std::fs::File::from(claim(fd, "/memfd:vxspan-handover")?);
     let mut text = String::new();
     (&mut file)
         .take(MAX_RECORD)
@@ -130,16 +178,30 @@ fn read_record(v: &str) -> Result<Inherited, String> {
         Some(k) => {
             let mode = vxspan_xdp::Mode::parse(&k.mode)
                 .ok_or_else(|| format!("handover: unknown XDP mode {:?}", k.mode))?;
+            if k.layout != vxspan_xdp::loader::MAP_LAYOUT {
+                return Err(format!(
+                    "the previous image's XDP maps have layout {} (this build: {})",
+                    k.layout,
+                    vxspan_xdp::loader::MAP_LAYOUT
+                ));
+            }
+            let mut named: Vec<RawFd> = k.links.iter().map(|l| l.1).collect();
+            named.extend(k.counters);
+            named.sort_unstable();
+            if named.windows(2).any(|w| w[0] == w[1]) {
+                return Err("the handover record names a descriptor twice".into());
+            }
             let links = k
                 .links
                 .iter()
-                .map(|&(i, fd)| claim(fd).map(|l| (i, l)))
+                .map(|&(i, fd)| claim(fd, "anon_inode:bpf_link").map(|l| (i, l)))
                 .collect::<Result<Vec<_>, _>>()?;
             let [g, s, o] = k.counters;
+            let map = |fd| claim(fd, "anon_inode:bpf-map");
             Some(vxspan_xdp::loader::Handover {
                 mode,
                 links,
-                counters: [claim(g)?, claim(s)?, claim(o)?],
+                counters: [map(g)?, map(s)?, map(o)?],
                 n_inputs: k.n_inputs,
                 n_outputs: k.n_outputs,
             })
@@ -160,9 +222,9 @@ fn read_record(v: &str) -> Result<Inherited, String> {
     })
 }
 
-/// Whether a restart can be attempted: the binary to execute is there and starts. Checked
-/// before anything stops.
-pub(super) fn preflight() -> Result<PathBuf, String> {
+/// Whether a restart can be attempted: the binary to execute is there, starts, and accepts the
+/// configuration file as it is now. Checked before anything stops.
+pub(super) fn preflight(config: &Path) -> Result<PathBuf, String> {
     let (exe, _) = START
         .get()
         .ok_or("the binary this process was started from is not known")?;
@@ -171,20 +233,38 @@ pub(super) fn preflight() -> Result<PathBuf, String> {
     if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
         return Err(format!("{} is not an executable file", exe.display()));
     }
-    let out = std::process::Command::new(exe)
-        .arg("--version")
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .map_err(|e| format!("{} --version: {e}", exe.display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{} --version failed ({})",
-            exe.display(),
-            out.status
-        ));
-    }
+    run_within(exe, &["--version".as_ref()], "--version")?;
+    // The file the new image will load, validated by the new binary (an upgrade may refuse a
+    // key the running one took): a file it refuses is no reason to stop anything.
+    run_within(exe, &["check".as_ref(), config.as_os_str()], "check")?;
     Ok(exe.clone())
+}
+
+/// Runs `exe ARGS` with its output discarded; an error unless it exits 0 within 5 s (it is
+/// killed then).
+fn run_within(exe: &Path, args: &[&std::ffi::OsStr], what: &str) -> Result<(), String> {
+    let mut child = std::process::Command::new(exe)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{} {what}: {e}", exe.display()))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) if st.success() => return Ok(()),
+            Ok(Some(st)) => return Err(format!("{} {what} failed ({st})", exe.display())),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{} {what}: no answer within 5 s", exe.display()));
+            }
+        }
+    }
 }
 
 /// Clears close-on-exec on `fd` (it is to survive the exec).
@@ -243,6 +323,7 @@ pub(super) fn exec(
                 mode: h.mode.as_str().to_owned(),
                 links,
                 counters,
+                layout: vxspan_xdp::loader::MAP_LAYOUT,
                 n_inputs: h.n_inputs,
                 n_outputs: h.n_outputs,
             })
@@ -331,9 +412,23 @@ mod tests {
             offloads: Vec::new(),
             kernel: None,
         };
-        let f = write_record(&r).unwrap();
-        let fd = f.into_raw_fd();
-        let got = read_record(&fd.to_string()).unwrap();
+        let handed = |r: &Record| {
+            let fd = write_record(r).unwrap().into_raw_fd();
+            inherit(fd).unwrap();
+            fd
+        };
+        // Still close-on-exec: not handed over, refused.
+        let kept = write_record(&r).unwrap();
+        assert!(read_record(&kept.as_raw_fd().to_string())
+            .unwrap_err()
+            .contains("not handed over"));
+        // Inherited, but not the memfd (a file a wrapper left open): refused, left alone.
+        let other = std::fs::File::open("/proc/self/stat").unwrap();
+        inherit(other.as_raw_fd()).unwrap();
+        assert!(read_record(&other.as_raw_fd().to_string())
+            .unwrap_err()
+            .contains("not /memfd:vxspan-handover"));
+        let got = read_record(&handed(&r).to_string()).unwrap();
         assert_eq!(got.config_text, "[inputs.a]\n");
         assert_eq!(got.carried, carried);
         assert_eq!((got.reloads, got.restarts), (3, 1));
@@ -344,8 +439,7 @@ mod tests {
         assert!(read_record("999999").is_err(), "a closed descriptor");
         let mut old = r;
         old.version = 0;
-        let fd = write_record(&old).unwrap().into_raw_fd();
-        assert!(read_record(&fd.to_string())
+        assert!(read_record(&handed(&old).to_string())
             .unwrap_err()
             .contains("version 0"));
     }

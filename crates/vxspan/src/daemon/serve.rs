@@ -12,12 +12,13 @@ impl State {
                 let _ = reply.try_send(self.status().to_string());
             }
             // Read, compiled and opened on the preparer's thread; answered once applied.
-            Job::Reload(reply) => self.want(super::prepare::Want::Reload(Some(reply))),
+            Job::Reload(reply) => self.want(super::prepare::Want::Reload(vec![Some(reply)])),
             Job::Restart { stream, reply } => {
                 let r = if self.restart.is_some() {
                     Err("a restart is already under way".to_owned())
                 } else {
-                    super::restart::preflight().map(|exe| self.restart = Some((exe, stream)))
+                    super::restart::preflight(&self.config)
+                        .map(|exe| self.restart = Some((exe, stream)))
                 };
                 if let Err(e) = &r {
                     warn(format!("restart refused, the daemon keeps running: {e}"));
