@@ -10,7 +10,9 @@
 #     sending through an AF_XDP TX ring (copy mode on veth) and, with --transmit afpacket,
 #     through AF_PACKET batches;
 #   - vxspan run --datapath afpacket, with one userspace worker and with two (the input shared
-#     by a fanout group; on this 2-vCPU rig the second worker shares a CPU with the sender).
+#     by a fanout group; on this 2-vCPU rig the second worker shares a CPU with the sender);
+#   - the same rule with `truncate = 128` on the output: in the kernel tier (native), and forced
+#     into the userspace tier (--datapath afxdp), what the transform costs in each.
 # The sender is `vxspan blast` (BPF_PROG_TEST_RUN with live frames, pinned to CPU 0), far faster
 # than tcpreplay. A veth only takes XDP frames if it runs XDP natively or has GRO on: in the
 # generic and AF_PACKET rounds GRO is switched on on the input for that reason (each run of the
@@ -50,6 +52,8 @@ clang -O2 -g -target bpf -I/usr/include/x86_64-linux-gnu -DTARGET_IFINDEX="$targ
 clang -O2 -g -target bpf -I/usr/include/x86_64-linux-gnu -c tests/xdp/pass.c -o "$tmp/pass.o"
 ip -n "$ns" link set dev sink0 xdpdrv obj "$tmp/pass.o" sec xdp.frags
 printf '[inputs.in]\ninterface = "in0"\n[outputs.out]\ninterface = "out0"\n[[rules]]\nfrom = "in"\nvlan = "any"\nto = "out"\n' > "$tmp/all.toml"
+printf '[inputs.in]\ninterface = "in0"\n[outputs.out]\ninterface = "out0"\ntruncate = 128\n[[rules]]\nfrom = "in"\nvlan = "any"\nto = "out"\n' > "$tmp/truncate.toml"
+cfg=all
 
 counter() { ip -n "$ns" -s -j link show "$1" | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['stats64']['$2']['packets'])"; }
 
@@ -69,7 +73,7 @@ blast() {
 
 start_vxspan() {
   # Not through nsx: $! must be vxspan itself (ip netns exec execs it), not a subshell.
-  ip netns exec "$ns" "$bin" run "$tmp/all.toml" --control "$tmp/ctl.sock" --log-level warn "$@" > "$tmp/vx.out" 2> "$tmp/vx.err" &
+  ip netns exec "$ns" "$bin" run "$tmp/$cfg.toml" --control "$tmp/ctl.sock" --log-level warn "$@" > "$tmp/vx.out" 2> "$tmp/vx.err" &
   vx=$!
   for _ in $(seq 1 100); do [ -S "$tmp/ctl.sock" ] && break; sleep 0.05; done
   [ -S "$tmp/ctl.sock" ] || { echo "vxspan run did not start:" >&2; cat "$tmp/vx.err" >&2; exit 1; }
@@ -83,7 +87,7 @@ stop_vxspan() {
 gro() { nsx ethtool -K in0 gro "$1" >/dev/null; }
 
 # VX_FORWARDERS picks a subset (for example "xdp-native vxspan-afxdp").
-read -r -a forwarders <<< "${VX_FORWARDERS:-xdp-native vxspan-native xdp-generic vxspan-generic vxspan-afxdp vxspan-afxdp-tx vxspan-afpacket vxspan-afpacket2}"
+read -r -a forwarders <<< "${VX_FORWARDERS:-xdp-native vxspan-native xdp-generic vxspan-generic vxspan-afxdp vxspan-afxdp-tx vxspan-afpacket vxspan-afpacket2 vxspan-truncate vxspan-truncate-user}"
 declare -A results
 for r in $(seq 1 "$rounds"); do
   for f in "${forwarders[@]}"; do
@@ -96,6 +100,8 @@ for r in $(seq 1 "$rounds"); do
       vxspan-afxdp-tx) gro off; start_vxspan --datapath afxdp --xdp-mode native ;;
       vxspan-afpacket) start_vxspan --datapath afpacket --workers 1; gro on ;;
       vxspan-afpacket2) start_vxspan --datapath afpacket --workers 2; gro on ;;
+      vxspan-truncate) gro off; cfg=truncate start_vxspan --datapath xdp --xdp-mode native ;;
+      vxspan-truncate-user) gro off; cfg=truncate start_vxspan --datapath afxdp --xdp-mode native --transmit afpacket ;;
     esac
     read -r s d t < <(blast)
     case $f in
@@ -130,11 +136,13 @@ label = {
     "vxspan-afxdp-tx": "vxspan --datapath afxdp, AF_XDP tx",
     "vxspan-afpacket": "vxspan --datapath afpacket, 1 worker",
     "vxspan-afpacket2": "vxspan --datapath afpacket, 2 workers",
+    "vxspan-truncate": "truncate = 128, kernel tier, native",
+    "vxspan-truncate-user": "truncate = 128, userspace tier (afxdp)",
 }
 base = {m: mpps(res[k]) for m, k in [("native", "xdp-native"), ("generic", "xdp-generic")] if k in res}
 for k in [k for k in label if k in res]:
     m = mpps(res[k])
-    mode = "native" if ("native" in k or k.startswith("vxspan-afxdp")) else "generic"
+    mode = "native" if ("native" in k or k.startswith("vxspan-afxdp") or k.startswith("vxspan-truncate")) else "generic"
     ratio = f"{m / base[mode]:.2f} of the bare {mode} redirect" if mode in base else "(no baseline in this run)"
     print(f"{label[k]:<40} median {m:6.2f} Mpps delivered ({pct(res[k]):5.1f}% of sent)  {ratio}")
 EOF
