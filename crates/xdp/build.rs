@@ -20,6 +20,8 @@ fn main() {
         let out = out_dir.join(format!("{name}.bpf.o"));
         let status = Command::new(&clang)
             .args(["-O2", "-g", "-Wall", "-Werror", "-target", "bpf"])
+            // v3: atomic fetch-and-add (ERSPAN sequence numbers), 32-bit jumps; kernels from 5.12.
+            .arg("-mcpu=v3")
             .args(defines)
             .arg("-I/usr/include/x86_64-linux-gnu")
             .args(["-c", &src, "-o"])

@@ -250,6 +250,32 @@ fn effective_decap(input: &vxspan_config::Input) -> Option<vxspan_config::Decap>
 /// The shortest `truncate` the kernel tier runs.
 pub const KERNEL_MIN_TRUNCATE: u32 = 64;
 
+/// Whether the kernel tier originates `e`, or why not. ERSPAN II / III and GRE over IPv4 run
+/// there; VXLAN and Geneve (their UDP source port) and IPv6 outer headers (their flow label)
+/// carry the inner flow's hash, which the XDP program does not compute yet.
+pub fn kernel_tunnel(e: &vxspan_config::Encap) -> Result<(), String> {
+    use vxspan_config::Encap;
+    match e {
+        Encap::Erspan { .. } | Encap::Gre { .. } => {}
+        Encap::Vxlan { .. } | Encap::Geneve { .. } => {
+            return Err(format!(
+                "{} (its UDP source port comes from the inner flow's hash, computed in userspace)",
+                e.kind()
+            ))
+        }
+    }
+    if e.outer().remote.is_ipv6() {
+        return Err(format!(
+            "{} over IPv6 (the flow label comes from the inner flow's hash, computed in userspace)",
+            e.kind()
+        ));
+    }
+    if e.outer().source.is_some_and(|s| s.is_ipv6()) {
+        return Err(format!("{}: IPv6 source for an IPv4 remote", e.kind()));
+    }
+    Ok(())
+}
+
 fn kernel_capable(cfg: &Config, rule: &vxspan_config::Rule) -> Result<(), String> {
     if rule.filter.is_some() {
         return Err(format!("rule {} has a filter", rule.name));
@@ -283,7 +309,15 @@ fn kernel_capable(cfg: &Config, rule: &vxspan_config::Rule) -> Result<(), String
         let out = &cfg.outputs[o];
         match &out.dest {
             Destination::Interface(_) => {}
-            Destination::Tunnel(_) => return Err(format!("output {} is a tunnel", out.name)),
+            Destination::Tunnel(e) => {
+                // The XDP program originates these (kernel_tunnel), but copies need their next
+                // hop from the route and neighbour tables, which the daemon does not feed it
+                // yet: the userspace tier sends every tunnel.
+                let why = kernel_tunnel(e)
+                    .err()
+                    .unwrap_or_else(|| "its next hop is resolved in userspace".to_string());
+                return Err(format!("output {} is a tunnel: {why}", out.name));
+            }
             Destination::Archive(_) => {
                 return Err(format!("output {} is a capture archive", out.name))
             }
@@ -394,7 +428,10 @@ impl Plan {
                                 .try_for_each(|&r| kernel_capable(cfg, &cfg.rules[r])),
                         };
                         let (tier, why) = match placement {
-                            Ok(()) => (Tier::Xdp, "forward / VLAN rewrite only".to_string()),
+                            Ok(()) => (
+                                Tier::Xdp,
+                                "forward / VLAN rewrite / truncate only".to_string(),
+                            ),
                             Err(why) => (Tier::Userspace, why),
                         };
                         groups.push(Group {

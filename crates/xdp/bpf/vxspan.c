@@ -30,6 +30,7 @@
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
+#include <linux/ip.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -98,6 +99,7 @@ struct vx_out_cfg {
 	__u32 pad;
 };
 #define VX_OUT_TRUNCATE 1
+#define VX_OUT_TUNNEL 2 /* the output is a tunnel: `tunnels` and `nexthops` hold its headers */
 
 /* Per output, per CPU: its configuration (same on every CPU) and its counters. */
 struct vx_output {
@@ -182,6 +184,83 @@ FANMAP(4);
 FANMAP(5);
 FANMAP(6);
 FANMAP(7);
+
+/* Tunnel outputs originated in the kernel tier (src/tunnel.rs builds these). */
+enum vx_tun_kind {
+	VX_TUN_ERSPAN2 = 1,
+	VX_TUN_ERSPAN3 = 2,
+	VX_TUN_GRE = 3,
+};
+#define VX_TUN_KEY 1 /* GRE: a key is configured */
+
+struct vx_tunnel {
+	__u32 kind;
+	__u32 flags;
+	__u32 key;     /* GRE key (host order) */
+	__u16 session; /* ERSPAN session id */
+	__u8 dscp;
+	__u8 ttl;
+	__u32 dst4;    /* network order */
+};
+
+/* Where a tunnel output's copies leave: written by userspace from the kernel's route and
+ * neighbour tables (refreshed every 100 ms), replaced whole (a hash map, so a reader never sees
+ * half an update). No entry, or ifindex 0: not resolved yet, the frame goes to userspace. */
+struct vx_nexthop {
+	__u32 ifindex;
+	__u32 src4; /* network order */
+	__u8 smac[6];
+	__u8 dmac[6];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VX_MAX_OUTPUTS);
+	__type(key, __u32);
+	__type(value, struct vx_tunnel);
+} tunnels SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, VX_MAX_OUTPUTS);
+	__type(key, __u32);
+	__type(value, struct vx_nexthop);
+} nexthops SEC(".maps");
+
+/* The next ERSPAN sequence number per output, shared by every CPU and, through mmap, by the
+ * userspace tier (both add atomically, so each number is used once). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, VX_MAX_OUTPUTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} tun_seq SEC(".maps");
+
+/* CLOCK_REALTIME - CLOCK_BOOTTIME in nanoseconds, kept current by userspace: ERSPAN III
+ * timestamps are the frame's arrival on the real-time clock, as the userspace tier's. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} clock SEC(".maps");
+
+/* Per tunnel output, per CPU: frames handed to userspace because the next hop was not
+ * resolved (the userspace tier sends them, and the kernel resolves the neighbour). */
+struct vx_tun_stats {
+	__u64 unresolved_packets;
+	__u64 unresolved_bytes;
+	__u64 error_packets; /* could not be rewritten (no headroom): tx_error */
+	__u64 error_bytes;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, VX_MAX_OUTPUTS);
+	__type(key, __u32);
+	__type(value, struct vx_tun_stats);
+} tun_stats SEC(".maps");
 
 /* AF_XDP sockets of the userspace tier: input * VX_MAX_QUEUES + RX queue (max_entries set by the
  * loader to inputs * VX_MAX_QUEUES). */
@@ -329,6 +408,171 @@ static __always_inline int to_userspace(struct xdp_md *ctx, __u32 slot, __u64 by
 	return bpf_redirect_map(&xsks, slot * VX_MAX_QUEUES + q, XDP_PASS);
 }
 
+/* The IPv4 header checksum of the 20-byte header at ip (its check field 0). */
+static __always_inline __u16 ipv4_csum(struct iphdr *ip)
+{
+	__u32 s = 0;
+	__u16 *w = (__u16 *)ip;
+	for (int i = 0; i < 10; i++)
+		s += w[i];
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)~s;
+}
+
+static __always_inline void tun_count(__u32 o, int unresolved, __u64 bytes)
+{
+	struct vx_tun_stats *s = bpf_map_lookup_elem(&tun_stats, &o);
+	if (!s)
+		return;
+	if (unresolved) {
+		s->unresolved_packets++;
+		s->unresolved_bytes += bytes;
+	} else {
+		s->error_packets++;
+		s->error_bytes += bytes;
+	}
+}
+
+/* Originates a tunnel copy of the frame at ctx through output o, as vxspan-core's
+ * encap::encapsulate does (same headers, same T bit, same VLAN / COS fields): truncation and
+ * the VLAN action first, then the output's MTU on the outer IP packet, then the outer headers in
+ * front, and a redirect to the next hop's device. `bytes` is the frame's length, `tagged`
+ * whether it arrived with a tag. */
+static __always_inline int tunnel_send(struct xdp_md *ctx, struct vx_output *out, __u32 o,
+				       struct vx_nexthop *nh, __u64 bytes, int tagged)
+{
+	struct vx_tunnel *t = bpf_map_lookup_elem(&tunnels, &o);
+	__u32 *seqp = bpf_map_lookup_elem(&tun_seq, &o);
+	__u32 zero = 0;
+	__u64 *clk = bpf_map_lookup_elem(&clock, &zero);
+	if (!t || !seqp || !clk) {
+		tun_count(o, 0, bytes);
+		return XDP_DROP;
+	}
+	__u32 kind = t->kind;
+	__u32 tun_len = kind == VX_TUN_ERSPAN2 ? 16 : kind == VX_TUN_ERSPAN3 ? 20 :
+			(t->flags & VX_TUN_KEY) ? 8 : 4;
+	int truncated = 0;
+	int d = vlan_delta(out->cfg.vlan_op, tagged);
+	if (out->cfg.cut_to && bytes + d > out->cfg.cut_to) {
+		int cut = (int)(bytes + d - out->cfg.cut_to);
+		if (bpf_xdp_adjust_tail(ctx, -cut) == 0) {
+			bytes -= cut;
+			truncated = 1;
+		}
+	}
+	int delta = vlan_apply(ctx, out->cfg.vlan_op, out->cfg.vid);
+	if (delta == -100)
+		delta = 0;
+	__u64 inner = bytes + delta;
+	/* The outer datagram fits its 16-bit length field, and the output's MTU if it has one. */
+	__u64 room = 65535 - 20 - tun_len;
+	if (out->cfg.mtu) {
+		__u64 m = out->cfg.mtu > 20 + tun_len ? out->cfg.mtu - 20 - tun_len : 0;
+		if (m < room)
+			room = m;
+	}
+	if (inner > room) {
+		if (!(out->cfg.flags & VX_OUT_TRUNCATE) || room < 14) {
+			out->mtu_exceeded_packets++;
+			out->mtu_exceeded_bytes += inner;
+			return XDP_DROP;
+		}
+		if (bpf_xdp_adjust_tail(ctx, -(int)(inner - room))) {
+			tun_count(o, 0, inner);
+			return XDP_DROP;
+		}
+		inner = room;
+		truncated = 1;
+	}
+
+	/* VLAN and COS of the copy's outer tag, when its tag stack parses (0 otherwise). */
+	__u32 vlan = 0, cos = 0;
+	{
+		void *data = (void *)(long)ctx->data;
+		void *data_end = (void *)(long)ctx->data_end;
+		__u32 vid, l3;
+		int tg;
+		if (parse_l2(data, data_end, &vid, &tg, &l3) == 0 && tg) {
+			__u16 *tci = data + 14;
+			if ((void *)(tci + 1) <= data_end) {
+				vlan = bpf_ntohs(*tci) & 0x0fff;
+				cos = bpf_ntohs(*tci) >> 13;
+			}
+		}
+	}
+
+	__u32 hdr = 14 + 20 + tun_len;
+	if (bpf_xdp_adjust_head(ctx, -(int)hdr)) {
+		tun_count(o, 0, inner);
+		return XDP_DROP;
+	}
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = data + 14;
+	__u8 *l4 = data + 34;
+	if ((void *)(l4 + 4) > data_end) {
+		tun_count(o, 0, inner);
+		return XDP_DROP;
+	}
+	__builtin_memcpy(eth->h_dest, nh->dmac, 6);
+	__builtin_memcpy(eth->h_source, nh->smac, 6);
+	eth->h_proto = bpf_htons(ETH_P_IP);
+	ip->version = 4;
+	ip->ihl = 5;
+	ip->tos = t->dscp << 2;
+	ip->tot_len = bpf_htons((__u16)(20 + tun_len + inner));
+	ip->id = 0;
+	ip->frag_off = bpf_htons(0x4000); /* DF */
+	ip->ttl = t->ttl;
+	ip->protocol = 47;                /* GRE */
+	ip->check = 0;
+	ip->saddr = nh->src4;
+	ip->daddr = t->dst4;
+	ip->check = ipv4_csum(ip);
+
+	__be32 *w = (__be32 *)l4;
+	__u32 word0 = (vlan << 16) | (cos << 13) | ((__u32)truncated << 10) | (t->session & 0x3ff);
+	if (kind == VX_TUN_ERSPAN2) {
+		if ((void *)(w + 4) > data_end) {
+			tun_count(o, 0, inner);
+			return XDP_DROP;
+		}
+		__u32 en = (vlan || cos) ? 3 : 0;
+		w[0] = bpf_htonl(0x10000000 | 0x000088be); /* S bit, ERSPAN I/II */
+		w[1] = bpf_htonl(__sync_fetch_and_add(seqp, 1));
+		w[2] = bpf_htonl((1u << 28) | word0 | (en << 11));
+		w[3] = 0;
+	} else if (kind == VX_TUN_ERSPAN3) {
+		if ((void *)(w + 5) > data_end) {
+			tun_count(o, 0, inner);
+			return XDP_DROP;
+		}
+		__u64 now = bpf_ktime_get_boot_ns() + *clk;
+		w[0] = bpf_htonl(0x10000000 | 0x000022eb); /* S bit, ERSPAN III */
+		w[1] = bpf_htonl(__sync_fetch_and_add(seqp, 1));
+		w[2] = bpf_htonl((2u << 28) | word0);
+		w[3] = bpf_htonl((__u32)(now / 100));
+		w[4] = bpf_htonl(1u << 1); /* granularity 01 (100 ns), ingress, Ethernet */
+	} else {
+		if ((void *)(w + 2) > data_end) {
+			tun_count(o, 0, inner);
+			return XDP_DROP;
+		}
+		if (t->flags & VX_TUN_KEY) {
+			w[0] = bpf_htonl(0x20000000 | 0x00006558);
+			w[1] = bpf_htonl(t->key);
+		} else {
+			w[0] = bpf_htonl(0x00006558);
+		}
+	}
+	out->tx_packets++;
+	out->tx_bytes += hdr + inner;
+	return bpf_redirect(nh->ifindex, 0);
+}
+
 SEC("xdp.frags")
 int vxspan_ingress(struct xdp_md *ctx)
 {
@@ -371,6 +615,22 @@ int vxspan_ingress(struct xdp_md *ctx)
 		return XDP_DROP; /* the loader sizes the table for every input: cannot happen */
 	if (g->action == VX_USERSPACE)
 		return to_userspace(ctx, slot, bytes);
+	if (g->action == VX_REDIRECT) {
+		__u32 o = g->arg;
+		struct vx_output *out = bpf_map_lookup_elem(&outputs, &o);
+		if (out && (out->cfg.flags & VX_OUT_TUNNEL)) {
+			struct vx_nexthop *nh = bpf_map_lookup_elem(&nexthops, &o);
+			if (!nh || !nh->ifindex) {
+				/* The userspace tier sends it; its socket makes the kernel resolve
+				 * the next hop, which the nexthops table then learns. */
+				tun_count(o, 1, bytes);
+				return to_userspace(ctx, slot, bytes);
+			}
+			g->packets++;
+			g->bytes += bytes;
+			return tunnel_send(ctx, out, o, nh, bytes, tagged);
+		}
+	}
 	g->packets++;
 	g->bytes += bytes;
 	if (g->action == VX_REDIRECT) {

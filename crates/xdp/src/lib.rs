@@ -13,6 +13,7 @@ pub mod hint;
 pub mod loader;
 pub mod maps;
 pub mod tables;
+pub mod tunnel;
 
 pub use loader::{Datapath, Mode};
 pub use tables::{Action, Tables};

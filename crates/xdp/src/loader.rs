@@ -177,6 +177,10 @@ impl Object {
                 crate::maps::OUT_TRUNCATE
             } else {
                 0
+            } | if o.tunnel.is_some() {
+                crate::maps::OUT_TUNNEL
+            } else {
+                0
             },
             cut_to: o.cut_to,
             pad: 0,
@@ -199,6 +203,8 @@ impl Object {
                     .map_err(|e| err(&format!("ports (ifindex {})", out.ifindex), e))?;
             }
         }
+
+        crate::tunnel::fill(&mut ebpf, t)?;
 
         let mut fansets: Array<MapData, VxFanset> =
             Array::try_from(take(&mut ebpf, "fansets")?).map_err(|e| err("fansets", e))?;
@@ -785,6 +791,21 @@ impl Datapath {
     /// The counters so far (of the current object), summed over CPUs.
     pub fn counters(&self) -> RawCounters {
         self.obj.counters(self.tables.outputs.len())
+    }
+
+    /// Sets where tunnel output `o`'s copies leave (None: not resolved, its frames go to the
+    /// userspace tier).
+    pub fn set_nexthop(
+        &mut self,
+        o: u32,
+        nh: Option<crate::maps::VxNexthop>,
+    ) -> Result<(), String> {
+        let map = self
+            .obj
+            .ebpf
+            .map_mut("nexthops")
+            .ok_or_else(|| err("nexthops", "map missing from the object"))?;
+        crate::tunnel::set_nexthop(map, o, nh)
     }
 
     /// Runs the ingress program once on `frame` as if it arrived on `ifindex` (BPF_PROG_TEST_RUN,

@@ -47,6 +47,45 @@ pub struct VxOutCfg {
 
 /// `VX_OUT_TRUNCATE`.
 pub const OUT_TRUNCATE: u32 = 1;
+/// `VX_OUT_TUNNEL`: the output is a tunnel originated in XDP.
+pub const OUT_TUNNEL: u32 = 2;
+
+/// `struct vx_tunnel`: a tunnel output's fixed header fields.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VxTunnel {
+    pub kind: u32,
+    pub flags: u32,
+    pub key: u32,
+    pub session: u16,
+    pub dscp: u8,
+    pub ttl: u8,
+    /// Network order (the address's octets as they are on the wire).
+    pub dst4: [u8; 4],
+}
+
+/// `VX_TUN_KEY`.
+pub const TUN_KEY: u32 = 1;
+
+/// `struct vx_nexthop`: where a tunnel output's copies leave.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VxNexthop {
+    pub ifindex: u32,
+    pub src4: [u8; 4],
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
+}
+
+/// `struct vx_tun_stats`, per tunnel output and CPU.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VxTunStats {
+    pub unresolved_packets: u64,
+    pub unresolved_bytes: u64,
+    pub error_packets: u64,
+    pub error_bytes: u64,
+}
 
 /// `struct vx_output`, per output and CPU.
 #[repr(C)]
@@ -82,6 +121,12 @@ unsafe impl aya::Pod for VxOutCfg {}
 unsafe impl aya::Pod for VxOutput {}
 // SAFETY: as above.
 unsafe impl aya::Pod for VxFanset {}
+// SAFETY: as above: 3 u32, u16 + 2 u8, 4 u8 (20 bytes, alignment 4, no padding).
+unsafe impl aya::Pod for VxTunnel {}
+// SAFETY: as above: 2 u32 then 12 u8 (20 bytes, alignment 4, no padding).
+unsafe impl aya::Pod for VxNexthop {}
+// SAFETY: as above: four u64.
+unsafe impl aya::Pod for VxTunStats {}
 
 #[cfg(test)]
 mod tests {
@@ -95,5 +140,8 @@ mod tests {
         assert_eq!(std::mem::size_of::<VxOutCfg>(), 24);
         assert_eq!(std::mem::size_of::<VxOutput>(), 72);
         assert_eq!(std::mem::size_of::<VxFanset>(), 68);
+        assert_eq!(std::mem::size_of::<VxTunnel>(), 20);
+        assert_eq!(std::mem::size_of::<VxNexthop>(), 20);
+        assert_eq!(std::mem::size_of::<VxTunStats>(), 32);
     }
 }

@@ -69,19 +69,87 @@ pub struct OutputTable {
     pub truncate: bool,
     /// `truncate`: the copy's largest length after its VLAN action (0: whole).
     pub cut_to: u32,
+    /// A tunnel the XDP program originates (see [`TunnelTable::of`]); None for interfaces and
+    /// for tunnels only the userspace tier sends.
+    pub tunnel: Option<TunnelTable>,
+}
+
+/// The kinds of tunnel the XDP program originates (`enum vx_tun_kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunnelKind {
+    ErspanII = 1,
+    ErspanIII = 2,
+    Gre = 3,
+}
+
+/// A tunnel output in the kernel tier: its fixed header fields. The outer source address,
+/// MAC addresses and egress device come from the route and neighbour tables at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunnelTable {
+    pub kind: TunnelKind,
+    /// GRE key.
+    pub key: Option<u32>,
+    /// ERSPAN session id.
+    pub session: u16,
+    pub dscp: u8,
+    pub ttl: u8,
+    pub remote: std::net::Ipv4Addr,
+    /// The configured source address (None: the route's preferred source).
+    pub source: Option<std::net::Ipv4Addr>,
+}
+
+impl TunnelTable {
+    /// The kernel tier's form of `e`, or why only the userspace tier can originate it
+    /// (vxspan_core::plan::kernel_tunnel decides placement by the same function).
+    pub fn of(e: &vxspan_config::Encap) -> Result<TunnelTable, String> {
+        use vxspan_config::Encap;
+        vxspan_core::plan::kernel_tunnel(e)?;
+        let (kind, key, session) = match e {
+            Encap::Erspan {
+                version: 2,
+                session,
+                ..
+            } => (TunnelKind::ErspanII, None, *session),
+            Encap::Erspan { session, .. } => (TunnelKind::ErspanIII, None, *session),
+            Encap::Gre { key, .. } => (TunnelKind::Gre, *key, 0),
+            Encap::Vxlan { .. } | Encap::Geneve { .. } => {
+                return Err(format!("{} is not originated in XDP", e.kind()))
+            }
+        };
+        let o = e.outer();
+        let (std::net::IpAddr::V4(remote), source) = (o.remote, o.source) else {
+            return Err("an IPv6 remote is not originated in XDP".into());
+        };
+        let source = match source {
+            None => None,
+            Some(std::net::IpAddr::V4(s)) => Some(s),
+            Some(std::net::IpAddr::V6(_)) => return Err("IPv6 source for an IPv4 remote".into()),
+        };
+        Ok(TunnelTable {
+            kind,
+            key,
+            session,
+            dscp: o.dscp,
+            ttl: o.ttl,
+            remote,
+            source,
+        })
+    }
 }
 
 impl OutputTable {
     /// Whether copies leaving through `other` get the same truncation, MTU and VLAN action.
     fn same_transforms(&self, other: &OutputTable) -> bool {
-        (self.vlan_op, self.vid, self.mtu, self.truncate, self.cut_to)
-            == (
-                other.vlan_op,
-                other.vid,
-                other.mtu,
-                other.truncate,
-                other.cut_to,
-            )
+        self.tunnel.is_none()
+            && other.tunnel.is_none()
+            && (self.vlan_op, self.vid, self.mtu, self.truncate, self.cut_to)
+                == (
+                    other.vlan_op,
+                    other.vid,
+                    other.mtu,
+                    other.truncate,
+                    other.cut_to,
+                )
     }
 }
 
@@ -116,6 +184,9 @@ impl Tables {
             if let Some(name) = o.dest.interface() {
                 t.ifindex = ifindex(name)
                     .ok_or_else(|| format!("output {}: no interface {name:?}", o.name))?;
+            }
+            if let Some(e) = o.dest.encap() {
+                t.tunnel = TunnelTable::of(e).ok();
             }
             (t.vlan_op, t.vid) = match o.vlan {
                 None => (0, 0),
@@ -211,18 +282,28 @@ impl Tables {
         })
     }
 
-    /// Whether frames of input `i` can reach the userspace tier.
+    /// Whether frames of input `i` can reach the userspace tier: its groups placed there, and
+    /// the frames of kernel-tier tunnels whose next hop is not resolved yet.
     pub fn input_needs_userspace(&self, i: usize) -> bool {
         self.inputs.get(i).is_some_and(|t| {
-            t.all_userspace || t.actions.iter().any(|(_, a)| *a == Action::Userspace)
+            t.all_userspace || t.actions.iter().any(|(_, a)| self.reaches_userspace(*a))
         })
+    }
+
+    fn reaches_userspace(&self, a: Action) -> bool {
+        match a {
+            Action::Userspace => true,
+            Action::Redirect(o) => self
+                .outputs
+                .get(o as usize)
+                .is_some_and(|t| t.tunnel.is_some()),
+            Action::Drop | Action::Broadcast(_) => false,
+        }
     }
 
     /// Whether any frame can reach the userspace tier.
     pub fn needs_userspace(&self) -> bool {
-        self.inputs
-            .iter()
-            .any(|i| i.all_userspace || i.actions.iter().any(|(_, a)| *a == Action::Userspace))
+        (0..self.inputs.len()).any(|i| self.input_needs_userspace(i))
     }
 
     /// The kernel tier's counters in the plan's shape, ready to merge with the userspace tier's.
@@ -326,8 +407,14 @@ fn kernel_action(
 ) -> Result<Action, String> {
     let members: Vec<u32> = dest.iter().map(|o| o as u32).collect();
     for &o in &members {
-        if outputs[o as usize].ifindex == 0 {
+        let t = &outputs[o as usize];
+        if t.ifindex == 0 && t.tunnel.is_none() {
             return Err(format!("output {o} is not an interface"));
+        }
+        if t.tunnel.is_some() && members.len() > 1 {
+            return Err(format!(
+                "fan-out with a tunnel (output {o}): the XDP tier originates a tunnel for single-output groups only"
+            ));
         }
     }
     match members.len() {

@@ -1,0 +1,220 @@
+//! Tunnel origination in the XDP program against vxspan-core's `encapsulate`: ERSPAN II, ERSPAN
+//! III and GRE (with a key) over IPv4, each with a VLAN action, truncation and an MTU with
+//! `oversize = "truncate"` on some outputs. Every frame of the shared captures (and a
+//! truncated copy of each) goes through BPF_PROG_TEST_RUN of the ingress program, whose group
+//! table is pointed at one tunnel output at a time, and through the engine: the verdicts agree
+//! and every copy is byte-identical, sequence numbers included (both count from 0 per output),
+//! except the ERSPAN III timestamp, which the program takes from the real-time clock (checked
+//! within 2 s of it) where the engine takes the frame's receive time. Needs root; skipped
+//! otherwise.
+//!
+//! The daemon does not place tunnel groups in the kernel tier yet (their next hop comes from
+//! the route and neighbour tables, which it does not feed the program); this test writes the
+//! next hop itself.
+
+use std::sync::Arc;
+
+use vxspan_core::{Engine, FilterCompiler, Plan, RxFrame, Sink, TxDrop, TxFrame};
+use vxspan_xdp::maps::VxNexthop;
+use vxspan_xdp::tables::{Action, Tables};
+use vxspan_xdp::Datapath;
+
+const XDP_DROP: u32 = 1;
+const XDP_REDIRECT: u32 = 4;
+
+struct NoFilters;
+impl FilterCompiler for NoFilters {
+    fn compile(&self, _: &str) -> Result<Vec<vxspan_core::bpf::BpfInsn>, String> {
+        Err("no filters here".into())
+    }
+}
+
+const CONFIG: &str = r#"
+[inputs.mirror]
+interface = "tin0"
+[outputs.e2]
+erspan = { remote = "198.18.7.2", source = "198.18.7.1", version = 2, session = 513, dscp = 10, ttl = 33, src_mac = "02:00:00:00:07:01", dst_mac = "02:00:00:00:07:02" }
+vlan = { push = 100 }
+[outputs.e3]
+erspan = { remote = "198.18.7.2", source = "198.18.7.1", version = 3, session = 7, src_mac = "02:00:00:00:07:01", dst_mac = "02:00:00:00:07:02" }
+truncate = 128
+[outputs.g]
+gre = { remote = "198.18.7.2", source = "198.18.7.1", key = 4242, src_mac = "02:00:00:00:07:01", dst_mac = "02:00:00:00:07:02" }
+vlan = { pop = true }
+mtu = 600
+oversize = "truncate"
+[outputs.gd]
+gre = { remote = "198.18.7.2", source = "198.18.7.1", src_mac = "02:00:00:00:07:01", dst_mac = "02:00:00:00:07:02" }
+mtu = 1000
+[[rules]]
+name = "all"
+from = ["mirror"]
+vlan = ["any"]
+to = ["e2"]
+"#;
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[derive(Default)]
+struct Record {
+    copies: Vec<(usize, Vec<u8>)>,
+}
+
+impl Sink for Record {
+    fn transmit(&mut self, output: usize, f: TxFrame<'_>) -> Result<(), TxDrop> {
+        self.copies.push((output, f.data.to_vec()));
+        Ok(())
+    }
+}
+
+/// The plan of CONFIG with its one rule sending to output `o` instead.
+fn plan_to(o: usize) -> Plan {
+    let cfg = vxspan_config::parse(
+        CONFIG,
+        vxspan_config::Syntax::Toml,
+        std::path::Path::new("tunnels.toml"),
+    )
+    .expect("config");
+    let mut plan = Plan::compile(&cfg, &NoFilters).expect("plan");
+    let mut to = vxspan_core::plan::OutSet::default();
+    to.insert(o);
+    plan.rules[0].to = to;
+    plan
+}
+
+fn shared_frames() -> Vec<Vec<u8>> {
+    let dir = std::env::var_os("VXSPAN_SHARED")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+        .join("captures/captures");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e} (set VXSPAN_SHARED)", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut frames = Vec::new();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for path in files {
+        let Ok(mut r) = vxspan_io::pcap::Reader::open(&path) else {
+            continue;
+        };
+        let mut buf = Vec::new();
+        while let Ok(Some(_)) = r.next_into(&mut buf) {
+            let f = std::mem::take(&mut buf);
+            if f.len() < 14 || f.len() > 65_000 {
+                continue;
+            }
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let cut = f[..14 + (seed as usize % (f.len() - 13)).min(f.len() - 14)].to_vec();
+            frames.push(f);
+            frames.push(cut);
+        }
+    }
+    frames
+}
+
+/// Where the ERSPAN III timestamp sits in a copy (outer Ethernet 14, IPv4 20, GRE 8, then the
+/// first word of the ERSPAN header).
+const TS_AT: usize = 14 + 20 + 8 + 4;
+
+#[test]
+fn xdp_originates_erspan_and_gre_as_the_engine_does() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let frames = shared_frames();
+    assert!(frames.len() > 3000, "only {} frames", frames.len());
+    std::thread::spawn(move || {
+        vxspan_io::netdev::unshare_network().expect("unshare");
+        let mut rtnl = vxspan_io::netdev::Rtnl::open().expect("rtnetlink");
+        rtnl.add_veth("tin0", "tin0p", 9000).expect("veth");
+        rtnl.add_veth("tun0", "tun0p", 9000).expect("veth");
+        let ifx = |n: &str| vxspan_xdp::loader::ifindex(n).ok();
+        let in0 = ifx("tin0").unwrap();
+        let egress = ifx("tun0").unwrap();
+        for o in 0..4 {
+            let plan = plan_to(o);
+            let mut tables = Tables::build(&plan, &ifx, false).expect("tables");
+            assert!(
+                tables.outputs[o].tunnel.is_some(),
+                "output {o} originated in XDP"
+            );
+            // The daemon places tunnel groups in userspace for now: point every VID at the
+            // tunnel, as placement will.
+            tables.inputs[0].all_userspace = false;
+            tables.inputs[0].actions = (0..4096u16)
+                .map(|v| (v, Action::Redirect(o as u32)))
+                .collect();
+            let mut dp = Datapath::load(tables).expect("load");
+            let nh = VxNexthop {
+                ifindex: egress,
+                src4: [198, 18, 7, 1],
+                smac: [2, 0, 0, 0, 7, 1],
+                dmac: [2, 0, 0, 0, 7, 2],
+            };
+            // Not resolved yet: handed to the userspace tier.
+            let (v, _, _) = dp.run_frame(in0, &frames[0], 1).expect("test run");
+            assert_eq!(v, 2, "an unresolved next hop passes the frame up");
+            dp.set_nexthop(o as u32, Some(nh)).expect("nexthop");
+            let mut engine = Engine::new(Arc::new(plan.clone()));
+            let (mut copies, mut drops) = (0u64, 0u64);
+            for f in &frames {
+                let (verdict, out, _) = dp.run_frame(in0, f, 1).expect("test run");
+                let mut rec = Record::default();
+                engine.process(
+                    0,
+                    RxFrame {
+                        data: f,
+                        wire_len: f.len() as u32,
+                        ts: 0,
+                    },
+                    &mut rec,
+                );
+                match &rec.copies[..] {
+                    [] => {
+                        assert_eq!(verdict, XDP_DROP, "output {o}: {f:02x?}");
+                        drops += 1;
+                    }
+                    [(_, want)] => {
+                        assert_eq!(verdict, XDP_REDIRECT, "output {o}: {f:02x?}");
+                        let mut got = out.clone();
+                        if o == 1 {
+                            let ts = u32::from_be_bytes(got[TS_AT..TS_AT + 4].try_into().unwrap());
+                            let now = (std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .unwrap()
+                                .as_nanos()
+                                / 100) as u32;
+                            assert!(
+                                now.wrapping_sub(ts) < 20_000_000,
+                                "timestamp {ts} vs now {now}"
+                            );
+                            got[TS_AT..TS_AT + 4].copy_from_slice(&want[TS_AT..TS_AT + 4]);
+                        }
+                        assert_eq!(&got, want, "output {o}: copy of {f:02x?}");
+                        copies += 1;
+                    }
+                    more => panic!("{} copies", more.len()),
+                }
+            }
+            assert!(copies > 1000, "output {o}: {copies} copies");
+            let kernel =
+                vxspan_core::engine::report(&plan, &Tables::counters(&plan, &dp.counters()));
+            let reference = engine.report();
+            assert_eq!(
+                serde_json::to_value(&kernel.interfaces).unwrap(),
+                serde_json::to_value(&reference.interfaces).unwrap(),
+                "output {o}: counters"
+            );
+            eprintln!("output {o}: {copies} copies byte-identical, {drops} drops, counters equal");
+        }
+    })
+    .join()
+    .expect("test thread");
+}
