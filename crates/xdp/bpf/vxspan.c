@@ -201,11 +201,13 @@ struct vx_tunnel {
 	__u8 dscp;
 	__u8 ttl;
 	__u32 dst4;    /* network order */
+	__u32 src4;    /* the configured source, network order (0: the route's) */
 };
 
-/* Where a tunnel output's copies leave: written by userspace from the kernel's route and
- * neighbour tables (refreshed every 100 ms), replaced whole (a hash map, so a reader never sees
- * half an update). No entry, or ifindex 0: not resolved yet, the frame goes to userspace. */
+/* Where a tunnel output's copies leave, from the kernel's route and neighbour tables. No entry,
+ * or ifindex 0: not resolved yet, the frame goes to userspace. An update replaces the element;
+ * the program copies it once to its stack (a preallocated element may be reused by the next
+ * update). Nothing in the daemon writes it yet (the tests do). */
 struct vx_nexthop {
 	__u32 ifindex;
 	__u32 src4; /* network order */
@@ -227,8 +229,10 @@ struct {
 	__type(value, struct vx_nexthop);
 } nexthops SEC(".maps");
 
-/* The next ERSPAN sequence number per output, shared by every CPU and, through mmap, by the
- * userspace tier (both add atomically, so each number is used once). */
+/* The next ERSPAN sequence number per output, shared by every CPU (one atomic add per copy).
+ * Mappable, so that the userspace tier can take its numbers from the same counter (not done
+ * yet: until then a group whose frames reach both tiers would reuse numbers, which is why the
+ * daemon does not place tunnel groups in the kernel tier). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_MMAPABLE);
@@ -237,8 +241,9 @@ struct {
 	__type(value, __u32);
 } tun_seq SEC(".maps");
 
-/* CLOCK_REALTIME - CLOCK_BOOTTIME in nanoseconds, kept current by userspace: ERSPAN III
- * timestamps are the frame's arrival on the real-time clock, as the userspace tier's. */
+/* CLOCK_REALTIME - CLOCK_BOOTTIME in nanoseconds, written when the object is loaded: ERSPAN
+ * III timestamps are the frame's arrival on the real-time clock, as the userspace tier's (a
+ * step of the real-time clock is seen at the next load). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -440,8 +445,9 @@ static __always_inline void tun_count(__u32 o, int unresolved, __u64 bytes)
  * front, and a redirect to the next hop's device. `bytes` is the frame's length, `tagged`
  * whether it arrived with a tag. */
 static __always_inline int tunnel_send(struct xdp_md *ctx, struct vx_output *out, __u32 o,
-				       struct vx_nexthop *nh, __u64 bytes, int tagged)
+				       struct vx_nexthop *nhp, __u64 bytes, int tagged)
 {
+	struct vx_nexthop nh = *nhp;
 	struct vx_tunnel *t = bpf_map_lookup_elem(&tunnels, &o);
 	__u32 *seqp = bpf_map_lookup_elem(&tun_seq, &o);
 	__u32 zero = 0;
@@ -517,8 +523,8 @@ static __always_inline int tunnel_send(struct xdp_md *ctx, struct vx_output *out
 		tun_count(o, 0, inner);
 		return XDP_DROP;
 	}
-	__builtin_memcpy(eth->h_dest, nh->dmac, 6);
-	__builtin_memcpy(eth->h_source, nh->smac, 6);
+	__builtin_memcpy(eth->h_dest, nh.dmac, 6);
+	__builtin_memcpy(eth->h_source, nh.smac, 6);
 	eth->h_proto = bpf_htons(ETH_P_IP);
 	ip->version = 4;
 	ip->ihl = 5;
@@ -529,7 +535,7 @@ static __always_inline int tunnel_send(struct xdp_md *ctx, struct vx_output *out
 	ip->ttl = t->ttl;
 	ip->protocol = 47;                /* GRE */
 	ip->check = 0;
-	ip->saddr = nh->src4;
+	ip->saddr = t->src4 ? t->src4 : nh.src4;
 	ip->daddr = t->dst4;
 	ip->check = ipv4_csum(ip);
 
@@ -568,9 +574,11 @@ static __always_inline int tunnel_send(struct xdp_md *ctx, struct vx_output *out
 			w[0] = bpf_htonl(0x00006558);
 		}
 	}
+	/* Counted as sent: what the egress device then drops (no XDP transmit, a full ring) shows
+	 * in its own counters only. */
 	out->tx_packets++;
 	out->tx_bytes += hdr + inner;
-	return bpf_redirect(nh->ifindex, 0);
+	return bpf_redirect(nh.ifindex, 0);
 }
 
 SEC("xdp.frags")

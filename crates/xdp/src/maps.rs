@@ -62,6 +62,8 @@ pub struct VxTunnel {
     pub ttl: u8,
     /// Network order (the address's octets as they are on the wire).
     pub dst4: [u8; 4],
+    /// The configured source (0.0.0.0: the route's).
+    pub src4: [u8; 4],
 }
 
 /// `VX_TUN_KEY`.
@@ -121,7 +123,7 @@ unsafe impl aya::Pod for VxOutCfg {}
 unsafe impl aya::Pod for VxOutput {}
 // SAFETY: as above.
 unsafe impl aya::Pod for VxFanset {}
-// SAFETY: as above: 3 u32, u16 + 2 u8, 4 u8 (20 bytes, alignment 4, no padding).
+// SAFETY: as above: 3 u32, u16 + 2 u8, 2 x 4 u8 (24 bytes, alignment 4, no padding).
 unsafe impl aya::Pod for VxTunnel {}
 // SAFETY: as above: 2 u32 then 12 u8 (20 bytes, alignment 4, no padding).
 unsafe impl aya::Pod for VxNexthop {}
@@ -140,7 +142,7 @@ mod tests {
         assert_eq!(std::mem::size_of::<VxOutCfg>(), 24);
         assert_eq!(std::mem::size_of::<VxOutput>(), 72);
         assert_eq!(std::mem::size_of::<VxFanset>(), 68);
-        assert_eq!(std::mem::size_of::<VxTunnel>(), 20);
+        assert_eq!(std::mem::size_of::<VxTunnel>(), 24);
         assert_eq!(std::mem::size_of::<VxNexthop>(), 20);
         assert_eq!(std::mem::size_of::<VxTunStats>(), 32);
     }

@@ -2,9 +2,14 @@
 //!
 //! `tunnels` holds each kernel-originated output's fixed header fields (kind, GRE key, ERSPAN
 //! session, DSCP, TTL, remote); `nexthops` where its copies leave (egress device, source
-//! address, MAC addresses), replaced whole per update; `clock` the offset from CLOCK_BOOTTIME
-//! to CLOCK_REALTIME for ERSPAN III timestamps; `tun_seq` the ERSPAN sequence numbers, which
-//! every CPU takes with one atomic add.
+//! address, MAC addresses), replaced per update; `clock` the offset from CLOCK_BOOTTIME to
+//! CLOCK_REALTIME for ERSPAN III timestamps, written at load; `tun_seq` the ERSPAN sequence
+//! numbers, which every CPU takes with one atomic add.
+//!
+//! Not done yet, and why the daemon does not place tunnel groups in the kernel tier: filling
+//! `nexthops` from the route and neighbour tables (and following their changes), sharing
+//! `tun_seq` with the userspace tier (frames whose next hop is unresolved go there), carrying
+//! it across reloads and restarts, refreshing `clock`, and reporting `tun_stats`.
 
 use aya::maps::{Array, HashMap, Map, MapData};
 use aya::Ebpf;
@@ -48,6 +53,7 @@ pub(crate) fn fill(ebpf: &mut Ebpf, t: &Tables) -> Result<(), String> {
                 dscp: tun.dscp,
                 ttl: tun.ttl,
                 dst4: tun.remote.octets(),
+                src4: tun.source.map_or([0; 4], |s| s.octets()),
             };
             tunnels.set(o as u32, v, 0).map_err(|e| err("tunnels", e))?;
         }

@@ -35,6 +35,11 @@ interface = "tin0"
 [outputs.e2]
 erspan = { remote = "198.18.7.2", source = "198.18.7.1", version = 2, session = 513, dscp = 10, ttl = 33, src_mac = "02:00:00:00:07:01", dst_mac = "02:00:00:00:07:02" }
 vlan = { push = 100 }
+truncate = 100
+[outputs.e2m]
+erspan = { remote = "198.18.7.2", source = "198.18.7.1", version = 2, session = 1023, src_mac = "02:00:00:00:07:01", dst_mac = "02:00:00:00:07:02" }
+mtu = 500
+oversize = "truncate"
 [outputs.e3]
 erspan = { remote = "198.18.7.2", source = "198.18.7.1", version = 3, session = 7, src_mac = "02:00:00:00:07:01", dst_mac = "02:00:00:00:07:02" }
 truncate = 128
@@ -138,7 +143,7 @@ fn xdp_originates_erspan_and_gre_as_the_engine_does() {
         let ifx = |n: &str| vxspan_xdp::loader::ifindex(n).ok();
         let in0 = ifx("tin0").unwrap();
         let egress = ifx("tun0").unwrap();
-        for o in 0..4 {
+        for o in 0..5 {
             let plan = plan_to(o);
             let mut tables = Tables::build(&plan, &ifx, false).expect("tables");
             assert!(
@@ -154,7 +159,8 @@ fn xdp_originates_erspan_and_gre_as_the_engine_does() {
             let mut dp = Datapath::load(tables).expect("load");
             let nh = VxNexthop {
                 ifindex: egress,
-                src4: [198, 18, 7, 1],
+                // The configured source wins over the route's.
+                src4: [198, 18, 7, 99],
                 smac: [2, 0, 0, 0, 7, 1],
                 dmac: [2, 0, 0, 0, 7, 2],
             };
@@ -184,7 +190,7 @@ fn xdp_originates_erspan_and_gre_as_the_engine_does() {
                     [(_, want)] => {
                         assert_eq!(verdict, XDP_REDIRECT, "output {o}: {f:02x?}");
                         let mut got = out.clone();
-                        if o == 1 {
+                        if o == 2 {
                             let ts = u32::from_be_bytes(got[TS_AT..TS_AT + 4].try_into().unwrap());
                             let now = (std::time::SystemTime::now()
                                 .duration_since(std::time::UNIX_EPOCH)
