@@ -14,6 +14,8 @@
 
 use std::sync::Arc;
 
+mod common;
+
 use vxspan_core::{Engine, FilterCompiler, Plan, RxFrame, Sink, TxDrop, TxFrame};
 use vxspan_xdp::maps::VxNexthop;
 use vxspan_xdp::tables::{Action, Tables};
@@ -91,36 +93,10 @@ fn plan_to(o: usize) -> Plan {
 }
 
 fn shared_frames() -> Vec<Vec<u8>> {
-    let dir = std::env::var_os("VXSPAN_SHARED")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-        .join("captures/captures");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e} (set VXSPAN_SHARED)", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    let mut frames = Vec::new();
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    for path in files {
-        let Ok(mut r) = vxspan_io::pcap::Reader::open(&path) else {
-            continue;
-        };
-        let mut buf = Vec::new();
-        while let Ok(Some(_)) = r.next_into(&mut buf) {
-            let f = std::mem::take(&mut buf);
-            if f.len() < 14 || f.len() > 65_000 {
-                continue;
-            }
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let cut = f[..14 + (seed as usize % (f.len() - 13)).min(f.len() - 14)].to_vec();
-            frames.push(f);
-            frames.push(cut);
-        }
-    }
-    frames
+    common::shared_variants()
+        .into_iter()
+        .flat_map(|(_, v)| v)
+        .collect()
 }
 
 /// Where the ERSPAN III timestamp sits in a copy (outer Ethernet 14, IPv4 20, GRE 8, then the

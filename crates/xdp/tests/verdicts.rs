@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+mod common;
+
 use vxspan_core::counters::Report;
 use vxspan_core::{Engine, FilterCompiler, Plan, RxFrame, Sink, TxDrop, TxFrame};
 use vxspan_xdp::tables::{Action, Tables};
@@ -358,14 +360,6 @@ fn reload_swaps_tables_and_keeps_counts() {
     .expect("test thread");
 }
 
-/// `../shared` beside the checkout (or `$VXSPAN_SHARED`).
-fn shared_captures() -> std::path::PathBuf {
-    std::env::var_os("VXSPAN_SHARED")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-        .join("captures/captures")
-}
-
 /// Differential: every frame of the 61 shared captures (Ethernet link type), and a truncated
 /// and a bit-flipped copy of each, through the XDP program and through the engine. For frames
 /// the kernel tier handles, verdicts agree, a single-output copy is byte-identical, and the
@@ -376,8 +370,6 @@ fn program_agrees_with_the_engine_on_every_shared_capture() {
         eprintln!("skipped: needs root");
         return;
     }
-    let dir = shared_captures();
-    assert!(dir.is_dir(), "{} missing: set VXSPAN_SHARED", dir.display());
     std::thread::spawn(move || {
         let Setup {
             plan,
@@ -386,51 +378,26 @@ fn program_agrees_with_the_engine_on_every_shared_capture() {
             mut dp,
         } = setup();
         let mut engine = Engine::new(Arc::new(plan.clone()));
-        let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        let (mut checked, mut seed) = (0u64, 0x9e37_79b9_7f4a_7c15u64);
-        for path in files {
-            let Ok(mut r) = vxspan_io::pcap::Reader::open(&path) else {
-                continue;
-            };
-            let mut buf = Vec::new();
-            while let Ok(Some(_)) = r.next_into(&mut buf) {
-                let f = std::mem::take(&mut buf);
-                // BPF_PROG_TEST_RUN needs an Ethernet header's worth of data, and takes at most
-                // what one XDP buffer with fragments holds (the BIG TCP captures' 80 KB frames
-                // exist only as GSO packets, never as one frame on a wire).
-                if f.len() < 14 || f.len() > 65_535 {
+        let mut checked = 0u64;
+        for (path, variants) in common::shared_variants() {
+            for frame in variants {
+                let (verdict, out, _) = dp.run_frame(in0, &frame, 1).expect("test run");
+                let action = action_of(&tables, &frame).unwrap_or(Action::Drop);
+                if action == Action::Userspace {
+                    assert_eq!(verdict, XDP_PASS, "{}", path.display());
                     continue;
                 }
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                let mut flipped = f.clone();
-                let bit = (seed % (8 * f.len().min(64) as u64)) as usize;
-                flipped[bit / 8] ^= 1 << (bit % 8);
-                let cut = f[..14 + (seed as usize % (f.len() - 13)).min(f.len() - 14)].to_vec();
-                for frame in [f, flipped, cut] {
-                    let (verdict, out, _) = dp.run_frame(in0, &frame, 1).expect("test run");
-                    let action = action_of(&tables, &frame).unwrap_or(Action::Drop);
-                    if action == Action::Userspace {
-                        assert_eq!(verdict, XDP_PASS, "{}", path.display());
-                        continue;
-                    }
-                    let rec = reference(&mut engine, &frame);
-                    let want = if rec.copies.is_empty() {
-                        XDP_DROP
-                    } else {
-                        XDP_REDIRECT
-                    };
-                    assert_eq!(verdict, want, "{}: {frame:02x?}", path.display());
-                    if let (Action::Redirect(_), [(_, copy)]) = (action, &rec.copies[..]) {
-                        assert_eq!(&out, copy, "{}: rewritten frame", path.display());
-                    }
-                    checked += 1;
+                let rec = reference(&mut engine, &frame);
+                let want = if rec.copies.is_empty() {
+                    XDP_DROP
+                } else {
+                    XDP_REDIRECT
+                };
+                assert_eq!(verdict, want, "{}: {frame:02x?}", path.display());
+                if let (Action::Redirect(_), [(_, copy)]) = (action, &rec.copies[..]) {
+                    assert_eq!(&out, copy, "{}: rewritten frame", path.display());
                 }
+                checked += 1;
             }
         }
         assert!(checked > 3000, "only {checked} frames checked");

@@ -1,0 +1,50 @@
+//! What the differential tests over the shared captures share.
+
+use std::path::PathBuf;
+
+/// `../shared` beside the checkout (or `$VXSPAN_SHARED`).
+pub fn shared_captures() -> PathBuf {
+    std::env::var_os("VXSPAN_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+        .join("captures/captures")
+}
+
+/// Every frame of the shared captures (Ethernet link type) that BPF_PROG_TEST_RUN takes, each
+/// as it is, with one bit flipped in its first 64 bytes and cut at a random length, in file
+/// order: (file, [frame, flipped, cut]).
+pub fn shared_variants() -> Vec<(PathBuf, [Vec<u8>; 3])> {
+    let dir = shared_captures();
+    assert!(dir.is_dir(), "{} missing: set VXSPAN_SHARED", dir.display());
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for path in files {
+        let Ok(mut r) = vxspan_io::pcap::Reader::open(&path) else {
+            continue;
+        };
+        let mut buf = Vec::new();
+        while let Ok(Some(_)) = r.next_into(&mut buf) {
+            let f = std::mem::take(&mut buf);
+            // BPF_PROG_TEST_RUN needs an Ethernet header's worth of data, and takes at most
+            // what one XDP buffer with fragments holds (the BIG TCP captures' 80 KB frames
+            // exist only as GSO packets, never as one frame on a wire).
+            if f.len() < 14 || f.len() > 65_535 {
+                continue;
+            }
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let mut flipped = f.clone();
+            let bit = (seed % (8 * f.len().min(64) as u64)) as usize;
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            let cut = f[..14 + (seed as usize % (f.len() - 13)).min(f.len() - 14)].to_vec();
+            out.push((path.clone(), [f, flipped, cut]));
+        }
+    }
+    out
+}
