@@ -28,12 +28,45 @@ use vxspan_wire::gre::{GrePacket, GreRepr};
 use vxspan_wire::vxlan::{VxlanPacket, VxlanRepr};
 use vxspan_wire::L2Info;
 
+/// Where an output's ERSPAN sequence numbers come from: one counter that every worker, and the
+/// kernel tier when it originates the same output, takes its numbers from, each number once.
+/// An `AtomicU32` of our own by default; the kernel tier's map shared with the XDP program when
+/// one runs (vxspan-xdp). Numbers wrap at 2^32, as the GRE sequence field does.
+pub trait SequenceCell: Send + Sync + std::fmt::Debug {
+    /// Takes the next number.
+    fn take(&self) -> u32;
+    /// The next number, not taken.
+    fn peek(&self) -> u32;
+    /// Moves the next number up to `next` if it is below (a reload continuing a sequence).
+    fn raise(&self, next: u32);
+}
+
+impl SequenceCell for AtomicU32 {
+    fn take(&self) -> u32 {
+        self.fetch_add(1, Ordering::Relaxed)
+    }
+    fn peek(&self) -> u32 {
+        self.load(Ordering::Relaxed)
+    }
+    fn raise(&self, next: u32) {
+        self.fetch_max(next, Ordering::Relaxed);
+    }
+}
+
 /// Per-output origination state. A clone shares it: every worker sending on one output numbers
 /// its copies from the same sequence.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct TunnelState {
     /// The next GRE sequence number (ERSPAN).
-    pub sequence: Arc<AtomicU32>,
+    pub sequence: Arc<dyn SequenceCell>,
+}
+
+impl Default for TunnelState {
+    fn default() -> Self {
+        TunnelState {
+            sequence: Arc::new(AtomicU32::new(0)),
+        }
+    }
 }
 
 fn tunnel_header_len(e: &Encap) -> usize {
@@ -167,7 +200,7 @@ pub fn encapsulate(
         Encap::Erspan {
             version, session, ..
         } => {
-            let seq = state.sequence.fetch_add(1, Ordering::Relaxed);
+            let seq = state.sequence.take();
             let protocol = if *version == 2 {
                 vxspan_wire::gre::protocol::ERSPAN_I_II
             } else {

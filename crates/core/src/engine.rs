@@ -472,7 +472,7 @@ impl Engine {
         for (o, st) in self.plan.outputs.iter().zip(&self.egress.tunnels) {
             if let Some(vxspan_config::Encap::Erspan { session, .. }) = o.dest.encap() {
                 let e = m.entry(*session).or_insert(0);
-                *e = (*e).max(st.sequence.load(Ordering::Relaxed));
+                *e = (*e).max(st.sequence.peek());
             }
         }
         m
@@ -484,8 +484,28 @@ impl Engine {
         for (o, st) in self.plan.outputs.iter().zip(self.egress.tunnels.iter_mut()) {
             if let Some(vxspan_config::Encap::Erspan { session, .. }) = o.dest.encap() {
                 if let Some(&next) = from.get(session) {
-                    st.sequence.fetch_max(next, Ordering::Relaxed);
+                    st.sequence.raise(next);
                 }
+            }
+        }
+    }
+
+    /// Takes each tunnel output's ERSPAN sequence numbers from the cell `cell` gives for it
+    /// (the kernel tier's shared counter), from now on and in every worker made from this
+    /// engine afterwards; None keeps the engine's own. Call it before [`Engine::worker`].
+    pub fn share_sequences(
+        &mut self,
+        cell: impl Fn(usize, &crate::plan::OutputPlan) -> Option<Arc<dyn crate::encap::SequenceCell>>,
+    ) {
+        for (o, (out, st)) in self
+            .plan
+            .outputs
+            .iter()
+            .zip(self.egress.tunnels.iter_mut())
+            .enumerate()
+        {
+            if let Some(c) = cell(o, out) {
+                st.sequence = c;
             }
         }
     }

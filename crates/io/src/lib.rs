@@ -11,6 +11,7 @@ pub mod losses;
 pub mod mem;
 pub mod netdev;
 pub mod pcap;
+pub mod route;
 pub mod tap;
 pub mod tunnel;
 

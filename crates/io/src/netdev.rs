@@ -52,6 +52,25 @@ impl Rtnl {
         let mut socket = Socket::new(NETLINK_ROUTE)?;
         socket.bind_auto()?;
         socket.connect(&SocketAddr::new(0, 0))?;
+        // A request the kernel never answers must not hang the thread asking.
+        let tv = libc::timeval {
+            tv_sec: 1,
+            tv_usec: 0,
+        };
+        // SAFETY: the fd is the socket's own, open for the call; `tv` is a valid timeval of
+        // the size passed.
+        let r = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&socket),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
         Ok(Rtnl { socket, seq: 0 })
     }
 
@@ -93,17 +112,38 @@ impl Rtnl {
     }
 
     fn request(&mut self, payload: RouteNetlinkMessage, flags: u16, what: &str) -> io::Result<()> {
+        self.exchange(payload, NLM_F_ACK | flags, what).map(|_| ())
+    }
+
+    /// Sends a get request (no dump) and returns the kernel's one answer.
+    pub(crate) fn get(
+        &mut self,
+        payload: RouteNetlinkMessage,
+        what: &str,
+    ) -> io::Result<RouteNetlinkMessage> {
+        self.exchange(payload, 0, what)?
+            .ok_or_else(|| io::Error::other(format!("{what}: no answer")))
+    }
+
+    /// Sends a request and waits for the answer with its sequence number: an error message
+    /// (code 0 is the acknowledgement: Ok(None)) or a message of the family (Ok(Some)).
+    fn exchange(
+        &mut self,
+        payload: RouteNetlinkMessage,
+        flags: u16,
+        what: &str,
+    ) -> io::Result<Option<RouteNetlinkMessage>> {
         self.seq = self.seq.wrapping_add(1);
         let mut packet = NetlinkMessage::new(NetlinkHeader::default(), payload.into());
-        packet.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        packet.header.flags = NLM_F_REQUEST | flags;
         packet.header.sequence_number = self.seq;
         packet.finalize();
         let mut buf = vec![0; packet.buffer_len()];
         packet.serialize(&mut buf);
         self.socket.send(&buf, 0)?;
-        let mut rx = vec![0u8; 8192];
-        // The kernel answers every request with one acknowledgement (an error message whose
-        // code is 0 on success); anything else arriving first is skipped, within bounds.
+        let mut rx = vec![0u8; 16384];
+        // The kernel answers every request once; anything else arriving first (an answer to
+        // an earlier request that timed out) is skipped, within bounds.
         for _ in 0..64 {
             let n = self.socket.recv(&mut &mut rx[..], 0)?;
             let mut off = 0;
@@ -114,14 +154,18 @@ impl Rtnl {
                     })?;
                 let len = reply.header.length as usize;
                 if reply.header.sequence_number == self.seq {
-                    if let NetlinkPayload::Error(e) = reply.payload {
-                        return match e.code {
-                            None => Ok(()),
-                            Some(code) => {
-                                let os = io::Error::from_raw_os_error(-code.get());
-                                Err(io::Error::new(os.kind(), format!("{what}: {os}")))
-                            }
-                        };
+                    match reply.payload {
+                        NetlinkPayload::Error(e) => {
+                            return match e.code {
+                                None => Ok(None),
+                                Some(code) => {
+                                    let os = io::Error::from_raw_os_error(-code.get());
+                                    Err(io::Error::new(os.kind(), format!("{what}: {os}")))
+                                }
+                            };
+                        }
+                        NetlinkPayload::InnerMessage(m) => return Ok(Some(m)),
+                        _ => {}
                     }
                 }
                 if len == 0 {
@@ -130,6 +174,6 @@ impl Rtnl {
                 off += len;
             }
         }
-        Err(io::Error::other(format!("{what}: no acknowledgement")))
+        Err(io::Error::other(format!("{what}: no answer")))
     }
 }
