@@ -58,10 +58,12 @@ struct Retiring {
 
 /// What the heavy part of a table swap needs to know of the running kernel tier: taken on the
 /// first worker (cheap), used on the thread that prepares the swap ([`KernelAsk::prepare`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct KernelAsk {
     userspace_only: bool,
     links: Vec<(u32, bool)>,
+    /// The maps every object of the running datapath shares (tunnel slots and sequences).
+    shared: vxspan_xdp::shared::Shared,
 }
 
 impl KernelAsk {
@@ -69,7 +71,7 @@ impl KernelAsk {
     /// verifier and the VLAN-hint copies run here, off the packet threads.
     pub fn prepare(&self, plan: &Plan) -> Result<Prepared, String> {
         let tables = Tables::build(plan, &ifindex, self.userspace_only)?;
-        Datapath::prepare(tables, &self.links)
+        Datapath::prepare(tables, &self.links, &self.shared)
     }
 
     /// Whether `p` was prepared for the links this ask describes.
@@ -253,6 +255,7 @@ impl KernelTier {
         KernelAsk {
             userspace_only: self.userspace_only,
             links: self.dp.links_key(),
+            shared: self.dp.shared(),
         }
     }
 

@@ -202,17 +202,20 @@ struct vx_tunnel {
 	__u8 ttl;
 	__u32 dst4;    /* network order */
 	__u32 src4;    /* the configured source, network order (0: the route's) */
+	__u32 slot;    /* its entry in tun_seq, nexthops and tun_dev (stable across reloads) */
 };
 
-/* Where a tunnel output's copies leave, from the kernel's route and neighbour tables. No entry,
- * or ifindex 0: not resolved yet, the frame goes to userspace. An update replaces the element;
- * the program copies it once to its stack (a preallocated element may be reused by the next
- * update). Nothing in the daemon writes it yet (the tests do). */
+/* Where a tunnel output's copies leave, from the kernel's route and neighbour tables, by slot:
+ * written by the daemon's next-hop thread (vxspan::nexthop), which follows route and neighbour
+ * changes. No entry, or ifindex 0: not resolved (or the egress device cannot take XDP frames in
+ * this mode), the frame goes to userspace. An update replaces the element; the program copies
+ * it once to its stack (a preallocated element may be reused by the next update). */
 struct vx_nexthop {
 	__u32 ifindex;
 	__u32 src4; /* network order */
 	__u8 smac[6];
 	__u8 dmac[6];
+	__u32 mtu;  /* the route's (or egress device's) MTU: bounds the outer IP packet */
 };
 
 struct {
@@ -229,10 +232,10 @@ struct {
 	__type(value, struct vx_nexthop);
 } nexthops SEC(".maps");
 
-/* The next ERSPAN sequence number per output, shared by every CPU (one atomic add per copy).
- * Mappable, so that the userspace tier can take its numbers from the same counter (not done
- * yet: until then a group whose frames reach both tiers would reuse numbers, which is why the
- * daemon does not place tunnel groups in the kernel tier). */
+/* The next ERSPAN sequence number per tunnel slot, shared by every CPU (one atomic add per copy)
+ * and, mapped, by the userspace tier, which takes its numbers from the same counter. This map,
+ * nexthops, tun_dev and clock outlive an object: a reload's object reuses them (loader.rs), so
+ * sequences continue across reloads without a gap or a repeat. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_MMAPABLE);
@@ -240,6 +243,14 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } tun_seq SEC(".maps");
+
+/* Per tunnel slot, the next hop's egress device, for a bulking redirect. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, VX_MAX_OUTPUTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} tun_dev SEC(".maps");
 
 /* CLOCK_REALTIME - CLOCK_BOOTTIME in nanoseconds, written when the object is loaded: ERSPAN
  * III timestamps are the frame's arrival on the real-time clock, as the userspace tier's (a
@@ -445,14 +456,15 @@ static __always_inline void tun_count(__u32 o, int unresolved, __u64 bytes)
  * front, and a redirect to the next hop's device. `bytes` is the frame's length, `tagged`
  * whether it arrived with a tag. */
 static __always_inline int tunnel_send(struct xdp_md *ctx, struct vx_output *out, __u32 o,
-				       struct vx_nexthop *nhp, __u64 bytes, int tagged)
+				       struct vx_tunnel *t, struct vx_nexthop *nhp, __u64 bytes,
+				       int tagged)
 {
 	struct vx_nexthop nh = *nhp;
-	struct vx_tunnel *t = bpf_map_lookup_elem(&tunnels, &o);
-	__u32 *seqp = bpf_map_lookup_elem(&tun_seq, &o);
+	__u32 slot = t->slot;
+	__u32 *seqp = bpf_map_lookup_elem(&tun_seq, &slot);
 	__u32 zero = 0;
 	__u64 *clk = bpf_map_lookup_elem(&clock, &zero);
-	if (!t || !seqp || !clk) {
+	if (!seqp || !clk) {
 		tun_count(o, 0, bytes);
 		return XDP_DROP;
 	}
@@ -476,6 +488,12 @@ static __always_inline int tunnel_send(struct xdp_md *ctx, struct vx_output *out
 	__u64 room = 65535 - 20 - tun_len;
 	if (out->cfg.mtu) {
 		__u64 m = out->cfg.mtu > 20 + tun_len ? out->cfg.mtu - 20 - tun_len : 0;
+		if (m < room)
+			room = m;
+	}
+	/* The route's MTU bounds it as the output's does: the device would drop a bigger one. */
+	if (nh.mtu) {
+		__u64 m = nh.mtu > 20 + tun_len ? nh.mtu - 20 - tun_len : 0;
 		if (m < room)
 			room = m;
 	}
@@ -574,11 +592,17 @@ static __always_inline int tunnel_send(struct xdp_md *ctx, struct vx_output *out
 			w[0] = bpf_htonl(0x00006558);
 		}
 	}
-	/* Counted as sent: what the egress device then drops (no XDP transmit, a full ring) shows
-	 * in its own counters only. */
+	long r = bpf_redirect_map(&tun_dev, slot, 0);
+	if (r != XDP_REDIRECT) {
+		out->link_down_packets++;
+		out->link_down_bytes += hdr + inner;
+		return XDP_DROP;
+	}
+	/* Counted as sent: what the egress device then drops (a full ring) shows in its own
+	 * counters only. Devices without XDP transmit are never in nexthops in native mode. */
 	out->tx_packets++;
 	out->tx_bytes += hdr + inner;
-	return bpf_redirect(nh.ifindex, 0);
+	return XDP_REDIRECT;
 }
 
 SEC("xdp.frags")
@@ -626,8 +650,10 @@ int vxspan_ingress(struct xdp_md *ctx)
 	if (g->action == VX_REDIRECT) {
 		__u32 o = g->arg;
 		struct vx_output *out = bpf_map_lookup_elem(&outputs, &o);
-		if (out && (out->cfg.flags & VX_OUT_TUNNEL)) {
-			struct vx_nexthop *nh = bpf_map_lookup_elem(&nexthops, &o);
+		struct vx_tunnel *t = bpf_map_lookup_elem(&tunnels, &o);
+		if (out && t && (out->cfg.flags & VX_OUT_TUNNEL)) {
+			__u32 ts = t->slot;
+			struct vx_nexthop *nh = bpf_map_lookup_elem(&nexthops, &ts);
 			if (!nh || !nh->ifindex) {
 				/* The userspace tier sends it; its socket makes the kernel resolve
 				 * the next hop, which the nexthops table then learns. */
@@ -636,7 +662,7 @@ int vxspan_ingress(struct xdp_md *ctx)
 			}
 			g->packets++;
 			g->bytes += bytes;
-			return tunnel_send(ctx, out, o, nh, bytes, tagged);
+			return tunnel_send(ctx, out, o, t, nh, bytes, tagged);
 		}
 	}
 	g->packets++;

@@ -12,6 +12,7 @@ pub mod blast;
 pub mod hint;
 pub mod loader;
 pub mod maps;
+pub mod shared;
 pub mod tables;
 pub mod tunnel;
 

@@ -21,6 +21,7 @@ use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfLoader};
 
 use crate::maps::{VxFanset, VxGroup, VxInput, VxInputStats, VxOutCfg, VxOutput};
+use crate::shared::{Shared, SharedMaps};
 use crate::tables::{GroupCounters, OutputCounters, RawCounters, Tables, FANSETS, NVID};
 
 /// Where the program runs.
@@ -93,16 +94,36 @@ fn per_cpu<T: aya::Pod>(v: T) -> Result<PerCpuValues<T>, String> {
 }
 
 impl Object {
-    fn load(t: &Tables, xsks: &[Xsk]) -> Result<Object, String> {
+    fn load(t: &Tables, xsks: &[Xsk], shared: &Shared) -> Result<Object, String> {
         let n_inputs = t.inputs.len().max(1);
-        let mut ebpf = EbpfLoader::new()
-            // No CO-RE relocations in this program: the kernel's own BTF is not needed.
+        let mut sh = shared.lock().unwrap_or_else(|p| p.into_inner());
+        let names: Vec<Option<&str>> = t
+            .outputs
+            .iter()
+            .map(|o| o.tunnel.as_ref().map(|t| t.name.as_str()))
+            .collect();
+        let slots = sh.assign(&names);
+        // The maps that outlive an object: this one reuses the first one's (shared.rs).
+        let pins = sh.pin()?;
+        let mut loader = EbpfLoader::new();
+        // No CO-RE relocations in this program: the kernel's own BTF is not needed.
+        loader
             .btf(None)
             .map_max_entries("groups", (n_inputs * NVID) as u32)
             .map_max_entries("in_stats", n_inputs as u32)
-            .map_max_entries("xsks", (n_inputs * MAX_QUEUES) as u32)
+            .map_max_entries("xsks", (n_inputs * MAX_QUEUES) as u32);
+        for (name, path) in pins.iter().flat_map(|p| p.paths()) {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader
             .load(crate::object())
             .map_err(|e| err("loading the object", e))?;
+        drop(pins);
+        if !sh.created() {
+            sh.adopt(&ebpf)?;
+            sh.set_clock()?;
+        }
+        drop(sh);
         let map_fds: Vec<(String, OwnedFd)> = ebpf
             .maps()
             .filter_map(|(name, m)| {
@@ -204,7 +225,7 @@ impl Object {
             }
         }
 
-        crate::tunnel::fill(&mut ebpf, t)?;
+        crate::tunnel::fill(&mut ebpf, t, &slots)?;
 
         let mut fansets: Array<MapData, VxFanset> =
             Array::try_from(take(&mut ebpf, "fansets")?).map_err(|e| err("fansets", e))?;
@@ -427,6 +448,8 @@ pub struct Xsk {
 /// ([`Datapath::handover`]).
 pub struct Datapath {
     obj: Object,
+    /// The maps every object of this datapath uses (shared.rs).
+    shared: Shared,
     tables: Tables,
     xsks: Vec<Xsk>,
     /// (ifindex, link) per attached input.
@@ -500,8 +523,10 @@ pub struct Handover {
 impl Datapath {
     /// Loads the program and fills its maps; nothing is attached yet.
     pub fn load(tables: Tables) -> Result<Datapath, String> {
+        let shared = SharedMaps::new();
         Ok(Datapath {
-            obj: Object::load(&tables, &[])?,
+            obj: Object::load(&tables, &[], &shared)?,
+            shared,
             tables,
             xsks: Vec::new(),
             links: Vec::new(),
@@ -599,7 +624,7 @@ impl Datapath {
     /// [`Datapath::commit`], then the old object's final counters once in-flight runs of its
     /// program are over. On error nothing changed.
     pub fn replace(&mut self, tables: Tables) -> Result<RawCounters, String> {
-        let p = Datapath::prepare(tables, &self.links_key())?;
+        let p = Datapath::prepare(tables, &self.links_key(), &self.shared)?;
         let old = self.commit(p)?;
         std::thread::sleep(RETIRE_AFTER);
         Ok(old.counters())
@@ -617,8 +642,12 @@ impl Datapath {
     /// Loads and fills the object for `tables` (a reloaded plan) and the programs each link of
     /// `links` ([`Datapath::links_key`]) will run: the heavy part of a swap (the verifier, the
     /// VLAN-hint copies), done on whatever thread calls it, with nothing attached yet.
-    pub fn prepare(tables: Tables, links: &[(u32, bool)]) -> Result<Prepared, String> {
-        let mut obj = Object::load(&tables, &[])?;
+    pub fn prepare(
+        tables: Tables,
+        links: &[(u32, bool)],
+        shared: &Shared,
+    ) -> Result<Prepared, String> {
+        let mut obj = Object::load(&tables, &[], shared)?;
         let mut hints = Vec::with_capacity(links.len());
         for &(ifindex, hint) in links {
             hints.push(obj.input_program(ifindex, hint)?.1);
@@ -793,6 +822,11 @@ impl Datapath {
         self.obj.counters(self.tables.outputs.len())
     }
 
+    /// The maps every object of this datapath shares: tunnel slots, sequences, next hops.
+    pub fn shared(&self) -> Shared {
+        self.shared.clone()
+    }
+
     /// Sets where tunnel output `o`'s copies leave (None: not resolved, its frames go to the
     /// userspace tier).
     pub fn set_nexthop(
@@ -800,12 +834,18 @@ impl Datapath {
         o: u32,
         nh: Option<crate::maps::VxNexthop>,
     ) -> Result<(), String> {
-        let map = self
-            .obj
-            .ebpf
-            .map_mut("nexthops")
-            .ok_or_else(|| err("nexthops", "map missing from the object"))?;
-        crate::tunnel::set_nexthop(map, o, nh)
+        let name = self
+            .tables
+            .outputs
+            .get(o as usize)
+            .and_then(|t| t.tunnel.as_ref())
+            .map(|t| t.name.clone())
+            .ok_or_else(|| err("nexthops", format!("output {o} is not a kernel tunnel")))?;
+        let sh = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = sh
+            .slot_of(&name)
+            .ok_or_else(|| err("nexthops", format!("output {name} has no slot")))?;
+        sh.set_nexthop(slot, nh)
     }
 
     /// Runs the ingress program once on `frame` as if it arrived on `ifindex` (BPF_PROG_TEST_RUN,

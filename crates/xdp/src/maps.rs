@@ -64,6 +64,8 @@ pub struct VxTunnel {
     pub dst4: [u8; 4],
     /// The configured source (0.0.0.0: the route's).
     pub src4: [u8; 4],
+    /// Its entry in `tun_seq`, `nexthops` and `tun_dev`.
+    pub slot: u32,
 }
 
 /// `VX_TUN_KEY`.
@@ -77,6 +79,8 @@ pub struct VxNexthop {
     pub src4: [u8; 4],
     pub smac: [u8; 6],
     pub dmac: [u8; 6],
+    /// The route's MTU (0: none).
+    pub mtu: u32,
 }
 
 /// `struct vx_tun_stats`, per tunnel output and CPU.
@@ -123,9 +127,9 @@ unsafe impl aya::Pod for VxOutCfg {}
 unsafe impl aya::Pod for VxOutput {}
 // SAFETY: as above.
 unsafe impl aya::Pod for VxFanset {}
-// SAFETY: as above: 3 u32, u16 + 2 u8, 2 x 4 u8 (24 bytes, alignment 4, no padding).
+// SAFETY: as above: 3 u32, u16 + 2 u8, 2 x 4 u8, u32 (28 bytes, alignment 4, no padding).
 unsafe impl aya::Pod for VxTunnel {}
-// SAFETY: as above: 2 u32 then 12 u8 (20 bytes, alignment 4, no padding).
+// SAFETY: as above: 2 u32, 12 u8, u32 (24 bytes, alignment 4, no padding).
 unsafe impl aya::Pod for VxNexthop {}
 // SAFETY: as above: four u64.
 unsafe impl aya::Pod for VxTunStats {}
@@ -142,8 +146,8 @@ mod tests {
         assert_eq!(std::mem::size_of::<VxOutCfg>(), 24);
         assert_eq!(std::mem::size_of::<VxOutput>(), 72);
         assert_eq!(std::mem::size_of::<VxFanset>(), 68);
-        assert_eq!(std::mem::size_of::<VxTunnel>(), 24);
-        assert_eq!(std::mem::size_of::<VxNexthop>(), 20);
+        assert_eq!(std::mem::size_of::<VxTunnel>(), 28);
+        assert_eq!(std::mem::size_of::<VxNexthop>(), 24);
         assert_eq!(std::mem::size_of::<VxTunStats>(), 32);
     }
 }

@@ -56,7 +56,7 @@ pub struct InputTable {
 }
 
 /// One output as the kernel tier sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OutputTable {
     /// 0: not an interface (a tunnel, archive...), never a kernel-tier destination.
     pub ifindex: u32,
@@ -84,7 +84,7 @@ pub enum TunnelKind {
 
 /// A tunnel output in the kernel tier: its fixed header fields. The outer source address,
 /// MAC addresses and egress device come from the route and neighbour tables at run time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TunnelTable {
     pub kind: TunnelKind,
     /// GRE key.
@@ -96,6 +96,8 @@ pub struct TunnelTable {
     pub remote: std::net::Ipv4Addr,
     /// The configured source address (None: the route's preferred source).
     pub source: Option<std::net::Ipv4Addr>,
+    /// The output's name: what its slot in the shared maps belongs to.
+    pub name: String,
 }
 
 impl TunnelTable {
@@ -133,6 +135,7 @@ impl TunnelTable {
             ttl: o.ttl,
             remote,
             source,
+            name: String::new(),
         })
     }
 }
@@ -186,7 +189,10 @@ impl Tables {
                     .ok_or_else(|| format!("output {}: no interface {name:?}", o.name))?;
             }
             if let Some(e) = o.dest.encap() {
-                t.tunnel = TunnelTable::of(e).ok();
+                t.tunnel = TunnelTable::of(e).ok().map(|t| TunnelTable {
+                    name: o.name.clone(),
+                    ..t
+                });
             }
             (t.vlan_op, t.vid) = match o.vlan {
                 None => (0, 0),
@@ -429,14 +435,14 @@ fn kernel_action(
             // (the egress table has one entry per interface).
             for (i, &a) in members.iter().enumerate() {
                 for &b in &members[i + 1..] {
-                    let (x, y) = (outputs[a as usize], outputs[b as usize]);
+                    let (x, y) = (&outputs[a as usize], &outputs[b as usize]);
                     if x.ifindex == y.ifindex {
                         return Err("fan-out to two outputs on the same interface".to_string());
                     }
                 }
-                let x = outputs[a as usize];
+                let x = &outputs[a as usize];
                 let clash = fansets.iter().flatten().any(|&b| {
-                    let y = outputs[b as usize];
+                    let y = &outputs[b as usize];
                     b != a && y.ifindex == x.ifindex && !y.same_transforms(&x)
                 });
                 if clash {

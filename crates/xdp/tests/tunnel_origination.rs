@@ -139,6 +139,7 @@ fn xdp_originates_erspan_and_gre_as_the_engine_does() {
                 src4: [198, 18, 7, 99],
                 smac: [2, 0, 0, 0, 7, 1],
                 dmac: [2, 0, 0, 0, 7, 2],
+                mtu: 0,
             };
             // Not resolved yet: handed to the userspace tier.
             let (v, _, _) = dp.run_frame(in0, &frames[0], 1).expect("test run");
@@ -196,6 +197,129 @@ fn xdp_originates_erspan_and_gre_as_the_engine_does() {
             );
             eprintln!("output {o}: {copies} copies byte-identical, {drops} drops, counters equal");
         }
+    })
+    .join()
+    .expect("test thread");
+}
+
+/// The GRE sequence number of an ERSPAN copy (outer Ethernet 14, IPv4 20, GRE flags 4).
+fn seq_of(copy: &[u8]) -> u32 {
+    u32::from_be_bytes(copy[38..42].try_into().unwrap())
+}
+
+/// Both tiers take an output's ERSPAN numbers from one counter, which a reload keeps: frames
+/// alternating between the XDP program and a worker's engine, across a table swap that
+/// renumbers the outputs, are numbered 0..N-1, each once. The next hop's MTU bounds copies.
+#[test]
+fn tiers_and_reloads_share_erspan_sequences() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    std::thread::spawn(move || {
+        vxspan_io::netdev::unshare_network().expect("unshare");
+        let mut rtnl = vxspan_io::netdev::Rtnl::open().expect("rtnetlink");
+        rtnl.add_veth("tin0", "tin0p", 9000).expect("veth");
+        rtnl.add_veth("tun0", "tun0p", 9000).expect("veth");
+        let ifx = |n: &str| vxspan_xdp::loader::ifindex(n).ok();
+        let in0 = ifx("tin0").unwrap();
+        let tables_for = |plan: &Plan, o: usize| {
+            let mut t = Tables::build(plan, &ifx, false).expect("tables");
+            t.inputs[0].all_userspace = false;
+            t.inputs[0].actions = (0..4096u16)
+                .map(|v| (v, Action::Redirect(o as u32)))
+                .collect();
+            t
+        };
+        let plan = plan_to(0);
+        let mut dp = Datapath::load(tables_for(&plan, 0)).expect("load");
+        let mut nh = VxNexthop {
+            ifindex: ifx("tun0").unwrap(),
+            src4: [198, 18, 7, 1],
+            smac: [2, 0, 0, 0, 7, 1],
+            dmac: [2, 0, 0, 0, 7, 2],
+            mtu: 0,
+        };
+        dp.set_nexthop(0, Some(nh)).expect("nexthop");
+        let cells = |dp: &Datapath, plan: &Plan| {
+            let sh = dp.shared();
+            let sh = sh.lock().unwrap();
+            plan.outputs
+                .iter()
+                .map(|o| {
+                    sh.slot_of(&o.name)
+                        .and_then(|s| sh.seq_cell(s))
+                        .map(|c| Arc::new(c) as Arc<dyn vxspan_core::encap::SequenceCell>)
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut engine = Engine::new(Arc::new(plan.clone()));
+        let c = cells(&dp, &plan);
+        engine.share_sequences(|o, _| c[o].clone());
+        let frame: Vec<u8> = {
+            let mut f = vec![0u8; 200];
+            f[..12].copy_from_slice(&[2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2]);
+            f[12..14].copy_from_slice(&[0x08, 0x00]);
+            f
+        };
+        let mut seen = Vec::new();
+        let mut run = |dp: &mut Datapath, engine: &mut Engine, i: usize| {
+            if i % 3 == 0 {
+                let mut rec = Record::default();
+                let rx = RxFrame {
+                    data: &frame,
+                    wire_len: frame.len() as u32,
+                    ts: 0,
+                };
+                engine.process(0, rx, &mut rec);
+                seen.push(seq_of(&rec.copies[0].1));
+            } else {
+                let (v, out, _) = dp.run_frame(in0, &frame, 1).expect("test run");
+                assert_eq!(v, XDP_REDIRECT);
+                seen.push(seq_of(&out));
+            }
+        };
+        for i in 0..300 {
+            run(&mut dp, &mut engine, i);
+        }
+        // A reload whose plan puts another output first: e2 is output 1 now, and keeps its
+        // slot (and its sequence) by name.
+        let mut reloaded = vxspan_config::parse(
+            CONFIG,
+            vxspan_config::Syntax::Toml,
+            std::path::Path::new("tunnels.toml"),
+        )
+        .expect("config");
+        reloaded.outputs.rotate_left(1);
+        let e2 = reloaded
+            .outputs
+            .iter()
+            .position(|o| o.name == "e2")
+            .unwrap();
+        reloaded.rules[0].to = vec![e2];
+        let plan2 = Plan::compile(&reloaded, &NoFilters).expect("plan");
+        let p = Datapath::prepare(tables_for(&plan2, e2), &dp.links_key(), &dp.shared())
+            .expect("prepare");
+        dp.commit(p).expect("commit");
+        let mut engine = Engine::new(Arc::new(plan2.clone()));
+        let c = cells(&dp, &plan2);
+        engine.share_sequences(|o, _| c[o].clone());
+        for i in 300..600 {
+            run(&mut dp, &mut engine, i);
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (0..600).collect::<Vec<u32>>(), "each number once");
+
+        // The route's MTU bounds the outer packet as `mtu` does (e2 does not truncate past
+        // its cut to 100 bytes: a 60-byte MTU leaves no room, the copy is dropped).
+        nh.mtu = 60;
+        dp.set_nexthop(e2 as u32, Some(nh)).expect("nexthop");
+        let (v, _, _) = dp.run_frame(in0, &frame, 1).expect("test run");
+        assert_eq!(v, XDP_DROP, "over the route's MTU");
+        let raw = dp.counters();
+        let r = vxspan_core::engine::report(&plan2, &Tables::counters(&plan2, &raw));
+        let dropped = serde_json::to_value(&r.interfaces["e2"]).unwrap();
+        assert_eq!(dropped["tx_drop_reasons"]["mtu_exceeded"], 1, "{dropped}");
     })
     .join()
     .expect("test thread");

@@ -1,0 +1,347 @@
+//! The maps that outlive one loaded object: `tun_seq` (ERSPAN sequence numbers), `nexthops`
+//! and `tun_dev` (where tunnel copies leave) and `clock` (the real-time offset).
+//!
+//! A reload loads a whole new object (loader.rs); if these maps were the object's own, a
+//! sequence would restart or repeat at every reload and the next hops would be unknown until
+//! the next refresh. The first object creates them; every later one reuses them: aya reuses a
+//! map pinned at the path it is given, so each is pinned just for the load, in the host's bpffs
+//! (`/sys/fs/bpf`) or, when there is none, in a private bpffs instance mounted for the load
+//! and unmounted after it. Nothing stays pinned once a load returns.
+//!
+//! Entries are by *slot*, not output index: a slot belongs to an output name, so a reload that
+//! renumbers outputs keeps each output's sequence. `tun_seq` is mapped into this process
+//! ([`SeqCell`]): the userspace tier takes its ERSPAN numbers from the same counters as the XDP
+//! program, with the same atomic add, so every number is used once across CPUs and tiers.
+#![allow(unsafe_code)]
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use aya::maps::{Array, DevMapHash, HashMap, MapData};
+
+use crate::maps::VxNexthop;
+use crate::tables::MAX_OUTPUTS;
+
+/// The shared maps' names, as in bpf/vxspan.c.
+pub(crate) const NAMES: [&str; 4] = ["tun_seq", "nexthops", "tun_dev", "clock"];
+
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+fn err(what: &str, e: impl std::fmt::Display) -> String {
+    format!("XDP: {what}: {e}")
+}
+
+/// The maps themselves (descriptors of the first object's maps) and the slot owners.
+#[derive(Default)]
+pub struct SharedMaps {
+    fds: Vec<(&'static str, OwnedFd)>,
+    seq: Option<Arc<SeqMap>>,
+    /// The output name each slot belongs to (kept after the output goes, so that one coming
+    /// back continues its sequence while free slots remain).
+    slots: Vec<Option<String>>,
+}
+
+/// What a datapath and the threads preparing its reloads share.
+pub type Shared = Arc<Mutex<SharedMaps>>;
+
+/// `tun_seq` mapped into this process.
+#[derive(Debug)]
+pub struct SeqMap {
+    ptr: *mut AtomicU32,
+    len: usize,
+}
+
+// SAFETY: the mapping is only accessed through atomics, from any thread.
+unsafe impl Send for SeqMap {}
+// SAFETY: as above.
+unsafe impl Sync for SeqMap {}
+
+impl SeqMap {
+    fn map(fd: &OwnedFd) -> Result<SeqMap, String> {
+        let len = 4096usize.max(MAX_OUTPUTS * 4);
+        // SAFETY: a fresh shared mapping of a BPF_F_MMAPABLE array's descriptor; the kernel
+        // checks the length and flags against the map and fails otherwise.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(err("mapping tun_seq", std::io::Error::last_os_error()));
+        }
+        Ok(SeqMap { ptr: p.cast(), len })
+    }
+
+    fn cell(&self, slot: u32) -> &AtomicU32 {
+        assert!((slot as usize) < MAX_OUTPUTS);
+        // SAFETY: the mapping is page aligned and at least MAX_OUTPUTS u32 long, alive as long
+        // as `self`; the array's values are u32 at 4-byte strides from offset 0, which the XDP
+        // program changes only with atomic adds.
+        unsafe { &*self.ptr.add(slot as usize) }
+    }
+}
+
+impl Drop for SeqMap {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`, unmapped once (no cell outlives the Arc).
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// One slot of `tun_seq`, as the userspace tier's sequence source.
+#[derive(Debug, Clone)]
+pub struct SeqCell {
+    map: Arc<SeqMap>,
+    slot: u32,
+}
+
+impl vxspan_core::encap::SequenceCell for SeqCell {
+    fn take(&self) -> u32 {
+        self.map.cell(self.slot).fetch_add(1, Ordering::Relaxed)
+    }
+    fn peek(&self) -> u32 {
+        self.map.cell(self.slot).load(Ordering::Relaxed)
+    }
+    fn raise(&self, next: u32) {
+        self.map.cell(self.slot).fetch_max(next, Ordering::Relaxed);
+    }
+}
+
+impl SharedMaps {
+    pub fn new() -> Shared {
+        Arc::new(Mutex::new(SharedMaps {
+            slots: vec![None; MAX_OUTPUTS],
+            ..Default::default()
+        }))
+    }
+
+    /// The slot of each named output (None for the others), assigning free ones: first never
+    /// used, then those of names not in `names`, whose sequence starts again at 0.
+    pub(crate) fn assign(&mut self, names: &[Option<&str>]) -> Vec<Option<u32>> {
+        let mut out = vec![None; names.len()];
+        for (i, n) in names.iter().enumerate() {
+            let Some(n) = n else { continue };
+            if let Some(s) = self.slots.iter().position(|o| o.as_deref() == Some(n)) {
+                out[i] = Some(s as u32);
+            }
+        }
+        for (i, n) in names.iter().enumerate() {
+            let (Some(n), None) = (n, out[i]) else {
+                continue;
+            };
+            let free = self.slots.iter().position(|o| o.is_none()).or_else(|| {
+                self.slots.iter().position(|o| {
+                    o.as_deref()
+                        .is_some_and(|o| !names.iter().any(|x| *x == Some(o)))
+                })
+            });
+            // Tables::build allows at most MAX_OUTPUTS outputs: a slot is always found.
+            let Some(s) = free else { continue };
+            if self.slots[s].is_some() {
+                if let Some(m) = &self.seq {
+                    m.cell(s as u32).store(0, Ordering::Relaxed);
+                }
+                let _ = self.set_nexthop(s as u32, None);
+            }
+            self.slots[s] = Some(n.to_string());
+            out[i] = Some(s as u32);
+        }
+        out
+    }
+
+    /// Whether the maps exist (an object was loaded).
+    pub(crate) fn created(&self) -> bool {
+        !self.fds.is_empty()
+    }
+
+    /// Keeps the maps of the first object loaded.
+    pub(crate) fn adopt(&mut self, ebpf: &aya::Ebpf) -> Result<(), String> {
+        let mut fds = Vec::new();
+        for name in NAMES {
+            let m = ebpf
+                .map(name)
+                .ok_or_else(|| err(name, "map missing from the object"))?;
+            let data = match m {
+                aya::maps::Map::Array(d) | aya::maps::Map::HashMap(d) => d,
+                aya::maps::Map::DevMapHash(d) => d,
+                _ => return Err(err(name, "unexpected map type")),
+            };
+            use std::os::fd::AsFd;
+            let fd = data
+                .fd()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| err(name, e))?;
+            fds.push((name, fd));
+        }
+        self.seq = Some(Arc::new(SeqMap::map(&fds[0].1)?));
+        self.fds = fds;
+        Ok(())
+    }
+
+    /// Pins the maps for a load (see the module doc); None before the first object.
+    pub(crate) fn pin(&self) -> Result<Option<Pins>, String> {
+        if !self.created() {
+            return Ok(None);
+        }
+        Pins::new(&self.fds).map(Some)
+    }
+
+    fn map_data(&self, name: &str) -> Result<MapData, String> {
+        let (_, fd) = self
+            .fds
+            .iter()
+            .find(|(n, _)| *n == name)
+            .ok_or_else(|| err(name, "no object loaded yet"))?;
+        MapData::from_fd(fd.try_clone().map_err(|e| err(name, e))?).map_err(|e| err(name, e))
+    }
+
+    /// Slot `slot`'s ERSPAN sequence, for the userspace tier.
+    pub fn seq_cell(&self, slot: u32) -> Option<SeqCell> {
+        self.seq.as_ref().map(|m| SeqCell {
+            map: m.clone(),
+            slot,
+        })
+    }
+
+    /// The slot of output `name`, if it has one.
+    pub fn slot_of(&self, name: &str) -> Option<u32> {
+        self.slots
+            .iter()
+            .position(|o| o.as_deref() == Some(name))
+            .map(|s| s as u32)
+    }
+
+    /// Sets (None: removes) where slot `slot`'s copies leave.
+    pub fn set_nexthop(&self, slot: u32, nh: Option<VxNexthop>) -> Result<(), String> {
+        let mut hops: HashMap<MapData, u32, VxNexthop> =
+            HashMap::try_from(aya::maps::Map::HashMap(self.map_data("nexthops")?))
+                .map_err(|e| err("nexthops", e))?;
+        let mut devs: DevMapHash<MapData> =
+            DevMapHash::try_from(aya::maps::Map::DevMapHash(self.map_data("tun_dev")?))
+                .map_err(|e| err("tun_dev", e))?;
+        match nh {
+            Some(v) => {
+                // The device first: the program redirects only once it finds the next hop.
+                devs.insert(slot, v.ifindex, None, 0)
+                    .map_err(|e| err("tun_dev", e))?;
+                hops.insert(slot, v, 0).map_err(|e| err("nexthops", e))
+            }
+            None => {
+                // Absent already is what was asked.
+                let _ = hops.remove(&slot);
+                let _ = devs.remove(slot);
+                Ok(())
+            }
+        }
+    }
+
+    /// Brings the real-time offset the ERSPAN III timestamps use up to date.
+    pub fn set_clock(&self) -> Result<(), String> {
+        let mut clock: Array<MapData, u64> =
+            Array::try_from(aya::maps::Map::Array(self.map_data("clock")?))
+                .map_err(|e| err("clock", e))?;
+        clock
+            .set(0, crate::tunnel::realtime_offset(), 0)
+            .map_err(|e| err("clock", e))
+    }
+}
+
+/// The shared maps pinned in a bpffs directory for one load; unpinned (and a private bpffs
+/// unmounted) on drop.
+pub(crate) struct Pins {
+    dir: PathBuf,
+    paths: Vec<(&'static str, PathBuf)>,
+    mounted: bool,
+}
+
+static PIN_SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn is_bpffs(p: &std::path::Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: an all-zero statfs is a valid value to be overwritten.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated and `st` writable, both alive for the call.
+    let r = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    r == 0 && st.f_type as i64 == BPF_FS_MAGIC
+}
+
+impl Pins {
+    fn new(fds: &[(&'static str, OwnedFd)]) -> Result<Pins, String> {
+        let n = PIN_SEQ.fetch_add(1, Ordering::Relaxed);
+        let leaf = format!("vxspan-{}-{n}", std::process::id());
+        let host = std::path::Path::new("/sys/fs/bpf");
+        let mut pins = if is_bpffs(host) && std::fs::create_dir(host.join(&leaf)).is_ok() {
+            Pins {
+                dir: host.join(&leaf),
+                paths: Vec::new(),
+                mounted: false,
+            }
+        } else {
+            let dir = std::env::temp_dir().join(&leaf);
+            std::fs::create_dir(&dir).map_err(|e| err(&format!("{}", dir.display()), e))?;
+            let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+                .map_err(|e| err("bpffs path", e))?;
+            // SAFETY: NUL-terminated strings alive for the call; no data argument.
+            let r = unsafe {
+                libc::mount(
+                    c"bpf".as_ptr(),
+                    c.as_ptr(),
+                    c"bpf".as_ptr(),
+                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    std::ptr::null(),
+                )
+            };
+            if r != 0 {
+                let e = std::io::Error::last_os_error();
+                let _ = std::fs::remove_dir(&dir);
+                return Err(err(
+                    "reusing the tunnel maps across a reload",
+                    format!("/sys/fs/bpf is not a writable bpffs and mounting one failed: {e}"),
+                ));
+            }
+            Pins {
+                dir,
+                paths: Vec::new(),
+                mounted: true,
+            }
+        };
+        for (name, fd) in fds {
+            let path = pins.dir.join(name);
+            let data = MapData::from_fd(fd.try_clone().map_err(|e| err(name, e))?)
+                .map_err(|e| err(name, e))?;
+            data.pin(&path)
+                .map_err(|e| err(&format!("pinning {name}"), e))?;
+            pins.paths.push((name, path));
+        }
+        Ok(pins)
+    }
+
+    pub(crate) fn paths(&self) -> &[(&'static str, PathBuf)] {
+        &self.paths
+    }
+}
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        for (_, p) in &self.paths {
+            let _ = std::fs::remove_file(p);
+        }
+        if self.mounted {
+            if let Ok(c) = std::ffi::CString::new(self.dir.as_os_str().as_encoded_bytes()) {
+                // SAFETY: a NUL-terminated path alive for the call.
+                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
