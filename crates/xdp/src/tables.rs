@@ -443,7 +443,7 @@ fn kernel_action(
                 let x = &outputs[a as usize];
                 let clash = fansets.iter().flatten().any(|&b| {
                     let y = &outputs[b as usize];
-                    b != a && y.ifindex == x.ifindex && !y.same_transforms(&x)
+                    b != a && y.ifindex == x.ifindex && !y.same_transforms(x)
                 });
                 if clash {
                     return Err(format!(
