@@ -137,10 +137,9 @@ impl SharedMaps {
                 continue;
             };
             let free = self.slots.iter().position(|o| o.is_none()).or_else(|| {
-                self.slots.iter().position(|o| {
-                    o.as_deref()
-                        .is_some_and(|o| !names.iter().any(|x| *x == Some(o)))
-                })
+                self.slots
+                    .iter()
+                    .position(|o| o.as_deref().is_some_and(|o| !names.contains(&Some(o))))
             });
             // Tables::build allows at most MAX_OUTPUTS outputs: a slot is always found.
             let Some(s) = free else { continue };
