@@ -264,7 +264,7 @@ fn tiers_and_reloads_share_erspan_sequences() {
         };
         let mut seen = Vec::new();
         let mut run = |dp: &mut Datapath, engine: &mut Engine, i: usize| {
-            if i % 3 == 0 {
+            if i.is_multiple_of(3) {
                 let mut rec = Record::default();
                 let rx = RxFrame {
                     data: &frame,
