@@ -310,13 +310,10 @@ fn kernel_capable(cfg: &Config, rule: &vxspan_config::Rule) -> Result<(), String
         match &out.dest {
             Destination::Interface(_) => {}
             Destination::Tunnel(e) => {
-                // The XDP program originates these (kernel_tunnel), but copies need their next
-                // hop from the route and neighbour tables, which the daemon does not feed it
-                // yet: the userspace tier sends every tunnel.
-                let why = kernel_tunnel(e)
-                    .err()
-                    .unwrap_or_else(|| "its next hop is resolved in userspace".to_string());
-                return Err(format!("output {} is a tunnel: {why}", out.name));
+                // The XDP program originates these; copies whose next hop is not resolved
+                // yet go to the userspace tier from there (vxspan::nexthop).
+                kernel_tunnel(e)
+                    .map_err(|why| format!("output {} is a tunnel: {why}", out.name))?;
             }
             Destination::Archive(_) => {
                 return Err(format!("output {} is a capture archive", out.name))

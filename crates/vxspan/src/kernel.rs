@@ -9,6 +9,17 @@ use vxspan_core::{Plan, Report};
 use vxspan_xdp::loader::{Prepared, Retired, RETIRE_AFTER};
 use vxspan_xdp::{Datapath, Mode, Tables};
 
+/// A first engine for `plan`: ERSPAN outputs the kernel tier (if any) originates take their
+/// sequence numbers from its counters, so both tiers number one sequence.
+pub fn engine_for(plan: Plan, kernel: Option<&KernelTier>) -> vxspan_core::Engine {
+    let cells = kernel.map(|k| k.sequence_cells(&plan));
+    let mut engine = vxspan_core::Engine::new(Arc::new(plan));
+    if let Some(cells) = cells {
+        engine.share_sequences(|o, _| cells.get(o).cloned().flatten());
+    }
+    engine
+}
+
 /// The `--xdp-mode` / `xdp_mode` choice: None lets vxspan pick (native unless an output is a
 /// veth, see [`KernelTier::start`]).
 pub fn parse_mode(cli: &str, cfg: Option<vxspan_config::XdpMode>) -> Result<Option<Mode>, String> {
@@ -45,6 +56,9 @@ pub struct KernelTier {
     dev_base: Vec<Option<u64>>,
     /// Objects replaced by swaps, counted in every report until their counters are final.
     retiring: Vec<Retiring>,
+    /// Keeps the tunnel outputs' next hops current (None: it could not be started, tunnel
+    /// copies go through the userspace tier).
+    _feeder: Option<crate::nexthop::Feeder>,
 }
 
 /// A replaced object: the plan it ran, when it was replaced, and the device drops charged to it
@@ -78,6 +92,20 @@ impl KernelAsk {
     pub fn made(&self, p: &Prepared) -> bool {
         p.links() == self.links.as_slice()
     }
+}
+
+/// The first kernel-originated tunnel output whose route (now) leaves by a veth, named as
+/// "NAME's egress DEV".
+fn tunnel_veth(tables: &Tables) -> Option<String> {
+    let mut nl = vxspan_io::netdev::Rtnl::open().ok()?;
+    tables.outputs.iter().find_map(|o| {
+        let t = o.tunnel.as_ref()?;
+        let r = match vxspan_io::route::resolve(&mut nl, t.remote).ok()? {
+            vxspan_io::route::NextHop::Ready(r, _) | vxspan_io::route::NextHop::Unresolved(r) => r,
+            vxspan_io::route::NextHop::Unroutable(_) => return None,
+        };
+        is_veth(&r.ifname).then(|| format!("{}'s egress {}", t.name, r.ifname))
+    })
 }
 
 /// An interface's tx_dropped counter.
@@ -147,6 +175,8 @@ impl KernelTier {
                     .iter()
                     .filter_map(|o| o.dest.interface())
                     .find(|i| is_veth(i));
+                // A tunnel whose route leaves by a veth is the same case.
+                let veth = veth.map(str::to_owned).or_else(|| tunnel_veth(&tables));
                 match veth {
                     Some(v) => {
                         why = format!("generic because output {v} is a veth (a native redirect into a veth needs XDP or GRO on its peer; --xdp-mode native if it has)");
@@ -179,12 +209,33 @@ impl KernelTier {
 
     /// The tier running `dp`, whose tables were built from `plan`.
     fn new(dp: Datapath, plan: &Plan, userspace_only: bool) -> KernelTier {
+        let feeder = crate::nexthop::Feeder::start(dp.shared(), dp.mode().unwrap_or(Mode::Native))
+            .map_err(|e| crate::logging::warn(format!("next-hop thread: {e}")))
+            .ok();
         KernelTier {
             dev_base: device_baseline(plan, dp.tables()),
             dp,
             userspace_only,
             retiring: Vec::new(),
+            _feeder: feeder,
         }
+    }
+
+    /// Where each output of `plan` takes its ERSPAN sequence numbers: the counters the XDP
+    /// program shares, for outputs it can originate (None: the engine's own).
+    pub fn sequence_cells(
+        &self,
+        plan: &Plan,
+    ) -> Vec<Option<Arc<dyn vxspan_core::encap::SequenceCell>>> {
+        let sh = self.dp.shared();
+        let sh = sh.lock().unwrap_or_else(|p| p.into_inner());
+        plan.outputs
+            .iter()
+            .map(|o| {
+                let cell = sh.slot_of(&o.name).and_then(|s| sh.seq_cell(s))?;
+                Some(Arc::new(cell) as Arc<dyn vxspan_core::encap::SequenceCell>)
+            })
+            .collect()
     }
 
     /// Takes over the kernel tier a previous image of this process handed over

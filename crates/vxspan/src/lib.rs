@@ -11,6 +11,7 @@ pub mod kernel;
 pub mod lab;
 pub mod logging;
 pub mod metrics;
+pub mod nexthop;
 pub mod panics;
 pub mod privileges;
 pub mod process;

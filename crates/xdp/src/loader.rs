@@ -97,10 +97,10 @@ impl Object {
     fn load(t: &Tables, xsks: &[Xsk], shared: &Shared) -> Result<Object, String> {
         let n_inputs = t.inputs.len().max(1);
         let mut sh = shared.lock().unwrap_or_else(|p| p.into_inner());
-        let names: Vec<Option<&str>> = t
+        let names: Vec<_> = t
             .outputs
             .iter()
-            .map(|o| o.tunnel.as_ref().map(|t| t.name.as_str()))
+            .map(|o| o.tunnel.as_ref().map(|t| (t.name.as_str(), t.remote)))
             .collect();
         let slots = sh.assign(&names);
         // The maps that outlive an object: this one reuses the first one's (shared.rs).

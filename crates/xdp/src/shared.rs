@@ -41,6 +41,9 @@ pub struct SharedMaps {
     /// The output name each slot belongs to (kept after the output goes, so that one coming
     /// back continues its sequence while free slots remain).
     slots: Vec<Option<String>>,
+    /// The slots of the tables loaded last, with their outputs' remotes: what the next-hop
+    /// thread resolves.
+    targets: Vec<(u32, String, std::net::Ipv4Addr)>,
 }
 
 /// What a datapath and the threads preparing its reloads share.
@@ -123,8 +126,31 @@ impl SharedMaps {
     }
 
     /// The slot of each named output (None for the others), assigning free ones: first never
-    /// used, then those of names not in `names`, whose sequence starts again at 0.
-    pub(crate) fn assign(&mut self, names: &[Option<&str>]) -> Vec<Option<u32>> {
+    /// used, then those of names not in `outs`, whose sequence starts again at 0. The named
+    /// outputs and their remotes become the [`SharedMaps::targets`].
+    pub(crate) fn assign(
+        &mut self,
+        outs: &[Option<(&str, std::net::Ipv4Addr)>],
+    ) -> Vec<Option<u32>> {
+        let names: Vec<Option<&str>> = outs.iter().map(|o| o.map(|o| o.0)).collect();
+        let slots = self.assign_names(&names);
+        self.targets = outs
+            .iter()
+            .zip(&slots)
+            .filter_map(|(o, s)| {
+                let (name, remote) = (*o)?;
+                Some(((*s)?, name.to_string(), remote))
+            })
+            .collect();
+        slots
+    }
+
+    /// (slot, output name, remote) of each tunnel output of the tables loaded last.
+    pub fn targets(&self) -> Vec<(u32, String, std::net::Ipv4Addr)> {
+        self.targets.clone()
+    }
+
+    fn assign_names(&mut self, names: &[Option<&str>]) -> Vec<Option<u32>> {
         let mut out = vec![None; names.len()];
         for (i, n) in names.iter().enumerate() {
             let Some(n) = n else { continue };

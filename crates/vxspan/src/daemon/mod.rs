@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vxspan_core::config::Destination;
-use vxspan_core::{Engine, Plan, Report};
+use vxspan_core::{Plan, Report};
 use vxspan_io::afpacket;
 use vxspan_io::Batch;
 
@@ -410,7 +410,7 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
         restarts,
         restart: None,
         preparer: prepare::Preparer::spawn(job_wake.clone())?,
-        engine: Engine::new(Arc::new(plan)),
+        engine: crate::kernel::engine_for(plan, kernel.as_ref()),
         ports,
         kernel,
         xdp_mode: mode,

@@ -272,7 +272,7 @@ impl State {
         let sequences = self.engine.erspan_sequences();
         let mut plan = plan;
         intern_loss_ids(&mut plan, &self.tx.losses);
-        self.engine = Engine::new(Arc::new(plan));
+        self.engine = crate::kernel::engine_for(plan, self.kernel.as_ref());
         self.engine.continue_erspan_sequences(&sequences);
         if same_ports {
             self.swap_worker_engines();
