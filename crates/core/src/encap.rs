@@ -53,6 +53,21 @@ impl SequenceCell for AtomicU32 {
     }
 }
 
+/// A 64-bit counter that every worker, and the kernel tier when it runs the same rule, takes
+/// numbers from: `sample = N` keeps the frames that take a multiple of N, so exactly 1 in N of
+/// a rule's frames across CPUs and tiers. An `AtomicU64` by default; the kernel tier's mapped
+/// counter when one runs (vxspan-xdp).
+pub trait SharedCount: Send + Sync + std::fmt::Debug {
+    /// Takes the next number.
+    fn take(&self) -> u64;
+}
+
+impl SharedCount for std::sync::atomic::AtomicU64 {
+    fn take(&self) -> u64 {
+        self.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
 /// Per-output origination state. A clone shares it: every worker sending on one output numbers
 /// its copies from the same sequence.
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@ use crate::decap::{Decapped, Decapsulator, TunnelMeta};
 use crate::encap::{encapsulate, TunnelState};
 use crate::plan::{OutSet, OutputPlan, Plan, NO_GROUP};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use vxspan_config::{Destination, Oversize, SampleMode, VlanAction};
 use vxspan_wire::vlan::{pop_tag, push_tag, set_outer_vid};
@@ -78,7 +78,7 @@ pub struct Engine {
     plan: Arc<Plan>,
     counters: Counters,
     /// Per rule: frames seen by counter sampling (shared by the workers).
-    sample_seen: Arc<Vec<AtomicU64>>,
+    sample_seen: Arc<Vec<Arc<dyn crate::encap::SharedCount>>>,
     egress: Egress,
     /// Per input: tunnel termination state, for inputs with `decap`.
     decaps: Vec<Option<Decapsulator>>,
@@ -102,7 +102,7 @@ fn flow_hash(k: &crate::hashkey::HashKey, key: &FlowKey) -> u64 {
 
 /// What the workers running one plan share: cloning it shares it.
 struct Shared {
-    sample_seen: Arc<Vec<AtomicU64>>,
+    sample_seen: Arc<Vec<Arc<dyn crate::encap::SharedCount>>>,
     dedups: Vec<Option<Arc<Mutex<DedupTable>>>>,
     buckets: Vec<Option<Arc<Mutex<TokenBucket>>>>,
     tunnels: Vec<TunnelState>,
@@ -111,7 +111,12 @@ struct Shared {
 impl Engine {
     pub fn new(plan: Arc<Plan>) -> Self {
         let shared = Shared {
-            sample_seen: Arc::new(plan.rules.iter().map(|_| AtomicU64::new(0)).collect()),
+            sample_seen: Arc::new(
+                plan.rules
+                    .iter()
+                    .map(|_| Arc::new(AtomicU64::new(0)) as Arc<dyn crate::encap::SharedCount>)
+                    .collect(),
+            ),
             dedups: plan
                 .rules
                 .iter()
@@ -385,7 +390,7 @@ impl Engine {
                     None => true,
                     Some(s) => match s.mode {
                         SampleMode::Counter => {
-                            let seen = sample_seen[r].fetch_add(1, Ordering::Relaxed);
+                            let seen = sample_seen[r].take();
                             seen.is_multiple_of(u64::from(s.one_in))
                         }
                         SampleMode::Flow => {
@@ -508,6 +513,24 @@ impl Engine {
                 st.sequence = c;
             }
         }
+    }
+
+    /// Takes each sampling rule's count from the counter `cell` gives for it (the kernel
+    /// tier's, shared with its program), for this engine and every worker made from it
+    /// afterwards; None keeps the engine's own. Call it before [`Engine::worker`].
+    pub fn share_samples(
+        &mut self,
+        cell: impl Fn(usize, &crate::plan::RulePlan) -> Option<Arc<dyn crate::encap::SharedCount>>,
+    ) {
+        let cells = self
+            .plan
+            .rules
+            .iter()
+            .enumerate()
+            .zip(self.sample_seen.iter())
+            .map(|((r, rule), own)| cell(r, rule).unwrap_or_else(|| own.clone()))
+            .collect();
+        self.sample_seen = Arc::new(cells);
     }
 
     pub fn reassembly_stats(&self) -> Vec<Option<crate::reasm::ReasmStats>> {

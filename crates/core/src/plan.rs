@@ -276,12 +276,32 @@ pub fn kernel_tunnel(e: &vxspan_config::Encap) -> Result<(), String> {
     Ok(())
 }
 
+/// What the kernel tier needs of a group beyond each rule's [`kernel_capable`]: it samples
+/// only a group of one rule (one counter decides for the whole group).
+fn kernel_group(cfg: &Config, rules: &[usize]) -> Result<(), String> {
+    if rules.len() > 1 {
+        if let Some(&r) = rules.iter().find(|&&r| cfg.rules[r].sample.is_some()) {
+            return Err(format!(
+                "rule {} samples and shares its VLANs with another rule (the kernel tier samples groups of one rule)",
+                cfg.rules[r].name
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn kernel_capable(cfg: &Config, rule: &vxspan_config::Rule) -> Result<(), String> {
     if rule.filter.is_some() {
         return Err(format!("rule {} has a filter", rule.name));
     }
-    if rule.sample.is_some() {
-        return Err(format!("rule {} samples", rule.name));
+    if rule
+        .sample
+        .is_some_and(|s| s.mode == vxspan_config::SampleMode::Flow)
+    {
+        return Err(format!(
+            "rule {} samples whole flows (the flow hash is computed in userspace)",
+            rule.name
+        ));
     }
     if rule.balance.is_some() {
         return Err(format!("rule {} balances", rule.name));
@@ -422,12 +442,14 @@ impl Plan {
                             (Some(_), None) => Err(format!("input {} strips tunnels", input.name)),
                             (None, None) => set
                                 .iter()
-                                .try_for_each(|&r| kernel_capable(cfg, &cfg.rules[r])),
+                                .try_for_each(|&r| kernel_capable(cfg, &cfg.rules[r]))
+                                .and_then(|()| kernel_group(cfg, &set)),
                         };
                         let (tier, why) = match placement {
                             Ok(()) => (
                                 Tier::Xdp,
-                                "forward / VLAN rewrite / truncate only".to_string(),
+                                "forward / VLAN rewrite / truncate / ERSPAN / GRE / sample only"
+                                    .to_string(),
                             ),
                             Err(why) => (Tier::Userspace, why),
                         };

@@ -10,12 +10,14 @@ use vxspan_xdp::loader::{Prepared, Retired, RETIRE_AFTER};
 use vxspan_xdp::{Datapath, Mode, Tables};
 
 /// A first engine for `plan`: ERSPAN outputs the kernel tier (if any) originates take their
-/// sequence numbers from its counters, so both tiers number one sequence.
+/// sequence numbers from its counters, and rules it samples their counts, so both tiers
+/// number one sequence and keep exactly 1 in N between them.
 pub fn engine_for(plan: Plan, kernel: Option<&KernelTier>) -> vxspan_core::Engine {
-    let cells = kernel.map(|k| k.sequence_cells(&plan));
+    let cells = kernel.map(|k| (k.sequence_cells(&plan), k.sample_cells(&plan)));
     let mut engine = vxspan_core::Engine::new(Arc::new(plan));
-    if let Some(cells) = cells {
-        engine.share_sequences(|o, _| cells.get(o).cloned().flatten());
+    if let Some((seqs, samples)) = cells {
+        engine.share_sequences(|o, _| seqs.get(o).cloned().flatten());
+        engine.share_samples(|r, _| samples.get(r).cloned().flatten());
     }
     engine
 }
@@ -219,6 +221,23 @@ impl KernelTier {
             retiring: Vec::new(),
             _feeder: feeder,
         }
+    }
+
+    /// Where each rule of `plan` takes its sampling count: the kernel tier's, for rules it
+    /// samples (None: the engine's own).
+    pub fn sample_cells(
+        &self,
+        plan: &Plan,
+    ) -> Vec<Option<Arc<dyn vxspan_core::encap::SharedCount>>> {
+        let sh = self.dp.shared();
+        let sh = sh.lock().unwrap_or_else(|p| p.into_inner());
+        plan.rules
+            .iter()
+            .map(|r| {
+                let cell = sh.sample_cell(&r.name)?;
+                Some(Arc::new(cell) as Arc<dyn vxspan_core::encap::SharedCount>)
+            })
+            .collect()
     }
 
     /// Where each output of `plan` takes its ERSPAN sequence numbers: the counters the XDP

@@ -64,10 +64,14 @@ enum vx_vlan_op {
 struct vx_group {
 	__u32 action;
 	__u32 arg;
+	__u32 sample_n;    /* sample = N: keep 1 in N (0: every frame) */
+	__u32 sample_slot; /* its count in `samples` */
 	__u64 packets;
 	__u64 bytes;
 	__u64 dropped_packets;
 	__u64 dropped_bytes;
+	__u64 sampled_packets; /* sampled out, counted in packets too */
+	__u64 sampled_bytes;
 };
 
 /* in_slot value: input index + 1 (0 = not an input), and flags. */
@@ -243,6 +247,18 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } tun_seq SEC(".maps");
+
+/* Per sampling rule (by slot), the frames it has seen, in both tiers: the userspace tier maps
+ * this array and takes its counts from the same values, so `sample = N` keeps exactly 1 in N
+ * of a rule's frames across CPUs and tiers. Outlives an object, as tun_seq does. */
+#define VX_MAX_SAMPLES 256
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, VX_MAX_SAMPLES);
+	__type(key, __u32);
+	__type(value, __u64);
+} samples SEC(".maps");
 
 /* Per tunnel slot, the next hop's egress device, for a bulking redirect. */
 struct {
@@ -434,6 +450,27 @@ static __always_inline __u16 ipv4_csum(struct iphdr *ip)
 	s = (s & 0xffff) + (s >> 16);
 	s = (s & 0xffff) + (s >> 16);
 	return (__u16)~s;
+}
+
+/* Whether group g's sampling drops this frame (counted: packets and sampled). One atomic add on
+ * the rule's shared count; the frames that take a multiple of N are kept. */
+static __always_inline int sampled_out(struct vx_group *g, __u64 bytes)
+{
+	__u32 n = g->sample_n;
+	if (!n)
+		return 0;
+	__u32 slot = g->sample_slot;
+	__u64 *c = bpf_map_lookup_elem(&samples, &slot);
+	if (!c)
+		return 0;
+	__u64 seen = __sync_fetch_and_add(c, 1);
+	if (seen % n == 0)
+		return 0;
+	g->packets++;
+	g->bytes += bytes;
+	g->sampled_packets++;
+	g->sampled_bytes += bytes;
+	return 1;
 }
 
 static __always_inline void tun_count(__u32 o, int unresolved, __u64 bytes)
@@ -660,11 +697,16 @@ int vxspan_ingress(struct xdp_md *ctx)
 				tun_count(o, 1, bytes);
 				return to_userspace(ctx, slot, bytes);
 			}
+			if (sampled_out(g, bytes))
+				return XDP_DROP;
 			g->packets++;
 			g->bytes += bytes;
 			return tunnel_send(ctx, out, o, t, nh, bytes, tagged);
 		}
 	}
+	/* A frame without a rule (VX_DROP) is not sampled: the group has no rule to count. */
+	if (g->action != VX_DROP && sampled_out(g, bytes))
+		return XDP_DROP;
 	g->packets++;
 	g->bytes += bytes;
 	if (g->action == VX_REDIRECT) {

@@ -21,7 +21,7 @@ use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfLoader};
 
 use crate::maps::{VxFanset, VxGroup, VxInput, VxInputStats, VxOutCfg, VxOutput};
-use crate::shared::{Shared, SharedMaps};
+use crate::shared::{Shared, SharedMaps, MAX_SAMPLES};
 use crate::tables::{GroupCounters, OutputCounters, RawCounters, Tables, FANSETS, NVID};
 
 /// Where the program runs.
@@ -103,6 +103,15 @@ impl Object {
             .map(|o| o.tunnel.as_ref().map(|t| (t.name.as_str(), t.remote)))
             .collect();
         let slots = sh.assign(&names);
+        let mut rules: Vec<&str> = t
+            .inputs
+            .iter()
+            .flat_map(|i| i.samples.iter().map(|(_, _, r)| r.as_str()))
+            .collect();
+        // One slot per rule, however many VIDs its group has.
+        rules.sort_unstable();
+        rules.dedup();
+        let sample_slots = sh.assign_samples(&rules);
         // The maps that outlive an object: this one reuses the first one's (shared.rs).
         let pins = sh.pin()?;
         let mut loader = EbpfLoader::new();
@@ -179,9 +188,25 @@ impl Object {
         for (i, inp) in t.inputs.iter().enumerate() {
             for &(vid, a) in &inp.actions {
                 let (action, arg) = a.encode();
+                let (sample_n, sample_slot) = match inp.samples.iter().find(|(v, _, _)| *v == vid) {
+                    None => (0, 0),
+                    Some((_, n, r)) => match sample_slots.get(r.as_str()) {
+                        Some(slot) => (*n, *slot),
+                        None => {
+                            return Err(err(
+                                "samples",
+                                format!(
+                                    "more than {MAX_SAMPLES} sampling rules in the kernel tier"
+                                ),
+                            ))
+                        }
+                    },
+                };
                 let v = per_cpu(VxGroup {
                     action,
                     arg,
+                    sample_n,
+                    sample_slot,
                     ..Default::default()
                 })?;
                 groups
@@ -369,7 +394,8 @@ impl CounterMaps {
             userspace: vec![(0, 0); n_inputs],
             outputs: vec![OutputCounters::default(); n_outputs],
         };
-        // VxGroup: action, arg (u32), then packets, bytes, dropped packets and bytes (u64).
+        // VxGroup: action, arg, sample_n, sample_slot (u32), then packets, bytes, dropped
+        // packets and bytes, sampled packets and bytes (u64).
         let stride = std::mem::size_of::<VxGroup>().div_ceil(8) * 8;
         let u64_at =
             |b: &[u8], at: usize| u64::from_ne_bytes(b[at..at + 8].try_into().unwrap_or_default());
@@ -383,10 +409,12 @@ impl CounterMaps {
                 |k, per_key| {
                     let c = &mut groups[k as usize / NVID][k as usize % NVID];
                     for v in per_key.chunks_exact(stride) {
-                        c.packets += u64_at(v, 8);
-                        c.bytes += u64_at(v, 16);
-                        c.dropped_packets += u64_at(v, 24);
-                        c.dropped_bytes += u64_at(v, 32);
+                        c.packets += u64_at(v, 16);
+                        c.bytes += u64_at(v, 24);
+                        c.dropped_packets += u64_at(v, 32);
+                        c.dropped_bytes += u64_at(v, 40);
+                        c.sampled_packets += u64_at(v, 48);
+                        c.sampled_bytes += u64_at(v, 56);
                     }
                 },
             )
@@ -403,6 +431,8 @@ impl CounterMaps {
                         c.bytes += g.bytes;
                         c.dropped_packets += g.dropped_packets;
                         c.dropped_bytes += g.dropped_bytes;
+                        c.sampled_packets += g.sampled_packets;
+                        c.sampled_bytes += g.sampled_bytes;
                     }
                 }
             }

@@ -6,10 +6,15 @@
 pub struct VxGroup {
     pub action: u32,
     pub arg: u32,
+    /// `sample = N` (0: keep every frame) and the slot of its counter in `samples`.
+    pub sample_n: u32,
+    pub sample_slot: u32,
     pub packets: u64,
     pub bytes: u64,
     pub dropped_packets: u64,
     pub dropped_bytes: u64,
+    pub sampled_packets: u64,
+    pub sampled_bytes: u64,
 }
 
 /// `struct vx_input`: the input slot + 1 of an ifindex (0: not an input) and its flags.
@@ -140,7 +145,7 @@ mod tests {
 
     #[test]
     fn sizes_match_the_c_side() {
-        assert_eq!(std::mem::size_of::<VxGroup>(), 40);
+        assert_eq!(std::mem::size_of::<VxGroup>(), 64);
         assert_eq!(std::mem::size_of::<VxInput>(), 8);
         assert_eq!(std::mem::size_of::<VxInputStats>(), 32);
         assert_eq!(std::mem::size_of::<VxOutCfg>(), 24);

@@ -25,7 +25,7 @@ use crate::maps::VxNexthop;
 use crate::tables::MAX_OUTPUTS;
 
 /// The shared maps' names, as in bpf/vxspan.c.
-pub(crate) const NAMES: [&str; 4] = ["tun_seq", "nexthops", "tun_dev", "clock"];
+pub(crate) const NAMES: [&str; 5] = ["tun_seq", "nexthops", "tun_dev", "clock", "samples"];
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
@@ -38,6 +38,12 @@ fn err(what: &str, e: impl std::fmt::Display) -> String {
 pub struct SharedMaps {
     fds: Vec<(&'static str, OwnedFd)>,
     seq: Option<Arc<SeqMap>>,
+    /// `samples` mapped: per sampling rule's slot, the frames it has seen (u64).
+    samples: Option<Arc<SeqMap>>,
+    /// The rule name each `samples` slot belongs to.
+    sample_slots: Vec<Option<String>>,
+    /// The sampling rules of the tables loaded last (only their slots are handed out).
+    sampling: Vec<String>,
     /// The output name each slot belongs to (kept after the output goes, so that one coming
     /// back continues its sequence while free slots remain).
     slots: Vec<Option<String>>,
@@ -49,11 +55,14 @@ pub struct SharedMaps {
 /// What a datapath and the threads preparing its reloads share.
 pub type Shared = Arc<Mutex<SharedMaps>>;
 
-/// `tun_seq` mapped into this process.
+/// A mappable array (`tun_seq`, `samples`) mapped into this process.
 #[derive(Debug)]
 pub struct SeqMap {
-    ptr: *mut AtomicU32,
+    ptr: *mut u8,
+    /// The mapping's length, a whole number of pages.
     len: usize,
+    /// The array's length in bytes.
+    used: usize,
 }
 
 // SAFETY: the mapping is only accessed through atomics, from any thread.
@@ -62,8 +71,8 @@ unsafe impl Send for SeqMap {}
 unsafe impl Sync for SeqMap {}
 
 impl SeqMap {
-    fn map(fd: &OwnedFd) -> Result<SeqMap, String> {
-        let len = 4096usize.max(MAX_OUTPUTS * 4);
+    fn map(fd: &OwnedFd, used: usize) -> Result<SeqMap, String> {
+        let len = used.div_ceil(4096) * 4096;
         // SAFETY: a fresh shared mapping of a BPF_F_MMAPABLE array's descriptor; the kernel
         // checks the length and flags against the map and fails otherwise.
         let p = unsafe {
@@ -77,17 +86,32 @@ impl SeqMap {
             )
         };
         if p == libc::MAP_FAILED {
-            return Err(err("mapping tun_seq", std::io::Error::last_os_error()));
+            return Err(err(
+                "mapping a shared array",
+                std::io::Error::last_os_error(),
+            ));
         }
-        Ok(SeqMap { ptr: p.cast(), len })
+        Ok(SeqMap {
+            ptr: p.cast(),
+            len,
+            used,
+        })
     }
 
-    fn cell(&self, slot: u32) -> &AtomicU32 {
-        assert!((slot as usize) < MAX_OUTPUTS);
-        // SAFETY: the mapping is page aligned and at least MAX_OUTPUTS u32 long, alive as long
-        // as `self`; the array's values are u32 at 4-byte strides from offset 0, which the XDP
-        // program changes only with atomic adds.
-        unsafe { &*self.ptr.add(slot as usize) }
+    fn u32_at(&self, slot: u32) -> &AtomicU32 {
+        let at = slot as usize * 4;
+        assert!(at + 4 <= self.used);
+        // SAFETY: the mapping is page aligned and `used` bytes long at least, alive as long as
+        // `self`; a u32 array's values sit at 4-byte strides from offset 0 (aligned), and the
+        // XDP program changes them only with atomic adds.
+        unsafe { &*self.ptr.add(at).cast::<AtomicU32>() }
+    }
+
+    fn u64_at(&self, slot: u32) -> &AtomicU64 {
+        let at = slot as usize * 8;
+        assert!(at + 8 <= self.used);
+        // SAFETY: as in u32_at, for a u64 array (8-byte strides from a page boundary).
+        unsafe { &*self.ptr.add(at).cast::<AtomicU64>() }
     }
 }
 
@@ -107,20 +131,73 @@ pub struct SeqCell {
 
 impl vxspan_core::encap::SequenceCell for SeqCell {
     fn take(&self) -> u32 {
-        self.map.cell(self.slot).fetch_add(1, Ordering::Relaxed)
+        self.map.u32_at(self.slot).fetch_add(1, Ordering::Relaxed)
     }
     fn peek(&self) -> u32 {
-        self.map.cell(self.slot).load(Ordering::Relaxed)
+        self.map.u32_at(self.slot).load(Ordering::Relaxed)
     }
     fn raise(&self, next: u32) {
-        self.map.cell(self.slot).fetch_max(next, Ordering::Relaxed);
+        self.map
+            .u32_at(self.slot)
+            .fetch_max(next, Ordering::Relaxed);
     }
+}
+
+/// One slot of `samples`, as the userspace tier's sampling count of a rule.
+#[derive(Debug, Clone)]
+pub struct SampleCell {
+    map: Arc<SeqMap>,
+    slot: u32,
+}
+
+impl vxspan_core::encap::SharedCount for SampleCell {
+    fn take(&self) -> u64 {
+        self.map.u64_at(self.slot).fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Slots of `samples`, as in bpf/vxspan.c.
+pub const MAX_SAMPLES: usize = 256;
+
+/// Gives each name in `names` a slot of `slots` (the one it has, else a free one, else one whose
+/// name is not in `names`); returns the slots and those taken from another name.
+fn assign_slots(
+    slots: &mut [Option<String>],
+    names: &[Option<&str>],
+) -> (Vec<Option<u32>>, Vec<u32>) {
+    let mut out = vec![None; names.len()];
+    let mut reused = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let Some(n) = n else { continue };
+        if let Some(s) = slots.iter().position(|o| o.as_deref() == Some(n)) {
+            out[i] = Some(s as u32);
+        }
+    }
+    for (i, n) in names.iter().enumerate() {
+        let (Some(n), None) = (n, out[i]) else {
+            continue;
+        };
+        let free = slots.iter().position(|o| o.is_none()).or_else(|| {
+            slots
+                .iter()
+                .position(|o| o.as_deref().is_some_and(|o| !names.contains(&Some(o))))
+        });
+        // Callers bound the names by the slots (Tables::build: outputs, rules).
+        let Some(s) = free else { continue };
+        if slots[s].is_some() {
+            reused.push(s as u32);
+        }
+        slots[s] = Some(n.to_string());
+        out[i] = Some(s as u32);
+    }
+    (out, reused)
 }
 
 impl SharedMaps {
     pub fn new() -> Shared {
         Arc::new(Mutex::new(SharedMaps {
             slots: vec![None; MAX_OUTPUTS],
+            sample_slots: vec![None; MAX_SAMPLES],
             ..Default::default()
         }))
     }
@@ -151,34 +228,51 @@ impl SharedMaps {
     }
 
     fn assign_names(&mut self, names: &[Option<&str>]) -> Vec<Option<u32>> {
-        let mut out = vec![None; names.len()];
-        for (i, n) in names.iter().enumerate() {
-            let Some(n) = n else { continue };
-            if let Some(s) = self.slots.iter().position(|o| o.as_deref() == Some(n)) {
-                out[i] = Some(s as u32);
+        let (out, reused) = assign_slots(&mut self.slots, names);
+        for s in reused {
+            if let Some(m) = &self.seq {
+                m.u32_at(s).store(0, Ordering::Relaxed);
             }
-        }
-        for (i, n) in names.iter().enumerate() {
-            let (Some(n), None) = (n, out[i]) else {
-                continue;
-            };
-            let free = self.slots.iter().position(|o| o.is_none()).or_else(|| {
-                self.slots
-                    .iter()
-                    .position(|o| o.as_deref().is_some_and(|o| !names.contains(&Some(o))))
-            });
-            // Tables::build allows at most MAX_OUTPUTS outputs: a slot is always found.
-            let Some(s) = free else { continue };
-            if self.slots[s].is_some() {
-                if let Some(m) = &self.seq {
-                    m.cell(s as u32).store(0, Ordering::Relaxed);
-                }
-                let _ = self.set_nexthop(s as u32, None);
-            }
-            self.slots[s] = Some(n.to_string());
-            out[i] = Some(s as u32);
+            let _ = self.set_nexthop(s, None);
         }
         out
+    }
+
+    /// The `samples` slot of each sampling rule named (by name), assigned as tunnel slots are;
+    /// a reused slot's count starts again at 0.
+    pub(crate) fn assign_samples(
+        &mut self,
+        rules: &[&str],
+    ) -> std::collections::HashMap<String, u32> {
+        let names: Vec<Option<&str>> = rules.iter().map(|r| Some(*r)).collect();
+        let (out, reused) = assign_slots(&mut self.sample_slots, &names);
+        self.sampling = rules.iter().map(|r| r.to_string()).collect();
+        for s in reused {
+            if let Some(m) = &self.samples {
+                m.u64_at(s).store(0, Ordering::Relaxed);
+            }
+        }
+        rules
+            .iter()
+            .zip(out)
+            .filter_map(|(r, s)| Some((r.to_string(), s?)))
+            .collect()
+    }
+
+    /// Rule `name`'s sampling count, for the userspace tier (None: the tables loaded last do not
+    /// sample it in the kernel).
+    pub fn sample_cell(&self, name: &str) -> Option<SampleCell> {
+        if !self.sampling.iter().any(|r| r == name) {
+            return None;
+        }
+        let slot = self
+            .sample_slots
+            .iter()
+            .position(|o| o.as_deref() == Some(name))?;
+        self.samples.as_ref().map(|m| SampleCell {
+            map: m.clone(),
+            slot: slot as u32,
+        })
     }
 
     /// Whether the maps exist (an object was loaded).
@@ -206,7 +300,8 @@ impl SharedMaps {
                 .map_err(|e| err(name, e))?;
             fds.push((name, fd));
         }
-        self.seq = Some(Arc::new(SeqMap::map(&fds[0].1)?));
+        self.seq = Some(Arc::new(SeqMap::map(&fds[0].1, MAX_OUTPUTS * 4)?));
+        self.samples = Some(Arc::new(SeqMap::map(&fds[4].1, MAX_SAMPLES * 8)?));
         self.fds = fds;
         Ok(())
     }
@@ -236,8 +331,11 @@ impl SharedMaps {
         })
     }
 
-    /// The slot of output `name`, if it has one.
+    /// The slot of output `name`, if the tables loaded last originate it.
     pub fn slot_of(&self, name: &str) -> Option<u32> {
+        if !self.targets.iter().any(|(_, n, _)| n == name) {
+            return None;
+        }
         self.slots
             .iter()
             .position(|o| o.as_deref() == Some(name))

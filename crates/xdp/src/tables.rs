@@ -53,6 +53,9 @@ pub struct InputTable {
     pub placement: Vec<(Tier, String)>,
     /// Action per VID, for VIDs whose action is not [`Action::Drop`].
     pub actions: Vec<(u16, Action)>,
+    /// VIDs whose (one-rule, kernel-tier) group samples: (VID, N of `sample = N`, the rule's
+    /// name, which owns its counter's slot).
+    pub samples: Vec<(u16, u32, String)>,
 }
 
 /// One output as the kernel tier sees it.
@@ -261,6 +264,7 @@ impl Tables {
                 group_action.push(action);
             }
             let mut actions = Vec::new();
+            let mut samples = Vec::new();
             for vid in 0..NVID {
                 let g = inp.group_of_vid[vid];
                 let a = if whole.is_some() {
@@ -272,6 +276,14 @@ impl Tables {
                 };
                 if a != Action::Drop {
                     actions.push((vid as u16, a));
+                    if a != Action::Userspace {
+                        // A kernel-tier group that samples has one rule (plan.rs).
+                        let rule = inp.groups[usize::from(g)].rules[0];
+                        let r = &plan.rules[rule];
+                        if let Some(smp) = r.sample {
+                            samples.push((vid as u16, smp.one_in, r.name.clone()));
+                        }
+                    }
                 }
             }
             inputs.push(InputTable {
@@ -279,6 +291,7 @@ impl Tables {
                 all_userspace: whole.is_some(),
                 placement,
                 actions,
+                samples,
             });
         }
         Ok(Tables {
@@ -327,27 +340,34 @@ impl Tables {
                 if g.packets == 0 {
                     continue;
                 }
+                let (dp, db) = (
+                    g.dropped_packets + g.sampled_packets,
+                    g.dropped_bytes + g.sampled_bytes,
+                );
                 let vc = &mut c.vlans[ii][vid];
                 vc.packets += g.packets;
                 vc.bytes += g.bytes;
-                vc.dropped_packets += g.dropped_packets;
-                vc.dropped_bytes += g.dropped_bytes;
+                vc.dropped_packets += dp;
+                vc.dropped_bytes += db;
                 port.rx_packets += g.packets;
                 port.rx_bytes += g.bytes;
-                port.forwarded_packets += g.packets - g.dropped_packets;
-                port.forwarded_bytes += g.bytes - g.dropped_bytes;
-                port.dropped_packets += g.dropped_packets;
-                port.dropped_bytes += g.dropped_bytes;
+                port.forwarded_packets += g.packets - dp;
+                port.forwarded_bytes += g.bytes - db;
+                port.dropped_packets += dp;
+                port.dropped_bytes += db;
                 port.drop_reasons[RxDrop::NoRule as usize] += g.dropped_packets;
-                // Kernel-tier rules have no filter and no sampling: each rule of the group
-                // matched and forwarded every frame the group forwarded.
+                port.drop_reasons[RxDrop::SampledOut as usize] += g.sampled_packets;
+                // Kernel-tier rules have no filter: each rule of the group matched every frame
+                // the group did not drop for want of a rule, and forwarded those not sampled
+                // out (a group that samples has one rule).
                 let grp = inp.group_of_vid[vid];
                 if grp != NO_GROUP {
                     for &r in &inp.groups[usize::from(grp)].rules {
                         let rc = &mut c.rules[r];
                         rc.matched_packets += g.packets - g.dropped_packets;
                         rc.matched_bytes += g.bytes - g.dropped_bytes;
-                        rc.forwarded_packets += g.packets - g.dropped_packets;
+                        rc.forwarded_packets += g.packets - dp;
+                        rc.sampled_out_packets += g.sampled_packets;
                     }
                 }
             }
@@ -393,6 +413,9 @@ pub struct GroupCounters {
     pub bytes: u64,
     pub dropped_packets: u64,
     pub dropped_bytes: u64,
+    /// Sampled out (`sample = N`), counted in `packets` too.
+    pub sampled_packets: u64,
+    pub sampled_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -635,6 +658,7 @@ to = ["x"]
             bytes: 300,
             dropped_packets: 3,
             dropped_bytes: 300,
+            ..Default::default()
         };
         let c = Tables::counters(&p, &raw);
         let inp = &c.ports[0];
