@@ -14,7 +14,7 @@
 #   - the same rule with `truncate = 128` on the output: in the kernel tier (native), and forced
 #     into the userspace tier (--datapath afxdp), what the transform costs in each;
 #   - a bare devmap redirect (benches/live/xdp_devmap.c: bpf_redirect_map, which bulks), the
-#     baseline of the rows below, and tc mirred (ingress matchall, redirect to out0);
+#     baseline of the rows below, and tc mirred (an ingress filter matching all, redirect to out0);
 #   - `any -> erspan (v3)`: vxspan's kernel tier originating ERSPAN III to a collector routed via
 #     out0, the same config forced into the userspace tier, and a minimal hand-written ERSPAN III
 #     encapsulation (benches/live/xdp_erspan.c) without and with one atomic add per frame for the
@@ -28,7 +28,9 @@
 # than tcpreplay. A veth only takes XDP frames if it runs XDP natively or has GRO on: in the
 # generic and AF_PACKET rounds GRO is switched on on the input for that reason (each run of the
 # generator repeats one frame 64 times, so GRO has nothing to merge). The far end (sink0) runs an
-# XDP_PASS program so native redirects into out0 are delivered and counted frame by frame.
+# XDP program that drops every frame once the veth counted it (benches/live/sink_drop.c): native
+# redirects into out0 are delivered and counted frame by frame, and no row pays for a stack
+# above the sink.
 # Prints, per forwarder, the median over the rounds of Mpps delivered and the ratio to the bare
 # redirect of the same mode. Never fails on speed. Needs root. Not in CI.
 # usage: benches/live-forwarding.sh [FRAMES_PER_ROUND] [ROUNDS]
@@ -46,10 +48,12 @@ cleanup() {
   [ -n "$vx" ] && kill "$vx" 2>/dev/null && wait "$vx" 2>/dev/null || true
   ip netns del "$ns" 2>/dev/null || true
   umount "$bpffs" 2>/dev/null || true
+  rmdir "$bpffs" 2>/dev/null || true
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-bpffs=$tmp/bpffs
+# libbpf turns dots in pin paths into underscores: a path without any (mktemp has one).
+bpffs=/tmp/vxbench-bpffs-$$
 nsx() { ip netns exec "$ns" "$@"; }
 
 ip netns add "$ns"
@@ -71,21 +75,23 @@ ip -n "$ns" link set vxl0 mtu 8900 up
 target=$(ip -n "$ns" -o link show out0 | cut -d: -f1)
 clang -O2 -g -target bpf -I/usr/include/x86_64-linux-gnu -DTARGET_IFINDEX="$target" \
   -c benches/live/xdp_redirect.c -o "$tmp/redirect.o"
-clang -O2 -g -target bpf -I/usr/include/x86_64-linux-gnu -c tests/xdp/pass.c -o "$tmp/pass.o"
-ip -n "$ns" link set dev sink0 xdpdrv obj "$tmp/pass.o" sec xdp.frags
+clang -O2 -g -target bpf -I/usr/include/x86_64-linux-gnu -c benches/live/sink_drop.c -o "$tmp/sink.o"
+ip -n "$ns" link set dev sink0 xdpdrv obj "$tmp/sink.o" sec xdp.frags
 command -v bpftool >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends bpftool >/dev/null; }
 mkdir -p "$bpffs" && mount -t bpf bpf "$bpffs"
 le32() { printf '%02x %02x %02x %02x' $(($1 & 255)) $((($1 >> 8) & 255)) $((($1 >> 16) & 255)) $((($1 >> 24) & 255)); }
 # Loads OBJ pinned as NAME in the private bpffs, its devmap pointing at out0.
 load_pinned() {
-  bpftool prog load "$1" "$bpffs/$2" type xdp pinmaps "$bpffs/$2.maps"
+  mkdir -p "$bpffs/${2}_maps"
+  bpftool prog load "$1" "$bpffs/$2" type xdp pinmaps "$bpffs/${2}_maps"
   # shellcheck disable=SC2046
-  bpftool map update pinned "$bpffs/$2.maps/ports" key hex 00 00 00 00 value hex $(le32 "$target")
+  # The devmap resolves the ifindex in the namespace of the process writing it.
+  nsx bpftool map update pinned "$bpffs/${2}_maps/ports" key hex 00 00 00 00 value hex $(le32 "$target")
 }
 for v in devmap erspan erspan_seq sample; do
   src=benches/live/xdp_${v%_seq}.c
   flag=""; [ "$v" = erspan_seq ] && flag=-DWITH_SEQ
-  clang -O2 -g -target bpf -mcpu=v3 -I/usr/include/x86_64-linux-gnu $flag -c "$src" -o "$tmp/$v.o"
+  clang -O2 -g -target bpf -mcpu=v3 -I/usr/include/x86_64-linux-gnu $flag -DDST_MAC="0x${sink_mac//:/,0x}" -c "$src" -o "$tmp/$v.o"
   load_pinned "$tmp/$v.o" "$v"
 done
 printf '[inputs.in]\ninterface = "in0"\n[outputs.out]\ninterface = "out0"\n[[rules]]\nfrom = "in"\nvlan = "any"\nto = "out"\n' > "$tmp/all.toml"
@@ -96,7 +102,8 @@ printf '[inputs.in]\ninterface = "in0"\n[outputs.col]\nvxlan = { remote = "198.1
 cfg=all
 mirred() {
   nsx tc qdisc add dev in0 clsact
-  nsx tc filter add dev in0 ingress matchall action mirred egress redirect dev "$1"
+  # u32 matching everything (this kernel has no matchall classifier).
+  nsx tc filter add dev in0 ingress protocol all u32 match u32 0 0 action mirred egress redirect dev "$1"
 }
 
 counter() { ip -n "$ns" -s -j link show "$1" | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['stats64']['$2']['packets'])"; }

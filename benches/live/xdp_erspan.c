@@ -25,6 +25,10 @@ struct {
 } seq SEC(".maps");
 #endif
 
+#ifndef DST_MAC
+#error "compile with -DDST_MAC=0x..,0x..,... (six bytes)"
+#endif
+
 #define HDR (14 + 20 + 8 + 12)
 
 SEC("xdp")
@@ -38,17 +42,19 @@ int erspan3(struct xdp_md *ctx)
 		return XDP_DROP;
 	seqno = __sync_fetch_and_add(s, 1);
 #endif
-	__u32 inner = (__u32)(ctx->data_end - ctx->data);
 	if (bpf_xdp_adjust_head(ctx, -HDR))
 		return XDP_DROP;
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	if (data + HDR > data_end)
 		return XDP_DROP;
+	__u16 inner = (__u16)(data_end - data - HDR);
 	struct ethhdr *eth = data;
 	struct iphdr *ip = data + 14;
 	__be32 *w = data + 34;
-	const __u8 dst[6] = {2, 0, 0, 0, 0, 2}, src[6] = {2, 0, 0, 0, 0, 1};
+	/* The collector's MAC (the script passes sink0's), as vxspan's copies carry: the sink's
+	 * stack then does the same work for both. */
+	const __u8 dst[6] = {DST_MAC}, src[6] = {2, 0, 0, 0, 0, 1};
 	__builtin_memcpy(eth->h_dest, dst, 6);
 	__builtin_memcpy(eth->h_source, src, 6);
 	eth->h_proto = bpf_htons(ETH_P_IP);

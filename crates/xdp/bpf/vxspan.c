@@ -211,9 +211,8 @@ struct vx_tunnel {
 
 /* Where a tunnel output's copies leave, from the kernel's route and neighbour tables, by slot:
  * written by the daemon's next-hop thread (vxspan::nexthop), which follows route and neighbour
- * changes. No entry, or ifindex 0: not resolved (or the egress device cannot take XDP frames in
- * this mode), the frame goes to userspace. An update replaces the element; the program copies
- * it once to its stack (a preallocated element may be reused by the next update). */
+ * changes. ifindex 0: not resolved (or the egress device cannot take XDP frames in this mode),
+ * the frame goes to userspace. The program copies the entry once to its stack. */
 struct vx_nexthop {
 	__u32 ifindex;
 	__u32 src4; /* network order */
@@ -229,12 +228,23 @@ struct {
 	__type(value, struct vx_tunnel);
 } tunnels SEC(".maps");
 
+/* Two entries per slot (slot * 2 + generation), and per slot the generation in use: the
+ * next-hop thread writes the entry not in use, then flips the generation (one aligned 32-bit
+ * store), so the program never reads an entry half written. Arrays rather than a hash map: an
+ * array lookup is a few instructions, inlined by the verifier. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, VX_MAX_OUTPUTS);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * VX_MAX_OUTPUTS);
 	__type(key, __u32);
 	__type(value, struct vx_nexthop);
 } nexthops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VX_MAX_OUTPUTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} nh_gen SEC(".maps");
 
 /* The next ERSPAN sequence number per tunnel slot, shared by every CPU (one atomic add per copy)
  * and, mapped, by the userspace tier, which takes its numbers from the same counter. This map,
@@ -262,7 +272,7 @@ struct {
 
 /* Per tunnel slot, the next hop's egress device, for a bulking redirect. */
 struct {
-	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(type, BPF_MAP_TYPE_DEVMAP);
 	__uint(max_entries, VX_MAX_OUTPUTS);
 	__type(key, __u32);
 	__type(value, __u32);
@@ -548,9 +558,18 @@ static __always_inline int tunnel_send(struct xdp_md *ctx, struct vx_output *out
 		truncated = 1;
 	}
 
-	/* VLAN and COS of the copy's outer tag, when its tag stack parses (0 otherwise). */
+	/* VLAN and COS of the copy's outer tag, when its tag stack parses (0 otherwise). A copy
+	 * neither cut nor retagged has the stack the caller parsed: its outer TCI is at 14. */
 	__u32 vlan = 0, cos = 0;
-	{
+	if (!truncated && !out->cfg.vlan_op) {
+		void *data = (void *)(long)ctx->data;
+		void *data_end = (void *)(long)ctx->data_end;
+		__u16 *tci = data + 14;
+		if (tagged && (void *)(tci + 1) <= data_end) {
+			vlan = bpf_ntohs(*tci) & 0x0fff;
+			cos = bpf_ntohs(*tci) >> 13;
+		}
+	} else {
 		void *data = (void *)(long)ctx->data;
 		void *data_end = (void *)(long)ctx->data_end;
 		__u32 vid, l3;
@@ -690,7 +709,9 @@ int vxspan_ingress(struct xdp_md *ctx)
 		struct vx_tunnel *t = bpf_map_lookup_elem(&tunnels, &o);
 		if (out && t && (out->cfg.flags & VX_OUT_TUNNEL)) {
 			__u32 ts = t->slot;
-			struct vx_nexthop *nh = bpf_map_lookup_elem(&nexthops, &ts);
+			__u32 *gen = bpf_map_lookup_elem(&nh_gen, &ts);
+			__u32 nk = ts * 2 + (gen ? (*gen & 1) : 0);
+			struct vx_nexthop *nh = bpf_map_lookup_elem(&nexthops, &nk);
 			if (!nh || !nh->ifindex) {
 				/* The userspace tier sends it; its socket makes the kernel resolve
 				 * the next hop, which the nexthops table then learns. */

@@ -19,13 +19,16 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use aya::maps::{Array, DevMapHash, HashMap, MapData};
+use aya::maps::xdp::DevMap;
+use aya::maps::{Array, MapData};
 
 use crate::maps::VxNexthop;
 use crate::tables::MAX_OUTPUTS;
 
 /// The shared maps' names, as in bpf/vxspan.c.
-pub(crate) const NAMES: [&str; 5] = ["tun_seq", "nexthops", "tun_dev", "clock", "samples"];
+pub(crate) const NAMES: [&str; 6] = [
+    "tun_seq", "nexthops", "tun_dev", "clock", "samples", "nh_gen",
+];
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
@@ -289,7 +292,7 @@ impl SharedMaps {
                 .ok_or_else(|| err(name, "map missing from the object"))?;
             let data = match m {
                 aya::maps::Map::Array(d) | aya::maps::Map::HashMap(d) => d,
-                aya::maps::Map::DevMapHash(d) => d,
+                aya::maps::Map::DevMap(d) => d,
                 _ => return Err(err(name, "unexpected map type")),
             };
             use std::os::fd::AsFd;
@@ -342,28 +345,26 @@ impl SharedMaps {
             .map(|s| s as u32)
     }
 
-    /// Sets (None: removes) where slot `slot`'s copies leave.
+    /// Sets (None: removes) where slot `slot`'s copies leave: the device first, then the entry
+    /// of the generation not in use, then the generation flips (see bpf/vxspan.c).
     pub fn set_nexthop(&self, slot: u32, nh: Option<VxNexthop>) -> Result<(), String> {
-        let mut hops: HashMap<MapData, u32, VxNexthop> =
-            HashMap::try_from(aya::maps::Map::HashMap(self.map_data("nexthops")?))
+        let mut hops: Array<MapData, VxNexthop> =
+            Array::try_from(aya::maps::Map::Array(self.map_data("nexthops")?))
                 .map_err(|e| err("nexthops", e))?;
-        let mut devs: DevMapHash<MapData> =
-            DevMapHash::try_from(aya::maps::Map::DevMapHash(self.map_data("tun_dev")?))
-                .map_err(|e| err("tun_dev", e))?;
-        match nh {
-            Some(v) => {
-                // The device first: the program redirects only once it finds the next hop.
-                devs.insert(slot, v.ifindex, None, 0)
+        let mut gens: Array<MapData, u32> =
+            Array::try_from(aya::maps::Map::Array(self.map_data("nh_gen")?))
+                .map_err(|e| err("nh_gen", e))?;
+        let gen = gens.get(&slot, 0).map_err(|e| err("nh_gen", e))? & 1;
+        if let Some(v) = &nh {
+            let mut devs: DevMap<MapData> =
+                DevMap::try_from(aya::maps::Map::DevMap(self.map_data("tun_dev")?))
                     .map_err(|e| err("tun_dev", e))?;
-                hops.insert(slot, v, 0).map_err(|e| err("nexthops", e))
-            }
-            None => {
-                // Absent already is what was asked.
-                let _ = hops.remove(&slot);
-                let _ = devs.remove(slot);
-                Ok(())
-            }
+            devs.set(slot, v.ifindex, None, 0)
+                .map_err(|e| err("tun_dev", e))?;
         }
+        hops.set(slot * 2 + (gen ^ 1), nh.unwrap_or_default(), 0)
+            .map_err(|e| err("nexthops", e))?;
+        gens.set(slot, gen ^ 1, 0).map_err(|e| err("nh_gen", e))
     }
 
     /// Brings the real-time offset the ERSPAN III timestamps use up to date.
