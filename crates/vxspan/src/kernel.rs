@@ -9,6 +9,10 @@ use vxspan_core::{Plan, Report};
 use vxspan_xdp::loader::{Prepared, Retired, RETIRE_AFTER};
 use vxspan_xdp::{Datapath, Mode, Tables};
 
+/// The kernel tier's counters (a [`Report`]), per input the frames handed to the userspace
+/// tier, and per output the frames handed up because a tunnel's next hop was not resolved.
+pub type Snapshot = (Report, Vec<u64>, Vec<u64>);
+
 /// A first engine for `plan`: ERSPAN outputs the kernel tier (if any) originates take their
 /// sequence numbers from its counters, and rules it samples their counts, so both tiers
 /// number one sequence and keep exactly 1 in N between them.
@@ -306,18 +310,28 @@ impl KernelTier {
         self.snapshot(plan).0
     }
 
-    /// [`KernelTier::report`], and per input the frames the current program handed to the
-    /// userspace tier, from one reading of the maps. Replaced objects not yet retired are in the
+    /// [`KernelTier::report`], per input the frames the current program handed to the
+    /// userspace tier, and per output those it handed up because a tunnel's next hop was not
+    /// resolved, from one reading of the maps. Replaced objects not yet retired are in the
     /// report too.
-    pub fn snapshot(&self, plan: &Plan) -> (Report, Vec<u64>) {
+    pub fn snapshot(&self, plan: &Plan) -> Snapshot {
         let raw = self.dp.counters();
         let handed = raw.userspace.iter().map(|u| u.0).collect();
+        let unresolved = raw.outputs.iter().map(|o| o.unresolved_packets).collect();
         let now = device_counters(plan, &self.dev_base);
         let mut r = report_of(plan, &raw, (&self.dev_base, &now));
         for x in &self.retiring {
             r.add(&x.report());
         }
-        (r, handed)
+        (r, handed, unresolved)
+    }
+
+    /// What the next-hop thread last found for each kernel-originated tunnel output, by name.
+    pub fn next_hops(&self) -> std::collections::BTreeMap<String, String> {
+        self._feeder
+            .as_ref()
+            .map(|f| f.states())
+            .unwrap_or_default()
     }
 
     /// What the heavy part of a swap of this tier's tables needs ([`KernelAsk::prepare`]).

@@ -109,19 +109,34 @@ fn entry(nh: NextHop, mode: Mode) -> Result<(VxNexthop, String), String> {
 pub struct Feeder {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Per output name, what the last lookup found (as logged).
+    states: States,
 }
+
+type States = Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>;
 
 impl Feeder {
     pub fn start(shared: Shared, mode: Mode) -> std::io::Result<Feeder> {
         let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
+        let states = States::default();
+        let (s, st) = (stop.clone(), states.clone());
         let thread = std::thread::Builder::new()
             .name("vxspan-nexthop".into())
-            .spawn(move || run(shared, mode, s))?;
+            .spawn(move || run(shared, mode, s, st))?;
         Ok(Feeder {
             stop,
             thread: Some(thread),
+            states,
         })
+    }
+
+    /// Per output name, what the last lookup found: "via GW on DEV (MTU N)" or why its copies
+    /// go through the userspace tier.
+    pub fn states(&self) -> std::collections::BTreeMap<String, String> {
+        self.states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -134,7 +149,7 @@ impl Drop for Feeder {
     }
 }
 
-fn run(shared: Shared, mode: Mode, stop: Arc<AtomicBool>) {
+fn run(shared: Shared, mode: Mode, stop: Arc<AtomicBool>, states: States) {
     crate::process::yield_to_workers();
     let mut nl = None;
     // Per slot: what is written (None: no entry) and the text logged last.
@@ -177,6 +192,10 @@ fn run(shared: Shared, mode: Mode, stop: Arc<AtomicBool>) {
                         crate::logging::log(format!(
                             "tunnel output {name} to {remote}: {what}; {how}"
                         ));
+                        states
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(name.clone(), format!("{what}; {how}"));
                         written.insert(*slot, (nh, what));
                     }
                     Err(e) => crate::logging::warn(format!("next hops: {name}: {e}")),

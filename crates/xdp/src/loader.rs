@@ -76,6 +76,9 @@ struct CounterMaps {
     groups_fd: OwnedFd,
     in_stats: PerCpuArray<MapData, VxInputStats>,
     outputs: PerCpuArray<MapData, VxOutput>,
+    /// Tunnel outputs' hand-offs and errors (not handed over to a successor process: a
+    /// restart's old object reports without them).
+    tun_stats: Option<PerCpuArray<MapData, crate::maps::VxTunStats>>,
 }
 
 /// The names of the maps [`CounterMaps`] holds, in the order of [`Handover::counters`].
@@ -302,6 +305,8 @@ impl Object {
         }
         let in_stats =
             PerCpuArray::try_from(take(&mut ebpf, "in_stats")?).map_err(|e| err("in_stats", e))?;
+        let tun_stats = PerCpuArray::try_from(take(&mut ebpf, "tun_stats")?)
+            .map_err(|e| err("tun_stats", e))?;
         let groups_fd = map_fds
             .iter()
             .find(|(n, _)| n == "groups")
@@ -318,6 +323,7 @@ impl Object {
                 groups_fd,
                 in_stats,
                 outputs,
+                tun_stats: Some(tun_stats),
             },
             n_inputs: t.inputs.len(),
         })
@@ -383,6 +389,7 @@ impl CounterMaps {
                 .map_err(|e| err("in_stats", e))?,
             outputs: PerCpuArray::try_from(Map::PerCpuArray(open(o, "outputs")?))
                 .map_err(|e| err("outputs", e))?,
+            tun_stats: None,
         })
     }
 
@@ -454,6 +461,14 @@ impl CounterMaps {
                     c.link_down_bytes += s.link_down_bytes;
                     c.mtu_exceeded_packets += s.mtu_exceeded_packets;
                     c.mtu_exceeded_bytes += s.mtu_exceeded_bytes;
+                }
+            }
+            if let Some(Ok(v)) = self.tun_stats.as_ref().map(|m| m.get(&(o as u32), 0)) {
+                for s in v.iter() {
+                    c.unresolved_packets += s.unresolved_packets;
+                    c.unresolved_bytes += s.unresolved_bytes;
+                    c.tx_error_packets += s.error_packets;
+                    c.tx_error_bytes += s.error_bytes;
                 }
             }
         }
@@ -532,8 +547,8 @@ impl Retired {
 
 /// The layout of the counter maps a [`Handover`] carries (their value types): a successor built
 /// with another one does not read them. Raised whenever `VxGroup`, `VxInputStats` or `VxOutput`
-/// change.
-pub const MAP_LAYOUT: u32 = 2;
+/// change, or the shared maps' values (shared.rs). 3: sampling in `VxGroup`, shared maps.
+pub const MAP_LAYOUT: u32 = 3;
 
 /// What a process hands its successor so that the kernel tier keeps forwarding across a
 /// restart (`vxspan restart` execs the new binary with these descriptors open): the input links,
@@ -548,12 +563,20 @@ pub struct Handover {
     /// The shape of those maps: inputs and outputs of the old tables.
     pub n_inputs: usize,
     pub n_outputs: usize,
+    /// The maps every object shares (ERSPAN sequences, sampling counts, next hops) and who
+    /// owns their slots: the successor's objects use the same ones, so sequences and 1-in-N
+    /// continue across the restart.
+    pub shared: Option<crate::shared::SharedHandover>,
 }
 
 impl Datapath {
     /// Loads the program and fills its maps; nothing is attached yet.
     pub fn load(tables: Tables) -> Result<Datapath, String> {
-        let shared = SharedMaps::new();
+        Datapath::load_on(tables, SharedMaps::new())
+    }
+
+    /// [`Datapath::load`] on shared maps that exist already (a predecessor's).
+    fn load_on(tables: Tables, shared: Shared) -> Result<Datapath, String> {
         Ok(Datapath {
             obj: Object::load(&tables, &[], &shared)?,
             shared,
@@ -775,12 +798,18 @@ impl Datapath {
             .into_iter()
             .map(|(i, l)| (i, l.link))
             .collect();
+        let shared = self
+            .shared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .handover()?;
         Ok(Handover {
             mode,
             links,
             counters,
             n_inputs: self.tables.inputs.len(),
             n_outputs: self.tables.outputs.len(),
+            shared,
         })
     }
 
@@ -792,7 +821,11 @@ impl Datapath {
     /// handed over is closed (the inputs are detached) and the caller starts afresh.
     pub fn adopt(tables: Tables, h: Handover) -> Result<(Datapath, RawCounters), String> {
         let old = CounterMaps::from_fds(h.counters)?;
-        let mut dp = Datapath::load(tables)?;
+        let shared = match h.shared {
+            Some(sh) => SharedMaps::adopt_handover(sh)?,
+            None => SharedMaps::new(),
+        };
+        let mut dp = Datapath::load_on(tables, shared)?;
         dp.mode = Some(h.mode);
         let mut inherited = h.links;
         let inputs: Vec<u32> = dp

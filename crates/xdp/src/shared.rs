@@ -55,6 +55,15 @@ pub struct SharedMaps {
     targets: Vec<(u32, String, std::net::Ipv4Addr)>,
 }
 
+/// The shared maps and their slot owners, handed to a successor process (`vxspan restart`).
+#[derive(Debug)]
+pub struct SharedHandover {
+    /// (map name, descriptor), for each of [`NAMES`].
+    pub fds: Vec<(String, OwnedFd)>,
+    pub tunnel_slots: Vec<Option<String>>,
+    pub sample_slots: Vec<Option<String>>,
+}
+
 /// What a datapath and the threads preparing its reloads share.
 pub type Shared = Arc<Mutex<SharedMaps>>;
 
@@ -276,6 +285,54 @@ impl SharedMaps {
             map: m.clone(),
             slot: slot as u32,
         })
+    }
+
+    /// The maps (duplicated descriptors) and slot owners for a successor; None before the
+    /// first object.
+    pub(crate) fn handover(&self) -> Result<Option<SharedHandover>, String> {
+        if !self.created() {
+            return Ok(None);
+        }
+        let fds = self
+            .fds
+            .iter()
+            .map(|(n, fd)| Ok((n.to_string(), fd.try_clone().map_err(|e| err(n, e))?)))
+            .collect::<Result<_, String>>()?;
+        Ok(Some(SharedHandover {
+            fds,
+            tunnel_slots: self.slots.clone(),
+            sample_slots: self.sample_slots.clone(),
+        }))
+    }
+
+    /// The shared maps a predecessor handed over: every name of [`NAMES`] once, slot tables
+    /// of the right size, else an error (the caller starts afresh).
+    pub(crate) fn adopt_handover(h: SharedHandover) -> Result<Shared, String> {
+        let bad = |what: &str| err("the handed-over shared maps", what);
+        if h.tunnel_slots.len() != MAX_OUTPUTS || h.sample_slots.len() != MAX_SAMPLES {
+            return Err(bad("slot tables of another size"));
+        }
+        let mut fds = Vec::with_capacity(NAMES.len());
+        for name in NAMES {
+            let mut it = h.fds.iter().filter(|(n, _)| n == name);
+            let (Some((_, fd)), None) = (it.next(), it.next()) else {
+                return Err(bad(&format!("{name} missing or twice")));
+            };
+            fds.push((name, fd.try_clone().map_err(|e| err(name, e))?));
+        }
+        if h.fds.len() != NAMES.len() {
+            return Err(bad("unknown maps"));
+        }
+        let seq = SeqMap::map(&fds[0].1, MAX_OUTPUTS * 4)?;
+        let samples = SeqMap::map(&fds[4].1, MAX_SAMPLES * 8)?;
+        Ok(Arc::new(Mutex::new(SharedMaps {
+            fds,
+            seq: Some(Arc::new(seq)),
+            samples: Some(Arc::new(samples)),
+            slots: h.tunnel_slots,
+            sample_slots: h.sample_slots,
+            ..Default::default()
+        })))
     }
 
     /// Whether the maps exist (an object was loaded).

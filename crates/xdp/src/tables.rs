@@ -388,8 +388,11 @@ impl Tables {
             port.tx_bytes += r.tx_bytes;
             port.tx_dropped_packets += r.link_down_packets + r.mtu_exceeded_packets;
             port.tx_dropped_bytes += r.link_down_bytes + r.mtu_exceeded_bytes;
+            port.tx_dropped_packets += r.tx_error_packets;
+            port.tx_dropped_bytes += r.tx_error_bytes;
             port.tx_drop_reasons[TxDrop::LinkDown as usize] += r.link_down_packets;
             port.tx_drop_reasons[TxDrop::MtuExceeded as usize] += r.mtu_exceeded_packets;
+            port.tx_drop_reasons[TxDrop::TxError as usize] += r.tx_error_packets;
         }
         c
     }
@@ -426,6 +429,13 @@ pub struct OutputCounters {
     pub link_down_bytes: u64,
     pub mtu_exceeded_packets: u64,
     pub mtu_exceeded_bytes: u64,
+    /// A kernel-originated tunnel: frames handed to the userspace tier because the next hop
+    /// was not resolved (not a loss: that tier sends them, and counts them).
+    pub unresolved_packets: u64,
+    pub unresolved_bytes: u64,
+    /// A kernel-originated tunnel: copies that could not be written (no headroom): `tx_error`.
+    pub tx_error_packets: u64,
+    pub tx_error_bytes: u64,
 }
 
 /// The kernel action for a group sending to `dest`, or why it has to run in userspace.

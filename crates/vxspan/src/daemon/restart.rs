@@ -78,6 +78,14 @@ struct KernelRecord {
     layout: u32,
     n_inputs: usize,
     n_outputs: usize,
+    /// The maps every object shares (name, descriptor) and their slots' owners: ERSPAN
+    /// sequences and sampling counts continue in the successor.
+    #[serde(default)]
+    shared: Vec<(String, RawFd)>,
+    #[serde(default)]
+    tunnel_slots: Vec<Option<String>>,
+    #[serde(default)]
+    sample_slots: Vec<Option<String>>,
 }
 
 /// What the previous image of this process handed over.
@@ -187,6 +195,7 @@ fn read_record(v: &str) -> Result<Inherited, String> {
             }
             let mut named: Vec<RawFd> = k.links.iter().map(|l| l.1).collect();
             named.extend(k.counters);
+            named.extend(k.shared.iter().map(|s| s.1));
             named.sort_unstable();
             if named.windows(2).any(|w| w[0] == w[1]) {
                 return Err("the handover record names a descriptor twice".into());
@@ -198,12 +207,26 @@ fn read_record(v: &str) -> Result<Inherited, String> {
                 .collect::<Result<Vec<_>, _>>()?;
             let [g, s, o] = k.counters;
             let map = |fd| claim(fd, "anon_inode:bpf-map");
+            let shared = if k.shared.is_empty() {
+                None
+            } else {
+                Some(vxspan_xdp::shared::SharedHandover {
+                    fds: k
+                        .shared
+                        .iter()
+                        .map(|(n, fd)| Ok((n.clone(), map(*fd)?)))
+                        .collect::<Result<_, String>>()?,
+                    tunnel_slots: k.tunnel_slots,
+                    sample_slots: k.sample_slots,
+                })
+            };
             Some(vxspan_xdp::loader::Handover {
                 mode,
                 links,
                 counters: [map(g)?, map(s)?, map(o)?],
                 n_inputs: k.n_inputs,
                 n_outputs: k.n_outputs,
+                shared,
             })
         }
     };
@@ -319,6 +342,18 @@ pub(super) fn exec(
             let counters = [g.into_raw_fd(), s.into_raw_fd(), o.into_raw_fd()];
             keep.extend(links.iter().map(|l| l.1));
             keep.extend(counters);
+            let (shared, tunnel_slots, sample_slots) = match h.shared {
+                None => (Vec::new(), Vec::new(), Vec::new()),
+                Some(sh) => (
+                    sh.fds
+                        .into_iter()
+                        .map(|(n, fd)| (n, fd.into_raw_fd()))
+                        .collect::<Vec<_>>(),
+                    sh.tunnel_slots,
+                    sh.sample_slots,
+                ),
+            };
+            keep.extend(shared.iter().map(|s| s.1));
             Some(KernelRecord {
                 mode: h.mode.as_str().to_owned(),
                 links,
@@ -326,6 +361,9 @@ pub(super) fn exec(
                 layout: vxspan_xdp::loader::MAP_LAYOUT,
                 n_inputs: h.n_inputs,
                 n_outputs: h.n_outputs,
+                shared,
+                tunnel_slots,
+                sample_slots,
             })
         }
     };

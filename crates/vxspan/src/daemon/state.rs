@@ -89,7 +89,7 @@ impl State {
 
     /// The current plan's counters, each tier's apart: the userspace tier's, and the kernel
     /// tier's with the frames it handed up per input (the maps are read once).
-    pub(super) fn reports(&self) -> (Report, Option<(Report, Vec<u64>)>) {
+    pub(super) fn reports(&self) -> (Report, Option<crate::kernel::Snapshot>) {
         let plan = self.engine.plan();
         let mut user = self.engine.report();
         for w in self.worker_reports() {

@@ -54,6 +54,25 @@ impl State {
         // tier sees none.
         let (user, kern) = self.reports();
         let report = self.merged(&user, kern.as_ref().map(|k| &k.0));
+        // Kernel-originated tunnels: where their copies leave, and the frames handed to the
+        // userspace tier while their next hop was not resolved.
+        if let Some(k) = &self.kernel {
+            let hops = k.next_hops();
+            for (o, out) in plan.outputs.iter().enumerate() {
+                let Some(state) = hops.get(&out.name) else {
+                    continue;
+                };
+                let p = plan.inputs.len() + o;
+                if let Some(port) = ports.get_mut(p) {
+                    port["next_hop"] = state.clone().into();
+                    port["xdp_unresolved_packets"] = kern
+                        .as_ref()
+                        .and_then(|k| k.2.get(o).copied())
+                        .unwrap_or(0)
+                        .into();
+                }
+            }
+        }
         let xsk_counts = self.xsk_counts();
         let tiers: serde_json::Map<String, serde_json::Value> = plan
             .inputs
