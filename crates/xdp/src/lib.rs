@@ -9,6 +9,7 @@
 //! - [`blast`]: a traffic generator on BPF_PROG_TEST_RUN with live frames (`vxspan blast`).
 
 pub mod blast;
+mod counters;
 pub mod hint;
 pub mod loader;
 pub mod maps;

@@ -5,19 +5,13 @@
 
 use std::sync::Arc;
 
-use vxspan_core::{Engine, FilterCompiler, Plan, RxFrame, Sink, TxDrop, TxFrame};
+use vxspan_core::{Engine, Plan, RxFrame, Sink, TxDrop, TxFrame};
 use vxspan_xdp::tables::Tables;
 use vxspan_xdp::{Action, Datapath};
 
-const XDP_DROP: u32 = 1;
-const XDP_REDIRECT: u32 = 4;
+mod common;
 
-struct NoFilters;
-impl FilterCompiler for NoFilters {
-    fn compile(&self, _: &str) -> Result<Vec<vxspan_core::bpf::BpfInsn>, String> {
-        Err("no filters here".into())
-    }
-}
+use common::{ifx, is_root, NoFilters, XDP_DROP, XDP_REDIRECT};
 
 const CONFIG: &str = r#"
 [inputs.mirror]
@@ -50,11 +44,6 @@ from = "mirror"
 vlan = 30
 to = "other"
 "#;
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
 
 #[derive(Default)]
 struct Count(u64);
@@ -118,11 +107,7 @@ fn tiers_share_one_count_per_sampling_rule() {
         return;
     }
     std::thread::spawn(move || {
-        vxspan_io::netdev::unshare_network().expect("unshare");
-        let mut rtnl = vxspan_io::netdev::Rtnl::open().expect("rtnetlink");
-        rtnl.add_veth("sin0", "sin0p", 1500).expect("veth");
-        rtnl.add_veth("sout0", "sout0p", 1500).expect("veth");
-        let ifx = |n: &str| vxspan_xdp::loader::ifindex(n).ok();
+        common::veths(&[("sin0", "sin0p"), ("sout0", "sout0p")], 1500);
         let in0 = ifx("sin0").unwrap();
         let plan = plan();
         let tables = Tables::build(&plan, &ifx, false).expect("tables");

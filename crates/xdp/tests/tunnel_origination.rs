@@ -8,28 +8,19 @@
 //! within 2 s of it) where the engine takes the frame's receive time. Needs root; skipped
 //! otherwise.
 //!
-//! The daemon does not place tunnel groups in the kernel tier yet (their next hop comes from
-//! the route and neighbour tables, which it does not feed the program); this test writes the
-//! next hop itself.
+//! The daemon's next-hop thread (vxspan::nexthop) writes the next hops from the kernel's
+//! tables; this test writes them itself.
 
 use std::sync::Arc;
 
 mod common;
 
-use vxspan_core::{Engine, FilterCompiler, Plan, RxFrame, Sink, TxDrop, TxFrame};
+use vxspan_core::{Engine, Plan, RxFrame, Sink, TxDrop, TxFrame};
 use vxspan_xdp::maps::VxNexthop;
 use vxspan_xdp::tables::{Action, Tables};
 use vxspan_xdp::Datapath;
 
-const XDP_DROP: u32 = 1;
-const XDP_REDIRECT: u32 = 4;
-
-struct NoFilters;
-impl FilterCompiler for NoFilters {
-    fn compile(&self, _: &str) -> Result<Vec<vxspan_core::bpf::BpfInsn>, String> {
-        Err("no filters here".into())
-    }
-}
+use common::{ifx, is_root, NoFilters, XDP_DROP, XDP_REDIRECT};
 
 const CONFIG: &str = r#"
 [inputs.mirror]
@@ -60,11 +51,6 @@ vlan = ["any"]
 to = ["e2"]
 "#;
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
 #[derive(Default)]
 struct Record {
     copies: Vec<(usize, Vec<u8>)>,
@@ -75,6 +61,17 @@ impl Sink for Record {
         self.copies.push((output, f.data.to_vec()));
         Ok(())
     }
+}
+
+/// The tables of `plan` with every VID of its input sent to output `o` (plan_to's rule has
+/// been repointed after placement, so the tables are pointed by hand too).
+fn redirect_all(plan: &Plan, o: usize) -> Tables {
+    let mut t = Tables::build(plan, &ifx, false).expect("tables");
+    t.inputs[0].all_userspace = false;
+    t.inputs[0].actions = (0..4096u16)
+        .map(|v| (v, Action::Redirect(o as u32)))
+        .collect();
+    t
 }
 
 /// The plan of CONFIG with its one rule sending to output `o` instead.
@@ -112,26 +109,16 @@ fn xdp_originates_erspan_and_gre_as_the_engine_does() {
     let frames = shared_frames();
     assert!(frames.len() > 3000, "only {} frames", frames.len());
     std::thread::spawn(move || {
-        vxspan_io::netdev::unshare_network().expect("unshare");
-        let mut rtnl = vxspan_io::netdev::Rtnl::open().expect("rtnetlink");
-        rtnl.add_veth("tin0", "tin0p", 9000).expect("veth");
-        rtnl.add_veth("tun0", "tun0p", 9000).expect("veth");
-        let ifx = |n: &str| vxspan_xdp::loader::ifindex(n).ok();
+        common::veths(&[("tin0", "tin0p"), ("tun0", "tun0p")], 9000);
         let in0 = ifx("tin0").unwrap();
         let egress = ifx("tun0").unwrap();
         for o in 0..5 {
             let plan = plan_to(o);
-            let mut tables = Tables::build(&plan, &ifx, false).expect("tables");
+            let tables = redirect_all(&plan, o);
             assert!(
                 tables.outputs[o].tunnel.is_some(),
                 "output {o} originated in XDP"
             );
-            // The daemon places tunnel groups in userspace for now: point every VID at the
-            // tunnel, as placement will.
-            tables.inputs[0].all_userspace = false;
-            tables.inputs[0].actions = (0..4096u16)
-                .map(|v| (v, Action::Redirect(o as u32)))
-                .collect();
             let mut dp = Datapath::load(tables).expect("load");
             let nh = VxNexthop {
                 ifindex: egress,
@@ -217,22 +204,10 @@ fn tiers_and_reloads_share_erspan_sequences() {
         return;
     }
     std::thread::spawn(move || {
-        vxspan_io::netdev::unshare_network().expect("unshare");
-        let mut rtnl = vxspan_io::netdev::Rtnl::open().expect("rtnetlink");
-        rtnl.add_veth("tin0", "tin0p", 9000).expect("veth");
-        rtnl.add_veth("tun0", "tun0p", 9000).expect("veth");
-        let ifx = |n: &str| vxspan_xdp::loader::ifindex(n).ok();
+        common::veths(&[("tin0", "tin0p"), ("tun0", "tun0p")], 9000);
         let in0 = ifx("tin0").unwrap();
-        let tables_for = |plan: &Plan, o: usize| {
-            let mut t = Tables::build(plan, &ifx, false).expect("tables");
-            t.inputs[0].all_userspace = false;
-            t.inputs[0].actions = (0..4096u16)
-                .map(|v| (v, Action::Redirect(o as u32)))
-                .collect();
-            t
-        };
         let plan = plan_to(0);
-        let mut dp = Datapath::load(tables_for(&plan, 0)).expect("load");
+        let mut dp = Datapath::load(redirect_all(&plan, 0)).expect("load");
         let mut nh = VxNexthop {
             ifindex: ifx("tun0").unwrap(),
             src4: [198, 18, 7, 1],
@@ -298,7 +273,7 @@ fn tiers_and_reloads_share_erspan_sequences() {
             .unwrap();
         reloaded.rules[0].to = vec![e2];
         let plan2 = Plan::compile(&reloaded, &NoFilters).expect("plan");
-        let p = Datapath::prepare(tables_for(&plan2, e2), &dp.links_key(), &dp.shared())
+        let p = Datapath::prepare(redirect_all(&plan2, e2), &dp.links_key(), &dp.shared())
             .expect("prepare");
         dp.commit(p).expect("commit");
         let mut engine = Engine::new(Arc::new(plan2.clone()));

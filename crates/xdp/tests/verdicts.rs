@@ -12,9 +12,7 @@ use vxspan_core::{Engine, FilterCompiler, Plan, RxFrame, Sink, TxDrop, TxFrame};
 use vxspan_xdp::tables::{Action, Tables};
 use vxspan_xdp::Datapath;
 
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
-const XDP_REDIRECT: u32 = 4;
+use common::{ifx, is_root, XDP_DROP, XDP_PASS, XDP_REDIRECT};
 
 /// "tcp" only matters for placement here: it runs in userspace.
 struct AcceptAll;
@@ -75,11 +73,6 @@ vlan = [20]
 filter = "tcp"
 to = ["plain"]
 "#;
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
 
 fn frame(tags: &[(u16, u16)], len: usize) -> Vec<u8> {
     let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
@@ -164,22 +157,17 @@ impl Sink for Record {
 }
 
 fn make_ports() {
-    vxspan_io::netdev::unshare_network().expect("unshare");
-    let mut rtnl = vxspan_io::netdev::Rtnl::open().expect("rtnetlink");
-    for (a, b) in [
-        ("in0", "in0p"),
-        ("o1", "o1p"),
-        ("o2", "o2p"),
-        ("o3", "o3p"),
-        ("o4", "o4p"),
-        ("o5", "o5p"),
-    ] {
-        rtnl.add_veth(a, b, 9000).expect("veth");
-    }
-}
-
-fn ifx(name: &str) -> Option<u32> {
-    vxspan_xdp::loader::ifindex(name).ok()
+    common::veths(
+        &[
+            ("in0", "in0p"),
+            ("o1", "o1p"),
+            ("o2", "o2p"),
+            ("o3", "o3p"),
+            ("o4", "o4p"),
+            ("o5", "o5p"),
+        ],
+        9000,
+    );
 }
 
 /// What every test here starts from, in its own namespace: the ports, the plan of CONFIG, its

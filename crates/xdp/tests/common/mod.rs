@@ -1,6 +1,41 @@
-//! What the differential tests over the shared captures share.
+//! What the XDP program's tests share: the verdict codes, root and namespace set-up, and the
+//! frames of the shared captures. Each test file uses part of it.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
+
+/// BPF_PROG_TEST_RUN verdicts.
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_REDIRECT: u32 = 4;
+
+/// A filter compiler for configurations without filters.
+pub struct NoFilters;
+
+impl vxspan_core::FilterCompiler for NoFilters {
+    fn compile(&self, _: &str) -> Result<Vec<vxspan_core::bpf::BpfInsn>, String> {
+        Err("no filters here".into())
+    }
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Moves the calling thread into a new network namespace with the veth pairs `pairs`, each
+/// with `mtu` (they vanish with the namespace).
+pub fn veths(pairs: &[(&str, &str)], mtu: u32) {
+    vxspan_io::netdev::unshare_network().expect("unshare");
+    let mut rtnl = vxspan_io::netdev::Rtnl::open().expect("rtnetlink");
+    for (a, b) in pairs {
+        rtnl.add_veth(a, b, mtu).expect("veth");
+    }
+}
+
+pub fn ifx(name: &str) -> Option<u32> {
+    vxspan_xdp::loader::ifindex(name).ok()
+}
 
 /// `../shared` beside the checkout (or `$VXSPAN_SHARED`).
 pub fn shared_captures() -> PathBuf {
