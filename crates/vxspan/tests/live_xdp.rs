@@ -771,26 +771,6 @@ fn transmit_counts_what_the_kernel_drops(tag: &str, args: &[&str], transmit: &st
     );
 }
 
-/// VLAN-10 UDP frames, `n` of them, each different (the sequence number is in the payload).
-fn vlan10_frames(n: usize) -> Vec<Vec<u8>> {
-    (0..n)
-        .map(|i| {
-            let mut f = vec![0u8; 96];
-            f[..12].copy_from_slice(&[2, 0, 0, 0, 0, 3, 2, 0, 0, 0, 0, 1]);
-            f[12..16].copy_from_slice(&[0x81, 0x00, 0x00, 10]);
-            f[16..18].copy_from_slice(&[0x08, 0x00]);
-            f[18] = 0x45;
-            f[20..22].copy_from_slice(&78u16.to_be_bytes());
-            f[26] = 64;
-            f[27] = 17;
-            f[30..34].copy_from_slice(&[198, 18, 0, 1]);
-            f[34..38].copy_from_slice(&[198, 18, 1, 1]);
-            f[46..54].copy_from_slice(&(i as u64).to_be_bytes());
-            f
-        })
-        .collect()
-}
-
 /// `vxspan capture --rule RULE -w FILE` against `vx`, started.
 fn capture_rule(vx: &Vxspan, rule: &str, file: &Path) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_vxspan"))
@@ -851,7 +831,7 @@ fn capture_of_a_kernel_tier_rule_records_every_frame() {
     let tcpdump = ns.capture("p3", &far);
     let n = 500;
     let burst = dir.join("burst.pcap");
-    common::write_pcap(&burst, &vlan10_frames(n), 1_000_000);
+    common::write_pcap(&burst, &common::tagged_udp(10, n), 1_000_000);
     let rx0 = ns.stat("p3", "rx_packets");
     ns.replay_paced("p1", 2000, &burst);
     wait_for(Duration::from_secs(10), || {
@@ -866,7 +846,7 @@ fn capture_of_a_kernel_tier_rule_records_every_frame() {
     // Back in the kernel tier once the capture is gone (checked every second).
     wait_for(Duration::from_secs(5), || tier_of_vlan10().0 == "xdp");
     let captured: Vec<Vec<u8>> = read_capture(&file).into_iter().map(|f| f.0).collect();
-    let want = vlan10_frames(n);
+    let want = common::tagged_udp(10, n);
     let at_far_end: Vec<Vec<u8>> = read_capture(&far)
         .into_iter()
         .map(|f| f.0)

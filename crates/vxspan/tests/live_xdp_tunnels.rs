@@ -42,26 +42,6 @@ vlan = 30
 to = "g"
 "#;
 
-/// `n` 96-byte UDP frames tagged with `vid`, numbered in their payload.
-fn frames(vid: u8, n: usize) -> Vec<Vec<u8>> {
-    (0..n)
-        .map(|i| {
-            let mut f = vec![0u8; 96];
-            f[..12].copy_from_slice(&[2, 0, 0, 0, 0, 3, 2, 0, 0, 0, 0, 1]);
-            f[12..16].copy_from_slice(&[0x81, 0x00, 0x00, vid]);
-            f[16..18].copy_from_slice(&[0x08, 0x00]);
-            f[18] = 0x45;
-            f[20..22].copy_from_slice(&78u16.to_be_bytes());
-            f[26] = 64;
-            f[27] = 17;
-            f[30..34].copy_from_slice(&[198, 18, 9, 1]);
-            f[34..38].copy_from_slice(&[198, 18, 9, 2]);
-            f[46..54].copy_from_slice(&(i as u64).to_be_bytes());
-            f
-        })
-        .collect()
-}
-
 /// Sends `count` frames of `pcap` into eth0 from CPU `cpu`: `vxspan blast` in native mode; in
 /// generic mode tcpreplay (the blaster's native redirect into p0 reaches eth0 only if eth0 runs
 /// XDP natively), `pcap` holding `count` frames.
@@ -223,10 +203,10 @@ fn originate(tag: &str, native: bool) {
     let n2 = n2_nominal;
     let e2_in = dir.join("vlan10.pcap");
     let e2_frames = if native { 64 } else { n2 as usize / 2 };
-    common::write_pcap(&e2_in, &frames(10, e2_frames), 1000);
+    common::write_pcap(&e2_in, &common::tagged_udp(10, e2_frames), 1000);
     let (e3_in, g_in) = (dir.join("vlan20.pcap"), dir.join("vlan30.pcap"));
-    common::write_pcap(&e3_in, &frames(20, n_other as usize), 1000);
-    common::write_pcap(&g_in, &frames(30, n_other as usize), 1000);
+    common::write_pcap(&e3_in, &common::tagged_udp(20, n_other as usize), 1000);
+    common::write_pcap(&g_in, &common::tagged_udp(30, n_other as usize), 1000);
 
     let wire = dir.join("collector.pcap");
     let cap = capture(&ns, "p1", &wire);

@@ -57,6 +57,27 @@ pub fn gen_mix(path: &Path, count: u64, seed: u64) {
     );
 }
 
+/// `n` 96-byte UDP frames (198.18.0.1 to 198.18.1.1) tagged with VLAN `vid`, numbered in
+/// their payload.
+pub fn tagged_udp(vid: u8, n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let mut f = vec![0u8; 96];
+            f[..12].copy_from_slice(&[2, 0, 0, 0, 0, 3, 2, 0, 0, 0, 0, 1]);
+            f[12..16].copy_from_slice(&[0x81, 0x00, 0x00, vid]);
+            f[16..18].copy_from_slice(&[0x08, 0x00]);
+            f[18] = 0x45;
+            f[20..22].copy_from_slice(&78u16.to_be_bytes());
+            f[26] = 64;
+            f[27] = 17;
+            f[30..34].copy_from_slice(&[198, 18, 0, 1]);
+            f[34..38].copy_from_slice(&[198, 18, 1, 1]);
+            f[46..54].copy_from_slice(&(i as u64).to_be_bytes());
+            f
+        })
+        .collect()
+}
+
 /// Writes `frames` to a pcap file, the first at 1.7e18 ns and each `step_ns` after the last.
 pub fn write_pcap(path: &Path, frames: &[Vec<u8>], step_ns: u64) {
     let mut w = vxspan_io::pcap::Writer::create(path).unwrap();
