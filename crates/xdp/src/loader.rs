@@ -101,8 +101,11 @@ impl Object {
         rules.sort_unstable();
         rules.dedup();
         let sample_slots = sh.assign_samples(&rules);
-        // The maps that outlive an object: this one reuses the first one's (shared.rs).
-        let pins = sh.pin()?;
+        // The maps that outlive an object: this one reuses the first one's (shared.rs), if its
+        // tables use them. Tables without kernel-tier tunnels or sampling need no pin, so their
+        // reloads work where bpffs is read-only and none can be mounted (the systemd unit).
+        let uses_shared = slots.iter().any(Option::is_some) || !rules.is_empty();
+        let pins = if uses_shared { sh.pin()? } else { None };
         let mut loader = EbpfLoader::new();
         // No CO-RE relocations in this program: the kernel's own BTF is not needed.
         loader
