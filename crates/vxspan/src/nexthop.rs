@@ -155,6 +155,8 @@ fn run(shared: Shared, mode: Mode, stop: Arc<AtomicBool>, states: States) {
     // Per slot: what is written (None: no entry) and the text logged last.
     let mut written: std::collections::HashMap<u32, (Option<VxNexthop>, String)> =
         Default::default();
+    // Per slot, the lookup error logged last.
+    let mut failed: std::collections::HashMap<u32, String> = Default::default();
     let mut clock_at = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let targets = shared.lock().unwrap_or_else(|p| p.into_inner()).targets();
@@ -163,6 +165,7 @@ fn run(shared: Shared, mode: Mode, stop: Arc<AtomicBool>, states: States) {
                 .map_err(|e| crate::logging::warn(format!("next hops: rtnetlink: {e}")))
                 .ok();
         }
+        let mut reopen = false;
         if let Some(sock) = nl.as_mut() {
             for (slot, name, remote) in &targets {
                 let (nh, what) = match resolve(sock, *remote) {
@@ -170,13 +173,20 @@ fn run(shared: Shared, mode: Mode, stop: Arc<AtomicBool>, states: States) {
                         Ok((v, what)) => (Some(v), what),
                         Err(why) => (None, why),
                     },
-                    // The socket is reopened at the next refresh; the entry stays as it was.
+                    // The entry stays as it was and the other targets are still looked up;
+                    // the socket is reopened at the next refresh. Logged when the error
+                    // changes, not every refresh.
                     Err(e) => {
-                        crate::logging::warn(format!("next hops: {e}"));
-                        nl = None;
-                        break;
+                        let e = e.to_string();
+                        if failed.get(slot) != Some(&e) {
+                            crate::logging::warn(format!("next hops: {name}: {e}"));
+                            failed.insert(*slot, e);
+                        }
+                        reopen = true;
+                        continue;
                     }
                 };
+                failed.remove(slot);
                 let prev = written.get(slot);
                 if prev.map(|p| &p.0) == Some(&nh) && prev.map(|p| &p.1) == Some(&what) {
                     continue;
@@ -201,6 +211,9 @@ fn run(shared: Shared, mode: Mode, stop: Arc<AtomicBool>, states: States) {
                     Err(e) => crate::logging::warn(format!("next hops: {name}: {e}")),
                 }
             }
+        }
+        if reopen {
+            nl = None;
         }
         if clock_at.elapsed() >= CLOCK_REFRESH {
             clock_at = Instant::now();
