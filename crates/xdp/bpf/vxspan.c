@@ -270,10 +270,11 @@ struct {
 	__type(value, __u64);
 } samples SEC(".maps");
 
-/* Per tunnel slot, the next hop's egress device, for a bulking redirect. */
+/* Per tunnel slot and generation (as nexthops), the next hop's egress device, for a bulking
+ * redirect: an entry and its device change together when the generation flips. */
 struct {
 	__uint(type, BPF_MAP_TYPE_DEVMAP);
-	__uint(max_entries, VX_MAX_OUTPUTS);
+	__uint(max_entries, 2 * VX_MAX_OUTPUTS);
 	__type(key, __u32);
 	__type(value, __u32);
 } tun_dev SEC(".maps");
@@ -503,8 +504,8 @@ static __always_inline void tun_count(__u32 o, int unresolved, __u64 bytes)
  * front, and a redirect to the next hop's device. `bytes` is the frame's length, `tagged`
  * whether it arrived with a tag. */
 static __always_inline int tunnel_send(struct xdp_md *ctx, struct vx_output *out, __u32 o,
-				       struct vx_tunnel *t, struct vx_nexthop *nhp, __u64 bytes,
-				       int tagged)
+				       struct vx_tunnel *t, struct vx_nexthop *nhp, __u32 nk,
+				       __u64 bytes, int tagged)
 {
 	struct vx_nexthop nh = *nhp;
 	__u32 slot = t->slot;
@@ -648,7 +649,7 @@ static __always_inline int tunnel_send(struct xdp_md *ctx, struct vx_output *out
 			w[0] = bpf_htonl(0x00006558);
 		}
 	}
-	long r = bpf_redirect_map(&tun_dev, slot, 0);
+	long r = bpf_redirect_map(&tun_dev, nk, 0);
 	if (r != XDP_REDIRECT) {
 		out->link_down_packets++;
 		out->link_down_bytes += hdr + inner;
@@ -722,7 +723,7 @@ int vxspan_ingress(struct xdp_md *ctx)
 				return XDP_DROP;
 			g->packets++;
 			g->bytes += bytes;
-			return tunnel_send(ctx, out, o, t, nh, bytes, tagged);
+			return tunnel_send(ctx, out, o, t, nh, nk, bytes, tagged);
 		}
 	}
 	/* A frame without a rule (VX_DROP) is not sampled: the group has no rule to count. */

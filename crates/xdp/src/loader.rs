@@ -432,8 +432,8 @@ impl Retired {
 
 /// The layout of the counter maps a [`Handover`] carries (their value types): a successor built
 /// with another one does not read them. Raised whenever `VxGroup`, `VxInputStats` or `VxOutput`
-/// change, or the shared maps' values (shared.rs). 3: sampling in `VxGroup`, shared maps.
-pub const MAP_LAYOUT: u32 = 3;
+/// change, or the shared maps' values or sizes (shared.rs). 3: sampling in `VxGroup`, shared maps; 4: `tun_dev` by generation.
+pub const MAP_LAYOUT: u32 = 4;
 
 /// What a process hands its successor so that the kernel tier keeps forwarding across a
 /// restart (`vxspan restart` execs the new binary with these descriptors open): the input links,

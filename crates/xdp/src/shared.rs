@@ -402,8 +402,9 @@ impl SharedMaps {
             .map(|s| s as u32)
     }
 
-    /// Sets (None: removes) where slot `slot`'s copies leave: the device first, then the entry
-    /// of the generation not in use, then the generation flips (see bpf/vxspan.c).
+    /// Sets (None: removes) where slot `slot`'s copies leave: the device and the entry of the
+    /// generation not in use, then the generation flips (see bpf/vxspan.c), so a copy never
+    /// pairs one hop's MACs with another's device.
     pub fn set_nexthop(&self, slot: u32, nh: Option<VxNexthop>) -> Result<(), String> {
         let mut hops: Array<MapData, VxNexthop> =
             Array::try_from(aya::maps::Map::Array(self.map_data("nexthops")?))
@@ -416,7 +417,7 @@ impl SharedMaps {
             let mut devs: DevMap<MapData> =
                 DevMap::try_from(aya::maps::Map::DevMap(self.map_data("tun_dev")?))
                     .map_err(|e| err("tun_dev", e))?;
-            devs.set(slot, v.ifindex, None, 0)
+            devs.set(slot * 2 + (gen ^ 1), v.ifindex, None, 0)
                 .map_err(|e| err("tun_dev", e))?;
         }
         hops.set(slot * 2 + (gen ^ 1), nh.unwrap_or_default(), 0)
