@@ -166,6 +166,18 @@ pub struct Server {
 impl Server {
     pub fn new(listener: std::net::TcpListener, limits: Limits) -> std::io::Result<Server> {
         listener.set_nonblocking(true)?;
+        // The standard library listens with a queue of 128. A burst beyond it (a flood of idle
+        // connections reopened at once, while this thread waits for the counters) overflows
+        // it, and the kernel drops the SYN of whatever comes next: a scraper arriving then
+        // waits for its retransmission, a second later. The queue holds as many connections as
+        // the server keeps open (the kernel caps it at net.core.somaxconn). Linux takes a
+        // second listen(2) on a listening socket as a new queue length.
+        let backlog = i32::try_from(limits.max_connections).unwrap_or(i32::MAX);
+        // SAFETY: listen takes the descriptor of the socket `listener` owns (open for the call)
+        // and an integer.
+        if unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), backlog) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
         let mut listener = TcpListener::from_std(listener);
         let poll = Poll::new()?;
         poll.registry()

@@ -216,3 +216,21 @@ fn a_client_that_never_reads_a_large_response_is_dropped_at_the_write_deadline()
     });
     drop(lazy);
 }
+
+/// A burst of connections larger than the standard library's queue of 128, while the server
+/// is busy (here: not turning at all), is queued whole: the kernel drops none of their SYNs,
+/// so none waits a second for a retransmission.
+#[test]
+fn a_burst_of_connections_waits_in_the_queue_not_for_a_retransmission() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let _server = Server::new(l, Limits::default()).unwrap();
+    let mut held = Vec::new();
+    for n in 0..300 {
+        match StdStream::connect_timeout(&addr, Duration::from_millis(300)) {
+            Ok(s) => held.push(s),
+            Err(e) => panic!("connection {n} not queued: {e}"),
+        }
+    }
+    assert_eq!(held.len(), 300);
+}
