@@ -10,6 +10,7 @@ fn main() {
     let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang".into());
     // The device-bound variant (src/hint.rs) is loaded with the system's libbpf.
     println!("cargo:rustc-link-lib=bpf");
+    println!("cargo:rerun-if-changed=bpf/flowhash.h");
     for (name, src, defines) in [
         ("vxspan", "vxspan", &[][..]),
         ("vxspan_hint", "vxspan", &["-DVX_VLAN_HINT"][..]),

@@ -15,7 +15,7 @@
 //!   units of the frame's receive time (nanoseconds since the Unix epoch / 100, modulo 2^32: the
 //!   clock is the receive timestamp the datapath gives each frame, the capture's in replay);
 //! - VXLAN (RFC 7348): I flag and VNI, UDP source port 49152 + (flow hash mod 16384) so ECMP
-//!   spreads flows, UDP checksum 0 (IPv6 too: RFC 6935, the receiver needs `udp6zerocsumrx`);
+//!   spreads flows (the keyed flow hash of the copy as sent, which the XDP program computes too), UDP checksum 0 (IPv6 too: RFC 6935, the receiver needs `udp6zerocsumrx`);
 //! - GRE TEB: protocol 0x6558, the key if configured.
 
 use crate::counters::TxDrop;

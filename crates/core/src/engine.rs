@@ -162,6 +162,7 @@ impl Engine {
                 tunnel_buf: Vec::with_capacity(16 * 1024),
                 tunnels: shared.tunnels,
                 buckets: shared.buckets,
+                hash_key: plan.hash_key.clone(),
             },
             sample_seen: shared.sample_seen,
             dedups: shared.dedups,
@@ -563,6 +564,8 @@ struct Egress {
     /// A copy with its tunnel headers.
     tunnel_buf: Vec<u8>,
     tunnels: Vec<TunnelState>,
+    /// The flow hash's key (a tunnel copy's UDP source port, IPv6 flow label).
+    hash_key: crate::hashkey::HashKey,
 }
 
 /// Applies the output's transforms (VLAN action, truncation, encapsulation, MTU) and hands the
@@ -600,7 +603,9 @@ fn deliver(
     }
     let mut tunnel = None;
     if let Destination::Tunnel(e) = &out.dest {
-        let flow = xxhash_rust::xxh3::xxh3_64(
+        // The flow hash of the copy as it is sent (the kernel tier's, bpf/flowhash.h).
+        let flow = flow_hash(
+            &eg.hash_key,
             &FlowKey::extract(
                 data,
                 &L2Info::parse(data).unwrap_or(L2Info {
@@ -609,9 +614,7 @@ fn deliver(
                     ethertype: EtherType::Unknown(0),
                     l3_offset: data.len(),
                 }),
-            )
-            .symmetric()
-            .to_bytes(),
+            ),
         );
         eg.tunnel_buf.clear();
         tunnel = Some(

@@ -64,6 +64,16 @@ impl HashKey {
         h.finish()
     }
 
+    /// The key as SipHash's two words (little-endian halves), for the XDP program's copy of
+    /// [`HashKey::flow`].
+    pub fn sip_words(&self) -> (u64, u64) {
+        let (a, b) = self.key.split_at(8);
+        (
+            u64::from_le_bytes(a.try_into().unwrap_or_default()),
+            u64::from_le_bytes(b.try_into().unwrap_or_default()),
+        )
+    }
+
     /// XXH3 of a short key under the secret (reassembly's datagram index).
     #[inline]
     pub fn short(&self, bytes: &[u8]) -> u64 {

@@ -256,13 +256,9 @@ pub const KERNEL_MIN_TRUNCATE: u32 = 64;
 pub fn kernel_tunnel(e: &vxspan_config::Encap) -> Result<(), String> {
     use vxspan_config::Encap;
     match e {
-        Encap::Erspan { .. } | Encap::Gre { .. } => {}
-        Encap::Vxlan { .. } | Encap::Geneve { .. } => {
-            return Err(format!(
-                "{} (its UDP source port comes from the inner flow's hash, computed in userspace)",
-                e.kind()
-            ))
-        }
+        // VXLAN and Geneve take their UDP source port from the flow hash, which the XDP
+        // program computes as the engine does (bpf/flowhash.h).
+        Encap::Erspan { .. } | Encap::Gre { .. } | Encap::Vxlan { .. } | Encap::Geneve { .. } => {}
     }
     if e.outer().remote.is_ipv6() {
         return Err(format!(
@@ -293,15 +289,6 @@ fn kernel_group(cfg: &Config, rules: &[usize]) -> Result<(), String> {
 fn kernel_capable(cfg: &Config, rule: &vxspan_config::Rule) -> Result<(), String> {
     if rule.filter.is_some() {
         return Err(format!("rule {} has a filter", rule.name));
-    }
-    if rule
-        .sample
-        .is_some_and(|s| s.mode == vxspan_config::SampleMode::Flow)
-    {
-        return Err(format!(
-            "rule {} samples whole flows (the flow hash is computed in userspace)",
-            rule.name
-        ));
     }
     if rule.balance.is_some() {
         return Err(format!("rule {} balances", rule.name));

@@ -65,7 +65,7 @@ struct vx_group {
 	__u32 action;
 	__u32 arg;
 	__u32 sample_n;    /* sample = N: keep 1 in N (0: every frame) */
-	__u32 sample_slot; /* its count in `samples` */
+	__u32 sample_slot; /* its count in `samples`; VX_SAMPLE_FLOW: by the flow hash instead */
 	__u64 packets;
 	__u64 bytes;
 	__u64 dropped_packets;
@@ -194,14 +194,16 @@ enum vx_tun_kind {
 	VX_TUN_ERSPAN2 = 1,
 	VX_TUN_ERSPAN3 = 2,
 	VX_TUN_GRE = 3,
+	VX_TUN_VXLAN = 4,
+	VX_TUN_GENEVE = 5,
 };
 #define VX_TUN_KEY 1 /* GRE: a key is configured */
 
 struct vx_tunnel {
 	__u32 kind;
 	__u32 flags;
-	__u32 key;     /* GRE key (host order) */
-	__u16 session; /* ERSPAN session id */
+	__u32 key;     /* GRE key, or the VNI of VXLAN / Geneve (host order) */
+	__u16 session; /* ERSPAN session id, or the UDP destination port of VXLAN / Geneve */
 	__u8 dscp;
 	__u8 ttl;
 	__u32 dst4;    /* network order */
@@ -262,6 +264,7 @@ struct {
  * this array and takes its counts from the same values, so `sample = N` keeps exactly 1 in N
  * of a rule's frames across CPUs and tiers. Outlives an object, as tun_seq does. */
 #define VX_MAX_SAMPLES 256
+#define VX_SAMPLE_FLOW 0xffffffffu /* vx_group.sample_slot of `mode = "flow"` */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_MMAPABLE);
@@ -349,6 +352,8 @@ static __always_inline int parse_l2(void *data, void *data_end, __u32 *vid, int 
 	}
 	return -1;
 }
+
+#include "flowhash.h"
 
 /* Puts a tag (TPID `proto`, network order; TCI `tci`) after the MAC addresses. 0, or -1. */
 static __always_inline int push_tag(struct xdp_md *ctx, __be16 proto, __u16 tci)
@@ -463,20 +468,30 @@ static __always_inline __u16 ipv4_csum(struct iphdr *ip)
 	return (__u16)~s;
 }
 
-/* Whether group g's sampling drops this frame (counted: packets and sampled). One atomic add on
- * the rule's shared count; the frames that take a multiple of N are kept. */
-static __always_inline int sampled_out(struct vx_group *g, __u64 bytes)
+/* Whether group g's sampling drops this frame (counted: packets and sampled): 1, 0, or -1 when
+ * only the userspace tier can decide (flow mode, a frame flow_hash cannot key). Counter mode: one
+ * atomic add on the rule's shared count, the frames that take a multiple of N are kept. Flow
+ * mode: the flows whose hash is a multiple of N, as vxspan-core's engine keeps. */
+static __always_inline int sampled_out(struct xdp_md *ctx, struct vx_group *g, __u64 bytes)
 {
 	__u32 n = g->sample_n;
 	if (!n)
 		return 0;
 	__u32 slot = g->sample_slot;
-	__u64 *c = bpf_map_lookup_elem(&samples, &slot);
-	if (!c)
-		return 0;
-	__u64 seen = __sync_fetch_and_add(c, 1);
-	if (seen % n == 0)
-		return 0;
+	if (slot == VX_SAMPLE_FLOW) {
+		__u64 h;
+		if (flow_hash(ctx, &h))
+			return -1;
+		if (h % n == 0)
+			return 0;
+	} else {
+		__u64 *c = bpf_map_lookup_elem(&samples, &slot);
+		if (!c)
+			return 0;
+		__u64 seen = __sync_fetch_and_add(c, 1);
+		if (seen % n == 0)
+			return 0;
+	}
 	g->packets++;
 	g->bytes += bytes;
 	g->sampled_packets++;
@@ -517,8 +532,9 @@ static __always_inline int tunnel_send(struct xdp_md *ctx, struct vx_output *out
 		return XDP_DROP;
 	}
 	__u32 kind = t->kind;
+	/* GRE and ERSPAN headers, or UDP and the VXLAN / Geneve header. */
 	__u32 tun_len = kind == VX_TUN_ERSPAN2 ? 16 : kind == VX_TUN_ERSPAN3 ? 20 :
-			(t->flags & VX_TUN_KEY) ? 8 : 4;
+			kind >= VX_TUN_VXLAN ? 16 : (t->flags & VX_TUN_KEY) ? 8 : 4;
 	int truncated = 0;
 	int d = vlan_delta(out->cfg.vlan_op, tagged);
 	if (out->cfg.cut_to && bytes + d > out->cfg.cut_to) {
@@ -584,6 +600,19 @@ static __always_inline int tunnel_send(struct xdp_md *ctx, struct vx_output *out
 		}
 	}
 
+	/* VXLAN and Geneve: the UDP source port from the flow hash of the copy as it is sent (its
+	 * VLAN action and cut applied), as encap::encapsulate takes it. The caller checked that the
+	 * frame is one flow_hash keys; a cut or a tag does not make it one it cannot. */
+	__u32 sport = 0;
+	if (kind >= VX_TUN_VXLAN) {
+		__u64 h;
+		if (flow_hash(ctx, &h)) {
+			tun_count(o, 0, inner);
+			return XDP_DROP;
+		}
+		sport = 49152 + (__u32)(h % 16384);
+	}
+
 	__u32 hdr = 14 + 20 + tun_len;
 	if (bpf_xdp_adjust_head(ctx, -(int)hdr)) {
 		tun_count(o, 0, inner);
@@ -608,7 +637,7 @@ static __always_inline int tunnel_send(struct xdp_md *ctx, struct vx_output *out
 	ip->id = 0;
 	ip->frag_off = bpf_htons(0x4000); /* DF */
 	ip->ttl = t->ttl;
-	ip->protocol = 47;                /* GRE */
+	ip->protocol = kind >= VX_TUN_VXLAN ? 17 : 47; /* UDP or GRE */
 	ip->check = 0;
 	ip->saddr = t->src4 ? t->src4 : nh.src4;
 	ip->daddr = t->dst4;
@@ -637,6 +666,17 @@ static __always_inline int tunnel_send(struct xdp_md *ctx, struct vx_output *out
 		w[2] = bpf_htonl((2u << 28) | word0);
 		w[3] = bpf_htonl((__u32)(now / 100));
 		w[4] = bpf_htonl(1u << 1); /* granularity 01 (100 ns), ingress, Ethernet */
+	} else if (kind >= VX_TUN_VXLAN) {
+		if ((void *)(w + 4) > data_end) {
+			tun_count(o, 0, inner);
+			return XDP_DROP;
+		}
+		/* UDP (checksum 0, RFC 7348 / 8926), then VXLAN (I flag) or Geneve (no options,
+		 * Ethernet payload), each with the VNI. */
+		w[0] = bpf_htonl((sport << 16) | t->session);
+		w[1] = bpf_htonl((__u32)(tun_len + inner) << 16);
+		w[2] = bpf_htonl(kind == VX_TUN_VXLAN ? 0x08000000 : 0x00006558);
+		w[3] = bpf_htonl(t->key << 8);
 	} else {
 		if ((void *)(w + 2) > data_end) {
 			tun_count(o, 0, inner);
@@ -719,16 +759,26 @@ int vxspan_ingress(struct xdp_md *ctx)
 				tun_count(o, 1, bytes);
 				return to_userspace(ctx, slot, bytes);
 			}
-			if (sampled_out(g, bytes))
+			int so = sampled_out(ctx, g, bytes);
+			if (so < 0)
+				return to_userspace(ctx, slot, bytes);
+			if (so)
 				return XDP_DROP;
+			if (t->kind >= VX_TUN_VXLAN && flow_hash(ctx, &(__u64){0}))
+				return to_userspace(ctx, slot, bytes); /* its UDP source port */
 			g->packets++;
 			g->bytes += bytes;
 			return tunnel_send(ctx, out, o, t, nh, nk, bytes, tagged);
 		}
 	}
 	/* A frame without a rule (VX_DROP) is not sampled: the group has no rule to count. */
-	if (g->action != VX_DROP && sampled_out(g, bytes))
-		return XDP_DROP;
+	if (g->action != VX_DROP) {
+		int so = sampled_out(ctx, g, bytes);
+		if (so < 0)
+			return to_userspace(ctx, slot, bytes);
+		if (so)
+			return XDP_DROP;
+	}
 	g->packets++;
 	g->bytes += bytes;
 	if (g->action == VX_REDIRECT) {

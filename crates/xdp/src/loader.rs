@@ -21,7 +21,7 @@ use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfLoader};
 
 use crate::counters::{CounterMaps, COUNTER_MAPS};
-use crate::maps::{VxFanset, VxGroup, VxInput, VxOutCfg, VxOutput};
+use crate::maps::{VxFanset, VxGroup, VxInput, VxOutCfg, VxOutput, SAMPLE_FLOW};
 use crate::shared::{Shared, SharedMaps, MAX_SAMPLES};
 use crate::tables::{RawCounters, Tables, FANSETS, NVID};
 
@@ -180,8 +180,9 @@ impl Object {
         for (i, inp) in t.inputs.iter().enumerate() {
             for &(vid, a) in &inp.actions {
                 let (action, arg) = a.encode();
+                let flow = inp.flow_samples.iter().find(|(v, _)| *v == vid);
                 let (sample_n, sample_slot) = match inp.samples.iter().find(|(v, _, _)| *v == vid) {
-                    None => (0, 0),
+                    None => flow.map_or((0, 0), |(_, n)| (*n, SAMPLE_FLOW)),
                     Some((_, n, r)) => match sample_slots.get(r.as_str()) {
                         Some(slot) => (*n, *slot),
                         None => {

@@ -73,6 +73,9 @@ pub struct VxTunnel {
     pub slot: u32,
 }
 
+/// `VX_SAMPLE_FLOW`: a group's `sample_slot` when it samples by the flow hash.
+pub const SAMPLE_FLOW: u32 = u32::MAX;
+
 /// `VX_TUN_KEY`.
 pub const TUN_KEY: u32 = 1;
 

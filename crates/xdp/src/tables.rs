@@ -53,9 +53,12 @@ pub struct InputTable {
     pub placement: Vec<(Tier, String)>,
     /// Action per VID, for VIDs whose action is not [`Action::Drop`].
     pub actions: Vec<(u16, Action)>,
-    /// VIDs whose (one-rule, kernel-tier) group samples: (VID, N of `sample = N`, the rule's
-    /// name, which owns its counter's slot).
+    /// VIDs whose (one-rule, kernel-tier) group samples by count: (VID, N of `sample = N`, the
+    /// rule's name, which owns its counter's slot).
     pub samples: Vec<(u16, u32, String)>,
+    /// VIDs whose group samples whole flows (`mode = "flow"`): (VID, N). No shared counter:
+    /// the flow hash decides.
+    pub flow_samples: Vec<(u16, u32)>,
 }
 
 /// One output as the kernel tier sees it.
@@ -83,6 +86,8 @@ pub enum TunnelKind {
     ErspanII = 1,
     ErspanIII = 2,
     Gre = 3,
+    Vxlan = 4,
+    Geneve = 5,
 }
 
 /// A tunnel output in the kernel tier: its fixed header fields. The outer source address,
@@ -92,6 +97,9 @@ pub struct TunnelTable {
     pub kind: TunnelKind,
     /// GRE key.
     pub key: Option<u32>,
+    /// VXLAN / Geneve: the VNI and the UDP destination port (0 for the GRE kinds).
+    pub vni: u32,
+    pub port: u16,
     /// ERSPAN session id.
     pub session: u16,
     pub dscp: u8,
@@ -109,17 +117,16 @@ impl TunnelTable {
     pub fn of(e: &vxspan_config::Encap) -> Result<TunnelTable, String> {
         use vxspan_config::Encap;
         vxspan_core::plan::kernel_tunnel(e)?;
-        let (kind, key, session) = match e {
+        let (kind, key, session, vni, port) = match e {
             Encap::Erspan {
                 version: 2,
                 session,
                 ..
-            } => (TunnelKind::ErspanII, None, *session),
-            Encap::Erspan { session, .. } => (TunnelKind::ErspanIII, None, *session),
-            Encap::Gre { key, .. } => (TunnelKind::Gre, *key, 0),
-            Encap::Vxlan { .. } | Encap::Geneve { .. } => {
-                return Err(format!("{} is not originated in XDP", e.kind()))
-            }
+            } => (TunnelKind::ErspanII, None, *session, 0, 0),
+            Encap::Erspan { session, .. } => (TunnelKind::ErspanIII, None, *session, 0, 0),
+            Encap::Gre { key, .. } => (TunnelKind::Gre, *key, 0, 0, 0),
+            Encap::Vxlan { vni, port, .. } => (TunnelKind::Vxlan, None, 0, *vni, *port),
+            Encap::Geneve { vni, port, .. } => (TunnelKind::Geneve, None, 0, *vni, *port),
         };
         let o = e.outer();
         let (std::net::IpAddr::V4(remote), source) = (o.remote, o.source) else {
@@ -133,6 +140,8 @@ impl TunnelTable {
         Ok(TunnelTable {
             kind,
             key,
+            vni,
+            port,
             session,
             dscp: o.dscp,
             ttl: o.ttl,
@@ -166,6 +175,9 @@ pub struct Tables {
     pub outputs: Vec<OutputTable>,
     /// Output indexes of each fan-out set.
     pub fansets: Vec<Vec<u32>>,
+    /// The flow hash's key as SipHash's two words (`HashKey::sip_words`): the program hashes
+    /// flows as the engine does.
+    pub hash_key: (u64, u64),
 }
 
 impl Tables {
@@ -265,6 +277,7 @@ impl Tables {
             }
             let mut actions = Vec::new();
             let mut samples = Vec::new();
+            let mut flow_samples = Vec::new();
             for vid in 0..NVID {
                 let g = inp.group_of_vid[vid];
                 let a = if whole.is_some() {
@@ -280,8 +293,12 @@ impl Tables {
                         // A kernel-tier group that samples has one rule (plan.rs).
                         let rule = inp.groups[usize::from(g)].rules[0];
                         let r = &plan.rules[rule];
-                        if let Some(smp) = r.sample {
-                            samples.push((vid as u16, smp.one_in, r.name.clone()));
+                        match r.sample {
+                            Some(smp) if smp.mode == vxspan_config::SampleMode::Flow => {
+                                flow_samples.push((vid as u16, smp.one_in));
+                            }
+                            Some(smp) => samples.push((vid as u16, smp.one_in, r.name.clone())),
+                            None => {}
                         }
                     }
                 }
@@ -292,12 +309,14 @@ impl Tables {
                 placement,
                 actions,
                 samples,
+                flow_samples,
             });
         }
         Ok(Tables {
             inputs,
             outputs,
             fansets,
+            hash_key: plan.hash_key.sip_words(),
         })
     }
 

@@ -4,7 +4,8 @@
 //! session, DSCP, TTL, remote); `nexthops` where its copies leave (egress device, source
 //! address, MAC addresses), replaced per update; `clock` the offset from CLOCK_BOOTTIME to
 //! CLOCK_REALTIME for ERSPAN III timestamps, written at load; `tun_seq` the ERSPAN sequence
-//! numbers, which every CPU takes with one atomic add.
+//! numbers, which every CPU takes with one atomic add; `hashkey` the flow hash's key
+//! (bpf/flowhash.h).
 //!
 //! The last three outlive an object and are written through [`crate::shared`].
 
@@ -47,8 +48,10 @@ pub(crate) fn fill(ebpf: &mut Ebpf, t: &Tables, slots: &[Option<u32>]) -> Result
             let v = VxTunnel {
                 kind: tun.kind as u32,
                 flags: if tun.key.is_some() { TUN_KEY } else { 0 },
-                key: tun.key.unwrap_or(0),
-                session: tun.session,
+                // The C side reads `key` as the VNI and `session` as the UDP port of VXLAN and
+                // Geneve.
+                key: tun.key.unwrap_or(tun.vni),
+                session: if tun.port != 0 { tun.port } else { tun.session },
                 dscp: tun.dscp,
                 ttl: tun.ttl,
                 dst4: tun.remote.octets(),
@@ -58,5 +61,12 @@ pub(crate) fn fill(ebpf: &mut Ebpf, t: &Tables, slots: &[Option<u32>]) -> Result
             tunnels.set(o as u32, v, 0).map_err(|e| err("tunnels", e))?;
         }
     }
+    let key = ebpf
+        .map_mut("hashkey")
+        .ok_or_else(|| err("hashkey", "map missing from the object"))?;
+    let mut key: Array<&mut MapData, [u64; 2]> =
+        Array::try_from(key).map_err(|e| err("hashkey", e))?;
+    key.set(0, [t.hash_key.0, t.hash_key.1], 0)
+        .map_err(|e| err("hashkey", e))?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `sample = N` in the kernel tier: the XDP program and the userspace tier's engine keep exactly
 //! 1 in N of a rule's frames between them (one shared count), across a reload, and the two
-//! tiers' counters add up to what one engine counts for the same frames. Needs root (the
+//! tiers' counters add up to what one engine counts for the same frames; `mode = "flow"` keeps
+//! in the XDP program exactly the frames the engine keeps. Needs root (the
 //! program runs through BPF_PROG_TEST_RUN); skipped otherwise.
 
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use vxspan_xdp::{Action, Datapath};
 
 mod common;
 
-use common::{ifx, is_root, NoFilters, XDP_DROP, XDP_REDIRECT};
+use common::{ifx, is_root, NoFilters, XDP_DROP, XDP_PASS, XDP_REDIRECT};
 
 const CONFIG: &str = r#"
 [inputs.mirror]
@@ -89,12 +90,8 @@ fn placement_says_which_samples_run_in_the_kernel() {
         g.iter().find(|g| g.rules.contains(&i)).unwrap()
     };
     assert_eq!(why("one-in-three").tier, vxspan_core::Tier::Xdp);
-    assert_eq!(why("flows").tier, vxspan_core::Tier::Userspace);
-    assert!(
-        why("flows").why.contains("whole flows"),
-        "{}",
-        why("flows").why
-    );
+    // The XDP program hashes flows as the engine does (bpf/flowhash.h).
+    assert_eq!(why("flows").tier, vxspan_core::Tier::Xdp);
     let shared = why("shared-vlans-a");
     assert_eq!(shared.tier, vxspan_core::Tier::Userspace);
     assert!(shared.why.contains("shares its VLANs"), "{}", shared.why);
@@ -195,6 +192,97 @@ fn tiers_share_one_count_per_sampling_rule() {
             kernel.rules[0].matched_packets,
             kernel.rules[0].forwarded_packets + kernel.rules[0].sampled_out_packets
         );
+    })
+    .join()
+    .expect("test thread");
+}
+
+const FLOWS: &str = r#"
+[inputs.mirror]
+interface = "fin0"
+[outputs.tool]
+interface = "fout0"
+[[rules]]
+name = "flows"
+from = "mirror"
+vlan = ["any"]
+sample = { one_in = 4, mode = "flow" }
+to = "tool"
+"#;
+
+/// Flow sampling decided in the kernel tier: every frame of the shared captures (and their
+/// variants) and 4,000 UDP flows in both directions, through the XDP program and through the
+/// engine, is kept by both or by neither. Frames the program cannot key as the engine does
+/// (IPv6 extension headers, an IPv4 authentication header) go to userspace, where the engine
+/// decides; they are few.
+#[test]
+fn flow_sampling_in_xdp_keeps_the_engines_flows() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let mut frames: Vec<Vec<u8>> = common::shared_variants()
+        .into_iter()
+        .flat_map(|(_, v)| v)
+        .collect();
+    for i in 0..2000u32 {
+        let mut f = frame(20, i);
+        f[38..40].copy_from_slice(&(1024 + i as u16).to_be_bytes());
+        f[40..42].copy_from_slice(&53u16.to_be_bytes());
+        let mut back = f.clone();
+        back[30..34].copy_from_slice(&f[34..38]);
+        back[34..38].copy_from_slice(&f[30..34]);
+        back[38..40].copy_from_slice(&f[40..42]);
+        back[40..42].copy_from_slice(&f[38..40]);
+        frames.push(f);
+        frames.push(back);
+    }
+    std::thread::spawn(move || {
+        common::veths(&[("fin0", "fin0p"), ("fout0", "fout0p")], 9000);
+        let in0 = ifx("fin0").unwrap();
+        let cfg = vxspan_config::parse(
+            FLOWS,
+            vxspan_config::Syntax::Toml,
+            std::path::Path::new("flows.toml"),
+        )
+        .expect("config");
+        let plan = Plan::compile(&cfg, &NoFilters).expect("plan");
+        let tables = Tables::build(&plan, &ifx, false).expect("tables");
+        assert!(!tables.inputs[0].flow_samples.is_empty());
+        let mut dp = Datapath::load(tables).expect("load");
+        let mut engine = Engine::new(Arc::new(plan.clone()));
+        let (mut kept, mut dropped, mut up) = (0u64, 0u64, 0u64);
+        for f in &frames {
+            let (v, _, _) = dp.run_frame(in0, f, 1).expect("test run");
+            let mut c = Count::default();
+            engine.process(
+                0,
+                RxFrame {
+                    data: f,
+                    wire_len: f.len() as u32,
+                    ts: 0,
+                },
+                &mut c,
+            );
+            match v {
+                XDP_PASS => up += 1,
+                XDP_REDIRECT => {
+                    assert_eq!(c.0, 1, "kept by XDP only: {f:02x?}");
+                    kept += 1;
+                }
+                XDP_DROP => {
+                    assert_eq!(c.0, 0, "kept by the engine only: {f:02x?}");
+                    dropped += 1;
+                }
+                v => panic!("verdict {v}"),
+            }
+        }
+        eprintln!("{kept} kept, {dropped} dropped by both; {up} to userspace");
+        assert!(
+            kept > 500 && dropped > 3 * kept / 2,
+            "{kept} kept, {dropped} dropped"
+        );
+        assert!(up * 50 < kept + dropped, "{up} handed up");
     })
     .join()
     .expect("test thread");
