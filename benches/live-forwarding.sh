@@ -22,8 +22,11 @@
 #   - `sample = 10`: vxspan's kernel tier (one count shared by CPUs and tiers), forced into the
 #     userspace tier, and a minimal hand-written exact 1-in-10 sampler (benches/live/xdp_sample.c);
 #     delivered is a tenth of the input, so these rows also print the input rate;
-#   - `any -> vxlan`: vxspan (the userspace tier: the kernel tier does not originate VXLAN yet)
-#     beside tc mirred into the kernel's own vxlan device (Linux's way).
+#   - `sample = { one_in = 10, mode = "flow" }`: vxspan's kernel tier (SipHash-1-3 of the flow
+#     key per frame, bpf/flowhash.h) and forced into the userspace tier;
+#   - `any -> vxlan`: vxspan's kernel tier (the UDP source port from the flow hash per frame) and
+#     forced into the userspace tier, beside tc mirred into the kernel's own vxlan device (Linux's
+#     way).
 # The sender is `vxspan blast` (BPF_PROG_TEST_RUN with live frames, pinned to CPU 0), far faster
 # than tcpreplay. A veth only takes XDP frames if it runs XDP natively or has GRO on: in the
 # generic and AF_PACKET rounds GRO is switched on on the input for that reason (each run of the
@@ -98,6 +101,7 @@ printf '[inputs.in]\ninterface = "in0"\n[outputs.out]\ninterface = "out0"\n[[rul
 printf '[inputs.in]\ninterface = "in0"\n[outputs.out]\ninterface = "out0"\ntruncate = 128\n[[rules]]\nfrom = "in"\nvlan = "any"\nto = "out"\n' > "$tmp/truncate.toml"
 printf '[inputs.in]\ninterface = "in0"\n[outputs.col]\nerspan = { remote = "198.18.0.2", version = 3, session = 7 }\n[[rules]]\nfrom = "in"\nvlan = "any"\nto = "col"\n' > "$tmp/erspan.toml"
 printf '[inputs.in]\ninterface = "in0"\n[outputs.out]\ninterface = "out0"\n[[rules]]\nfrom = "in"\nvlan = "any"\nsample = 10\nto = "out"\n' > "$tmp/sample.toml"
+printf '[inputs.in]\ninterface = "in0"\n[outputs.out]\ninterface = "out0"\n[[rules]]\nfrom = "in"\nvlan = "any"\nsample = { one_in = 10, mode = "flow" }\nto = "out"\n' > "$tmp/flowsample.toml"
 printf '[inputs.in]\ninterface = "in0"\n[outputs.col]\nvxlan = { remote = "198.18.0.2", vni = 5 }\n[[rules]]\nfrom = "in"\nvlan = "any"\nto = "col"\n' > "$tmp/vxlan.toml"
 cfg=all
 mirred() {
@@ -138,7 +142,7 @@ stop_vxspan() {
 gro() { nsx ethtool -K in0 gro "$1" >/dev/null; }
 
 # VX_FORWARDERS picks a subset (for example "xdp-native vxspan-afxdp").
-read -r -a forwarders <<< "${VX_FORWARDERS:-xdp-native vxspan-native xdp-generic vxspan-generic vxspan-afxdp vxspan-afxdp-tx vxspan-afpacket vxspan-afpacket2 vxspan-truncate vxspan-truncate-user devmap tc-mirred erspan-min erspan-min-seq vxspan-erspan vxspan-erspan-user sample-min vxspan-sample vxspan-sample-user vxspan-vxlan-user tc-mirred-vxlan}"
+read -r -a forwarders <<< "${VX_FORWARDERS:-xdp-native vxspan-native xdp-generic vxspan-generic vxspan-afxdp vxspan-afxdp-tx vxspan-afpacket vxspan-afpacket2 vxspan-truncate vxspan-truncate-user devmap tc-mirred erspan-min erspan-min-seq vxspan-erspan vxspan-erspan-user sample-min vxspan-sample vxspan-sample-user vxspan-flowsample vxspan-flowsample-user vxspan-vxlan vxspan-vxlan-user tc-mirred-vxlan}"
 declare -A results
 for r in $(seq 1 "$rounds"); do
   for f in "${forwarders[@]}"; do
@@ -163,6 +167,9 @@ for r in $(seq 1 "$rounds"); do
       sample-min) gro off; ip -n "$ns" link set dev in0 xdpdrv pinned "$bpffs/sample" ;;
       vxspan-sample) gro off; cfg=sample start_vxspan --datapath xdp --xdp-mode native ;;
       vxspan-sample-user) gro off; cfg=sample start_vxspan --datapath afxdp --xdp-mode native --transmit afpacket ;;
+      vxspan-flowsample) gro off; cfg=flowsample start_vxspan --datapath xdp --xdp-mode native ;;
+      vxspan-flowsample-user) gro off; cfg=flowsample start_vxspan --datapath afxdp --xdp-mode native --transmit afpacket ;;
+      vxspan-vxlan) gro off; cfg=vxlan start_vxspan --datapath xdp --xdp-mode native ;;
       vxspan-vxlan-user) gro off; cfg=vxlan start_vxspan --datapath afxdp --xdp-mode native --transmit afpacket ;;
     esac
     read -r s d t < <(blast)
@@ -211,6 +218,9 @@ label = {
     "sample-min": ("minimal exact 1-in-10 sampler XDP", "devmap"),
     "vxspan-sample": ("sample = 10, kernel tier, native", "devmap"),
     "vxspan-sample-user": ("sample = 10, userspace (afxdp)", "devmap"),
+    "vxspan-flowsample": ("sample = 10 by flow, kernel tier, native", "devmap"),
+    "vxspan-flowsample-user": ("sample = 10 by flow, userspace (afxdp)", "devmap"),
+    "vxspan-vxlan": ("any -> vxlan, kernel tier, native", "devmap"),
     "vxspan-vxlan-user": ("any -> vxlan, userspace (afxdp)", "devmap"),
     "tc-mirred-vxlan": ("tc mirred into the kernel vxlan device", "devmap"),
 }

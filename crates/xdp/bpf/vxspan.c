@@ -520,7 +520,7 @@ static __always_inline void tun_count(__u32 o, int unresolved, __u64 bytes)
  * whether it arrived with a tag. */
 static __always_inline int tunnel_send(struct xdp_md *ctx, struct vx_output *out, __u32 o,
 				       struct vx_tunnel *t, struct vx_nexthop *nhp, __u32 nk,
-				       __u64 bytes, int tagged)
+				       __u64 bytes, int tagged, __u64 flow)
 {
 	struct vx_nexthop nh = *nhp;
 	__u32 slot = t->slot;
@@ -601,12 +601,14 @@ static __always_inline int tunnel_send(struct xdp_md *ctx, struct vx_output *out
 	}
 
 	/* VXLAN and Geneve: the UDP source port from the flow hash of the copy as it is sent (its
-	 * VLAN action and cut applied), as encap::encapsulate takes it. The caller checked that the
-	 * frame is one flow_hash keys; a cut or a tag does not make it one it cannot. */
+	 * VLAN action and cut applied), as encap::encapsulate takes it. `flow` is the received
+	 * frame's, which the caller computed (so the frame is one flow_hash keys; a cut or a tag does
+	 * not make it one it cannot): the copy's is the same unless it was cut (the cut may reach
+	 * the ports) or gained a tag (one too many makes its layer 2 unparsable). */
 	__u32 sport = 0;
 	if (kind >= VX_TUN_VXLAN) {
-		__u64 h;
-		if (flow_hash(ctx, &h)) {
+		__u64 h = flow;
+		if ((truncated || d > 0) && flow_hash(ctx, &h)) {
 			tun_count(o, 0, inner);
 			return XDP_DROP;
 		}
@@ -764,11 +766,12 @@ int vxspan_ingress(struct xdp_md *ctx)
 				return to_userspace(ctx, slot, bytes);
 			if (so)
 				return XDP_DROP;
-			if (t->kind >= VX_TUN_VXLAN && flow_hash(ctx, &(__u64){0}))
+			__u64 flow = 0;
+			if (t->kind >= VX_TUN_VXLAN && flow_hash(ctx, &flow))
 				return to_userspace(ctx, slot, bytes); /* its UDP source port */
 			g->packets++;
 			g->bytes += bytes;
-			return tunnel_send(ctx, out, o, t, nh, nk, bytes, tagged);
+			return tunnel_send(ctx, out, o, t, nh, nk, bytes, tagged, flow);
 		}
 	}
 	/* A frame without a rule (VX_DROP) is not sampled: the group has no rule to count. */
