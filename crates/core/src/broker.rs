@@ -1,33 +1,8 @@
-//! Broker features with state: flow load balancing, de-duplication and rate limiting. All of
-//! them are timed by the packets' own timestamps, so replay tests them deterministically.
+//! Broker features with state: de-duplication and rate limiting (balancing is
+//! [`crate::rendezvous`]). Both are timed by the packets' own timestamps, so replay tests them deterministically.
 
 use vxspan_config::{Dedup, RateLimit};
 use vxspan_wire::{EtherType, L2Info};
-use xxhash_rust::xxh3::xxh3_64;
-
-/// Weighted rendezvous (highest random weight) hashing: the output whose score for this flow is
-/// highest wins. Removing an output only moves the flows it had; adding one only takes flows to
-/// it; both directions of a flow share the flow hash, so they land on the same output. Outputs
-/// whose link is down are skipped while another is up.
-pub fn rendezvous(flow: u64, choices: &[(usize, u32)], up: impl Fn(usize) -> bool) -> usize {
-    let any_up = choices.iter().any(|(o, _)| up(*o));
-    let mut best = (f64::NEG_INFINITY, choices[0].0);
-    for &(o, w) in choices {
-        if any_up && !up(o) {
-            continue;
-        }
-        let mut key = [0u8; 16];
-        key[..8].copy_from_slice(&flow.to_le_bytes());
-        key[8..].copy_from_slice(&(o as u64).to_le_bytes());
-        // u in (0, 1]: the score -w / ln(u) makes each output win in proportion to its weight.
-        let u = ((xxh3_64(&key) >> 11) + 1) as f64 / (1u64 << 53) as f64;
-        let score = -f64::from(w) / u.ln();
-        if score > best.0 {
-            best = (score, o);
-        }
-    }
-    best.1
-}
 
 /// The de-duplication key of a frame: a hash of the IP packet with TTL / hop limit and the IPv4
 /// header checksum masked (they change hop by hop), so copies taken at two SPAN points, or with
@@ -134,35 +109,6 @@ impl TokenBucket {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rendezvous_spreads_by_weight_and_is_stable() {
-        let three = [(0, 1), (1, 1), (2, 2)];
-        let mut counts = [0u32; 3];
-        for f in 0..40_000u64 {
-            counts[rendezvous(xxh3_64(&f.to_le_bytes()), &three, |_| true)] += 1;
-        }
-        // Weights 1:1:2 -> 25% / 25% / 50%, within 5% of each share.
-        assert!(
-            (counts[0] as f64 / 10_000.0 - 1.0).abs() < 0.05,
-            "{counts:?}"
-        );
-        assert!(
-            (counts[2] as f64 / 20_000.0 - 1.0).abs() < 0.05,
-            "{counts:?}"
-        );
-        // Output 1 down: only its flows move.
-        for f in 0..10_000u64 {
-            let h = xxh3_64(&f.to_le_bytes());
-            let before = rendezvous(h, &three, |_| true);
-            let after = rendezvous(h, &three, |o| o != 1);
-            if before != 1 {
-                assert_eq!(before, after);
-            } else {
-                assert_ne!(after, 1);
-            }
-        }
-    }
 
     #[test]
     fn dedup_window_and_evictions() {

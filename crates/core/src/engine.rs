@@ -4,7 +4,7 @@
 //! their receive timestamps) in and receives the copies through a [`Sink`]. It allocates nothing
 //! per frame: transformed copies are built in one scratch buffer that is reused.
 
-use crate::broker::{dedup_key, rendezvous, DedupTable, TokenBucket};
+use crate::broker::{dedup_key, DedupTable, TokenBucket};
 use crate::counters::{
     vlan_key, Counters, PortReport, Report, RxDrop, Summed, TxDrop, VlanCounters,
 };
@@ -413,7 +413,7 @@ impl Engine {
                             let h = *flow.get_or_insert_with(|| {
                                 flow_hash(&plan.hash_key, &FlowKey::extract(frame.data, &l2))
                             });
-                            dest.insert(rendezvous(h, choices, |o| output_up[o]));
+                            dest.insert(crate::rendezvous::choose(h, choices, |o| output_up[o]));
                         }
                     }
                 } else {

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod hashkey;
 pub mod plan;
 pub mod reasm;
+pub mod rendezvous;
 pub mod topk;
 
 pub use counters::{Counters, Report, RxDrop, TxDrop};

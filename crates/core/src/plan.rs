@@ -70,8 +70,9 @@ pub struct RulePlan {
     pub erspan_session: Option<Vec<u32>>,
     pub tunnel: Option<Vec<TunnelType>>,
     pub outer_source: Option<Vec<(std::net::IpAddr, u8)>>,
-    /// `to = { balance = ... }`: (output, weight) pairs; each frame goes to one of them.
-    pub balance: Option<Vec<(usize, u32)>>,
+    /// `to = { balance = ... }`: the outputs and their weights; each frame goes to one of them
+    /// ([`crate::rendezvous`]).
+    pub balance: Option<Vec<crate::rendezvous::Choice>>,
     pub dedup: Option<vxspan_config::Dedup>,
 }
 
@@ -377,6 +378,11 @@ impl Plan {
                     r.to.iter()
                         .copied()
                         .zip(b.weights.iter().copied())
+                        .map(|(output, weight)| crate::rendezvous::Choice {
+                            output,
+                            weight,
+                            name_id: crate::rendezvous::name_id(&cfg.outputs[output].name),
+                        })
                         .collect()
                 }),
                 dedup: r.dedup,

@@ -138,8 +138,8 @@ fn device_baseline(plan: &Plan, tables: &Tables) -> Vec<Option<u64>> {
                     for o in plan.rules[r].to.iter() {
                         kernel_only[o] = false;
                     }
-                    for &(o, _) in plan.rules[r].balance.iter().flatten() {
-                        kernel_only[o] = false;
+                    for c in plan.rules[r].balance.iter().flatten() {
+                        kernel_only[c.output] = false;
                     }
                 }
             }
