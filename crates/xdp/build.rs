@@ -11,6 +11,7 @@ fn main() {
     // The device-bound variant (src/hint.rs) is loaded with the system's libbpf.
     println!("cargo:rustc-link-lib=bpf");
     println!("cargo:rerun-if-changed=bpf/flowhash.h");
+    println!("cargo:rerun-if-changed=bpf/balance.h");
     for (name, src, defines) in [
         ("vxspan", "vxspan", &[][..]),
         ("vxspan_hint", "vxspan", &["-DVX_VLAN_HINT"][..]),

@@ -274,9 +274,16 @@ pub fn kernel_tunnel(e: &vxspan_config::Encap) -> Result<(), String> {
 }
 
 /// What the kernel tier needs of a group beyond each rule's [`kernel_capable`]: it samples
-/// only a group of one rule (one counter decides for the whole group).
+/// only a group of one rule (one counter decides for the whole group), and balances only a
+/// group of one rule (one output per frame).
 fn kernel_group(cfg: &Config, rules: &[usize]) -> Result<(), String> {
     if rules.len() > 1 {
+        if let Some(&r) = rules.iter().find(|&&r| cfg.rules[r].balance.is_some()) {
+            return Err(format!(
+                "rule {} balances and shares its VLANs with another rule (the kernel tier balances groups of one rule)",
+                cfg.rules[r].name
+            ));
+        }
         if let Some(&r) = rules.iter().find(|&&r| cfg.rules[r].sample.is_some()) {
             return Err(format!(
                 "rule {} samples and shares its VLANs with another rule (the kernel tier samples groups of one rule)",
@@ -290,9 +297,6 @@ fn kernel_group(cfg: &Config, rules: &[usize]) -> Result<(), String> {
 fn kernel_capable(cfg: &Config, rule: &vxspan_config::Rule) -> Result<(), String> {
     if rule.filter.is_some() {
         return Err(format!("rule {} has a filter", rule.name));
-    }
-    if rule.balance.is_some() {
-        return Err(format!("rule {} balances", rule.name));
     }
     if rule.dedup.is_some() {
         return Err(format!("rule {} de-duplicates", rule.name));

@@ -111,6 +111,17 @@ impl Rtnl {
         )
     }
 
+    /// Deletes an interface (a veth takes its peer with it).
+    pub fn del_link(&mut self, name: &str) -> io::Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = crate::afpacket::ifindex(name)?;
+        self.request(
+            RouteNetlinkMessage::DelLink(msg),
+            0,
+            &format!("deleting {name}"),
+        )
+    }
+
     fn request(&mut self, payload: RouteNetlinkMessage, flags: u16, what: &str) -> io::Result<()> {
         self.exchange(payload, NLM_F_ACK | flags, what).map(|_| ())
     }

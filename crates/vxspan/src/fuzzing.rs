@@ -98,11 +98,11 @@ pub fn config(data: &[u8]) {
 /// The kernel tier's placement of a fuzzed plan: every interface gets an index, and the
 /// tables must stay within what the XDP program can address.
 fn kernel_tables(plan: &Plan) {
-    use vxspan_xdp::tables::{Action, Tables, FANSETS, MAX_FAN, NVID};
+    use vxspan_xdp::tables::{Action, Tables, BALSETS, FANSETS, MAX_FAN, NVID};
     let Ok(t) = Tables::build(plan, &|name| Some(1 + name.len() as u32), false) else {
         return;
     };
-    assert!(t.fansets.len() <= FANSETS);
+    assert!(t.fansets.len() <= FANSETS && t.balsets.len() <= BALSETS);
     for set in &t.fansets {
         assert!(set.len() > 1 && set.len() <= MAX_FAN);
     }
@@ -113,6 +113,11 @@ fn kernel_tables(plan: &Plan) {
             match a {
                 Action::Redirect(o) => assert!((*o as usize) < plan.outputs.len()),
                 Action::Broadcast(s) => assert!((*s as usize) < t.fansets.len()),
+                Action::Balance(s) => {
+                    let set = &t.balsets[*s as usize];
+                    assert!(!set.is_empty() && set.len() <= MAX_FAN);
+                    assert!(set.iter().all(|c| c.output < plan.outputs.len()));
+                }
                 Action::Userspace => {}
                 Action::Drop => panic!("drop entries are not stored (vid {vid})"),
             }

@@ -51,6 +51,7 @@ enum vx_action {
 	VX_REDIRECT = 1,  /* one output: ports[arg] */
 	VX_BROADCAST = 2, /* fan-out set `arg`: a copy to every output of fanN */
 	VX_USERSPACE = 3, /* the userspace tier */
+	VX_BALANCE = 4,   /* balance set `arg`: one output per flow (balance.h), then as VX_REDIRECT */
 };
 
 enum vx_vlan_op {
@@ -354,6 +355,7 @@ static __always_inline int parse_l2(void *data, void *data_end, __u32 *vid, int 
 }
 
 #include "flowhash.h"
+#include "balance.h"
 
 /* Puts a tag (TPID `proto`, network order; TCI `tci`) after the MAC addresses. 0, or -1. */
 static __always_inline int push_tag(struct xdp_md *ctx, __be16 proto, __u16 tci)
@@ -746,8 +748,20 @@ int vxspan_ingress(struct xdp_md *ctx)
 		return XDP_DROP; /* the loader sizes the table for every input: cannot happen */
 	if (g->action == VX_USERSPACE)
 		return to_userspace(ctx, slot, bytes);
-	if (g->action == VX_REDIRECT) {
-		__u32 o = g->arg;
+	__u32 action = g->action, o = g->arg;
+	__u64 flow = 0;
+	int have_flow = 0;
+	if (action == VX_BALANCE) {
+		if (flow_hash(ctx, &flow))
+			return to_userspace(ctx, slot, bytes);
+		int c = balance_choose(flow, o);
+		if (c < 0)
+			return XDP_DROP; /* the loader writes every set it refers to: cannot happen */
+		o = c;
+		have_flow = 1;
+		action = VX_REDIRECT;
+	}
+	if (action == VX_REDIRECT) {
 		struct vx_output *out = bpf_map_lookup_elem(&outputs, &o);
 		struct vx_tunnel *t = bpf_map_lookup_elem(&tunnels, &o);
 		if (out && t && (out->cfg.flags & VX_OUT_TUNNEL)) {
@@ -766,8 +780,7 @@ int vxspan_ingress(struct xdp_md *ctx)
 				return to_userspace(ctx, slot, bytes);
 			if (so)
 				return XDP_DROP;
-			__u64 flow = 0;
-			if (t->kind >= VX_TUN_VXLAN && flow_hash(ctx, &flow))
+			if (!have_flow && t->kind >= VX_TUN_VXLAN && flow_hash(ctx, &flow))
 				return to_userspace(ctx, slot, bytes); /* its UDP source port */
 			g->packets++;
 			g->bytes += bytes;
@@ -775,7 +788,7 @@ int vxspan_ingress(struct xdp_md *ctx)
 		}
 	}
 	/* A frame without a rule (VX_DROP) is not sampled: the group has no rule to count. */
-	if (g->action != VX_DROP) {
+	if (action != VX_DROP) {
 		int so = sampled_out(ctx, g, bytes);
 		if (so < 0)
 			return to_userspace(ctx, slot, bytes);
@@ -784,8 +797,7 @@ int vxspan_ingress(struct xdp_md *ctx)
 	}
 	g->packets++;
 	g->bytes += bytes;
-	if (g->action == VX_REDIRECT) {
-		__u32 o = g->arg;
+	if (action == VX_REDIRECT) {
 		struct vx_output *out = bpf_map_lookup_elem(&outputs, &o);
 		if (!out)
 			return XDP_DROP;
@@ -818,7 +830,7 @@ int vxspan_ingress(struct xdp_md *ctx)
 		out->tx_bytes += bytes + delta;
 		return XDP_REDIRECT;
 	}
-	if (g->action == VX_BROADCAST) {
+	if (action == VX_BROADCAST) {
 		__u32 set = g->arg;
 		struct vx_fanset *fs = bpf_map_lookup_elem(&fansets, &set);
 		long r = broadcast(set);

@@ -8,6 +8,7 @@
 //!   against the userspace classifier, and for the micro-benchmark;
 //! - [`blast`]: a traffic generator on BPF_PROG_TEST_RUN with live frames (`vxspan blast`).
 
+mod balance;
 pub mod blast;
 mod counters;
 pub mod hint;

@@ -244,6 +244,7 @@ impl Object {
         }
 
         crate::tunnel::fill(&mut ebpf, t, &slots)?;
+        crate::balance::fill(&mut ebpf, t)?;
 
         let mut fansets: Array<MapData, VxFanset> =
             Array::try_from(take(&mut ebpf, "fansets")?).map_err(|e| err("fansets", e))?;

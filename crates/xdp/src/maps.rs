@@ -122,6 +122,24 @@ pub struct VxFanset {
     pub outputs: [u32; crate::tables::MAX_FAN],
 }
 
+/// `struct vx_choice`: one output of a balance set.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VxChoice {
+    pub output: u32,
+    pub weight: u32,
+    pub name_id: u64,
+}
+
+/// `struct vx_balset`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VxBalset {
+    pub n: u32,
+    pub pad: u32,
+    pub c: [VxChoice; crate::tables::MAX_FAN],
+}
+
 // SAFETY: each type is #[repr(C)], made only of integers (any bit pattern is valid) and has no
 // padding: u32 pairs precede the u64s, and VxFanset is 17 u32s.
 unsafe impl aya::Pod for VxGroup {}
@@ -141,6 +159,10 @@ unsafe impl aya::Pod for VxTunnel {}
 unsafe impl aya::Pod for VxNexthop {}
 // SAFETY: as above: four u64.
 unsafe impl aya::Pod for VxTunStats {}
+// SAFETY: as above: two u32 then a u64 (16 bytes, alignment 8, no padding).
+unsafe impl aya::Pod for VxChoice {}
+// SAFETY: as above: two u32 then 16 VxChoice (264 bytes, alignment 8, no padding).
+unsafe impl aya::Pod for VxBalset {}
 
 #[cfg(test)]
 mod tests {
@@ -157,5 +179,7 @@ mod tests {
         assert_eq!(std::mem::size_of::<VxTunnel>(), 28);
         assert_eq!(std::mem::size_of::<VxNexthop>(), 24);
         assert_eq!(std::mem::size_of::<VxTunStats>(), 32);
+        assert_eq!(std::mem::size_of::<VxChoice>(), 16);
+        assert_eq!(std::mem::size_of::<VxBalset>(), 264);
     }
 }

@@ -5,6 +5,7 @@
 use vxspan_config::{Oversize, VlanAction};
 use vxspan_core::counters::{Counters, RxDrop, TxDrop};
 use vxspan_core::plan::{OutSet, Plan, Tier, NO_GROUP};
+use vxspan_core::rendezvous::Choice;
 
 /// VIDs per input in the group table (0 = untagged and priority-tagged).
 pub const NVID: usize = 4096;
@@ -16,6 +17,8 @@ pub const MAX_OUTPUTS: usize = 64;
 pub const MAX_FAN: usize = 16;
 /// Distinct fan-out sets in one loaded plan (one devmap each: `fan0` .. `fan7`).
 pub const FANSETS: usize = 8;
+/// Distinct balance sets in one loaded plan (`balsets`, bpf/balance.h).
+pub const BALSETS: usize = 8;
 
 /// What the kernel does with the frames of one (input, VID).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +31,8 @@ pub enum Action {
     Broadcast(u32),
     /// Handed to the userspace tier.
     Userspace,
+    /// To one output of balance set N, chosen by the frame's flow (bpf/balance.h).
+    Balance(u32),
 }
 
 impl Action {
@@ -38,6 +43,7 @@ impl Action {
             Action::Redirect(o) => (1, o),
             Action::Broadcast(s) => (2, s),
             Action::Userspace => (3, 0),
+            Action::Balance(s) => (4, s),
         }
     }
 }
@@ -175,6 +181,8 @@ pub struct Tables {
     pub outputs: Vec<OutputTable>,
     /// Output indexes of each fan-out set.
     pub fansets: Vec<Vec<u32>>,
+    /// The outputs, weights and name ids of each balance set.
+    pub balsets: Vec<Vec<Choice>>,
     /// The flow hash's key as SipHash's two words (`HashKey::sip_words`): the program hashes
     /// flows as the engine does.
     pub hash_key: (u64, u64),
@@ -222,6 +230,7 @@ impl Tables {
         }
 
         let mut fansets: Vec<Vec<u32>> = Vec::new();
+        let mut balsets: Vec<Vec<Choice>> = Vec::new();
         let mut inputs = Vec::with_capacity(plan.inputs.len());
         for inp in &plan.inputs {
             let ifx = if inp.listen.is_some() {
@@ -266,7 +275,13 @@ impl Tables {
                         for &r in &g.rules {
                             dest.union(&plan.rules[r].to);
                         }
-                        match kernel_action(&dest, &outputs, &mut fansets) {
+                        // A group that balances has one rule (plan.rs).
+                        let balance = g.rules.iter().find_map(|&r| plan.rules[r].balance.as_ref());
+                        let action = match balance {
+                            Some(choices) => balance_action(choices, &outputs, &mut balsets),
+                            None => kernel_action(&dest, &outputs, &mut fansets),
+                        };
+                        match action {
                             Ok(a) => (Tier::Xdp, g.why.clone(), a),
                             Err(why) => (Tier::Userspace, why, Action::Userspace),
                         }
@@ -316,6 +331,7 @@ impl Tables {
             inputs,
             outputs,
             fansets,
+            balsets,
             hash_key: plan.hash_key.sip_words(),
         })
     }
@@ -335,6 +351,13 @@ impl Tables {
                 .outputs
                 .get(o as usize)
                 .is_some_and(|t| t.tunnel.is_some()),
+            Action::Balance(s) => self.balsets.get(s as usize).is_some_and(|b| {
+                b.iter().any(|c| {
+                    self.outputs
+                        .get(c.output)
+                        .is_some_and(|t| t.tunnel.is_some())
+                })
+            }),
             Action::Drop | Action::Broadcast(_) => false,
         }
     }
@@ -455,6 +478,39 @@ pub struct OutputCounters {
     /// A kernel-originated tunnel: copies that could not be written (no headroom): `tx_error`.
     pub tx_error_packets: u64,
     pub tx_error_bytes: u64,
+}
+
+/// The kernel action for a group balancing over `choices`, or why it has to run in userspace.
+fn balance_action(
+    choices: &[Choice],
+    outputs: &[OutputTable],
+    balsets: &mut Vec<Vec<Choice>>,
+) -> Result<Action, String> {
+    if choices.len() > MAX_FAN {
+        return Err(format!(
+            "balance over {} outputs (the XDP tier balances over at most {MAX_FAN})",
+            choices.len()
+        ));
+    }
+    if choices.iter().any(|c| c.output >= MAX_OUTPUTS) {
+        return Err(format!("an output beyond the XDP tier's {MAX_OUTPUTS}"));
+    }
+    if let Some(c) = choices
+        .iter()
+        .find(|c| outputs[c.output].ifindex == 0 && outputs[c.output].tunnel.is_none())
+    {
+        return Err(format!("balanced output {} is not an interface", c.output));
+    }
+    if let Some(s) = balsets.iter().position(|s| s == choices) {
+        return Ok(Action::Balance(s as u32));
+    }
+    if balsets.len() == BALSETS {
+        return Err(format!(
+            "more than {BALSETS} distinct balance sets in the XDP tier"
+        ));
+    }
+    balsets.push(choices.to_vec());
+    Ok(Action::Balance(balsets.len() as u32 - 1))
 }
 
 /// The kernel action for a group sending to `dest`, or why it has to run in userspace.

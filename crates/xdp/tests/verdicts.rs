@@ -274,6 +274,7 @@ fn program_agrees_with_the_userspace_classifier() {
                         assert_eq!(out, rec.copies[0].1, "{name}: the frame as rewritten");
                     }
                 }
+                Some(Action::Balance(_)) => panic!("{name}: this configuration does not balance"),
                 Some(Action::Broadcast(_)) => {
                     assert_eq!(verdict, XDP_REDIRECT, "{name}: broadcast");
                     assert!(!rec.copies.is_empty(), "{name}");
