@@ -26,7 +26,10 @@
 #     key per frame, bpf/flowhash.h) and forced into the userspace tier;
 #   - `any -> vxlan`: vxspan's kernel tier (the UDP source port from the flow hash per frame) and
 #     forced into the userspace tier, beside tc mirred into the kernel's own vxlan device (Linux's
-#     way).
+#     way);
+#   - `balance over 3 outputs`: vxspan's kernel tier (flow hash and weighted rendezvous per frame,
+#     bpf/balance.h) and forced into the userspace tier; the three tools are outputs on out0, so
+#     that every copy is counted at one sink (the choice is made per frame all the same).
 # The sender is `vxspan blast` (BPF_PROG_TEST_RUN with live frames, pinned to CPU 0), far faster
 # than tcpreplay. A veth only takes XDP frames if it runs XDP natively or has GRO on: in the
 # generic and AF_PACKET rounds GRO is switched on on the input for that reason (each run of the
@@ -102,6 +105,7 @@ printf '[inputs.in]\ninterface = "in0"\n[outputs.out]\ninterface = "out0"\ntrunc
 printf '[inputs.in]\ninterface = "in0"\n[outputs.col]\nerspan = { remote = "198.18.0.2", version = 3, session = 7 }\n[[rules]]\nfrom = "in"\nvlan = "any"\nto = "col"\n' > "$tmp/erspan.toml"
 printf '[inputs.in]\ninterface = "in0"\n[outputs.out]\ninterface = "out0"\n[[rules]]\nfrom = "in"\nvlan = "any"\nsample = 10\nto = "out"\n' > "$tmp/sample.toml"
 printf '[inputs.in]\ninterface = "in0"\n[outputs.out]\ninterface = "out0"\n[[rules]]\nfrom = "in"\nvlan = "any"\nsample = { one_in = 10, mode = "flow" }\nto = "out"\n' > "$tmp/flowsample.toml"
+printf '[inputs.in]\ninterface = "in0"\n[outputs.ids1]\ninterface = "out0"\n[outputs.ids2]\ninterface = "out0"\n[outputs.ids3]\ninterface = "out0"\n[[rules]]\nfrom = "in"\nvlan = "any"\nto = { balance = ["ids1", "ids2", "ids3"], weights = [1, 1, 2] }\n' > "$tmp/balance.toml"
 printf '[inputs.in]\ninterface = "in0"\n[outputs.col]\nvxlan = { remote = "198.18.0.2", vni = 5 }\n[[rules]]\nfrom = "in"\nvlan = "any"\nto = "col"\n' > "$tmp/vxlan.toml"
 cfg=all
 mirred() {
@@ -142,7 +146,7 @@ stop_vxspan() {
 gro() { nsx ethtool -K in0 gro "$1" >/dev/null; }
 
 # VX_FORWARDERS picks a subset (for example "xdp-native vxspan-afxdp").
-read -r -a forwarders <<< "${VX_FORWARDERS:-xdp-native vxspan-native xdp-generic vxspan-generic vxspan-afxdp vxspan-afxdp-tx vxspan-afpacket vxspan-afpacket2 vxspan-truncate vxspan-truncate-user devmap tc-mirred erspan-min erspan-min-seq vxspan-erspan vxspan-erspan-user sample-min vxspan-sample vxspan-sample-user vxspan-flowsample vxspan-flowsample-user vxspan-vxlan vxspan-vxlan-user tc-mirred-vxlan}"
+read -r -a forwarders <<< "${VX_FORWARDERS:-xdp-native vxspan-native xdp-generic vxspan-generic vxspan-afxdp vxspan-afxdp-tx vxspan-afpacket vxspan-afpacket2 vxspan-truncate vxspan-truncate-user devmap tc-mirred erspan-min erspan-min-seq vxspan-erspan vxspan-erspan-user sample-min vxspan-sample vxspan-sample-user vxspan-flowsample vxspan-flowsample-user vxspan-vxlan vxspan-vxlan-user tc-mirred-vxlan vxspan-balance vxspan-balance-user}"
 declare -A results
 for r in $(seq 1 "$rounds"); do
   for f in "${forwarders[@]}"; do
@@ -171,6 +175,8 @@ for r in $(seq 1 "$rounds"); do
       vxspan-flowsample-user) gro off; cfg=flowsample start_vxspan --datapath afxdp --xdp-mode native --transmit afpacket ;;
       vxspan-vxlan) gro off; cfg=vxlan start_vxspan --datapath xdp --xdp-mode native ;;
       vxspan-vxlan-user) gro off; cfg=vxlan start_vxspan --datapath afxdp --xdp-mode native --transmit afpacket ;;
+      vxspan-balance) gro off; cfg=balance start_vxspan --datapath xdp --xdp-mode native ;;
+      vxspan-balance-user) gro off; cfg=balance start_vxspan --datapath afxdp --xdp-mode native --transmit afpacket ;;
     esac
     read -r s d t < <(blast)
     case $f in
@@ -223,6 +229,8 @@ label = {
     "vxspan-vxlan": ("any -> vxlan, kernel tier, native", "devmap"),
     "vxspan-vxlan-user": ("any -> vxlan, userspace (afxdp)", "devmap"),
     "tc-mirred-vxlan": ("tc mirred into the kernel vxlan device", "devmap"),
+    "vxspan-balance": ("balance over 3 outputs, kernel tier, native", "devmap"),
+    "vxspan-balance-user": ("balance over 3 outputs, userspace (afxdp)", "devmap"),
 }
 for k in [k for k in label if k in res]:
     m = mpps(res[k])
