@@ -12,6 +12,7 @@ fn main() {
     println!("cargo:rustc-link-lib=bpf");
     println!("cargo:rerun-if-changed=bpf/flowhash.h");
     println!("cargo:rerun-if-changed=bpf/balance.h");
+    println!("cargo:rerun-if-changed=bpf/ratelimit.h");
     for (name, src, defines) in [
         ("vxspan", "vxspan", &[][..]),
         ("vxspan_hint", "vxspan", &["-DVX_VLAN_HINT"][..]),

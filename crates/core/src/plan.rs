@@ -248,6 +248,11 @@ fn effective_decap(input: &vxspan_config::Input) -> Option<vxspan_config::Decap>
     Some(d)
 }
 
+/// The largest `rate_burst` (bytes) and `rate_limit` (bytes per second) the kernel tier's 64-bit
+/// token bucket takes.
+pub const KERNEL_MAX_BURST: u64 = 1 << 32;
+pub const KERNEL_MAX_RATE: u64 = 1 << 40;
+
 /// The shortest `truncate` the kernel tier runs.
 pub const KERNEL_MIN_TRUNCATE: u32 = 64;
 
@@ -331,8 +336,18 @@ fn kernel_capable(cfg: &Config, rule: &vxspan_config::Rule) -> Result<(), String
                 return Err(format!("output {} is a capture archive", out.name))
             }
         }
-        if out.rate_limit.is_some() {
-            return Err(format!("output {} is rate-limited", out.name));
+        if let Some(r) = out.rate_limit {
+            // The XDP program's token bucket (bpf/ratelimit.h) is one per interface output, in
+            // 64 bits.
+            if !matches!(out.dest, Destination::Interface(_)) {
+                return Err(format!("output {} is a rate-limited tunnel", out.name));
+            }
+            if r.burst_bytes > KERNEL_MAX_BURST || r.bytes_per_sec > KERNEL_MAX_RATE {
+                return Err(format!(
+                    "output {}'s rate_limit or rate_burst is beyond the kernel tier's token bucket (burst 4 GiB, 8 Tbit/s)",
+                    out.name
+                ));
+            }
         }
     }
     Ok(())

@@ -105,6 +105,7 @@ struct vx_out_cfg {
 };
 #define VX_OUT_TRUNCATE 1
 #define VX_OUT_TUNNEL 2 /* the output is a tunnel: `tunnels` and `nexthops` hold its headers */
+#define VX_OUT_RATE 4   /* rate_limit: `buckets` holds its token bucket */
 
 /* Per output, per CPU: its configuration (same on every CPU) and its counters. */
 struct vx_output {
@@ -115,6 +116,8 @@ struct vx_output {
 	__u64 link_down_bytes;
 	__u64 mtu_exceeded_packets;
 	__u64 mtu_exceeded_bytes;
+	__u64 rate_limited_packets; /* over the output's rate_limit */
+	__u64 rate_limited_bytes;
 };
 
 /* A fan-out set: which outputs its devmap holds (for the tx counters). */
@@ -356,6 +359,7 @@ static __always_inline int parse_l2(void *data, void *data_end, __u32 *vid, int 
 
 #include "flowhash.h"
 #include "balance.h"
+#include "ratelimit.h"
 
 /* Puts a tag (TPID `proto`, network order; TCI `tci`) after the MAC addresses. 0, or -1. */
 static __always_inline int push_tag(struct xdp_md *ctx, __be16 proto, __u16 tci)
@@ -820,6 +824,11 @@ int vxspan_ingress(struct xdp_md *ctx)
 		int delta = vlan_apply(ctx, out->cfg.vlan_op, out->cfg.vid);
 		if (delta == -100)
 			delta = 0;
+		if ((out->cfg.flags & VX_OUT_RATE) && !rate_take(o, bytes + delta)) {
+			out->rate_limited_packets++;
+			out->rate_limited_bytes += bytes + delta;
+			return XDP_DROP;
+		}
 		long r = bpf_redirect_map(&ports, o, 0);
 		if (r != XDP_REDIRECT) {
 			out->link_down_packets++;

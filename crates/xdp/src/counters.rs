@@ -114,6 +114,8 @@ impl CounterMaps {
                     c.link_down_bytes += s.link_down_bytes;
                     c.mtu_exceeded_packets += s.mtu_exceeded_packets;
                     c.mtu_exceeded_bytes += s.mtu_exceeded_bytes;
+                    c.rate_limited_packets += s.rate_limited_packets;
+                    c.rate_limited_bytes += s.rate_limited_bytes;
                 }
             }
             if let Some(Ok(v)) = self.tun_stats.as_ref().map(|m| m.get(&(o as u32), 0)) {

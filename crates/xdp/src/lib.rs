@@ -14,6 +14,7 @@ mod counters;
 pub mod hint;
 pub mod loader;
 pub mod maps;
+mod ratelimit;
 pub mod shared;
 pub mod tables;
 pub mod tunnel;

@@ -220,6 +220,10 @@ impl Object {
                 crate::maps::OUT_TUNNEL
             } else {
                 0
+            } | if o.rate.is_some() {
+                crate::maps::OUT_RATE
+            } else {
+                0
             },
             cut_to: o.cut_to,
             pad: 0,
@@ -245,6 +249,7 @@ impl Object {
 
         crate::tunnel::fill(&mut ebpf, t, &slots)?;
         crate::balance::fill(&mut ebpf, t)?;
+        crate::ratelimit::fill(&mut ebpf, t)?;
 
         let mut fansets: Array<MapData, VxFanset> =
             Array::try_from(take(&mut ebpf, "fansets")?).map_err(|e| err("fansets", e))?;
@@ -435,7 +440,7 @@ impl Retired {
 /// The layout of the counter maps a [`Handover`] carries (their value types): a successor built
 /// with another one does not read them. Raised whenever `VxGroup`, `VxInputStats` or `VxOutput`
 /// change, or the shared maps' values or sizes (shared.rs). 3: sampling in `VxGroup`, shared maps; 4: `tun_dev` by generation.
-pub const MAP_LAYOUT: u32 = 4;
+pub const MAP_LAYOUT: u32 = 5;
 
 /// What a process hands its successor so that the kernel tier keeps forwarding across a
 /// restart (`vxspan restart` execs the new binary with these descriptors open): the input links,

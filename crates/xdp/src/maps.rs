@@ -54,6 +54,22 @@ pub struct VxOutCfg {
 pub const OUT_TRUNCATE: u32 = 1;
 /// `VX_OUT_TUNNEL`: the output is a tunnel originated in XDP.
 pub const OUT_TUNNEL: u32 = 2;
+/// `VX_OUT_RATE`: the output's copies pass its token bucket (`buckets`).
+pub const OUT_RATE: u32 = 4;
+
+/// `struct vx_bucket` (bpf/ratelimit.h): the lock word is the kernel's; written once, before
+/// the program runs.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VxBucket {
+    pub lock: u32,
+    pub started: u32,
+    pub tokens: u64,
+    pub cap: u64,
+    pub rate: u64,
+    pub fill: u64,
+    pub last: u64,
+}
 
 /// `struct vx_tunnel`: a tunnel output's fixed header fields.
 #[repr(C)]
@@ -112,6 +128,8 @@ pub struct VxOutput {
     pub link_down_bytes: u64,
     pub mtu_exceeded_packets: u64,
     pub mtu_exceeded_bytes: u64,
+    pub rate_limited_packets: u64,
+    pub rate_limited_bytes: u64,
 }
 
 /// `struct vx_fanset`.
@@ -161,6 +179,8 @@ unsafe impl aya::Pod for VxNexthop {}
 unsafe impl aya::Pod for VxTunStats {}
 // SAFETY: as above: two u32 then a u64 (16 bytes, alignment 8, no padding).
 unsafe impl aya::Pod for VxChoice {}
+// SAFETY: as above: two u32 then five u64 (48 bytes, alignment 8, no padding).
+unsafe impl aya::Pod for VxBucket {}
 // SAFETY: as above: two u32 then 16 VxChoice (264 bytes, alignment 8, no padding).
 unsafe impl aya::Pod for VxBalset {}
 
@@ -174,7 +194,8 @@ mod tests {
         assert_eq!(std::mem::size_of::<VxInput>(), 8);
         assert_eq!(std::mem::size_of::<VxInputStats>(), 32);
         assert_eq!(std::mem::size_of::<VxOutCfg>(), 24);
-        assert_eq!(std::mem::size_of::<VxOutput>(), 72);
+        assert_eq!(std::mem::size_of::<VxOutput>(), 88);
+        assert_eq!(std::mem::size_of::<VxBucket>(), 48);
         assert_eq!(std::mem::size_of::<VxFanset>(), 68);
         assert_eq!(std::mem::size_of::<VxTunnel>(), 28);
         assert_eq!(std::mem::size_of::<VxNexthop>(), 24);

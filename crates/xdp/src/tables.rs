@@ -84,6 +84,9 @@ pub struct OutputTable {
     /// A tunnel the XDP program originates (see [`TunnelTable::of`]); None for interfaces and
     /// for tunnels only the userspace tier sends.
     pub tunnel: Option<TunnelTable>,
+    /// `rate_limit` of an interface output: (bytes per second, burst bytes), its token bucket
+    /// in `buckets` (bpf/ratelimit.h).
+    pub rate: Option<(u64, u64)>,
 }
 
 /// The kinds of tunnel the XDP program originates (`enum vx_tun_kind`).
@@ -163,6 +166,8 @@ impl OutputTable {
     fn same_transforms(&self, other: &OutputTable) -> bool {
         self.tunnel.is_none()
             && other.tunnel.is_none()
+            && self.rate.is_none()
+            && other.rate.is_none()
             && (self.vlan_op, self.vid, self.mtu, self.truncate, self.cut_to)
                 == (
                     other.vlan_op,
@@ -196,6 +201,42 @@ impl Tables {
         ifindex: &dyn Fn(&str) -> Option<u32>,
         userspace_only: bool,
     ) -> Result<Tables, String> {
+        // An output's token bucket lives in one tier: once a rate-limited output is reached
+        // from the userspace tier, every group reaching it goes there too, which may send
+        // another rate-limited output's groups there (at most one round per output).
+        let mut shared = vec![false; plan.outputs.len()];
+        loop {
+            let t = Self::build_with(plan, ifindex, userspace_only, &shared)?;
+            let mut more = false;
+            for (inp, ti) in plan.inputs.iter().zip(&t.inputs) {
+                for (g, (tier, _)) in inp.groups.iter().zip(&ti.placement) {
+                    if *tier != Tier::Userspace {
+                        continue;
+                    }
+                    for &r in &g.rules {
+                        for o in plan.rules[r].to.iter() {
+                            if t.outputs[o].rate.is_some() && !shared[o] {
+                                shared[o] = true;
+                                more = true;
+                            }
+                        }
+                    }
+                }
+            }
+            if !more {
+                return Ok(t);
+            }
+        }
+    }
+
+    /// [`Tables::build`], with the groups that reach an output `user_rate` marks placed in
+    /// the userspace tier.
+    fn build_with(
+        plan: &Plan,
+        ifindex: &dyn Fn(&str) -> Option<u32>,
+        userspace_only: bool,
+        user_rate: &[bool],
+    ) -> Result<Tables, String> {
         if plan.outputs.len() > MAX_OUTPUTS {
             return Err(format!(
                 "the XDP tier addresses at most {MAX_OUTPUTS} outputs; this configuration has {}",
@@ -226,6 +267,10 @@ impl Tables {
             t.mtu = o.mtu.unwrap_or(0);
             t.truncate = o.oversize == Oversize::Truncate;
             t.cut_to = o.truncate.unwrap_or(0);
+            t.rate = o
+                .rate_limit
+                .map(|r| (r.bytes_per_sec, r.burst_bytes))
+                .filter(|_| o.dest.interface().is_some());
             outputs.push(t);
         }
 
@@ -270,10 +315,20 @@ impl Tables {
                 let (tier, why, action) = match (&whole, g.tier) {
                     (Some(why), _) => (Tier::Userspace, why.clone(), Action::Userspace),
                     (None, Tier::Userspace) => (Tier::Userspace, g.why.clone(), Action::Userspace),
-                    (None, Tier::Xdp) => {
+                    (None, Tier::Xdp) => 'xdp: {
                         let mut dest = OutSet::default();
                         for &r in &g.rules {
                             dest.union(&plan.rules[r].to);
+                        }
+                        if let Some(o) = dest.iter().find(|&o| user_rate[o]) {
+                            break 'xdp (
+                                Tier::Userspace,
+                                format!(
+                                    "output {} is rate-limited and reached from the userspace tier too (one token bucket per output)",
+                                    plan.outputs[o].name
+                                ),
+                                Action::Userspace,
+                            );
                         }
                         // A group that balances has one rule (plan.rs).
                         let balance = g.rules.iter().find_map(|&r| plan.rules[r].balance.as_ref());
@@ -434,6 +489,9 @@ impl Tables {
             port.tx_dropped_bytes += r.tx_error_bytes;
             port.tx_drop_reasons[TxDrop::LinkDown as usize] += r.link_down_packets;
             port.tx_drop_reasons[TxDrop::MtuExceeded as usize] += r.mtu_exceeded_packets;
+            port.tx_dropped_packets += r.rate_limited_packets;
+            port.tx_dropped_bytes += r.rate_limited_bytes;
+            port.tx_drop_reasons[TxDrop::RateLimited as usize] += r.rate_limited_packets;
             port.tx_drop_reasons[TxDrop::TxError as usize] += r.tx_error_packets;
         }
         c
@@ -471,6 +529,9 @@ pub struct OutputCounters {
     pub link_down_bytes: u64,
     pub mtu_exceeded_packets: u64,
     pub mtu_exceeded_bytes: u64,
+    /// Over the output's `rate_limit`.
+    pub rate_limited_packets: u64,
+    pub rate_limited_bytes: u64,
     /// A kernel-originated tunnel: frames handed to the userspace tier because the next hop
     /// was not resolved (not a loss: that tier sends them, and counts them).
     pub unresolved_packets: u64,
@@ -524,6 +585,11 @@ fn kernel_action(
         let t = &outputs[o as usize];
         if t.ifindex == 0 && t.tunnel.is_none() {
             return Err(format!("output {o} is not an interface"));
+        }
+        if t.rate.is_some() && members.len() > 1 {
+            return Err(format!(
+                "fan-out to a rate-limited output (output {o}): the XDP tier rate-limits single-output and balanced groups"
+            ));
         }
         if t.tunnel.is_some() && members.len() > 1 {
             return Err(format!(
