@@ -292,6 +292,11 @@ impl KernelTier {
         Ok((k.dp.handover()?, retired))
     }
 
+    /// Marks output `o` up or down for the XDP program's balancing, as the engine is told.
+    pub fn set_output_up(&mut self, o: usize, up: bool) -> Result<(), String> {
+        self.dp.set_output_up(o, up)
+    }
+
     pub fn mode(&self) -> Option<Mode> {
         self.dp.mode()
     }

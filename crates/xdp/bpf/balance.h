@@ -6,10 +6,9 @@
  * loader from Tables::balsets): m = (mix(h ^ name_id) >> 11) + 1 in 1 .. 2^53, and its key is
  * (53 - log2(m)) / weight in 32.32 fixed point, log2 read from `log2tab` (rendezvous::LOG2_TABLE,
  * written by the loader) with linear interpolation. The least (key, name id, index) wins. An
- * interface output whose `ports` entry is gone (the kernel removes it when the device goes away)
- * is skipped while another output of the set is up, as the userspace tier skips an output whose
- * socket is gone; tunnel outputs are always up, as there. Included by vxspan.c only, after the
- * `ports` map. */
+ * output `out_up` marks down is skipped while another output of the set is up: the daemon writes
+ * it beside the engine's own flag (one source of truth, so both tiers skip the same outputs;
+ * every output starts up, in both, at a load or reload). Included by vxspan.c only. */
 
 #ifndef VX_BALANCE_H
 #define VX_BALANCE_H
@@ -35,6 +34,13 @@ struct {
 	__type(key, __u32);
 	__type(value, struct vx_balset);
 } balsets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VX_MAX_OUTPUTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} out_up SEC(".maps");
 
 struct vx_log2tab {
 	__u64 t[(1 << VX_LOG2_BITS) + 1];
@@ -105,9 +111,8 @@ __attribute__((noinline)) int balance_choose(__u64 flow, __u32 set)
 			struct vx_choice *c = &bs->c[i];
 			__u32 o = c->output;
 			if (pass == 0) {
-				struct vx_tunnel *t = bpf_map_lookup_elem(&tunnels, &o);
-				int tunnel = t && t->kind;
-				if (!tunnel && !bpf_map_lookup_elem(&ports, &o))
+				__u32 *up = bpf_map_lookup_elem(&out_up, &o);
+				if (up && !*up)
 					continue;
 			}
 			__u64 k = vx_rv_key(flow, c->name_id, c->weight);

@@ -485,7 +485,7 @@ static __always_inline int sampled_out(struct xdp_md *ctx, struct vx_group *g, _
 		return 0;
 	__u32 slot = g->sample_slot;
 	if (slot == VX_SAMPLE_FLOW) {
-		__u64 h;
+		__u64 h = 0;
 		if (flow_hash(ctx, &h))
 			return -1;
 		if (h % n == 0)

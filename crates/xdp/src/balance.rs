@@ -14,7 +14,17 @@ fn err(what: &str, e: impl std::fmt::Display) -> String {
     format!("XDP: {what}: {e}")
 }
 
-/// Writes the balance sets of `t` and the log2 table into a freshly loaded object.
+/// Marks output `o` up or down in `out_up`: balancing skips it while another is up.
+pub(crate) fn set_up(ebpf: &mut Ebpf, o: u32, up: bool) -> Result<(), String> {
+    let map = ebpf
+        .map_mut("out_up")
+        .ok_or_else(|| err("out_up", "map missing from the object"))?;
+    let mut m: Array<&mut MapData, u32> = Array::try_from(map).map_err(|e| err("out_up", e))?;
+    m.set(o, u32::from(up), 0).map_err(|e| err("out_up", e))
+}
+
+/// Writes the balance sets of `t`, every output up, and the log2 table into a freshly loaded
+/// object.
 pub(crate) fn fill(ebpf: &mut Ebpf, t: &Tables) -> Result<(), String> {
     if t.balsets.len() > BALSETS {
         return Err(err("balsets", format!("more than {BALSETS} balance sets")));
@@ -41,6 +51,16 @@ pub(crate) fn fill(ebpf: &mut Ebpf, t: &Tables) -> Result<(), String> {
                 };
             }
             sets.set(s as u32, v, 0).map_err(|e| err("balsets", e))?;
+        }
+    }
+    {
+        let map = ebpf
+            .map_mut("out_up")
+            .ok_or_else(|| err("out_up", "map missing from the object"))?;
+        let mut up: Array<&mut MapData, u32> =
+            Array::try_from(map).map_err(|e| err("out_up", e))?;
+        for o in 0..t.outputs.len() {
+            up.set(o as u32, 1, 0).map_err(|e| err("out_up", e))?;
         }
     }
     let map = ebpf

@@ -777,6 +777,12 @@ impl Datapath {
         self.obj.counters(self.tables.outputs.len())
     }
 
+    /// Marks output `o` up or down for balancing, as the engine's `set_output_up` does for
+    /// the userspace tier (the daemon calls both).
+    pub fn set_output_up(&mut self, o: usize, up: bool) -> Result<(), String> {
+        crate::balance::set_up(&mut self.obj.ebpf, o as u32, up)
+    }
+
     /// The maps every object of this datapath shares: tunnel slots, sequences, next hops.
     pub fn shared(&self) -> Shared {
         self.shared.clone()

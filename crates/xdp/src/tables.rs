@@ -320,6 +320,27 @@ impl Tables {
                         for &r in &g.rules {
                             dest.union(&plan.rules[r].to);
                         }
+                        // A group that balances has one rule (plan.rs).
+                        let balance = g.rules.iter().find_map(|&r| plan.rules[r].balance.as_ref());
+                        // Balancing and flow sampling hand the frames the program cannot key
+                        // as the engine does to the userspace tier: a rate-limited output
+                        // would then have a bucket in each tier.
+                        let punts = balance.is_some()
+                            || g.rules.iter().any(|&r| {
+                                plan.rules[r]
+                                    .sample
+                                    .is_some_and(|s| s.mode == vxspan_config::SampleMode::Flow)
+                            });
+                        if let Some(o) = dest.iter().find(|&o| punts && outputs[o].rate.is_some()) {
+                            break 'xdp (
+                                Tier::Userspace,
+                                format!(
+                                    "output {} is rate-limited and the group balances or samples by flow (frames the XDP program cannot key go to userspace, which would keep a second bucket)",
+                                    plan.outputs[o].name
+                                ),
+                                Action::Userspace,
+                            );
+                        }
                         if let Some(o) = dest.iter().find(|&o| user_rate[o]) {
                             break 'xdp (
                                 Tier::Userspace,
@@ -330,8 +351,6 @@ impl Tables {
                                 Action::Userspace,
                             );
                         }
-                        // A group that balances has one rule (plan.rs).
-                        let balance = g.rules.iter().find_map(|&r| plan.rules[r].balance.as_ref());
                         let action = match balance {
                             Some(choices) => balance_action(choices, &outputs, &mut balsets),
                             None => kernel_action(&dest, &outputs, &mut fansets),
@@ -392,10 +411,13 @@ impl Tables {
     }
 
     /// Whether frames of input `i` can reach the userspace tier: its groups placed there, and
-    /// the frames of kernel-tier tunnels whose next hop is not resolved yet.
+    /// the frames of kernel-tier tunnels whose next hop is not resolved yet, and those that
+    /// balancing and flow sampling cannot key as the engine does.
     pub fn input_needs_userspace(&self, i: usize) -> bool {
         self.inputs.get(i).is_some_and(|t| {
-            t.all_userspace || t.actions.iter().any(|(_, a)| self.reaches_userspace(*a))
+            t.all_userspace
+                || !t.flow_samples.is_empty()
+                || t.actions.iter().any(|(_, a)| self.reaches_userspace(*a))
         })
     }
 
@@ -406,13 +428,8 @@ impl Tables {
                 .outputs
                 .get(o as usize)
                 .is_some_and(|t| t.tunnel.is_some()),
-            Action::Balance(s) => self.balsets.get(s as usize).is_some_and(|b| {
-                b.iter().any(|c| {
-                    self.outputs
-                        .get(c.output)
-                        .is_some_and(|t| t.tunnel.is_some())
-                })
-            }),
+            // A frame the program cannot key as the engine does goes up (bpf/flowhash.h).
+            Action::Balance(_) => true,
             Action::Drop | Action::Broadcast(_) => false,
         }
     }
@@ -665,6 +682,83 @@ mod tests {
         name.strip_prefix("eth")
             .and_then(|n| n.parse::<u32>().ok())
             .map(|n| n + 10)
+    }
+
+    #[test]
+    fn a_rate_limited_output_keeps_one_bucket() {
+        // ids1 is rate-limited and balanced over: frames the program cannot key would reach
+        // the engine's bucket too, so the group runs in userspace, and with it the single-output
+        // group that also reaches ids1; ids3's group stays in the kernel.
+        let p = plan(
+            r#"
+[inputs.in]
+interface = "eth0"
+[outputs.ids1]
+interface = "eth2"
+rate_limit = "1Mbit"
+[outputs.ids2]
+interface = "eth3"
+[outputs.ids3]
+interface = "eth4"
+rate_limit = "1Mbit"
+[[rules]]
+from = "in"
+vlan = 10
+to = { balance = ["ids1", "ids2"] }
+[[rules]]
+from = "in"
+vlan = 20
+to = "ids1"
+[[rules]]
+from = "in"
+vlan = 30
+to = "ids3"
+[[rules]]
+from = "in"
+vlan = 40
+to = { balance = ["ids2", "ids3"] }
+"#,
+        );
+        let t = Tables::build(&p, &ifx, false).unwrap();
+        let action = |vid: u16| {
+            t.inputs[0]
+                .actions
+                .iter()
+                .find(|(v, _)| *v == vid)
+                .unwrap()
+                .1
+        };
+        assert_eq!(action(10), Action::Userspace);
+        assert_eq!(action(20), Action::Userspace);
+        // ids3 is balanced over by vid 40: userspace, and so vid 30's group too.
+        assert_eq!(action(40), Action::Userspace);
+        assert_eq!(action(30), Action::Userspace);
+        let why: Vec<&str> = t.inputs[0]
+            .placement
+            .iter()
+            .map(|(_, w)| w.as_str())
+            .collect();
+        assert!(
+            why.iter()
+                .any(|w| w.contains("output ids1 is rate-limited and the group balances")),
+            "{why:?}"
+        );
+        assert!(
+            why.iter()
+                .any(|w| w
+                    .contains("output ids1 is rate-limited and reached from the userspace tier")),
+            "{why:?}"
+        );
+        // Without the balancing, a rate-limited single-output group runs in the kernel.
+        let p = plan(
+            "[inputs.in]\ninterface = \"eth0\"\n[outputs.o]\ninterface = \"eth2\"\nrate_limit = \"1Mbit\"\n[[rules]]\nfrom = \"in\"\nto = \"o\"\n",
+        );
+        let t = Tables::build(&p, &ifx, false).unwrap();
+        assert!(t.inputs[0]
+            .actions
+            .iter()
+            .all(|(_, a)| *a == Action::Redirect(0)));
+        assert_eq!(t.outputs[0].rate, Some((125_000, 18_432)));
     }
 
     #[test]

@@ -77,10 +77,7 @@ fn balance_in_xdp_chooses_the_engines_output() {
         eprintln!("skipped: needs root");
         return;
     }
-    let mut frames: Vec<Vec<u8>> = common::shared_variants()
-        .into_iter()
-        .flat_map(|(_, v)| v)
-        .collect();
+    let mut frames = common::shared_frames();
     let flows = 2000u32;
     for i in 0..flows {
         frames.push(udp(i, false));
@@ -183,6 +180,7 @@ fn balance_in_xdp_chooses_the_engines_output() {
             .del_link("bo2")
             .expect("delete bo2");
         engine.set_output_up(1, false);
+        dp.set_output_up(1, false).expect("out_up");
         let mut moved = 0;
         for (i, before) in (0..flows).zip(synth.chunks(2).map(|p| p[0])) {
             let f = udp(i, false);

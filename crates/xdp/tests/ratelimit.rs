@@ -11,15 +11,7 @@ use vxspan_xdp::{Action, Datapath};
 
 mod common;
 
-use common::{ifx, is_root, XDP_DROP, XDP_REDIRECT};
-
-/// Filters run in userspace; placement only needs one to compile.
-struct AcceptAll;
-impl vxspan_core::FilterCompiler for AcceptAll {
-    fn compile(&self, _: &str) -> Result<Vec<vxspan_core::bpf::BpfInsn>, String> {
-        Ok(vec![vxspan_core::bpf::BpfInsn::new(0x06, 0, 0, 65535)])
-    }
-}
+use common::{ifx, is_root, AcceptAll, XDP_DROP, XDP_REDIRECT};
 
 const CONFIG: &str = r#"
 [inputs.mirror]

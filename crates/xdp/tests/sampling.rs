@@ -221,10 +221,7 @@ fn flow_sampling_in_xdp_keeps_the_engines_flows() {
         eprintln!("skipped: needs root");
         return;
     }
-    let mut frames: Vec<Vec<u8>> = common::shared_variants()
-        .into_iter()
-        .flat_map(|(_, v)| v)
-        .collect();
+    let mut frames = common::shared_frames();
     for i in 0..2000u32 {
         let mut f = frame(20, i);
         f[38..40].copy_from_slice(&(1024 + i as u16).to_be_bytes());

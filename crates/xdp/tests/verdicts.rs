@@ -8,19 +8,11 @@ use std::sync::Arc;
 mod common;
 
 use vxspan_core::counters::Report;
-use vxspan_core::{Engine, FilterCompiler, Plan, RxFrame, Sink, TxDrop, TxFrame};
+use vxspan_core::{Engine, Plan, RxFrame, Sink, TxDrop, TxFrame};
 use vxspan_xdp::tables::{Action, Tables};
 use vxspan_xdp::Datapath;
 
-use common::{ifx, is_root, XDP_DROP, XDP_PASS, XDP_REDIRECT};
-
-/// "tcp" only matters for placement here: it runs in userspace.
-struct AcceptAll;
-impl FilterCompiler for AcceptAll {
-    fn compile(&self, _: &str) -> Result<Vec<vxspan_core::bpf::BpfInsn>, String> {
-        Ok(vec![vxspan_core::bpf::BpfInsn::new(0x06, 0, 0, 65535)])
-    }
-}
+use common::{ifx, is_root, AcceptAll, XDP_DROP, XDP_PASS, XDP_REDIRECT};
 
 const CONFIG: &str = r#"
 [inputs.mirror]

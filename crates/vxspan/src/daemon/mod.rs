@@ -413,6 +413,7 @@ pub fn run(config: &Path, opts: RunOptions<'_>) -> Result<ExitCode> {
         engine: crate::kernel::engine_for(plan, kernel.as_ref()),
         ports,
         kernel,
+        kernel_lost: None,
         xdp_mode: mode,
         xsks,
         history,

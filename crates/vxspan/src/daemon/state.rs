@@ -63,6 +63,10 @@ pub(super) struct State {
     pub(super) ports: Ports,
     /// The XDP tier, when the datapath is xdp.
     pub(super) kernel: Option<crate::kernel::KernelTier>,
+    /// The kernel tier could not be re-attached after an output came back (an interface
+    /// missing then): whether it ran every group in userspace. Tried again when the next
+    /// output comes back, so a flapping port does not leave everything on AF_PACKET.
+    pub(super) kernel_lost: Option<bool>,
     /// `--xdp-mode` (None: vxspan picks), for re-attaching after a reload that changes ports.
     pub(super) xdp_mode: Option<vxspan_xdp::Mode>,
     /// AF_XDP sockets feeding the userspace tier that this worker reads (the others' are in
@@ -260,6 +264,8 @@ impl State {
         if !same_inputs {
             if let Some(k) = self.kernel.take() {
                 self.restart_kernel(k, &plan);
+            } else if let Some(userspace_only) = self.kernel_lost {
+                self.start_kernel(&plan, userspace_only);
             }
         }
         self.history.add(&self.engine.report());
@@ -414,9 +420,11 @@ impl State {
             }
         }
         if came_back {
+            let plan = self.engine.plan().clone();
             if let Some(k) = self.kernel.take() {
-                let plan = self.engine.plan().clone();
                 self.restart_kernel(k, &plan);
+            } else if let Some(userspace_only) = self.kernel_lost {
+                self.start_kernel(&plan, userspace_only);
             }
         }
         // Balancing skips outputs whose interface is gone.
@@ -429,6 +437,14 @@ impl State {
                     .get(*i)
                     .is_some_and(Option::is_some);
                 self.engine.set_output_up(o, up);
+                // The XDP program balances over the same outputs (one source of truth).
+                if let Some(k) = self.kernel.as_mut() {
+                    if let Err(e) = k.set_output_up(o, up) {
+                        warn(format!(
+                            "output {o}: cannot mark it for the kernel tier: {e}"
+                        ));
+                    }
+                }
             }
         }
         if changed || came_back {
@@ -550,19 +566,29 @@ impl State {
         let userspace_only = old.userspace_only();
         old.detach(self.engine.plan(), &mut self.history);
         self.xsks.clear();
+        self.start_kernel(plan, userspace_only);
+    }
+
+    /// Attaches a kernel tier for `plan` where none runs (after [`State::restart_kernel`]
+    /// detached one); on failure, [`State::kernel_lost`] remembers to try again.
+    fn start_kernel(&mut self, plan: &Plan, userspace_only: bool) {
         match crate::kernel::KernelTier::start(plan, self.xdp_mode, userspace_only) {
             Ok((k, _, why)) => {
                 log(format!("XDP tier re-attached to the inputs ({why})"));
                 self.kernel = Some(k);
+                self.kernel_lost = None;
                 if let Err(e) = self.open_xsks(plan) {
                     warn(format!(
                         "AF_XDP: {e}; the userspace tier reads through AF_PACKET"
                     ));
                 }
             }
-            Err(e) => warn(format!(
-                "XDP tier could not be re-attached ({e}); every group runs on AF_PACKET"
-            )),
+            Err(e) => {
+                warn(format!(
+                    "XDP tier could not be re-attached ({e}); every group runs on AF_PACKET until an output comes back"
+                ));
+                self.kernel_lost = Some(userspace_only);
+            }
         }
     }
 

@@ -18,6 +18,16 @@ impl vxspan_core::FilterCompiler for NoFilters {
     }
 }
 
+/// A filter compiler whose every filter accepts everything (placement only cares that a rule
+/// has one: it runs in userspace).
+pub struct AcceptAll;
+
+impl vxspan_core::FilterCompiler for AcceptAll {
+    fn compile(&self, _: &str) -> Result<Vec<vxspan_core::bpf::BpfInsn>, String> {
+        Ok(vec![vxspan_core::bpf::BpfInsn::new(0x06, 0, 0, 65535)])
+    }
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
@@ -43,6 +53,11 @@ pub fn shared_captures() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
         .join("captures/captures")
+}
+
+/// [`shared_variants`] as one list of frames.
+pub fn shared_frames() -> Vec<Vec<u8>> {
+    shared_variants().into_iter().flat_map(|(_, v)| v).collect()
 }
 
 /// Every frame of the shared captures (Ethernet link type) that BPF_PROG_TEST_RUN takes, each
