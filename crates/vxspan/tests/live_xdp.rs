@@ -6,31 +6,11 @@
 mod common;
 
 use common::daemon::{assert_example_accounting, counter, frames_in, sorted, Blast, Vxspan};
+use common::live::{blast, blast_report, pass_object, xdp_pass_on};
 use common::netns::{wait_for, Netns};
 use common::{read_capture, root, scratch};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// tests/xdp/pass.c compiled into `dir`.
-fn pass_object(dir: &Path) -> PathBuf {
-    common::bpf_object(dir, "pass")
-}
-
-/// A native-mode redirect into a veth is delivered only if the veth's peer runs XDP.
-fn xdp_pass_on(ns: &Netns, dev: &str, obj: &Path) {
-    ns.exec_ok(&[
-        "ip",
-        "link",
-        "set",
-        "dev",
-        dev,
-        "xdpdrv",
-        "obj",
-        obj.to_str().unwrap(),
-        "sec",
-        "xdp.frags",
-    ]);
-}
 
 /// The namespace of these tests: eth0..eth3 (vxspan's) and their peers p0..p3; in native mode
 /// the output peers run the pass program.
@@ -234,30 +214,6 @@ fn mix(dir: &Path, count: u64) -> PathBuf {
     let p = dir.join("mix.pcap");
     common::gen_mix(&p, count, 1);
     p
-}
-
-/// `vxspan blast` from `port`, pinned to `cpu`, in the background.
-fn blast(ns: &Netns, port: &str, pcap: &Path, count: u64, cpu: usize) -> std::process::Child {
-    ns.cmd(&[
-        env!("CARGO_BIN_EXE_vxspan"),
-        "blast",
-        port,
-        pcap.to_str().unwrap(),
-        "--count",
-        &count.to_string(),
-        "--cpu",
-        &cpu.to_string(),
-        "--json",
-    ])
-    .stdout(std::process::Stdio::piped())
-    .spawn()
-    .unwrap()
-}
-
-fn blast_report(child: std::process::Child) -> serde_json::Value {
-    let o = child.wait_with_output().unwrap();
-    assert!(o.status.success(), "blast failed");
-    serde_json::from_slice(&o.stdout).unwrap()
 }
 
 /// Two inputs blasted at once, one from each CPU, a million frames each: the per-CPU counters

@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 /// The workspace root.
 pub mod daemon;
 pub mod floods;
+pub mod live;
 pub mod netns;
 pub mod tmux;
 
