@@ -460,7 +460,19 @@ fn is_bpffs(p: &std::path::Path) -> bool {
 impl Pins {
     fn new(fds: &[(&'static str, OwnedFd)]) -> Result<Pins, String> {
         let n = PIN_SEQ.fetch_add(1, Ordering::Relaxed);
-        let leaf = format!("vxspan-{}-{n}", std::process::id());
+        // Unpredictable, so that another user cannot take the name in /tmp first (mkdir
+        // refuses a path that exists, so that would only make the load fail).
+        let mut salt = [0u8; 8];
+        // SAFETY: `salt` is writable for its length; getrandom writes at most that many bytes.
+        let got = unsafe { libc::getrandom(salt.as_mut_ptr().cast(), salt.len(), 0) };
+        if got != salt.len() as isize {
+            return Err(err("bpffs path", std::io::Error::last_os_error()));
+        }
+        let leaf = format!(
+            "vxspan-{}-{n}-{:016x}",
+            std::process::id(),
+            u64::from_ne_bytes(salt)
+        );
         let host = std::path::Path::new("/sys/fs/bpf");
         let mut pins = if is_bpffs(host) && std::fs::create_dir(host.join(&leaf)).is_ok() {
             Pins {
@@ -470,7 +482,9 @@ impl Pins {
             }
         } else {
             let dir = std::env::temp_dir().join(&leaf);
-            std::fs::create_dir(&dir).map_err(|e| err(&format!("{}", dir.display()), e))?;
+            std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+                .create(&dir)
+                .map_err(|e| err(&format!("{}", dir.display()), e))?;
             let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
                 .map_err(|e| err("bpffs path", e))?;
             // SAFETY: NUL-terminated strings alive for the call; no data argument.
