@@ -615,6 +615,10 @@ impl Plan {
                         one_in: s.one_in,
                         mode: s.mode,
                     }),
+                    balance: p
+                        .balance
+                        .as_ref()
+                        .map(|b| b.iter().map(|c| c.weight).collect()),
                 })
                 .collect(),
             groups: self
@@ -736,6 +740,9 @@ pub struct RuleDescription {
     pub filter_insns: Option<usize>,
     pub to: Vec<String>,
     pub sample: Option<SampleDescription>,
+    /// `to = { balance = ... }`: the weight of each output of `to` (each frame goes to one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub balance: Option<Vec<u32>>,
 }
 
 #[derive(Debug, Clone, Serialize)]

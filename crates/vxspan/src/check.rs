@@ -120,7 +120,20 @@ fn render(d: &PlanDescription) -> String {
                     .unwrap_or("?")
             );
         }
-        let _ = writeln!(s, " -> {}", r.to.join(", "));
+        match &r.balance {
+            None => {
+                let _ = writeln!(s, " -> {}", r.to.join(", "));
+            }
+            Some(w) => {
+                let w: Vec<String> = w.iter().map(u32::to_string).collect();
+                let _ = writeln!(
+                    s,
+                    " -> balance {} (weights {}, one output per flow)",
+                    r.to.join(", "),
+                    w.join(", ")
+                );
+            }
+        }
     }
     let _ = writeln!(s, "\nplacement (input, VLAN group -> tier):");
     for g in &d.groups {
